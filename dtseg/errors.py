@@ -1,0 +1,53 @@
+"""Every error dtseg raises on purpose. Input mistakes are ``ValueError`` subclasses."""
+
+from __future__ import annotations
+
+
+class DtsegError(Exception):
+    """Base class of all dtseg errors."""
+
+
+class InputError(DtsegError, ValueError):
+    """A caller passed something malformed. ``field`` names the offending argument."""
+
+    def __init__(self, field: str, message: str) -> None:
+        super().__init__(f"{field}: {message}")
+        self.field = field
+        self.message = message
+
+
+class ImageDecodeError(InputError):
+    """Bytes or a file that are not a readable image."""
+
+
+class PromptError(InputError):
+    """Points, labels, boxes or mask input with the wrong shape or values."""
+
+
+class ImageNotEmbeddedError(DtsegError, LookupError):
+    """``segment_image`` got an ``image_id`` that is not in the cache and no image."""
+
+    code = "image_not_embedded"
+
+    def __init__(self, image_id: str) -> None:
+        super().__init__(
+            f"image_id {image_id!r} is not embedded (never embedded, or evicted from the "
+            "cache): send the image again with this image_id"
+        )
+        self.image_id = image_id
+
+
+class CheckpointError(DtsegError):
+    """A checkpoint that cannot be found, fetched, verified or loaded."""
+
+
+class CheckpointNotFoundError(CheckpointError, FileNotFoundError):
+    """No checkpoint on disk and no way to download it."""
+
+
+class ChecksumMismatchError(CheckpointError):
+    """A downloaded or cached checkpoint whose sha256 is not the official one."""
+
+
+class ConfigError(DtsegError, ValueError):
+    """A configuration file or dict that does not validate."""
