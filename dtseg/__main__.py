@@ -1,0 +1,5 @@
+import sys
+
+from dtseg.cli import main
+
+sys.exit(main())
