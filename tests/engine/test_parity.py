@@ -1,0 +1,103 @@
+"""Parity with the reference ``segment_anything.SamPredictor`` on the same random weights."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from segment_anything import SamPredictor
+
+from dtseg import SamEngine
+from tests.engine.conftest import make_engine, synthetic_image
+
+CASES = {
+    "single point": dict(point_coords=[[200, 120]], point_labels=[1]),
+    "points with a negative": dict(point_coords=[[200, 120], [380, 220], [60, 40]], point_labels=[1, 1, 0]),
+    "box": dict(boxes=[150, 60, 420, 260]),
+    "box and point": dict(point_coords=[[300, 150]], point_labels=[1], boxes=[150, 60, 420, 260]),
+}
+
+
+def mask_iou(a: np.ndarray, b: np.ndarray) -> float:
+    union = np.logical_or(a, b).sum()
+    return 1.0 if union == 0 else float(np.logical_and(a, b).sum() / union)
+
+
+def reference_predict(predictor: SamPredictor, case: dict, multimask: bool):
+    coords = case.get("point_coords")
+    return predictor.predict(
+        point_coords=None if coords is None else np.array(coords, dtype=np.float32),
+        point_labels=None if coords is None else np.array(case["point_labels"]),
+        box=None if case.get("boxes") is None else np.array(case["boxes"], dtype=np.float32),
+        multimask_output=multimask,
+        return_logits=False,
+    )
+
+
+def assert_matches(result, ref_masks, ref_scores, ref_logits) -> None:
+    np.testing.assert_allclose(result.scores, ref_scores, atol=1e-4)
+    np.testing.assert_allclose(result.low_res_logits, ref_logits, atol=1e-4)
+    assert result.masks.shape == ref_masks.shape
+    for ours, theirs in zip(result.masks.reshape(-1, *ref_masks.shape[-2:]), ref_masks.reshape(-1, *ref_masks.shape[-2:])):
+        assert mask_iou(ours, theirs) >= 0.99
+
+
+@pytest.fixture(scope="module", params=[(300, 500), (333, 1001)], ids=lambda s: f"{s[0]}x{s[1]}")
+def setup(request):
+    engine = make_engine()
+    image = synthetic_image(*request.param, seed=1)
+    predictor = SamPredictor(engine.sam)
+    predictor.set_image(image)
+    engine.embed_image(image, "img")
+    return engine, predictor
+
+
+@pytest.mark.parametrize("multimask", [True, False], ids=["multimask", "single"])
+@pytest.mark.parametrize("case", CASES, ids=list(CASES))
+def test_single_object_matches_reference(setup, case, multimask):
+    engine, predictor = setup
+    ref_masks, ref_scores, ref_logits = reference_predict(predictor, CASES[case], multimask)
+    result = engine.segment_image(image_id="img", multimask_output=multimask, **CASES[case])
+    assert_matches(result, ref_masks[None], ref_scores[None], ref_logits[None])
+
+
+def test_embedding_matches_reference(setup):
+    engine, predictor = setup
+    ours = engine.embeddings.get(("", "img")).embedding
+    torch.testing.assert_close(ours, predictor.features[0], atol=1e-3, rtol=0)
+
+
+@pytest.mark.parametrize("multimask", [True, False], ids=["multimask", "single"])
+def test_twenty_boxes_in_one_call_match_reference_loop(setup, multimask):
+    engine, predictor = setup
+    h, w = predictor.original_size
+    rng = np.random.default_rng(3)
+    xy = rng.uniform([0, 0], [w * 0.6, h * 0.6], (20, 2))
+    boxes = np.concatenate([xy, xy + rng.uniform(20, [w * 0.4, h * 0.4], (20, 2))], axis=1).astype(np.float32)
+    result = engine.segment_image(image_id="img", boxes=boxes, multimask_output=multimask)
+    references = [reference_predict(predictor, {"boxes": box}, multimask) for box in boxes]
+    assert_matches(result, *(np.stack(x) for x in zip(*references)))
+
+
+def test_reference_predict_torch_batch_agrees(setup):
+    """The reference's own batched call gives what our batched call gives."""
+    engine, predictor = setup
+    boxes = np.array([[10, 10, 200, 150], [100, 50, 300, 250], [0, 0, 60, 60]], np.float32)
+    transformed = torch.as_tensor(predictor.transform.apply_boxes(boxes, predictor.original_size))
+    masks, scores, logits = predictor.predict_torch(None, None, boxes=transformed, multimask_output=True)
+    result = engine.segment_image(image_id="img", boxes=boxes)
+    assert_matches(result, masks.numpy(), scores.numpy(), logits.numpy())
+
+
+@pytest.mark.slow
+def test_vit_b_architecture_matches_reference():
+    engine = SamEngine.load("vit_b", "random", device="cpu")
+    image = synthetic_image(120, 160, seed=2)
+    predictor = SamPredictor(engine.sam)
+    predictor.set_image(image)
+    case = CASES["points with a negative"]
+    case = dict(point_coords=np.array(case["point_coords"]) / 3, point_labels=case["point_labels"])
+    result = engine.segment_image(image, **case)
+    torch.testing.assert_close(engine.embeddings.get(("", result.image_id)).embedding, predictor.features[0],
+                               atol=1e-3, rtol=0)
+    assert_matches(result, *(x[None] for x in reference_predict(predictor, case, True)))
