@@ -1,0 +1,109 @@
+"""Helpers shared by the built-in sinks: checks, JSON-safe values, atomic writes."""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+import supervision as sv
+
+from dtseg.errors import InputError
+
+
+def check_name(name: str) -> str:
+    """``name`` must be a plain file stem: no folders, no ``..``, not empty."""
+    if not isinstance(name, str) or not name or name in (".", "..") or Path(name).name != name or "\\" in name:
+        raise InputError("name", f"expected a file stem without folders, got {name!r}")
+    return name
+
+
+def check_frame(frame: np.ndarray) -> tuple[int, int]:
+    """``frame`` must be RGB uint8 ``(H, W, 3)``; returns ``(H, W)``."""
+    if not isinstance(frame, np.ndarray) or frame.dtype != np.uint8 or frame.ndim != 3 or frame.shape[2] != 3:
+        shape = getattr(frame, "shape", None)
+        raise InputError("frame", f"expected an RGB uint8 array (H, W, 3), got {type(frame).__name__} {shape}")
+    return int(frame.shape[0]), int(frame.shape[1])
+
+
+def masks_of(detections: sv.Detections, shape: tuple[int, int], sink: str) -> np.ndarray:
+    """The detections' masks as ``(N, H, W)`` bool, checked against the frame's ``(H, W)``.
+
+    Empty detections give ``(0, H, W)``; non-empty detections without masks are an error,
+    since every built-in sink except ``annotated`` writes masks.
+    """
+    if len(detections) == 0:
+        return np.zeros((0, *shape), bool)
+    if detections.mask is None:
+        raise InputError("detections", f"the {sink!r} sink needs masks, and these detections have none")
+    masks = np.asarray(detections.mask)
+    if masks.shape[1:] != shape:
+        raise InputError("detections", f"masks are {masks.shape[1:]}, the frame is {shape}")
+    return masks.astype(bool, copy=False)
+
+
+def json_safe(value: Any) -> Any:
+    """numpy scalars/arrays (and containers of them) -> plain Python; NaN/inf -> ``None``."""
+    if isinstance(value, dict):
+        return {str(k): json_safe(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [json_safe(v) for v in value]
+    if isinstance(value, np.ndarray):
+        return json_safe(list(value) if value.dtype == np.float32 else value.tolist())
+    if isinstance(value, np.float32):
+        return json_safe(float(str(value)))  # shortest repr: 0.8, not 0.800000011920929
+    if isinstance(value, np.generic):
+        return json_safe(value.item())
+    if isinstance(value, float) and not np.isfinite(value):
+        return None
+    if isinstance(value, bytes):
+        return value.decode("utf-8", "replace")
+    return value
+
+
+def column(detections: sv.Detections, key: str, i: int) -> Any:
+    """Object ``i``'s value of a ``Detections`` field or ``data`` key, JSON-safe; ``None`` if absent."""
+    values = getattr(detections, key, None) if key in ("class_id", "confidence", "tracker_id") else None
+    if values is None:
+        values = detections.data.get(key)
+    if values is None:
+        return None
+    return json_safe(values[i])
+
+
+def score_of(detections: sv.Detections) -> np.ndarray | None:
+    """``data["sam_score"]`` ``(N,)``, else ``confidence``, else ``None``."""
+    if "sam_score" in detections.data:
+        return np.asarray(detections.data["sam_score"], np.float64)
+    if detections.confidence is not None:
+        return np.asarray(detections.confidence, np.float64)
+    return None
+
+
+def write_atomic(path: Path, data: bytes) -> None:
+    """Write ``data`` to a temp file beside ``path``, then rename it over ``path``."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def write_image(path: Path, image: np.ndarray, params: list[int] | None = None) -> None:
+    """Encode ``image`` (BGR, or gray 8/16-bit) by ``path``'s suffix and write it atomically."""
+    ok, buf = cv2.imencode(path.suffix, image, params or [])
+    if not ok:
+        raise OSError(f"cannot encode {path.name}")
+    write_atomic(path, buf.tobytes())
+
+
+def write_json(path: Path, obj: Any, indent: int | None = None) -> None:
+    write_atomic(path, json.dumps(obj, indent=indent, allow_nan=False).encode("utf-8"))
