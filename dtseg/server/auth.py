@@ -1,0 +1,41 @@
+"""API keys: ``?api_key=`` (Roboflow's way) or ``Authorization: Bearer``. Each key gets its
+own cache namespace, so one client's ``image_id`` is never visible to another."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+from typing import Annotated, Optional
+
+from fastapi import Depends, HTTPException, Request, status
+from fastapi.security import APIKeyQuery, HTTPAuthorizationCredentials, HTTPBearer
+
+_query_key = APIKeyQuery(name="api_key", auto_error=False, description="API key (Roboflow style)")
+_bearer = HTTPBearer(auto_error=False, description="API key as a Bearer token")
+
+
+def namespace_for(key: str) -> str:
+    """The cache namespace of an API key (a digest: keys never sit in the cache in clear)."""
+    return "key:" + hashlib.sha256(key.encode()).hexdigest()[:32]
+
+
+def client_namespace(
+    request: Request,
+    api_key: Annotated[Optional[str], Depends(_query_key)] = None,
+    bearer: Annotated[Optional[HTTPAuthorizationCredentials], Depends(_bearer)] = None,
+) -> str:
+    """Dependency: ``""`` when the server has no keys; else the caller's namespace, or 401."""
+    keys: frozenset[str] = request.app.state.api_keys
+    if not keys:
+        return ""
+    given = api_key if api_key else (bearer.credentials if bearer else None)
+    if given and any(hmac.compare_digest(given.encode(), k.encode()) for k in keys):
+        return namespace_for(given)
+    raise HTTPException(
+        status.HTTP_401_UNAUTHORIZED,
+        "missing API key: pass ?api_key=KEY or 'Authorization: Bearer KEY'" if not given else "invalid API key",
+        headers={"WWW-Authenticate": "Bearer"},
+    )
+
+
+Namespace = Annotated[str, Depends(client_namespace)]

@@ -1,0 +1,71 @@
+"""Server configuration: the ``sam:`` section (``SamConfig``) plus a ``server:`` section.
+
+```yaml
+sam: {model: vit_b, checkpoint: null, device: auto}
+server:
+  api_keys: [key-one, key-two]     # or DTSEG_API_KEYS="key-one,key-two"; empty: no auth
+  max_body_mb: 64                  # larger request bodies -> 413
+  max_image_pixels: 50000000       # larger images (declared or decoded) -> 400
+  threads: 16                      # request threads (bounds memory under load)
+  refine_cache_mb: 64              # last low-res logits per image_id, for mask refinement
+  url_fetch: {allow_private: false, timeout_s: 10, max_mb: 20, max_redirects: 3}
+  configs_dir: configs             # pipeline YAML files served by POST /segment
+```
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+from pydantic import Field
+
+from dtseg.config import SamConfig, StrictModel, apply_overrides, load_yaml, validate
+
+API_KEYS_ENV = "DTSEG_API_KEYS"
+
+
+class UrlFetchConfig(StrictModel):
+    """Limits for ``{"type": "url"}`` images."""
+
+    allow_private: bool = False  # loopback, private, link-local, reserved addresses
+    timeout_s: float = Field(10.0, gt=0)  # whole fetch, redirects included
+    max_mb: float = Field(20.0, gt=0)  # downloaded bytes
+    max_redirects: int = Field(3, ge=0)
+
+
+class ServerConfig(StrictModel):
+    """The ``server:`` section."""
+
+    api_keys: list[str] = Field(default_factory=list)
+    max_body_mb: float = Field(64.0, gt=0)
+    max_image_pixels: int = Field(50_000_000, gt=0)
+    threads: int = Field(16, ge=1, le=256)
+    refine_cache_mb: int = Field(64, ge=0)
+    url_fetch: UrlFetchConfig = Field(default_factory=UrlFetchConfig)
+    configs_dir: str | None = None
+
+    @property
+    def max_body_bytes(self) -> int:
+        return int(self.max_body_mb * (1 << 20))
+
+    def effective_api_keys(self) -> frozenset[str]:
+        """Configured keys plus those in ``$DTSEG_API_KEYS`` (comma-separated)."""
+        keys = set(self.api_keys)
+        keys.update(k.strip() for k in os.environ.get(API_KEYS_ENV, "").split(",") if k.strip())
+        return frozenset(keys)
+
+
+class ServeConfig(StrictModel):
+    """A ``dtseg serve --config`` file."""
+
+    sam: SamConfig = Field(default_factory=SamConfig)
+    server: ServerConfig = Field(default_factory=ServerConfig)
+
+
+def load_serve_config(path: str | Path | None = None, overrides: list[str] | None = None) -> ServeConfig:
+    """Read and validate a server config (``None``: defaults), after ``--set`` overrides."""
+    data: dict[str, Any] = load_yaml(path) if path else {}
+    apply_overrides(data, overrides or [])
+    return validate(ServeConfig, data, str(path or "defaults"))

@@ -1,0 +1,143 @@
+"""Request images -> RGB uint8 arrays: base64 (data-URL prefix accepted) or http(s) URLs.
+
+URL fetching is guarded against server-side request forgery: only http/https; every address
+the host name resolves to must be globally routable (no loopback, private, link-local,
+shared, reserved or multicast address) unless ``allow_private``; redirects are followed by
+hand, each hop checked again, at most ``max_redirects``; the download is capped in bytes and
+the whole fetch, redirects included, in time. Residual risk: DNS may answer differently
+between the check and the connection (rebinding); run behind an egress proxy if that matters.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import io
+import ipaddress
+import re
+import socket
+import time
+import warnings
+from urllib.parse import urljoin, urlsplit
+
+import httpx
+import numpy as np
+from PIL import Image, UnidentifiedImageError
+
+from dtseg.errors import ImageDecodeError, InputError
+from dtseg.io import load_image
+from dtseg.server.config import UrlFetchConfig
+from dtseg.server.schemas import ImageInput
+
+_DATA_URL = re.compile(r"^data:[\w.+-]+/[\w.+-]+(;[\w=.+-]+)*;base64,", re.IGNORECASE)
+_REDIRECTS = {301, 302, 303, 307, 308}
+
+
+def load_request_image(image: ImageInput, max_pixels: int, fetch: UrlFetchConfig, field: str = "image") -> np.ndarray:
+    """Decode ``image`` to RGB uint8 ``(H, W, 3)``; client mistakes raise ``InputError`` naming ``field``."""
+    value = image.value.strip()
+    if image.type == "url" or value.lower().startswith(("http://", "https://")):
+        data = fetch_url(value, fetch, f"{field}.value")
+    else:
+        data = decode_base64(value, f"{field}.value")
+    return decode_image(data, max_pixels, field)
+
+
+def decode_base64(value: str, field: str) -> bytes:
+    """Standard or URL-safe base64, padding optional, whitespace and a data-URL prefix ignored."""
+    text = _DATA_URL.sub("", value, count=1)
+    text = "".join(text.split())
+    text += "=" * (-len(text) % 4)
+    try:
+        altchars = b"-_" if ("-" in text or "_" in text) else None
+        data = base64.b64decode(text, altchars=altchars, validate=True)
+    except (binascii.Error, ValueError) as exc:
+        raise InputError(field, f"not valid base64: {exc}") from None
+    if not data:
+        raise InputError(field, "empty image data")
+    return data
+
+
+def decode_image(data: bytes, max_pixels: int, field: str = "image") -> np.ndarray:
+    """Encoded bytes -> RGB; the size declared in the header is checked before decoding."""
+    width, height = _declared_size(data, field)
+    if width * height > max_pixels:
+        raise ImageDecodeError(field, f"image is {width}x{height} pixels, more than this server's limit of {max_pixels}")
+    rgb = load_image(data, field)
+    if rgb.shape[0] * rgb.shape[1] > max_pixels:
+        raise ImageDecodeError(field, f"image is {rgb.shape[1]}x{rgb.shape[0]} pixels, more than this server's limit of {max_pixels}")
+    return rgb
+
+
+def _declared_size(data: bytes, field: str) -> tuple[int, int]:
+    """Width and height from the header (PIL reads no pixels); (0, 0) if PIL cannot tell."""
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            with Image.open(io.BytesIO(data)) as im:
+                return im.size
+    except Image.DecompressionBombError as exc:
+        raise ImageDecodeError(field, f"image too large: {exc}") from None
+    except (UnidentifiedImageError, OSError, ValueError, SyntaxError):
+        return 0, 0
+
+
+def fetch_url(url: str, config: UrlFetchConfig, field: str = "image.value") -> bytes:
+    """GET ``url`` within the limits of ``config``; refusals and failures raise ``InputError``."""
+    deadline = time.monotonic() + config.timeout_s
+    max_bytes = int(config.max_mb * (1 << 20))
+    with httpx.Client(follow_redirects=False, trust_env=False) as client:
+        for _ in range(config.max_redirects + 1):
+            check_url(url, config.allow_private, field)
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise InputError(field, f"fetching the image took longer than {config.timeout_s:g} s")
+            try:
+                with client.stream("GET", url, timeout=remaining) as response:
+                    if response.status_code in _REDIRECTS and "location" in response.headers:
+                        url = urljoin(url, response.headers["location"])
+                        continue
+                    if response.status_code != 200:
+                        raise InputError(field, f"GET {url} answered HTTP {response.status_code}")
+                    declared = response.headers.get("content-length", "")
+                    if declared.isdigit() and int(declared) > max_bytes:
+                        raise InputError(field, f"image at {url} is {declared} bytes, more than {max_bytes}")
+                    chunks, size = [], 0
+                    for chunk in response.iter_bytes():
+                        size += len(chunk)
+                        if size > max_bytes:
+                            raise InputError(field, f"image at {url} is more than {max_bytes} bytes")
+                        if time.monotonic() > deadline:
+                            raise InputError(field, f"fetching the image took longer than {config.timeout_s:g} s")
+                        chunks.append(chunk)
+                    return b"".join(chunks)
+            except httpx.HTTPError as exc:
+                raise InputError(field, f"cannot fetch {url}: {type(exc).__name__}: {exc}") from None
+        raise InputError(field, f"more than {config.max_redirects} redirects")
+
+
+def check_url(url: str, allow_private: bool, field: str = "image.value") -> None:
+    """Refuse non-http(s) URLs and, unless ``allow_private``, hosts with any non-global address."""
+    try:
+        parts = urlsplit(url)
+        port = parts.port or (443 if parts.scheme == "https" else 80)
+    except ValueError as exc:
+        raise InputError(field, f"not a valid URL: {exc}") from None
+    if parts.scheme not in ("http", "https"):
+        raise InputError(field, f"only http and https URLs are fetched, got {parts.scheme or 'no scheme'!r}")
+    host = parts.hostname
+    if not host:
+        raise InputError(field, "the URL has no host")
+    if allow_private:
+        return
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    except (socket.gaierror, UnicodeError, OSError) as exc:
+        raise InputError(field, f"cannot resolve {host!r}: {exc}") from None
+    for info in infos:
+        address = ipaddress.ip_address(info[4][0].split("%", 1)[0])
+        if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+            address = address.ipv4_mapped
+        if not address.is_global or address.is_multicast:
+            raise InputError(field, f"{host!r} resolves to {address}, a loopback/private/link-local or reserved "
+                                    "address: refused (start the server with url_fetch.allow_private to allow it)")

@@ -1,0 +1,155 @@
+"""``POST /sam/embed_image`` and ``POST /sam/segment_image`` (Roboflow Inference SAM v1 shapes).
+
+Handlers are plain ``def``: FastAPI runs them in its thread pool, so decoding, fetching and
+encoding overlap, while the engine runs one encoder batch and one decoder batch at a time
+under separate locks (a cached segment_image never waits for another request's embed).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from typing import Annotated, Any
+
+import numpy as np
+import torch
+from fastapi import APIRouter, Depends
+from fastapi.responses import JSONResponse, Response
+
+from dtseg.engine import Embedding
+from dtseg.engine.transforms import ImageTransform
+from dtseg.errors import ImageNotEmbeddedError, InputError
+from dtseg.io import content_hash
+from dtseg.server.auth import Namespace
+from dtseg.server.encode import json_payload, load_npy, mask_input_logits, npy_bytes, npz_bytes, numeric_array, rle_payload
+from dtseg.server.images import load_request_image
+from dtseg.server.schemas import EmbedRequest, EmbedResponse, ErrorResponse, SegmentRequest, SegmentResponse, SegmentRleResponse
+from dtseg.server.state import RefineEntry, Services, get_services
+
+router = APIRouter(prefix="/sam", tags=["sam"])
+ServicesDep = Annotated[Services, Depends(get_services)]
+OCTET = "application/octet-stream"
+
+_ERRORS: dict[int | str, dict[str, Any]] = {
+    400: {"model": ErrorResponse, "description": "bad image, shapes or values; `field` names the culprit"},
+    401: {"model": ErrorResponse, "description": "missing or invalid API key"},
+    413: {"model": ErrorResponse, "description": "request body too large"},
+    422: {"model": ErrorResponse, "description": "body does not match the schema"},
+}
+
+
+@router.post("/embed_image", response_model=EmbedResponse, responses={
+    **_ERRORS, 404: {"model": ErrorResponse, "description": "no image and image_id not embedded (code: image_not_embedded)"},
+    200: {"content": {OCTET: {}}, "description": "json, or np.save bytes of (1, 256, 64, 64) float32 with format=binary"}})
+def embed_image(body: EmbedRequest, namespace: Namespace, services: ServicesDep) -> Response:
+    """Embed an image and cache it under ``image_id`` (default: a hash of its pixels)."""
+    start = time.perf_counter()
+    engine = services.engine
+    if body.image is None:
+        if body.image_id is None:
+            raise InputError("image", "give an image, or the image_id of an embedded image")
+        embedding = engine.embeddings.get((namespace, body.image_id))
+        if embedding is None:
+            raise ImageNotEmbeddedError(body.image_id)
+    else:
+        rgb = load_request_image(body.image, services.config.max_image_pixels, services.config.url_fetch)
+        digest = content_hash(rgb)
+        services.bind(namespace, body.image_id or digest, digest)
+        embedding = engine.embed_image(rgb, body.image_id, namespace)
+    array = embedding.embedding.detach().to("cpu", torch.float32).numpy()[None]
+    elapsed = time.perf_counter() - start
+    headers = {"X-Image-Id": embedding.image_id, "X-Time": f"{elapsed:.6f}"}
+    if body.format == "binary":
+        return Response(npy_bytes(array), media_type=OCTET, headers=headers)
+    text = json.dumps({"embeddings": array.tolist(), "time": elapsed, "image_id": embedding.image_id})
+    return Response(text, media_type="application/json", headers=headers)
+
+
+@router.post("/segment_image", response_model=SegmentResponse, responses={
+    **_ERRORS, 404: {"model": ErrorResponse, "description": "image_id not embedded and no image (code: image_not_embedded)"},
+    200: {"content": {OCTET: {}, "application/json": {"schema": {"anyOf": [
+        {"$ref": "#/components/schemas/SegmentResponse"}, {"$ref": "#/components/schemas/SegmentRleResponse"}]}}},
+        "description": "json (polygons), rle, or np.savez_compressed bytes with format=binary"}})
+def segment_image(body: SegmentRequest, namespace: Namespace, services: ServicesDep) -> Response:
+    """Masks for point and/or box prompts on an image, a cached ``image_id``, or a client-held embedding."""
+    start = time.perf_counter()
+    engine = services.engine
+    image, image_id, digest = None, body.image_id, None
+    if body.embeddings is not None:
+        embedding = _client_embedding(body, services)
+        image_id, digest = embedding.image_id, embedding.image_hash
+        engine.embeddings.put((namespace, image_id), embedding)
+    elif body.image is not None:
+        image = load_request_image(body.image, services.config.max_image_pixels, services.config.url_fetch)
+        digest = content_hash(image)
+    if image_id is not None and digest is not None:
+        services.bind(namespace, image_id, digest)
+    _check_labels(body.point_labels)
+    mask_input = _mask_input(body, namespace, image_id, services) if body.has_mask_input else None
+    result = engine.segment_image(
+        image=image, image_id=image_id, point_coords=body.point_coords, point_labels=body.point_labels,
+        boxes=body.boxes, mask_input=mask_input, multimask_output=body.multimask_output, namespace=namespace,
+    )
+    best = result.scores.argmax(axis=1)
+    logits = result.low_res_logits[np.arange(len(best)), best][:, None].astype(np.float32)
+    services.refine.put((namespace, result.image_id), RefineEntry(logits, digest or _cached_hash(services, namespace, result.image_id)))
+    headers = {"X-Image-Id": result.image_id}
+    if body.format == "binary":
+        headers["X-Time"] = f"{time.perf_counter() - start:.6f}"
+        return Response(npz_bytes(result), media_type=OCTET, headers=headers)
+    payload = json_payload(result) if body.format == "json" else rle_payload(result)
+    payload.update(time=time.perf_counter() - start, image_id=result.image_id, scores=result.scores.tolist())
+    return JSONResponse(payload, headers=headers)
+
+
+def _client_embedding(body: SegmentRequest, services: Services) -> Embedding:
+    """``embeddings`` + ``orig_im_size`` -> an ``Embedding`` keyed by ``image_id`` or a digest of the data."""
+    engine = services.engine
+    if body.embeddings_format == "binary":
+        array = load_npy(body.embeddings, "embeddings").astype(np.float32)
+    else:
+        array = numeric_array(body.embeddings, "embeddings")
+    channels = engine.sam.prompt_encoder.embed_dim
+    grid = tuple(engine.sam.prompt_encoder.image_embedding_size)
+    expected = (channels, *grid)
+    if array.shape == (1, *expected):
+        array = array[0]
+    if array.shape != expected:
+        raise InputError("embeddings", f"expected shape (1, {channels}, {grid[0]}, {grid[1]}) or {expected}, got {array.shape}")
+    if not np.isfinite(array).all():
+        raise InputError("embeddings", "expected finite numbers")
+    size = body.orig_im_size
+    if size is None:
+        raise InputError("orig_im_size", "required with embeddings: [height, width] of the embedded image")
+    if len(size) != 2 or min(size) < 1 or size[0] * size[1] > services.config.max_image_pixels:
+        raise InputError("orig_im_size", f"expected [height, width], positive, at most {services.config.max_image_pixels} pixels, got {size}")
+    height, width = int(size[0]), int(size[1])
+    digest = hashlib.blake2b(array.tobytes() + f"{height}x{width}".encode(), digest_size=16).hexdigest()
+    transform = ImageTransform.for_image(height, width, engine.sam.image_encoder.img_size)
+    tensor = torch.from_numpy(np.ascontiguousarray(array)).to(engine.device, engine.dtype)
+    return Embedding(body.image_id or f"embedding-{digest}", tensor, (height, width), transform.input_size, f"embedding-{digest}")
+
+
+def _mask_input(body: SegmentRequest, namespace: str, image_id: str | None, services: Services) -> np.ndarray:
+    """Roboflow's order: the cached logits of ``image_id`` (``use_mask_input_cache``), else ``mask_input``."""
+    if body.use_mask_input_cache and image_id is not None:
+        entry = services.refine.get((namespace, image_id))
+        if entry is not None:
+            return entry.logits
+    return mask_input_logits(body.mask_input, body.mask_input_format)
+
+
+def _check_labels(labels: Any) -> None:
+    """SAM's labels: 1 foreground, 0 background, -1 ignored (Roboflow's field text calls -1 negative; it is not)."""
+    if labels is None:
+        return
+    values = np.asarray(labels, dtype=object).ravel() if labels else np.zeros(0)
+    bad = sorted({float(v) for v in values if isinstance(v, (int, float)) and v not in (-1, 0, 1)})
+    if bad:
+        raise InputError("point_labels", f"labels must be 1 (foreground), 0 (background) or -1 (ignored), got {bad}")
+
+
+def _cached_hash(services: Services, namespace: str, image_id: str) -> str:
+    entry = services.refine.get((namespace, image_id))
+    return entry.image_hash if entry is not None else ""

@@ -1,0 +1,99 @@
+"""``POST /segment``: an image through one of the server's pipeline configs -> detections with masks."""
+
+from __future__ import annotations
+
+import threading
+import time
+from pathlib import Path
+from typing import Annotated, Any, Literal, Optional
+
+import numpy as np
+from fastapi import APIRouter, Depends
+from pydantic import BaseModel, Field
+
+from dtseg.errors import InputError
+from dtseg.masks import mask_to_polygons, masks_to_rle
+from dtseg.server.auth import Namespace
+from dtseg.server.config import ServerConfig
+from dtseg.server.images import load_request_image
+from dtseg.server.schemas import ErrorResponse, ImageInput, Strict
+from dtseg.server.state import Services, get_services
+
+router = APIRouter(tags=["pipelines"])
+_build_lock = threading.Lock()
+
+
+class SegmentPipelineRequest(Strict):
+    image: ImageInput
+    config: str = Field(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9_.-]+$",
+                        description="a pipeline config name from the server's configs_dir (file stem)")
+    format: Literal["json", "rle"] = Field("json", description="json: polygons (every part and hole); rle: COCO RLE")
+
+
+class Detection(BaseModel):
+    class_id: Optional[int] = None
+    class_name: Optional[str] = None
+    confidence: Optional[float] = None
+    sam_score: Optional[float] = None
+    box: list[float] = Field(description="[x1, y1, x2, y2] pixels")
+    polygons: Optional[list[list[list[list[int]]]]] = Field(None, description="parts -> rings [exterior, holes...] -> [x, y]")
+    rle: Optional[dict[str, Any]] = None
+
+
+class SegmentPipelineResponse(BaseModel):
+    detections: list[Detection]
+    time: float
+    config: str
+
+
+def available_configs(config: ServerConfig) -> list[str]:
+    """Names (file stems) of the YAML pipeline configs in ``configs_dir``."""
+    if not config.configs_dir or not Path(config.configs_dir).is_dir():
+        return []
+    return sorted({p.stem for p in Path(config.configs_dir).iterdir() if p.suffix in (".yaml", ".yml") and p.is_file()})
+
+
+@router.post("/segment", response_model=SegmentPipelineResponse, responses={
+    400: {"model": ErrorResponse}, 401: {"model": ErrorResponse}, 404: {"model": ErrorResponse},
+    413: {"model": ErrorResponse}, 422: {"model": ErrorResponse}})
+def segment(body: SegmentPipelineRequest, namespace: Namespace,
+            services: Annotated[Services, Depends(get_services)]) -> SegmentPipelineResponse:
+    """Run a named detect-then-segment pipeline on an image."""
+    start = time.perf_counter()
+    pipeline = _pipeline(services, body.config)
+    image = load_request_image(body.image, services.config.max_image_pixels, services.config.url_fetch)
+    detections = pipeline(image)
+    return SegmentPipelineResponse(detections=_rows(detections, body.format), time=time.perf_counter() - start,
+                                   config=body.config)
+
+
+def _pipeline(services: Services, name: str) -> Any:
+    if name not in available_configs(services.config):
+        raise InputError("config", f"unknown pipeline config {name!r}; this server has {available_configs(services.config)}")
+    with _build_lock:
+        if name not in services.pipelines:
+            from dtseg.pipeline import Pipeline
+
+            path = next(p for p in Path(services.config.configs_dir or ".").iterdir() if p.stem == name and p.suffix in (".yaml", ".yml"))
+            services.pipelines[name] = Pipeline.from_config(path)
+        return services.pipelines[name]
+
+
+def _rows(detections: Any, fmt: str) -> list[Detection]:
+    n = len(detections)
+    masks = detections.mask if detections.mask is not None else np.zeros((n, 0, 0), bool)
+    names = detections.data.get("class_name")
+    scores = detections.data.get("sam_score")
+    rles = masks_to_rle(masks) if fmt == "rle" and n else [None] * n
+    rows = []
+    for i in range(n):
+        rows.append(Detection(
+            class_id=None if detections.class_id is None else int(detections.class_id[i]),
+            class_name=None if names is None else str(names[i]),
+            confidence=None if detections.confidence is None else float(detections.confidence[i]),
+            sam_score=None if scores is None else float(scores[i]),
+            box=[float(v) for v in detections.xyxy[i]],
+            polygons=[[ring.tolist() for ring in part] for part in mask_to_polygons(masks[i])] if fmt == "json" else None,
+            rle=rles[i],
+        ))
+    return rows
