@@ -1,0 +1,78 @@
+"""``annotated`` sink: a picture of the right size that changes where the masks are."""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+import pytest
+import supervision as sv
+
+from dtseg.sinks import AnnotatedSink
+
+
+def read_rgb(path) -> np.ndarray:
+    assert path.is_file(), path
+    return cv2.cvtColor(cv2.imread(str(path), cv2.IMREAD_COLOR), cv2.COLOR_BGR2RGB)
+
+
+def test_mask_annotator_changes_exactly_the_mask_pixels(tmp_path, frame, detections) -> None:
+    sink = AnnotatedSink(AnnotatedSink.Config(annotators=["mask"], opacity=0.6), tmp_path)
+    before = frame.copy()
+    sink.write("img", frame, detections)
+    sink.close()
+    np.testing.assert_array_equal(frame, before)  # the caller's frame is untouched
+    out = read_rgb(tmp_path / "annotated" / "img.png")
+    assert out.shape == frame.shape
+    changed = (out != frame).any(axis=-1)
+    union = detections.mask.any(axis=0)
+    assert changed[union].mean() > 0.95
+    assert not changed[~union].any()
+
+
+def test_colors_are_written_in_rgb_order(tmp_path, detections) -> None:
+    frame = np.zeros((*detections.mask.shape[1:], 3), np.uint8)
+    red = sv.Color(r=255, g=0, b=0)
+    sink = AnnotatedSink(AnnotatedSink.Config(annotators=["mask"], opacity=1.0), tmp_path)
+    sink._annotators = [sv.MaskAnnotator(color=red, opacity=1.0)]
+    sink.write("img", frame, detections)
+    out = read_rgb(tmp_path / "annotated" / "img.png")
+    assert tuple(out[detections.mask[1]][0]) == (255, 0, 0)
+
+
+def test_labels_and_boxes(tmp_path, frame, detections) -> None:
+    config = AnnotatedSink.Config(label="{class_name}#{tracker_id} {sam_score:.1f} {zone}")
+    sink = AnnotatedSink(config, tmp_path)
+    assert sink.labels(detections) == ["donut#7 0.9 left", "car#8 0.5 right", "car#9 0.8 right"]
+    detections.confidence = None
+    del detections.data["class_name"]
+    assert AnnotatedSink(AnnotatedSink.Config(), tmp_path).labels(detections) == ["0 -", "2 -", "2 -"]
+    boxes = AnnotatedSink(AnnotatedSink.Config(annotators=["box"]), tmp_path).render(frame, detections)
+    x1, y1, x2, y2 = detections.xyxy[1].astype(int)
+    assert (boxes[y1, x1:x2] != cv2.cvtColor(frame, cv2.COLOR_RGB2BGR)[y1, x1:x2]).any()
+
+
+def test_banner_is_drawn_when_set_after_construction(tmp_path, frame, empty) -> None:
+    sink = AnnotatedSink(AnnotatedSink.Config(), tmp_path)
+    plain = sink.render(frame, empty)
+    np.testing.assert_array_equal(plain, cv2.cvtColor(frame, cv2.COLOR_RGB2BGR))  # nothing to draw
+    sink.banner = "RANDOM WEIGHTS - masks are meaningless"
+    bannered = sink.render(frame, empty)
+    top = (bannered != plain).any(axis=-1)
+    assert top[:5].mean() > 0.9 and not top[-5:].any()
+
+
+@pytest.mark.parametrize("fmt", ["png", "jpg"])
+def test_formats_and_empty_detections(tmp_path, frame, empty, fmt) -> None:
+    sink = AnnotatedSink(AnnotatedSink.Config(format=fmt), tmp_path)
+    sink.write("nothing", frame, empty)
+    out = read_rgb(tmp_path / "annotated" / f"nothing.{fmt}")
+    assert out.shape == frame.shape
+    tolerance = 0 if fmt == "png" else 8
+    assert np.abs(out.astype(int) - frame).max() <= tolerance
+
+
+def test_color_by_falls_back_to_index(tmp_path, detections) -> None:
+    sink = AnnotatedSink(AnnotatedSink.Config(color_by="track"), tmp_path)
+    assert sink.color_lookup(detections).tolist() == [7, 8, 9]
+    detections.tracker_id = None
+    assert sink.color_lookup(detections).tolist() == [0, 1, 2]
