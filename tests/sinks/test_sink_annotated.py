@@ -31,12 +31,12 @@ def test_mask_annotator_changes_exactly_the_mask_pixels(tmp_path, frame, detecti
 
 def test_colors_are_written_in_rgb_order(tmp_path, detections) -> None:
     frame = np.zeros((*detections.mask.shape[1:], 3), np.uint8)
-    red = sv.Color(r=255, g=0, b=0)
-    sink = AnnotatedSink(AnnotatedSink.Config(annotators=["mask"], opacity=1.0), tmp_path)
-    sink._annotators = [sv.MaskAnnotator(color=red, opacity=1.0)]
-    sink.write("img", frame, detections)
+    config = AnnotatedSink.Config(annotators=["mask"], opacity=1.0, color_by="index")
+    AnnotatedSink(config, tmp_path).write("img", frame, detections)
     out = read_rgb(tmp_path / "annotated" / "img.png")
-    assert tuple(out[detections.mask[1]][0]) == (255, 0, 0)
+    expected = sv.ColorPalette.DEFAULT.by_idx(0)
+    assert expected.r != expected.b  # a palette colour that shows a channel swap
+    assert tuple(out[detections.mask[0]][0]) == (expected.r, expected.g, expected.b)
 
 
 def test_labels_and_boxes(tmp_path, frame, detections) -> None:
