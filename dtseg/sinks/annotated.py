@@ -105,6 +105,8 @@ class AnnotatedSink:
         return scene
 
     def _draw_banner(self, scene: np.ndarray, text: str) -> np.ndarray:
+        # OpenCV's Hershey fonts draw ASCII only: dashes become "-", anything else "?"
+        text = text.replace("\u2014", "-").replace("\u2013", "-").encode("ascii", "replace").decode()
         scale = max(0.4, scene.shape[1] / 1400)
         thickness = max(1, round(scale * 2))
         (_, text_h), _ = cv2.getTextSize(text, cv2.FONT_HERSHEY_SIMPLEX, scale, thickness)

@@ -59,6 +59,8 @@ def test_banner_is_drawn_when_set_after_construction(tmp_path, frame, empty) -> 
     bannered = sink.render(frame, empty)
     top = (bannered != plain).any(axis=-1)
     assert top[:5].mean() > 0.9 and not top[-5:].any()
+    sink.banner = "RANDOM WEIGHTS \u2014 masks are meaningless"  # an em dash draws as "-"
+    np.testing.assert_array_equal(sink.render(frame, empty), bannered)
 
 
 @pytest.mark.parametrize("fmt", ["png", "jpg"])
