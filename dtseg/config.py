@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Literal, Union
+from typing import Annotated, Any, Literal, Union
 
 import yaml
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, ValidationInfo, field_validator
 
 from dtseg.errors import ConfigError
 
@@ -15,6 +15,32 @@ class StrictModel(BaseModel):
     """Base for every config section: unknown keys are rejected."""
 
     model_config = ConfigDict(extra="forbid")
+
+
+def resolve_path(value: Any, info: ValidationInfo) -> Any:
+    """A relative path in a config file means relative to that file's folder.
+
+    ``validate(..., base_dir=DIR)`` passes the folder in the validation context; without it
+    (a dict built in code) paths are left as given.
+    """
+    base = (info.context or {}).get("base_dir")
+    if base is None or value is None or not isinstance(value, (str, Path)) or str(value) == "random":
+        return value
+    path = Path(value).expanduser()
+    return str(path if path.is_absolute() else Path(base) / path)
+
+
+def resolve_existing_path(value: Any, info: ValidationInfo) -> Any:
+    """Like ``resolve_path``, but only when the file exists next to the config: a bare name such
+    as ``yolov8n.pt`` stays a name that its library looks up itself."""
+    resolved = resolve_path(value, info)
+    return resolved if resolved is not value and Path(resolved).exists() else value
+
+
+#: A file or folder path; relative paths resolve against the config file's folder.
+ConfigPath = Annotated[str, BeforeValidator(resolve_path)]
+#: A path or a library's model name (``yolov8n.pt``); resolved only if the file is there.
+PathOrName = Annotated[str, BeforeValidator(resolve_existing_path)]
 
 
 class SpecConfig(StrictModel):
@@ -28,7 +54,7 @@ class SamConfig(StrictModel):
     """The ``sam:`` section: which model, which weights, where it runs."""
 
     model: Union[Literal["vit_h", "vit_l", "vit_b", "tiny"], SpecConfig] = "vit_b"
-    checkpoint: str | None = None  # a path, "random" (tests only), or None: cache, then download
+    checkpoint: ConfigPath | None = None  # a path, "random" (tests only), or None: cache, then download
     device: str = "auto"
     dtype: Literal["fp32", "fp16", "bf16"] = "fp32"
     cache_mb: int = 1024
@@ -46,6 +72,40 @@ class SamConfig(StrictModel):
                               decoder=self.decoder, encoder_int8=self.encoder_int8)
 
 
+#: A chain of stages: ``[{yolo: {conf: 0.3}}, {zones: {...}}]`` (a bare name means no options).
+StageList = list[dict[str, dict[str, Any]]]
+
+
+class PipelineConfig(StrictModel):
+    """A pipeline file: the SAM engine, where plugins come from, prompt stages and sinks."""
+
+    sam: SamConfig = Field(default_factory=SamConfig)
+    plugins: list[str] = Field(default_factory=list, description="dotted module paths to load as plugins")
+    plugins_dir: ConfigPath | None = Field(None, description="a folder whose *.py files are plugins")
+    prompts: StageList = Field(default_factory=lambda: [{"yolo": {}}], min_length=1,
+                               description="prompt stages, run in order")
+    sinks: StageList = Field(default_factory=lambda: [{"annotated": {}}, {"json": {}}],
+                             description="output writers")
+    multimask_output: bool = Field(False, description="SAM predicts 3 masks per object and keeps the best")
+
+    @field_validator("prompts", "sinks", mode="before")
+    @classmethod
+    def _stages(cls, value: Any) -> Any:
+        """Accept ``- yolo`` and ``- yolo:`` (no options) as ``{yolo: {}}``; one name per entry."""
+        if not isinstance(value, list):
+            return value
+        out = []
+        for i, entry in enumerate(value):
+            if isinstance(entry, str):
+                entry = {entry: {}}
+            if not isinstance(entry, dict) or len(entry) != 1:
+                raise ValueError(f"entry {i}: expected one name with its options, like "
+                                 f"{{yolo: {{conf: 0.3}}}}, got {entry!r}")
+            (name, options), = entry.items()
+            out.append({name: {} if options is None else options})
+        return out
+
+
 def load_yaml(path: str | Path) -> dict[str, Any]:
     """Read a YAML mapping; errors name the file."""
     path = Path(path)
@@ -60,30 +120,92 @@ def load_yaml(path: str | Path) -> dict[str, Any]:
     return data
 
 
-def validate(model: type[StrictModel], data: Any, source: str) -> Any:
-    """``model.model_validate(data)`` with errors that name the source, the key and what was expected."""
+def validate(model: type[StrictModel], data: Any, source: str, *, prefix: str = "",
+             base_dir: str | Path | None = None) -> Any:
+    """``model.model_validate(data)`` with errors that name the source, the key and what was expected.
+
+    ``prefix`` is the key path of ``data`` inside the file (``prompts[0].yolo``); ``base_dir``
+    is the folder relative paths resolve against (see ``ConfigPath``).
+    """
     try:
-        return model.model_validate(data)
+        return model.model_validate(data, context={"base_dir": base_dir})
     except ValidationError as exc:
         lines = [f"{source}: invalid configuration"]
         for err in exc.errors():
-            where = ".".join(str(p) for p in err["loc"]) or "(top level)"
+            where = ".".join([prefix] * bool(prefix) + [str(p) for p in err["loc"]]) or "(top level)"
+            if err["type"] == "extra_forbidden":
+                known = _known_keys(model, err["loc"][:-1])
+                lines.append(f"  {where}: unknown key" + (f"; expected one of: {', '.join(known)}" if known else ""))
+                continue
             lines.append(f"  {where}: {err['msg']}" + (f" (got {err['input']!r})" if err["type"] != "missing" else ""))
         raise ConfigError("\n".join(lines)) from None
 
 
+def _known_keys(model: type[BaseModel], loc: tuple[Any, ...]) -> list[str]:
+    """The field names of the (nested) model at ``loc``, or [] where the path leaves the models."""
+    for part in loc:
+        field = model.model_fields.get(str(part))
+        annotation = getattr(field, "annotation", None)
+        candidates = [annotation, *getattr(annotation, "__args__", ())]
+        nested = [c for c in candidates if isinstance(c, type) and issubclass(c, BaseModel)]
+        if not nested:
+            return []
+        model = nested[0]
+    return list(model.model_fields)
+
+
 def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
-    """Apply ``--set a.b.c=value`` overrides (values parsed as YAML) to a nested dict, in place."""
+    """Apply ``--set a.b.c=value`` overrides (values parsed as YAML) to a nested dict, in place.
+
+    In a list, a key is an index (``prompts.0.conf``) or the name of a one-key stage mapping
+    (``prompts.yolo.conf=0.5`` sets ``conf`` of the ``{yolo: {...}}`` entry).
+    """
     for item in overrides:
         key, sep, raw = item.partition("=")
         if not sep or not key:
             raise ConfigError(f"--set {item!r}: expected key=value, e.g. sam.device=cpu")
-        node = data
+        node: Any = data
         parts = key.split(".")
-        for part in parts[:-1]:
-            child = node.setdefault(part, {})
-            if not isinstance(child, dict):
-                raise ConfigError(f"--set {item!r}: {part!r} is not a section")
+        for i, part in enumerate(parts[:-1]):
+            if isinstance(node, list):
+                node = _list_child(node, part, item, create=True)
+                continue
+            child = node.get(part)
+            if child is None:
+                child = node[part] = {}
+            if not isinstance(child, (dict, list)):
+                raise ConfigError(f"--set {item!r}: {'.'.join(parts[:i + 1])!r} is not a section")
             node = child
-        node[parts[-1]] = yaml.safe_load(raw)
+        value = yaml.safe_load(raw)
+        if isinstance(node, list):
+            index = _list_index(node, parts[-1], item)
+            node[index] = value
+        else:
+            node[parts[-1]] = value
     return data
+
+
+def _list_index(items: list[Any], part: str, item: str) -> int:
+    if part.lstrip("-").isdigit():
+        index = int(part)
+        if not -len(items) <= index < len(items):
+            raise ConfigError(f"--set {item!r}: index {index} is out of range (the list has {len(items)} entries)")
+        return index
+    matches = [i for i, entry in enumerate(items) if isinstance(entry, dict) and part in entry]
+    names = [next(iter(e)) for e in items if isinstance(e, dict) and len(e) == 1]
+    if len(matches) != 1:
+        why = "no" if not matches else "more than one"
+        raise ConfigError(f"--set {item!r}: {why} entry named {part!r} (entries: {names}); use its index instead")
+    return matches[0]
+
+
+def _list_child(items: list[Any], part: str, item: str, create: bool) -> Any:
+    index = _list_index(items, part, item)
+    entry = items[index]
+    if not part.lstrip("-").isdigit():  # a named stage: descend into its options
+        if entry[part] is None and create:
+            entry[part] = {}
+        entry = entry[part]
+    if not isinstance(entry, (dict, list)):
+        raise ConfigError(f"--set {item!r}: {part!r} is not a section")
+    return entry

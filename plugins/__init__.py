@@ -1,0 +1,6 @@
+"""dtseg's built-in prompt providers, installed as the package ``dtseg_plugins``.
+
+Each module is a plugin registered through the ``dtseg`` entry-point group, exactly as a third
+party's would be: ``points`` (manual prompts), ``yolo`` (an ultralytics detector) and ``zones``
+(polygon zones).
+"""

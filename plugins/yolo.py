@@ -1,0 +1,152 @@
+"""``yolo``: an ultralytics detector whose boxes (or box centres) prompt SAM.
+
+```yaml
+prompts:
+  - yolo:
+      model: yolov8n.pt      # any ultralytics weights, or a model .yaml (random weights: tests only)
+      conf: 0.25
+      classes: [person, bus] # names or ids; omit for all
+      prompt: box            # box | center | box+center
+```
+
+The detector's class, class name and confidence travel to the output; its box is kept in
+``data["detector_box"]`` ``(N, 4)`` xyxy pixels (the ``center`` mode sends SAM no box).
+"""
+
+from __future__ import annotations
+
+import inspect
+import logging
+import os
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+import supervision as sv
+from pydantic import Field
+
+from dtseg.config import PathOrName, StrictModel
+from dtseg.errors import CheckpointNotFoundError, ConfigError, PromptError
+from dtseg.hookspecs import hookimpl
+from dtseg.prompts import Prompts
+
+log = logging.getLogger(__name__)
+
+
+class YoloWeightsNotFoundError(CheckpointNotFoundError):
+    """The detector's weights are neither on disk nor downloadable."""
+
+
+class YoloPrompts:
+    """Detect objects with ultralytics; one prompt per detection."""
+
+    class Config(StrictModel):
+        model: PathOrName = Field("yolov8n.pt", description="ultralytics weights (.pt) or model .yaml")
+        conf: float = Field(0.25, ge=0, le=1, description="minimum detector confidence")
+        iou: float = Field(0.7, ge=0, le=1, description="NMS IoU threshold")
+        imgsz: int = Field(640, ge=32, description="detector input size, pixels")
+        classes: list[int | str] | None = Field(None, description="keep only these classes (names or ids)")
+        max_det: int = Field(300, ge=1, description="at most this many detections per image")
+        device: str | None = Field(None, description="cpu, cuda, cuda:0, mps; default: ultralytics picks")
+        prompt: Literal["box", "center", "box+center"] = Field("box", description="what SAM gets per detection")
+
+    def __init__(self, config: Config) -> None:
+        self.config = config
+        self.model = load_model(config.model)
+        self.random_weights = is_random(config.model)
+        self.names: dict[int, str] = dict(self.model.names)
+        self.class_ids = class_ids(config.classes, self.names)
+
+    @classmethod
+    def random_fallback(cls, config: Config) -> Config:
+        """The same detector built from its ``.yaml`` with random weights (``--allow-random``)."""
+        return config.model_copy(update={"model": Path(config.model).with_suffix(".yaml").name})
+
+    def __call__(self, frame: np.ndarray, prompts: Prompts | None) -> Prompts:
+        """``frame`` RGB uint8 ``(H, W, 3)`` -> one prompt per detection, in the detector's order."""
+        if prompts is not None:
+            raise PromptError("yolo", "the yolo stage must come first (it detects on the whole frame)")
+        c = self.config
+        device = None if c.device in (None, "auto") else c.device
+        results = self.model.predict(np.ascontiguousarray(frame[:, :, ::-1]), conf=c.conf, iou=c.iou,
+                                     imgsz=c.imgsz, classes=self.class_ids, max_det=c.max_det,
+                                     device=device, verbose=False)
+        detections = sv.Detections.from_ultralytics(results[0])
+        detections.data["detector_box"] = detections.xyxy.astype(np.float32)
+        if len(detections) == 0:  # from_ultralytics gives an empty float class_name array
+            detections.data["class_name"] = np.zeros(0, dtype=str)
+        return Prompts.from_detections(detections, c.prompt)
+
+
+def is_random(model: str) -> bool:
+    return Path(model).suffix.lower() in (".yaml", ".yml")
+
+
+def load_model(model: str) -> Any:
+    """An ``ultralytics.YOLO``. A ``.yaml`` builds random weights (loudly); missing ``.pt``
+    weights that cannot be downloaded raise ``YoloWeightsNotFoundError`` saying where to get them."""
+    from ultralytics import YOLO
+
+    if is_random(model):
+        log.warning("yolo: %s builds a detector with RANDOM weights: its boxes are meaningless "
+                    "(tests and demos only)", model)
+        return YOLO(model)
+    if Path(model).suffix.lower() == ".pt" and _local_weights(model) is None:
+        if os.environ.get("DTSEG_OFFLINE") == "1":
+            raise _missing(model, "downloads are disabled (DTSEG_OFFLINE=1)")
+        try:
+            return YOLO(model)  # ultralytics downloads its own release assets
+        except Exception as exc:  # noqa: BLE001 - offline: ConnectionError, FileNotFoundError, ...
+            if _local_weights(model) is None:
+                raise _missing(model, f"{type(exc).__name__}: {exc}") from exc
+            raise
+    return YOLO(model)
+
+
+def class_ids(classes: list[int | str] | None, names: dict[int, str]) -> list[int] | None:
+    """Class names or ids -> ids of ``names``; an unknown one is a ``ConfigError``."""
+    if classes is None:
+        return None
+    by_name = {v: k for k, v in names.items()}
+    ids = []
+    for c in classes:
+        cid = by_name.get(c) if isinstance(c, str) else c
+        if cid is None or cid not in names:
+            shown = ", ".join(f"{k}:{v}" for k, v in list(names.items())[:20])
+            raise ConfigError(f"yolo.classes: the model has no class {c!r}; it has {shown}"
+                              + (" ..." if len(names) > 20 else ""))
+        ids.append(int(cid))
+    return ids
+
+
+def _local_weights(model: str) -> Path | None:
+    from ultralytics.utils import SETTINGS
+
+    for path in (Path(model).expanduser(), Path(SETTINGS["weights_dir"]) / model):
+        if path.is_file():
+            return path
+    return None
+
+
+def _missing(model: str, reason: str) -> YoloWeightsNotFoundError:
+    from ultralytics.utils import SETTINGS
+    from ultralytics.utils import downloads
+
+    name = Path(model).name
+    target = Path(model) if Path(model).parent != Path(".") else Path(SETTINGS["weights_dir"]) / name
+    if name in downloads.GITHUB_ASSETS_NAMES:
+        release = inspect.signature(downloads.attempt_download_asset).parameters["release"].default
+        fetch = f"Download https://github.com/{downloads.GITHUB_ASSETS_REPO}/releases/download/{release}/{name}"
+    else:
+        fetch = f"{name} is not an ultralytics release asset: train or export it first"
+    return YoloWeightsNotFoundError(
+        f"yolo: the detector weights {model} are not on this machine and could not be downloaded "
+        f"({reason}).\n  {fetch}\n  and put it at {target} (or set prompts.yolo.model to its path).\n"
+        f"  For tests and demos only, model: {Path(name).with_suffix('.yaml')} builds random weights "
+        "(or pass --allow-random)."
+    )
+
+
+@hookimpl
+def dtseg_register_prompt_providers(register) -> None:
+    register("yolo", YoloPrompts)

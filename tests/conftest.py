@@ -1,0 +1,58 @@
+"""Fixtures shared by every test folder: a tiny SAM checkpoint file, its engine, sample images.
+
+Nothing here downloads: the SAM checkpoint is the tiny architecture with seeded random weights,
+saved and loaded through the same code as real weights.
+"""
+
+from __future__ import annotations
+
+import warnings
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+from dtseg.engine.models import TINY_SPEC, RandomWeightsWarning, build_sam, save_checkpoint
+
+
+@pytest.fixture(scope="session")
+def tiny_sam_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A ``.pth`` file of the tiny SAM architecture (random weights, seed 0)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RandomWeightsWarning)
+        sam = build_sam(TINY_SPEC, "random")
+    return save_checkpoint(sam, tmp_path_factory.mktemp("sam") / "sam_tiny.pth")
+
+
+@pytest.fixture(scope="session")
+def tiny_sam_config(tiny_sam_checkpoint: Path) -> dict[str, Any]:
+    """The ``sam:`` section of a pipeline config that loads ``tiny_sam_checkpoint`` on the CPU."""
+    return {"model": "tiny", "checkpoint": str(tiny_sam_checkpoint), "device": "cpu"}
+
+
+@pytest.fixture(scope="session")
+def tiny_sam_engine(tiny_sam_config: dict[str, Any]) -> Any:
+    """One engine on the tiny checkpoint, for read-mostly tests (tests that count calls make their own)."""
+    from dtseg.config import SamConfig
+
+    return SamConfig(**tiny_sam_config).build_engine()
+
+
+@pytest.fixture(scope="session")
+def bus_jpg() -> Path:
+    """ultralytics' sample photo (1080 x 810 pixels), shipped inside the package."""
+    from ultralytics.utils import ASSETS
+
+    return Path(ASSETS) / "bus.jpg"
+
+
+@pytest.fixture
+def small_frame() -> np.ndarray:
+    """An RGB uint8 ``(120, 160, 3)`` frame: grey background, a red square and a green disc."""
+    import cv2
+
+    frame = np.full((120, 160, 3), 90, np.uint8)
+    frame[20:60, 20:60] = (220, 30, 30)
+    cv2.circle(frame, (110, 80), 25, (30, 200, 60), -1)
+    return frame
