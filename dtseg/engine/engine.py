@@ -219,6 +219,7 @@ class SamEngine:
         prompts = Prompts.from_arrays(point_coords, point_labels, boxes, num_objects=num_objects)
         masks_in = self._mask_input(mask_input, (namespace, embedding.image_id), len(prompts))
         logits, scores = self._decode(embedding, prompts, masks_in, multimask_output)
+        self._remember_best(namespace, embedding.image_id, logits, scores)
         return SegmentResult(
             embedding.image_id,
             masks_from_low_res(logits, embedding.input_size, embedding.original_size, self.sam.image_encoder.img_size),
@@ -246,13 +247,21 @@ class SamEngine:
         else:
             embedding = self._embedding_for(image, None, namespace)
         logits, scores = self._decode(embedding, prompts, None, multimask_output)
-        best = scores.argmax(dim=1) if len(prompts) else torch.zeros(0, dtype=torch.long)
-        rows = torch.arange(len(prompts))
-        best_logits, best_scores = logits[rows, best][:, None], scores[rows, best]
-        self.mask_logits.put((namespace, embedding.image_id), _Logits(best_logits))
+        best_logits, best_scores = self._remember_best(namespace, embedding.image_id, logits, scores)
         masks = masks_from_low_res(best_logits, embedding.input_size, embedding.original_size,
                                    self.sam.image_encoder.img_size)[:, 0]
         return _detections(masks, best_scores.numpy(), prompts)
+
+    def _remember_best(
+        self, namespace: str, image_id: str, logits: torch.Tensor, scores: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Keep each object's best logits ``(N, 1, 256, 256)`` for ``mask_input="cached"``;
+        return them with their scores ``(N,)``."""
+        rows = torch.arange(len(scores))
+        best = scores.argmax(dim=1)
+        best_logits, best_scores = logits[rows, best][:, None], scores[rows, best]
+        self.mask_logits.put((namespace, image_id), _Logits(best_logits))
+        return best_logits, best_scores
 
     def _decode(
         self, embedding: Embedding, prompts: Prompts, masks_in: torch.Tensor | None, multimask: bool
