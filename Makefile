@@ -1,0 +1,42 @@
+# `make test` and `make demo` work on a fresh machine: they build .venv first.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+ARCH   := $(shell uname -m)
+# torch from this machine's disk (pip finds it there); aarch64 has its own CPU build.
+ifeq ($(ARCH),aarch64)
+TORCH  := torch==2.9.1 torchvision==0.24.1
+else
+TORCH  := torch==2.14.1 torchvision==0.29.1
+endif
+
+.PHONY: setup test test-fast demo bench clean
+
+setup: $(STAMP)
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q $(TORCH)
+	$(BIN)/python -m pip install -q -e '.[test]'
+	touch $@
+
+test: setup
+	$(BIN)/python -m pytest -q -p no:cacheprovider
+
+test-fast: setup  ## skip the vit_b-sized cases
+	$(BIN)/python -m pytest -q -p no:cacheprovider -m "not slow"
+
+demo: setup
+	$(BIN)/python -m dtseg.demo
+
+bench: setup
+	$(BIN)/python bench/engine.py
+	$(BIN)/python bench/encoder.py
+	$(BIN)/python bench/decoder.py
+	$(BIN)/python bench/server.py
+	$(BIN)/python bench/video.py
+
+clean:
+	rm -rf $(VENV) out build *.egg-info .pytest_cache
