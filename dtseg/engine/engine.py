@@ -127,10 +127,13 @@ class SamEngine:
                    random_weights=weights == RANDOM, model_name=name, **options)
 
     # -- embedding ------------------------------------------------------------------------
-    def embed_image(self, image: ImageLike, image_id: str | None = None, namespace: str = "") -> Embedding:
+    def embed_image(
+        self, image: ImageLike, image_id: str | None = None, namespace: str = "", cache: bool = True
+    ) -> Embedding:
         """Embed ``image`` (RGB uint8 ``(H, W, 3)``, path or encoded bytes) unless the cache
-        already holds these pixels under ``image_id`` (default: the pixels' content hash)."""
-        return self.embed_images([image], None if image_id is None else [image_id], namespace)[0]
+        already holds these pixels under ``image_id`` (default: the pixels' content hash).
+        ``cache=False`` does not store the result (video frames: they would evict images)."""
+        return self.embed_images([image], None if image_id is None else [image_id], namespace, cache=cache)[0]
 
     def embed_images(
         self,
@@ -138,6 +141,7 @@ class SamEngine:
         image_ids: Sequence[str | None] | None = None,
         namespace: str = "",
         batch_size: int = 4,
+        cache: bool = True,
     ) -> list[Embedding]:
         """Embed several images, running the encoder on up to ``batch_size`` at a time."""
         ids = list(image_ids) if image_ids is not None else [None] * len(images)
@@ -159,10 +163,11 @@ class SamEngine:
             batch = todo[start : start + batch_size]
             for (i, key_id, _, digest), (tensor, transform) in zip(batch, self._encode([b[2] for b in batch])):
                 embedding = Embedding(key_id, tensor, transform.original_size, transform.input_size, digest)
-                stored = embedding if not self.cache_fp16 else _with_tensor(embedding, tensor.half())
-                self.mask_logits.pop((namespace, key_id))  # stale refinement state
-                self.embeddings.put((namespace, key_id), stored)
                 results[i] = embedding
+                if cache:
+                    stored = embedding if not self.cache_fp16 else _with_tensor(embedding, tensor.half())
+                    self.mask_logits.pop((namespace, key_id))  # stale refinement state
+                    self.embeddings.put((namespace, key_id), stored)
         return results  # type: ignore[return-value]
 
     def _encode(self, images: list[np.ndarray]) -> list[tuple[torch.Tensor, ImageTransform]]:
@@ -219,7 +224,7 @@ class SamEngine:
         prompts = Prompts.from_arrays(point_coords, point_labels, boxes, num_objects=num_objects)
         masks_in = self._mask_input(mask_input, (namespace, embedding.image_id), len(prompts))
         logits, scores = self._decode(embedding, prompts, masks_in, multimask_output)
-        self._remember_best(namespace, embedding.image_id, logits, scores)
+        self.mask_logits.put((namespace, embedding.image_id), _Logits(_best(logits, scores)[0]))
         return SegmentResult(
             embedding.image_id,
             masks_from_low_res(logits, embedding.input_size, embedding.original_size, self.sam.image_encoder.img_size),
@@ -233,6 +238,7 @@ class SamEngine:
         prompts: Prompts,
         multimask_output: bool = False,
         namespace: str = "",
+        cache: bool = True,
     ) -> sv.Detections:
         """Decode ``prompts`` on an image (pixels, path, bytes) or a cached image id -> ``sv.Detections``.
 
@@ -240,28 +246,20 @@ class SamEngine:
         ``xyxy`` the mask's tight box (the prompt box if the mask is empty), the prompt's
         ``class_id``/``confidence``/``data``, SAM's predicted IoU in ``data["sam_score"]`` and
         the prompt in ``data["prompt_box"]`` ``(N, 4)`` / ``data["prompt_points"]`` ``(N, K, 2)``
-        / ``data["prompt_labels"]`` ``(N, K)``.
+        / ``data["prompt_labels"]`` ``(N, K)``. ``cache=False`` neither stores the embedding nor
+        the logits (video frames).
         """
         if isinstance(image, str) and not Path(image).is_file():  # an image id, not a path
             embedding = self._embedding_for(None, image, namespace)
         else:
-            embedding = self._embedding_for(image, None, namespace)
+            embedding = self.embed_image(image, None, namespace, cache=cache)
         logits, scores = self._decode(embedding, prompts, None, multimask_output)
-        best_logits, best_scores = self._remember_best(namespace, embedding.image_id, logits, scores)
+        best_logits, best_scores = _best(logits, scores)
+        if cache:
+            self.mask_logits.put((namespace, embedding.image_id), _Logits(best_logits))
         masks = masks_from_low_res(best_logits, embedding.input_size, embedding.original_size,
                                    self.sam.image_encoder.img_size)[:, 0]
         return _detections(masks, best_scores.numpy(), prompts)
-
-    def _remember_best(
-        self, namespace: str, image_id: str, logits: torch.Tensor, scores: torch.Tensor
-    ) -> tuple[torch.Tensor, torch.Tensor]:
-        """Keep each object's best logits ``(N, 1, 256, 256)`` for ``mask_input="cached"``;
-        return them with their scores ``(N,)``."""
-        rows = torch.arange(len(scores))
-        best = scores.argmax(dim=1)
-        best_logits, best_scores = logits[rows, best][:, None], scores[rows, best]
-        self.mask_logits.put((namespace, image_id), _Logits(best_logits))
-        return best_logits, best_scores
 
     def _decode(
         self, embedding: Embedding, prompts: Prompts, masks_in: torch.Tensor | None, multimask: bool
@@ -400,6 +398,13 @@ def _mask_batch(mask_input: Any) -> int | None:
         return 1 if mask_input is not None else None
     shape = np.shape(mask_input)
     return shape[0] if len(shape) == 4 else 1
+
+
+def _best(logits: torch.Tensor, scores: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Each object's highest-scoring mask: logits ``(N, 1, L, L)`` and scores ``(N,)``."""
+    rows = torch.arange(len(scores))
+    best = scores.argmax(dim=1)
+    return logits[rows, best][:, None], scores[rows, best]
 
 
 def _with_tensor(embedding: Embedding, tensor: torch.Tensor) -> Embedding:

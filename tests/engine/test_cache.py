@@ -168,3 +168,16 @@ def test_concurrent_embed_and_segment_from_threads_agree_with_serial_results():
         t.join()
     assert not errors, errors
     assert engine.embeddings.stats().bytes <= engine.embeddings.max_bytes
+
+
+def test_uncached_segment_leaves_the_cache_alone():
+    from dtseg import Prompts
+
+    engine = make_engine()
+    engine.embed_image(synthetic_image(32, 32), "kept")
+    before = engine.embeddings.stats()
+    for seed in range(3):
+        engine.segment(synthetic_image(32, 32, seed=seed + 1), Prompts.from_arrays(boxes=[2, 2, 20, 20]), cache=False)
+    after = engine.embeddings.stats()
+    assert (after.entries, after.bytes) == (before.entries, before.bytes) and len(engine.mask_logits) == 0
+    assert engine.encoder_calls == 4
