@@ -1,0 +1,83 @@
+"""``dtseg serve``: the Roboflow Inference-compatible SAM HTTP server (uvicorn)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+
+from dtseg.errors import DtsegError
+
+
+def add_parser(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "serve", help="serve SAM over HTTP (Roboflow Inference-compatible /sam routes)",
+        description="Serve SAM over HTTP with Roboflow Inference's /sam/embed_image and /sam/segment_image "
+                    "shapes, plus /segment pipelines. API docs at /docs.")
+    parser.add_argument("-c", "--config", metavar="FILE", help="YAML with sam: and server: sections")
+    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                        help="override a config value, e.g. sam.model=vit_h or server.max_body_mb=32 (repeatable)")
+    parser.add_argument("--host", default="127.0.0.1", help="bind address (default 127.0.0.1)")
+    parser.add_argument("--port", type=int, default=9001, help="port (default 9001, Roboflow's)")
+    parser.add_argument("--sam-checkpoint", metavar="PATH", help="SAM weights file (sets sam.checkpoint)")
+    parser.add_argument("--device", help="cpu, cuda, cuda:1, mps (sets sam.device)")
+    parser.add_argument("--allow-private-urls", action="store_true",
+                        help="let image URLs reach loopback/private/link-local addresses (server.url_fetch.allow_private)")
+    parser.add_argument("--workers", type=int, default=1,
+                        help="uvicorn worker processes (default 1); each holds its own model and embedding "
+                             "cache, so an image_id embedded by one worker is unknown to the others")
+    parser.add_argument("--log-level", default="info", choices=["critical", "error", "warning", "info", "debug"])
+    parser.set_defaults(run=run)
+
+
+def _overrides(args: argparse.Namespace) -> list[str]:
+    items = list(args.overrides)
+    if args.sam_checkpoint:
+        items.append("sam.checkpoint=" + json.dumps(args.sam_checkpoint))
+    if args.device:
+        items.append("sam.device=" + json.dumps(args.device))
+    if args.allow_private_urls:
+        items.append("server.url_fetch.allow_private=true")
+    return items
+
+
+def run(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    from dtseg.server.app import create_app
+    from dtseg.server.config import load_serve_config
+    from dtseg.server.factory import CONFIG_ENV
+
+    if args.workers < 1:
+        print("dtseg: error: --workers must be >= 1", file=sys.stderr)
+        return 2
+    try:
+        config = load_serve_config(args.config, _overrides(args))
+        engine = config.sam.build_engine() if args.workers == 1 else None
+    except (DtsegError, ValueError, OSError) as exc:
+        print(f"dtseg: error: {exc}", file=sys.stderr)
+        return 2
+    url = f"http://{args.host}:{args.port}"
+    if engine is not None:
+        model = f"{engine.model_name} on {engine.device}" + (" (RANDOM WEIGHTS: masks are meaningless)" if engine.random_weights else "")
+    else:
+        model = f"{config.sam.model if isinstance(config.sam.model, str) else 'custom'} (loaded by each of {args.workers} workers)"
+    keys = config.server.effective_api_keys()
+    print(f"dtseg serve: {url}  model {model}  auth {'on (' + str(len(keys)) + ' keys)' if keys else 'off'}  docs {url}/docs",
+          flush=True)
+    if engine is not None:
+        uvicorn.run(create_app(engine, config.server), host=args.host, port=args.port, log_level=args.log_level,
+                    timeout_graceful_shutdown=10)
+    else:
+        os.environ[CONFIG_ENV] = config.model_dump_json()
+        uvicorn.run("dtseg.server.factory:build", factory=True, host=args.host, port=args.port,
+                    workers=args.workers, log_level=args.log_level, timeout_graceful_shutdown=10)
+    return 0
+
+
+if __name__ == "__main__":  # ``python -m dtseg.cli.serve``: the same command without the other subcommands
+    _parser = argparse.ArgumentParser(prog="dtseg")
+    add_parser(_parser.add_subparsers(dest="command", required=True))
+    _args = _parser.parse_args(["serve", *sys.argv[1:]])
+    sys.exit(_args.run(_args))
