@@ -1,0 +1,170 @@
+"""A faster forward pass for SAM's ViT image encoder, numerically equivalent to the reference.
+
+``FastImageEncoder`` wraps a ``segment_anything.modeling.ImageEncoderViT`` and shares its
+parameters; only the forward pass differs from ``ImageEncoderViT.forward``:
+
+* attention runs through ``F.scaled_dot_product_attention`` (flash kernel on CPU) with the
+  decomposed relative-position bias as its float ``attn_mask``; the 4096 x 4096 attention
+  matrices of the global blocks are never materialized;
+* the mask is built chunk by chunk over query rows into one reused buffer, so its size stays
+  bounded (``mask_chunk_bytes``) and no fresh pages are faulted in per chunk;
+* windowed blocks compute the ``qkv`` and ``proj`` linears on the real tokens only (the
+  reference runs them on the zero padding too: 4900 instead of 4096 tokens at 1024 px); padded
+  keys/values get exactly ``qkv(0)``, as in the reference.
+
+Every layer is called as a module (``attn.qkv(x)``, ``blk.mlp(...)``), so a dynamically
+quantized copy (``fast_encoder(..., int8=True)``) runs through the same code.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+import os
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from segment_anything.modeling import ImageEncoderViT
+from segment_anything.modeling.image_encoder import Attention, Block, get_rel_pos
+from torch import Tensor, nn
+
+__all__ = ["FastImageEncoder", "configure_threads", "fast_encoder"]
+
+
+class FastImageEncoder(nn.Module):
+    """SAM image encoder forward pass with fused attention; shares ``encoder``'s parameters.
+
+    ``forward``: ``(B, 3, S, S)`` float, normalized and padded as ``Sam.preprocess`` does
+    (``S = encoder.img_size``, 1024 for the official models) -> ``(B, 256, S/16, S/16)``.
+    ``mask_chunk_bytes`` bounds the attention-mask buffer (bytes); it changes speed, not results.
+    """
+
+    def __init__(self, encoder: ImageEncoderViT, mask_chunk_bytes: int = 32 << 20) -> None:
+        super().__init__()
+        self.encoder = encoder
+        self.img_size = encoder.img_size
+        self.mask_chunk_bytes = mask_chunk_bytes
+
+    def forward(self, x: Tensor) -> Tensor:
+        enc = self.encoder
+        x = enc.patch_embed(x)  # (B, H, W, C), H = W = S / 16
+        if enc.pos_embed is not None:
+            x = x + enc.pos_embed
+        for block in enc.blocks:
+            x = x + self._attention_block(block, block.norm1(x))
+            x = x + block.mlp(block.norm2(x))
+        return enc.neck(x.permute(0, 3, 1, 2))
+
+    def _attention_block(self, block: Block, x: Tensor) -> Tensor:
+        """Windowed or global attention of ``block`` on ``x`` ``(B, H, W, C)`` (already normed)."""
+        attn, ws = block.attn, block.window_size
+        B, H, W, C = x.shape
+        qkv = attn.qkv(x)  # (B, H, W, 3C)
+        if ws > 0:
+            qkv = _window_partition(qkv, ws, pad_value=attn.qkv(x.new_zeros(1, C))[0])
+        out = self._attention(attn, qkv)  # (B * windows, h, w, C)
+        if ws > 0:
+            out = _window_unpartition(out, B, H, W)
+        return attn.proj(out)
+
+    def _attention(self, attn: Attention, qkv: Tensor) -> Tensor:
+        """Multi-head attention with decomposed rel-pos bias: ``qkv`` ``(B, h, w, 3C)`` ->
+        ``(B, h, w, C)``. The bias goes to SDPA as its mask, built for a few query rows at a time."""
+        B, h, w, C3 = qkv.shape
+        heads, C = attn.num_heads, C3 // 3
+        q, k, v = qkv.view(B, h * w, 3, heads, C // heads).permute(2, 0, 3, 1, 4).unbind(0)
+        if not attn.use_rel_pos:
+            out = F.scaled_dot_product_attention(q, k, v, scale=attn.scale)
+            return out.transpose(1, 2).reshape(B, h, w, C)
+        q_grid = q.unflatten(2, (h, w))  # (B, heads, h, w, head_dim)
+        rel_h = torch.einsum("bnyxc,ykc->bnyxk", q_grid, get_rel_pos(h, h, attn.rel_pos_h))
+        rel_w = torch.einsum("bnyxc,xkc->bnyxk", q_grid, get_rel_pos(w, w, attn.rel_pos_w))
+        row_bytes = B * heads * w * h * w * qkv.element_size()
+        rows = max(1, min(h, self.mask_chunk_bytes // row_bytes))
+        buffer = qkv.new_empty(B * heads * rows * w * h * w)
+        out = qkv.new_empty(B, h * w, heads, C // heads)
+        for y in range(0, h, rows):
+            r = min(rows, h - y)
+            mask = buffer[: B * heads * r * w * h * w].view(B, heads, r, w, h, w)
+            torch.add(rel_h[:, :, y : y + r, :, :, None], rel_w[:, :, y : y + r, :, None, :], out=mask)
+            tokens = slice(y * w, (y + r) * w)
+            chunk = F.scaled_dot_product_attention(
+                q[:, :, tokens], k, v, attn_mask=mask.view(B, heads, r * w, h * w), scale=attn.scale
+            )
+            out[:, tokens] = chunk.transpose(1, 2)
+        return out.view(B, h, w, C)
+
+
+def _window_partition(x: Tensor, ws: int, pad_value: Tensor) -> Tensor:
+    """``(B, H, W, D)`` -> ``(B * nH * nW, ws, ws, D)`` windows; padding tokens are ``pad_value``
+    ``(D,)`` (what the reference's ``qkv`` gives for its zero padding)."""
+    B, H, W, D = x.shape
+    Hp, Wp = math.ceil(H / ws) * ws, math.ceil(W / ws) * ws
+    if (Hp, Wp) != (H, W):
+        x = F.pad(x, (0, 0, 0, Wp - W, 0, Hp - H))
+        x[:, H:] = pad_value
+        x[:, :H, W:] = pad_value
+    x = x.view(B, Hp // ws, ws, Wp // ws, ws, D).transpose(2, 3)
+    return x.reshape(-1, ws, ws, D)
+
+
+def _window_unpartition(windows: Tensor, B: int, H: int, W: int) -> Tensor:
+    """``(B * nH * nW, ws, ws, D)`` -> ``(B, H, W, D)``, dropping the padding."""
+    ws, D = windows.shape[1], windows.shape[-1]
+    nH, nW = math.ceil(H / ws), math.ceil(W / ws)
+    x = windows.view(B, nH, nW, ws, ws, D).transpose(2, 3).reshape(B, nH * ws, nW * ws, D)
+    return x[:, :H, :W]
+
+
+def fast_encoder(image_encoder: ImageEncoderViT, *, compile: bool = False, int8: bool = False) -> nn.Module:
+    """The fast forward pass for ``image_encoder`` (``(B, 3, 1024, 1024)`` -> ``(B, 256, 64, 64)``).
+
+    ``int8``: CPU dynamic int8 quantization of the ``nn.Linear`` layers, applied to a deep copy
+    (the fp32 ``image_encoder`` stays intact and shared with the rest of SAM). ``compile``:
+    wrap in ``torch.compile`` (first call compiles; see docs/encoder.md for what it buys).
+    """
+    if int8:
+        quantized = torch.ao.quantization.quantize_dynamic(
+            copy.deepcopy(image_encoder).cpu().float().eval(), {nn.Linear}, dtype=torch.qint8
+        )
+        module: nn.Module = FastImageEncoder(quantized)
+    else:
+        module = FastImageEncoder(image_encoder)
+    return torch.compile(module) if compile else module
+
+
+def configure_threads(num_threads: int | None = None) -> int:
+    """Set torch's intra-op threads to ``num_threads`` or, if ``None``, to the CPUs this process
+    may really use (affinity mask and cgroup v2/v1 CPU quota). Returns the number set."""
+    n = num_threads if num_threads is not None else cpu_quota()
+    n = max(1, int(n))
+    torch.set_num_threads(n)
+    return n
+
+
+def cpu_quota() -> int:
+    """CPUs usable by this process: ``min(affinity mask, ceil(cgroup quota / period))``."""
+    try:
+        n = len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        n = os.cpu_count() or 1
+    quota = _cgroup_quota()
+    return max(1, min(n, math.ceil(quota)) if quota else n)
+
+
+def _cgroup_quota() -> float | None:
+    """CPU quota in CPUs from cgroup v2 ``cpu.max`` or v1 ``cpu.cfs_quota_us``; ``None`` if unlimited."""
+    try:
+        text = Path("/sys/fs/cgroup/cpu.max").read_text().split()
+        if text and text[0] != "max":
+            return int(text[0]) / int(text[1])
+        return None
+    except (OSError, ValueError, IndexError):
+        pass
+    try:
+        quota = int(Path("/sys/fs/cgroup/cpu/cpu.cfs_quota_us").read_text())
+        period = int(Path("/sys/fs/cgroup/cpu/cpu.cfs_period_us").read_text())
+        return quota / period if quota > 0 and period > 0 else None
+    except (OSError, ValueError):
+        return None
