@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import signal
 import sys
 
 from dtseg.errors import DtsegError
@@ -66,6 +67,9 @@ def run(args: argparse.Namespace) -> int:
     keys = config.server.effective_api_keys()
     print(f"dtseg serve: {url}  model {model}  auth {'on (' + str(len(keys)) + ' keys)' if keys else 'off'}  docs {url}/docs",
           flush=True)
+    # uvicorn shuts down gracefully on SIGINT/SIGTERM, then re-raises the signal: SIGTERM ends
+    # the command with status 0 (a clean stop), SIGINT with 130 (KeyboardInterrupt, in main).
+    signal.signal(signal.SIGTERM, _stop)
     if engine is not None:
         uvicorn.run(create_app(engine, config.server), host=args.host, port=args.port, log_level=args.log_level,
                     timeout_graceful_shutdown=10)
@@ -73,7 +77,13 @@ def run(args: argparse.Namespace) -> int:
         os.environ[CONFIG_ENV] = config.model_dump_json()
         uvicorn.run("dtseg.server.factory:build", factory=True, host=args.host, port=args.port,
                     workers=args.workers, log_level=args.log_level, timeout_graceful_shutdown=10)
+    print("dtseg serve: stopped", flush=True)
     return 0
+
+
+def _stop(signum: int, frame: object) -> None:
+    print("dtseg serve: stopped", flush=True)
+    raise SystemExit(0)
 
 
 if __name__ == "__main__":  # ``python -m dtseg.cli.serve``: the same command without the other subcommands

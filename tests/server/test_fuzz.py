@@ -1,7 +1,7 @@
 """Bounded property-based run over the OpenAPI schema (schemathesis + hypothesis): no 500, no crash.
 
 Schemathesis's pytest plugin does not load under this pytest, so its strategies are driven
-with hypothesis directly: 30 generated requests per operation.
+with hypothesis directly: 15 valid and 15 schema-violating requests per operation.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from schemathesis.checks import not_a_server_error
 from dtseg import SamEngine
 from dtseg.server import ServerConfig, create_app
 
-EXAMPLES_PER_OPERATION = 30
+EXAMPLES_PER_MODE = 15  # positive and negative (schema-violating) requests: 30 per operation
 
 
 def test_no_server_errors_over_the_openapi_schema(engine: SamEngine) -> None:
@@ -25,9 +25,11 @@ def test_no_server_errors_over_the_openapi_schema(engine: SamEngine) -> None:
     assert {op.path for op in operations} >= {"/sam/embed_image", "/sam/segment_image", "/segment", "/info"}
     seen: dict[str, set[int]] = {}
 
-    for operation in operations:
-        @given(case=operation.as_strategy())
-        @settings(max_examples=EXAMPLES_PER_OPERATION, deadline=None, database=None,
+    runs = [(op, mode) for op in operations for mode in schemathesis.GenerationMode
+            if op.method.upper() == "POST" or mode is schemathesis.GenerationMode.POSITIVE]  # GETs take no input
+    for operation, mode in runs:
+        @given(case=operation.as_strategy(mode))
+        @settings(max_examples=EXAMPLES_PER_MODE, deadline=None, database=None,
                   suppress_health_check=list(HealthCheck))
         def check(case: schemathesis.Case) -> None:
             response = case.call()
@@ -38,6 +40,7 @@ def test_no_server_errors_over_the_openapi_schema(engine: SamEngine) -> None:
         check()
 
     assert set(seen) == {op.label for op in operations}
+    assert 422 in seen["POST /sam/segment_image"] and 400 in seen["POST /sam/segment_image"]
     with TestClient(app) as client:  # still serving, and still correct
         assert client.get("/healthz").json() == {"status": "ok"}
         assert client.post("/sam/segment_image", json={"image_id": "nope", "point_coords": [[1, 1]],
