@@ -1,0 +1,126 @@
+"""Image inputs: URLs (from a local http.server on 127.0.0.1 only), SSRF refusals, limits."""
+
+from __future__ import annotations
+
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Iterator
+
+import numpy as np
+import pytest
+from fastapi.testclient import TestClient
+
+from dtseg import SamEngine
+from dtseg.errors import InputError
+from dtseg.server.images import check_url, decode_base64
+from server_helpers import png_bytes
+
+POINT = {"point_coords": [[20, 18]], "point_labels": [1]}
+
+
+@pytest.fixture(scope="module")
+def image_server(image: np.ndarray) -> Iterator[str]:
+    """127.0.0.1 only: /img.png, /redirect/N (N hops to it), /slow, /text, /missing."""
+    data = png_bytes(image)
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:  # noqa: N802
+            if self.path == "/img.png":
+                self._send(200, data, "image/png")
+            elif self.path.startswith("/redirect/"):
+                hops = int(self.path.rsplit("/", 1)[1])
+                self.send_response(302)
+                self.send_header("Location", "/img.png" if hops <= 1 else f"/redirect/{hops - 1}")
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+            elif self.path == "/slow":
+                time.sleep(2.0)
+                self._send(200, data, "image/png")
+            elif self.path == "/text":
+                self._send(200, b"not an image", "text/plain")
+            else:
+                self._send(404, b"no", "text/plain")
+
+        def _send(self, code: int, body: bytes, kind: str) -> None:
+            self.send_response(code)
+            self.send_header("Content-Type", kind)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{httpd.server_address[1]}"
+    finally:
+        httpd.shutdown()
+        httpd.server_close()
+
+
+def test_url_image_and_base64_typed_url(client: TestClient, engine: SamEngine, image_server: str,
+                                        embedded: str) -> None:
+    calls = engine.encoder_calls
+    for kind in ("url", "base64"):  # Roboflow's own example sends a URL with type base64
+        response = client.post("/sam/segment_image", json={
+            "image": {"type": kind, "value": f"{image_server}/img.png"}, "image_id": embedded, **POINT})
+        assert response.status_code == 200, response.text
+    assert engine.encoder_calls == calls  # the same pixels as the embedded image
+    hops = client.post("/sam/segment_image", json={
+        "image": {"type": "url", "value": f"{image_server}/redirect/3"}, "image_id": embedded, **POINT})
+    assert hops.status_code == 200
+
+
+@pytest.mark.parametrize("path, fragment", [
+    ("/redirect/5", "redirects"),
+    ("/text", "not a decodable image"),
+    ("/missing", "HTTP 404"),
+])
+def test_url_failures_are_400(client: TestClient, image_server: str, path: str, fragment: str) -> None:
+    response = client.post("/sam/segment_image", json={"image": {"type": "url", "value": image_server + path}, **POINT})
+    assert response.status_code == 400 and fragment in response.json()["message"]
+
+
+def test_url_size_and_time_limits(make_client, image_server: str) -> None:
+    tiny = make_client(url_fetch={"allow_private": True, "max_mb": 0.001})
+    big = tiny.post("/sam/segment_image", json={"image": {"type": "url", "value": f"{image_server}/img.png"}, **POINT})
+    assert big.status_code == 400 and "bytes" in big.json()["message"]
+    hasty = make_client(url_fetch={"allow_private": True, "timeout_s": 0.5})
+    started = time.monotonic()
+    slow = hasty.post("/sam/segment_image", json={"image": {"type": "url", "value": f"{image_server}/slow"}, **POINT})
+    assert slow.status_code == 400 and time.monotonic() - started < 1.9
+    assert hasty.get("/healthz").status_code == 200
+
+
+def test_private_addresses_refused_by_default(make_client, image_server: str) -> None:
+    guarded: TestClient = make_client()
+    port = image_server.rsplit(":", 1)[1]
+    for url in (f"{image_server}/img.png", f"http://localhost:{port}/img.png", "http://[::1]/x.png",
+                "http://10.1.2.3/x.png", "http://169.254.169.254/latest/meta-data", "http://[::ffff:127.0.0.1]/x",
+                "http://0.0.0.0/x", "http://100.64.0.1/x"):
+        response = guarded.post("/sam/embed_image", json={"image": {"type": "url", "value": url}})
+        assert response.status_code == 400, url
+        assert "refused" in response.json()["message"] and response.json()["field"] == "image.value"
+    for url in ("ftp://example.com/x.png", "file:///etc/passwd", "http:///nohost"):
+        response = guarded.post("/sam/embed_image", json={"image": {"type": "url", "value": url}})
+        assert response.status_code == 400, url
+
+
+def test_check_url_allows_public_literals_without_connecting() -> None:
+    check_url("http://93.184.216.34/x.png", allow_private=False)  # a global literal: no DNS, no connection
+    with pytest.raises(InputError, match="refused"):
+        check_url("http://192.168.0.10/x.png", allow_private=False)
+    check_url("http://192.168.0.10/x.png", allow_private=True)
+
+
+def test_base64_variants() -> None:
+    assert decode_base64("data:image/png;base64,aGk=", "v") == b"hi"
+    assert decode_base64("aGk", "v") == b"hi"
+    assert decode_base64("a G\nk=", "v") == b"hi"
+    assert decode_base64("-_8=", "v") == bytes([0xFB, 0xFF])
+    with pytest.raises(InputError, match="base64"):
+        decode_base64("a*b", "v")
