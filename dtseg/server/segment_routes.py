@@ -1,4 +1,8 @@
-"""``POST /segment``: an image through one of the server's pipeline configs -> detections with masks."""
+"""``POST /segment``: an image through one of the server's pipeline configs -> detections with masks.
+
+Pipelines are built on first use, with the server's own engine (one model in memory), and
+kept. Their ``sinks`` are not run: the detections come back as JSON.
+"""
 
 from __future__ import annotations
 
@@ -8,10 +12,10 @@ from pathlib import Path
 from typing import Annotated, Any, Literal, Optional
 
 import numpy as np
-from fastapi import APIRouter, Depends
+from fastapi import APIRouter, Depends, HTTPException
 from pydantic import BaseModel, Field
 
-from dtseg.errors import InputError
+from dtseg.errors import DtsegError, InputError
 from dtseg.masks import mask_to_polygons, masks_to_rle
 from dtseg.server.auth import Namespace
 from dtseg.server.config import ServerConfig
@@ -44,6 +48,7 @@ class SegmentPipelineResponse(BaseModel):
     detections: list[Detection]
     time: float
     config: str
+    random_weights: Optional[str] = Field(None, description="set when a model has random weights: masks are meaningless")
 
 
 def available_configs(config: ServerConfig) -> list[str]:
@@ -64,7 +69,7 @@ def segment(body: SegmentPipelineRequest, namespace: Namespace,
     image = load_request_image(body.image, services.config.max_image_pixels, services.config.url_fetch)
     detections = pipeline(image)
     return SegmentPipelineResponse(detections=_rows(detections, body.format), time=time.perf_counter() - start,
-                                   config=body.config)
+                                   config=body.config, random_weights=detections.metadata.get("random_weights"))
 
 
 def _pipeline(services: Services, name: str) -> Any:
@@ -74,8 +79,12 @@ def _pipeline(services: Services, name: str) -> Any:
         if name not in services.pipelines:
             from dtseg.pipeline import Pipeline
 
-            path = next(p for p in Path(services.config.configs_dir or ".").iterdir() if p.stem == name and p.suffix in (".yaml", ".yml"))
-            services.pipelines[name] = Pipeline.from_config(path)
+            path = next(p for p in Path(services.config.configs_dir or ".").iterdir()
+                        if p.stem == name and p.suffix in (".yaml", ".yml"))
+            try:  # the server's engine serves every pipeline: their sam: sections are not used
+                services.pipelines[name] = Pipeline.from_config(path, engine=services.engine)
+            except (DtsegError, ValueError, OSError, ImportError) as exc:
+                raise HTTPException(503, f"pipeline config {name!r} cannot be built on this server: {exc}") from None
         return services.pipelines[name]
 
 
