@@ -106,6 +106,11 @@ def segment_image(body: SegmentRequest, namespace: Namespace, services: Services
 def _client_embedding(body: SegmentRequest, services: Services) -> Embedding:
     """``embeddings`` + ``orig_im_size`` -> an ``Embedding`` keyed by ``image_id`` or a digest of the data."""
     engine = services.engine
+    size = body.orig_im_size
+    if size is None:
+        raise InputError("orig_im_size", "required with embeddings: [height, width] of the embedded image")
+    if len(size) != 2 or min(size) < 1 or size[0] * size[1] > services.config.max_image_pixels:
+        raise InputError("orig_im_size", f"expected [height, width], positive, at most {services.config.max_image_pixels} pixels, got {size}")
     if body.embeddings_format == "binary":
         array = load_npy(body.embeddings, "embeddings").astype(np.float32)
     else:
@@ -119,11 +124,6 @@ def _client_embedding(body: SegmentRequest, services: Services) -> Embedding:
         raise InputError("embeddings", f"expected shape (1, {channels}, {grid[0]}, {grid[1]}) or {expected}, got {array.shape}")
     if not np.isfinite(array).all():
         raise InputError("embeddings", "expected finite numbers")
-    size = body.orig_im_size
-    if size is None:
-        raise InputError("orig_im_size", "required with embeddings: [height, width] of the embedded image")
-    if len(size) != 2 or min(size) < 1 or size[0] * size[1] > services.config.max_image_pixels:
-        raise InputError("orig_im_size", f"expected [height, width], positive, at most {services.config.max_image_pixels} pixels, got {size}")
     height, width = int(size[0]), int(size[1])
     digest = hashlib.blake2b(array.tobytes() + f"{height}x{width}".encode(), digest_size=16).hexdigest()
     transform = ImageTransform.for_image(height, width, engine.sam.image_encoder.img_size)
@@ -144,8 +144,8 @@ def _check_labels(labels: Any) -> None:
     """SAM's labels: 1 foreground, 0 background, -1 ignored (Roboflow's field text calls -1 negative; it is not)."""
     if labels is None:
         return
-    values = np.asarray(labels, dtype=object).ravel() if labels else np.zeros(0)
-    bad = sorted({float(v) for v in values if isinstance(v, (int, float)) and v not in (-1, 0, 1)})
+    values = [v for row in labels for v in (row if isinstance(row, list) else [row])]
+    bad = sorted({float(v) for v in values if v not in (-1, 0, 1)})
     if bad:
         raise InputError("point_labels", f"labels must be 1 (foreground), 0 (background) or -1 (ignored), got {bad}")
 

@@ -154,6 +154,7 @@ def test_label_minus_one_is_ignored_zero_is_background(client: TestClient, embed
 @pytest.mark.parametrize("body, field", [
     ({"point_coords": [[20, 18]], "point_labels": [2]}, "point_labels"),
     ({"point_coords": [[20, 18]], "point_labels": [0.5]}, "point_labels"),
+    ({"point_coords": [[[20, 18]], [[9, 9]]], "point_labels": [[1], [3]]}, "point_labels"),
     ({"point_coords": [[20, 18, 3]], "point_labels": [1]}, "point_coords"),
     ({"point_coords": [[20, 18], [1, 1]], "point_labels": [1]}, "point_labels"),
     ({"point_coords": [[20, 18]]}, "point_labels"),
@@ -211,8 +212,8 @@ def test_data_url_prefix_and_unpadded_base64(client: TestClient, engine: SamEngi
 
 # -- client-held embeddings ---------------------------------------------------------------------
 def test_client_held_embedding_matches_cached_path(client: TestClient, engine: SamEngine, embedded: str) -> None:
-    embeddings = client.post("/sam/embed_image", json={"image_id": embedded}).json()["embeddings"]
     raw = client.post("/sam/embed_image", json={"image_id": embedded, "format": "binary"}).content
+    embeddings = np.load(io.BytesIO(raw)).tolist()  # what format=json returns (checked above)
     reference = npz(segment(client, image_id=embedded, format="binary", **POINT))
     calls = engine.encoder_calls
     for extra in ({"embeddings": embeddings},
@@ -220,7 +221,7 @@ def test_client_held_embedding_matches_cached_path(client: TestClient, engine: S
         held = npz(segment(client, orig_im_size=[48, 64], format="binary", **POINT, **extra))
         np.testing.assert_array_equal(held["masks"], reference["masks"])
     assert engine.encoder_calls == calls
-    no_size = segment(client, embeddings=embeddings, **POINT)
+    no_size = segment(client, embeddings=[[1.0]], **POINT)
     assert no_size.status_code == 400 and no_size.json()["field"] == "orig_im_size"
     wrong = segment(client, embeddings=[[1.0, 2.0]], orig_im_size=[48, 64], **POINT)
     assert wrong.status_code == 400 and wrong.json()["field"] == "embeddings"
