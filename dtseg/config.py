@@ -191,8 +191,11 @@ def _list_index(items: list[Any], part: str, item: str) -> int:
         if not -len(items) <= index < len(items):
             raise ConfigError(f"--set {item!r}: index {index} is out of range (the list has {len(items)} entries)")
         return index
+    for i, entry in enumerate(items):  # a bare stage name: give it an options mapping
+        if entry == part:
+            items[i] = {part: {}}
     matches = [i for i, entry in enumerate(items) if isinstance(entry, dict) and part in entry]
-    names = [next(iter(e)) for e in items if isinstance(e, dict) and len(e) == 1]
+    names = [e if isinstance(e, str) else next(iter(e)) for e in items if isinstance(e, (str, dict)) and e]
     if len(matches) != 1:
         why = "no" if not matches else "more than one"
         raise ConfigError(f"--set {item!r}: {why} entry named {part!r} (entries: {names}); use its index instead")

@@ -1,0 +1,220 @@
+"""``Pipeline``: prompt stages -> one cached SAM embedding -> one batched decode -> ``sv.Detections``.
+
+```python
+pipeline = Pipeline.from_config("configs/default.yaml")
+detections = pipeline("bus.jpg")  # row i: mask i, from prompt i
+```
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterable, Sequence
+
+import numpy as np
+import supervision as sv
+
+from dtseg.config import PipelineConfig, StrictModel, apply_overrides, load_yaml, validate
+from dtseg.errors import CheckpointNotFoundError
+from dtseg.io import ImageLike, load_image
+from dtseg.plugins import PluginInfo, Registry, get_plugin_manager
+from dtseg.prompts import Prompts
+
+log = logging.getLogger(__name__)
+
+RANDOM_LABEL = "RANDOM WEIGHTS ({}): boxes and masks are meaningless"
+
+
+@dataclass
+class Stage:
+    """A configured prompt provider: ``provider(frame, prompts) -> Prompts``."""
+
+    name: str
+    provider: Any
+    info: PluginInfo
+
+
+@dataclass
+class LoadedConfig:
+    """A validated pipeline config and where it came from."""
+
+    config: PipelineConfig
+    source: str  # the file name, or "<dict>"
+    base_dir: Path | None  # relative paths resolve against this
+
+
+class Pipeline:
+    """Chained prompt stages, a ``SamEngine`` and the sink specs of one config.
+
+    ``pipeline(image)`` returns ``sv.Detections`` whose row i is the mask of the i-th prompt the
+    last stage produced (after any ``after_segment`` filters). Empty prompts give an empty
+    result without running SAM.
+    """
+
+    def __init__(self, engine: Any, stages: Sequence[Stage], *, registry: Registry | None = None,
+                 loaded: LoadedConfig | None = None, multimask_output: bool = False) -> None:
+        self.engine = engine
+        self.stages = list(stages)
+        self.registry = registry or Registry()
+        self.loaded = loaded
+        self.multimask_output = multimask_output
+        self.random_parts = [s.name for s in self.stages if getattr(s.provider, "random_weights", False)]
+        if getattr(engine, "random_weights", False):
+            self.random_parts.insert(0, "sam")
+
+    # -- construction ----------------------------------------------------------------------
+    @classmethod
+    def from_config(
+        cls,
+        config: str | Path | dict[str, Any] | PipelineConfig,
+        overrides: Iterable[str] = (),
+        *,
+        plugins_dir: str | Path | None = None,
+        strict: bool = False,
+        device: str | None = None,
+        allow_random: bool = False,
+        registry: Registry | None = None,
+        engine: Any = None,
+    ) -> "Pipeline":
+        """Build from a YAML file, a dict or a ``PipelineConfig``.
+
+        ``overrides`` are ``--set key=value`` strings; ``plugins_dir`` adds to the config's;
+        ``device`` sets ``sam.device`` and every stage's ``device`` option left unset;
+        ``allow_random`` replaces missing weights by random ones (loudly; demos only);
+        ``registry`` / ``engine`` replace discovery / the SAM engine (tests, servers).
+        """
+        loaded = load_pipeline_config(config, overrides, device=device)
+        cfg = loaded.config
+        if registry is None:
+            registry = Registry.collect(get_plugin_manager(plugins_dir or cfg.plugins_dir, cfg.plugins, strict))
+        stages = [build_stage(registry, entry, i, loaded, device, allow_random) for i, entry in enumerate(cfg.prompts)]
+        for i, entry in enumerate(cfg.sinks):  # fail on a bad sink config now, not after the first image
+            name, options = next(iter(entry.items()))
+            validate(registry.sink(name).config_model, options, loaded.source, prefix=f"sinks[{i}].{name}",
+                     base_dir=loaded.base_dir)
+        if engine is None:
+            engine = build_engine(cfg, allow_random)
+        pipeline = cls(engine, stages, registry=registry, loaded=loaded, multimask_output=cfg.multimask_output)
+        if pipeline.random_parts:
+            log.warning("*** %s ***", pipeline.random_label)
+        return pipeline
+
+    @property
+    def random_label(self) -> str | None:
+        """A loud label when any model has random weights, else ``None``."""
+        return RANDOM_LABEL.format(", ".join(self.random_parts)) if self.random_parts else None
+
+    def open_sinks(self, out_dir: str | Path) -> list[Any]:
+        """The config's sinks, writing under ``out_dir`` (created). Close each when done. A sink
+        with a ``banner`` attribute left at ``None`` gets the random-weights label, if any."""
+        if self.loaded is None:
+            return []
+        out = Path(out_dir)
+        out.mkdir(parents=True, exist_ok=True)
+        sinks = []
+        for i, entry in enumerate(self.loaded.config.sinks):
+            name, options = next(iter(entry.items()))
+            info = self.registry.sink(name)
+            config = validate(info.config_model, options, self.loaded.source, prefix=f"sinks[{i}].{name}",
+                              base_dir=self.loaded.base_dir)
+            sink = info.cls(config, out)
+            if self.random_label and getattr(sink, "banner", "") is None:  # e.g. the annotated sink
+                sink.banner = self.random_label
+            sinks.append(sink)
+        return sinks
+
+    # -- running ---------------------------------------------------------------------------
+    def prompts(self, frame: np.ndarray) -> Prompts:
+        """Run the stages on ``frame`` (RGB uint8 ``(H, W, 3)``): the prompts SAM will get."""
+        prompts: Prompts | None = None
+        for stage in self.stages:
+            prompts = stage.provider(frame, prompts)
+            if not isinstance(prompts, Prompts):
+                raise TypeError(f"prompt provider {stage.name!r} ({stage.info.source}) returned "
+                                f"{type(prompts).__name__}, not Prompts")
+        assert prompts is not None  # PipelineConfig requires at least one stage
+        return prompts
+
+    def __call__(self, image: ImageLike) -> sv.Detections:
+        """Segment one image (RGB array ``(H, W, 3)``, path or encoded bytes) -> ``sv.Detections``.
+
+        The image is embedded once (cached by its content hash) and all prompts
+        are decoded in one batched call. ``detections.metadata`` holds ``random_weights`` (a
+        label, or None) and ``num_prompts`` (objects before ``after_segment`` filters).
+        """
+        frame = load_image(image)
+        prompts = self.prompts(frame)
+        if len(prompts):
+            detections = self.engine.segment(frame, prompts, multimask_output=self.multimask_output)
+        else:
+            detections = empty_detections(prompts)
+        for stage in self.stages:
+            after = getattr(stage.provider, "after_segment", None)
+            if after is not None:
+                detections = after(frame, detections)
+        detections.metadata.update(random_weights=self.random_label, num_prompts=len(prompts))
+        return detections
+
+
+def load_pipeline_config(
+    config: str | Path | dict[str, Any] | PipelineConfig,
+    overrides: Iterable[str] = (),
+    device: str | None = None,
+) -> LoadedConfig:
+    """Read and validate a pipeline config; ``overrides`` (``key=value``) apply before validation."""
+    if isinstance(config, PipelineConfig):
+        data, source, base_dir = config.model_dump(), "<config>", None
+    elif isinstance(config, dict):
+        data, source, base_dir = copy.deepcopy(config), "<dict>", None
+    else:
+        path = Path(config)
+        data, source, base_dir = load_yaml(path), str(path), path.resolve().parent
+    apply_overrides(data, list(overrides))
+    if device is not None:
+        data.setdefault("sam", {})["device"] = device
+    return LoadedConfig(validate(PipelineConfig, data, source, base_dir=base_dir), source, base_dir)
+
+
+def build_stage(registry: Registry, entry: dict[str, dict[str, Any]], index: int, loaded: LoadedConfig,
+                device: str | None = None, allow_random: bool = False) -> Stage:
+    """Validate a stage's options against its provider's ``Config`` and instantiate it."""
+    name, options = next(iter(entry.items()))
+    info = registry.provider(name)
+    options = dict(options)
+    if device is not None and "device" in info.config_model.model_fields and options.get("device") is None:
+        options["device"] = device
+    config: StrictModel = validate(info.config_model, options, loaded.source, prefix=f"prompts[{index}].{name}",
+                                   base_dir=loaded.base_dir)
+    try:
+        return Stage(name, info.cls(config), info)
+    except CheckpointNotFoundError as exc:
+        fallback = getattr(info.cls, "random_fallback", None)
+        if not allow_random or fallback is None:
+            raise
+        log.warning("%s\n*** --allow-random: %s falls back to RANDOM weights ***", exc, name)
+        return Stage(name, info.cls(fallback(config)), info)
+
+
+def build_engine(config: PipelineConfig, allow_random: bool = False) -> Any:
+    """``config.sam.build_engine()``; with ``allow_random``, missing weights become random ones."""
+    try:
+        return config.sam.build_engine()
+    except CheckpointNotFoundError as exc:
+        if not allow_random:
+            raise
+        log.warning("%s\n*** --allow-random: SAM falls back to RANDOM weights ***", exc)
+        return config.sam.model_copy(update={"checkpoint": "random"}).build_engine()
+
+
+def empty_detections(prompts: Prompts) -> sv.Detections:
+    """What the engine returns for no prompts, without embedding the image: zero rows, with the
+    prompts' data keys and ``sam_score``."""
+    detections = sv.Detections.empty()
+    detections.data.update({k: v[:0] if isinstance(v, np.ndarray) else np.zeros(0, dtype=object)
+                            for k, v in prompts.data.items() if k != "tracker_id"})
+    detections.data.update(sam_score=np.zeros(0, np.float32), prompt_box=prompts.boxes,
+                           prompt_points=prompts.points, prompt_labels=prompts.labels)
+    return detections
