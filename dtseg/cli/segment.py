@@ -1,0 +1,144 @@
+"""``dtseg segment SOURCE... --out DIR``: run the pipeline on images, write each as it finishes."""
+
+from __future__ import annotations
+
+import argparse
+import glob
+import logging
+import re
+import sys
+import time
+import urllib.parse
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from tqdm import tqdm
+
+from dtseg.cli.common import add_pipeline_options, build_pipeline, fail
+from dtseg.errors import DtsegError, InputError
+from dtseg.io import load_image
+
+log = logging.getLogger("dtseg.segment")
+
+IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp"}
+URL_TIMEOUT_S = 30.0
+MAX_URL_BYTES = 200 << 20
+
+
+@dataclass(frozen=True)
+class Item:
+    """One image to process: where it is and the output name (a unique file stem)."""
+
+    source: str
+    name: str
+
+
+def add_parser(subparsers: Any) -> None:
+    parser = subparsers.add_parser(
+        "segment", help="segment images (files, folders, globs, URLs)",
+        description="Run the prompt stages and SAM on each image; write the config's sinks to --out.")
+    parser.add_argument("sources", nargs="+", metavar="SOURCE", help="an image, a folder, a glob or an http(s) URL")
+    parser.add_argument("-o", "--out", default="out", metavar="DIR", help="output folder (default: out)")
+    add_pipeline_options(parser)
+    parser.set_defaults(run=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    items, missing = expand_sources(args.sources)
+    try:
+        pipeline = build_pipeline(args)
+        sinks = pipeline.open_sinks(args.out)
+    except (DtsegError, ValueError, OSError) as exc:
+        return fail(exc)
+    failed: list[tuple[str, str]] = [(m, "no such file, folder or matching glob") for m in missing]
+    for source, why in failed:
+        print(f"error: {source}: {why}", file=sys.stderr)
+    start = time.perf_counter()
+    done = 0
+    try:
+        with tqdm(items, unit="image", disable=len(items) < 2, file=sys.stderr) as bar:
+            for item in bar:
+                bar.set_postfix_str(item.name, refresh=False)
+                try:
+                    frame = read_image(item.source)
+                    detections = pipeline(frame)
+                    for sink in sinks:
+                        sink.write(item.name, frame, detections)
+                except Exception as exc:  # noqa: BLE001 - one bad image must not stop the run
+                    log.debug("failed on %s", item.source, exc_info=True)
+                    why = str(exc) if isinstance(exc, (DtsegError, OSError)) else f"{type(exc).__name__}: {exc}"
+                    failed.append((item.source, why))
+                    tqdm.write(f"error: {item.source}: {why}", file=sys.stderr)
+                    continue
+                done += 1
+    finally:
+        for sink in sinks:
+            sink.close()
+    _summary(done, failed, time.perf_counter() - start, args.out, pipeline.random_label)
+    return 1 if failed or not items else 0
+
+
+def expand_sources(sources: list[str]) -> tuple[list[Item], list[str]]:
+    """Sources -> images in order (a folder's images sorted by name, a glob's matches sorted) with
+    unique output names; and the sources that matched nothing."""
+    paths: list[str] = []
+    missing: list[str] = []
+    for source in sources:
+        if is_url(source):
+            paths.append(source)
+        elif Path(source).is_dir():
+            paths += sorted(str(p) for p in Path(source).iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+        elif Path(source).exists():
+            paths.append(source)
+        elif glob.has_magic(source):
+            matches = sorted(p for p in glob.glob(source, recursive=True) if Path(p).is_file())
+            paths += matches
+            if not matches:
+                missing.append(source)
+        else:
+            missing.append(source)
+    return unique_names(paths), missing
+
+
+def unique_names(sources: list[str]) -> list[Item]:
+    """One output name per source: its file stem, with ``_2``, ``_3`` ... where stems repeat."""
+    seen: dict[str, int] = {}
+    items = []
+    for source in sources:
+        path = urllib.parse.urlparse(source).path if is_url(source) else source
+        stem = re.sub(r"[^\w.\-]", "_", Path(path).stem) or "image"
+        seen[stem] = seen.get(stem, 0) + 1
+        items.append(Item(source, stem if seen[stem] == 1 else f"{stem}_{seen[stem]}"))
+    return items
+
+
+def is_url(source: str) -> bool:
+    return source.lower().startswith(("http://", "https://"))
+
+
+def read_image(source: str) -> Any:
+    """A file path or http(s) URL -> RGB uint8 ``(H, W, 3)``."""
+    if not is_url(source):
+        return load_image(source, "image")
+    try:
+        with urllib.request.urlopen(source, timeout=URL_TIMEOUT_S) as response:
+            data = response.read(MAX_URL_BYTES + 1)
+    except OSError as exc:
+        raise InputError("image", f"cannot fetch {source}: {getattr(exc, 'reason', exc)}") from exc
+    if len(data) > MAX_URL_BYTES:
+        raise InputError("image", f"{source} is larger than {MAX_URL_BYTES >> 20} MiB")
+    return load_image(data, "image")
+
+
+def _summary(done: int, failed: list[tuple[str, str]], seconds: float, out: str, random_label: str | None) -> None:
+    total = done + len(failed)
+    line = f"segmented {done} of {total} image{'s' * (total != 1)} in {seconds:.1f} s -> {out}"
+    print(line + (f"; {len(failed)} failed:" if failed else ""), file=sys.stderr)
+    for source, why in failed:
+        print(f"  {source}: {why}", file=sys.stderr)
+    if total == 0:
+        print("no images found", file=sys.stderr)
+    if random_label:
+        print(f"NOTE: {random_label}", file=sys.stderr)
