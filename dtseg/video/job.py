@@ -1,0 +1,150 @@
+"""``VideoJob``: a video through the pipeline into an annotated video and a JSONL file, with a
+progress bar, Ctrl-C handling (by the caller's ``should_stop``) and ``--resume``."""
+
+from __future__ import annotations
+
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+from tqdm import tqdm
+
+from dtseg.errors import InputError
+from dtseg.video.jsonl import JsonlState, JsonlWriter, frame_record, scan_jsonl
+from dtseg.video.output import AnnotatedVideo, video_annotator
+from dtseg.video.process import iter_results
+from dtseg.video.source import SourceArg, VideoSource
+from dtseg.video.tracking import ObjectTracker, TrackerConfig
+
+
+@dataclass(frozen=True)
+class ResumePlan:
+    """Where a run starts: ``start`` frame, ``max_frames`` left, ``done`` frames already written
+    (``keep_bytes`` of the JSONL, ``done`` video frames), ``first_id`` for new tracks."""
+
+    start: int
+    max_frames: int | None
+    done: int = 0
+    keep_bytes: int | None = None
+    first_id: int = 0
+
+
+def plan_resume(state: JsonlState, start: int, stride: int, max_frames: int | None) -> ResumePlan:
+    """Continue a run of frames ``start, start + stride, ...`` after the JSONL's last complete frame.
+    ``max_frames`` counts from ``start``, as in the first run (the same command line resumes)."""
+    if state.last_frame is None:
+        return ResumePlan(start, max_frames)  # nothing complete: start over
+    if state.last_frame < start:
+        raise InputError("resume", f"the JSONL ends at frame {state.last_frame}, before --start {start}: "
+                                   "is it another run's file?")
+    done = (state.last_frame - start) // stride + 1
+    left = None if max_frames is None else max(0, max_frames - done)
+    return ResumePlan(state.last_frame + stride, left, state.frames, state.valid_bytes, state.max_id + 1)
+
+
+@dataclass
+class JobSummary:
+    """How a run went: ``frames`` processed now (``resumed`` were already done), source indices
+    ``first_frame``..``last_frame``, wall ``seconds``, ``objects`` written, per-stage seconds."""
+
+    frames: int = 0
+    resumed: int = 0
+    first_frame: int | None = None
+    last_frame: int | None = None
+    seconds: float = 0.0
+    objects: int = 0
+    interrupted: bool = False
+    stage_seconds: dict[str, float] = field(default_factory=lambda: {"segment": 0.0, "track": 0.0, "write": 0.0})
+
+    @property
+    def fps(self) -> float:
+        return self.frames / self.seconds if self.seconds > 0 else 0.0
+
+
+@dataclass
+class VideoJob:
+    """A video run. ``out``: the annotated video (``None``: none); ``jsonl``: per-frame records
+    (``None``: none). Frames ``start, start + stride, ...``, at most ``max_frames``. ``resume``:
+    continue ``jsonl`` (and ``out``) after its last complete frame. ``fps`` overrides the source's."""
+
+    source: SourceArg
+    out: Path | None
+    jsonl: Path | None = None
+    start: int = 0
+    stride: int = 1
+    max_frames: int | None = None
+    track: bool = True
+    tracker: TrackerConfig = field(default_factory=TrackerConfig)
+    resume: bool = False
+    fps: float | None = None
+    progress: bool = True
+
+    def run(self, pipeline: Any, should_stop: Callable[[], bool] = lambda: False) -> JobSummary:
+        """Process the frames; outputs are closed (playable, readable) however the loop ends."""
+        if self.stride < 1 or self.start < 0 or (self.max_frames is not None and self.max_frames < 0):
+            raise InputError("frames", "need --stride >= 1, --start >= 0 and --max-frames >= 0")
+        if self.resume and self.jsonl is None:
+            raise InputError("resume", "--resume continues a --jsonl file: give it")
+        summary = JobSummary()
+        with VideoSource(self.source, self.fps) as video:
+            info = video.info
+            plan = ResumePlan(self.start, self.max_frames)
+            if self.resume:
+                if not info.seekable:
+                    raise InputError("resume", f"{info.name} is a live {info.kind}: it cannot be resumed")
+                plan = plan_resume(scan_jsonl(self.jsonl), self.start, self.stride, self.max_frames)  # type: ignore[arg-type]
+            summary.resumed = plan.done
+            tracker = ObjectTracker(info.fps, self.tracker, plan.first_id) if self.track else None
+            outputs: list[Any] = []
+            try:
+                if self.out is not None:
+                    annotator = video_annotator(_annotated_options(pipeline), getattr(pipeline, "random_label", None))
+                    outputs.append(AnnotatedVideo(self.out, info.width, info.height, info.fps / self.stride,
+                                                  annotator, keep_frames=plan.done))
+                if self.jsonl is not None:
+                    outputs.append(JsonlWriter(self.jsonl, plan.keep_bytes))
+                self._loop(pipeline, video, plan, tracker, outputs, should_stop, summary)
+            finally:
+                for output in outputs:
+                    output.close()
+        summary.interrupted = bool(should_stop())
+        return summary
+
+    def _loop(self, pipeline: Any, video: VideoSource, plan: ResumePlan, tracker: ObjectTracker | None,
+              outputs: list[Any], should_stop: Callable[[], bool], summary: JobSummary) -> None:
+        remaining = video.info.expected_frames(plan.start, self.stride, plan.max_frames)
+        started = time.perf_counter()
+        results = iter_results(pipeline, video, start=plan.start, stride=self.stride, max_frames=plan.max_frames,
+                               tracker=tracker, should_stop=should_stop)
+        with tqdm(total=None if remaining is None else plan.done + remaining, initial=plan.done, unit="frame",
+                  file=sys.stderr, disable=not self.progress, dynamic_ncols=True, smoothing=0.1) as bar:
+            for result in results:
+                t0 = time.perf_counter()
+                for output in outputs:
+                    if isinstance(output, AnnotatedVideo):
+                        output.write(result.frame, result.detections)
+                    else:
+                        output.write(frame_record(result.index, result.time_s, result.frame.shape[:2],
+                                                  result.detections))
+                for stage, seconds in result.seconds.items():
+                    summary.stage_seconds[stage] += seconds
+                summary.stage_seconds["write"] += time.perf_counter() - t0
+                summary.frames += 1
+                summary.objects += len(result.detections)
+                summary.first_frame = result.index if summary.first_frame is None else summary.first_frame
+                summary.last_frame = result.index
+                summary.seconds = time.perf_counter() - started
+                bar.set_postfix(frame=result.index, objects=len(result.detections), refresh=False)
+                bar.update(1)
+
+
+def _annotated_options(pipeline: Any) -> dict[str, Any] | None:
+    """The options of the config's ``annotated`` sink, if it has one (drawing options only)."""
+    loaded = getattr(pipeline, "loaded", None)
+    for entry in getattr(getattr(loaded, "config", None), "sinks", None) or []:
+        name, options = next(iter(entry.items()))
+        if name == "annotated":
+            return {k: v for k, v in options.items() if k not in ("format", "jpg_quality", "subdir")}
+    return None

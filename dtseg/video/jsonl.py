@@ -1,0 +1,122 @@
+"""Per-frame JSON Lines: one line per processed frame, written and flushed as the frame finishes.
+
+Line schema (plain JSON; NaN becomes ``null``)::
+
+    {"frame": int,            # index in the source, from 0
+     "time_s": float,         # timestamp, seconds
+     "width": int, "height": int,
+     "objects": [
+       {"id": int | null,     # tracker ID; -1 = not tracked yet; null with --no-track
+        "class_id": int | null, "class_name": str | null,
+        "confidence": float | null,   # the detector's
+        "sam_score": float | null,    # SAM's predicted IoU
+        "box": [x1, y1, x2, y2],      # float pixels, the mask's tight box
+        "mask": {"size": [H, W], "counts": str},   # COCO RLE: dtseg.masks.rle_to_mask
+        "data": {...}}]}              # other per-object provider data, only when present
+
+A line is *complete* when it ends in a newline and parses: ``scan_jsonl`` finds the last one, so
+``--resume`` can cut off a half-written line and continue after that frame.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO, Any
+
+import numpy as np
+import supervision as sv
+
+from dtseg.masks import masks_to_rle
+from dtseg.sinks._common import column, json_safe, masks_of
+
+log = logging.getLogger(__name__)
+
+#: ``data`` keys that have a field of their own, or are not written (the prompt is in the box).
+_OWN_FIELDS = ("class_name", "sam_score", "prompt_box", "prompt_points", "prompt_labels")
+
+
+def frame_record(index: int, time_s: float, shape: tuple[int, int], detections: sv.Detections) -> dict[str, Any]:
+    """The JSON object of one frame (module docstring). ``shape``: the frame's ``(H, W)``."""
+    height, width = int(shape[0]), int(shape[1])
+    rles = masks_to_rle(masks_of(detections, (height, width), "jsonl"))
+    extra = [k for k in detections.data if k not in _OWN_FIELDS]
+    objects = []
+    for i in range(len(detections)):
+        obj = {
+            "id": column(detections, "tracker_id", i),
+            "class_id": column(detections, "class_id", i),
+            "class_name": column(detections, "class_name", i),
+            "confidence": column(detections, "confidence", i),
+            "sam_score": column(detections, "sam_score", i),
+            "box": json_safe(np.asarray(detections.xyxy[i], np.float32)),
+            "mask": rles[i],
+        }
+        if extra:
+            obj["data"] = {k: column(detections, k, i) for k in extra}
+        objects.append(obj)
+    return {"frame": int(index), "time_s": round(float(time_s), 6), "width": width, "height": height,
+            "objects": objects}
+
+
+@dataclass(frozen=True)
+class JsonlState:
+    """What a JSONL file holds: ``frames`` complete lines, the last one for ``last_frame``
+    (``None``: none), the largest object ``max_id`` (-1: none) and ``valid_bytes``, the length
+    of the file up to the end of its last complete line."""
+
+    frames: int = 0
+    last_frame: int | None = None
+    max_id: int = -1
+    valid_bytes: int = 0
+
+
+def scan_jsonl(path: str | Path) -> JsonlState:
+    """Read ``path`` line by line (one line in memory at a time) and stop at the first line that is
+    unterminated or does not parse. A missing file is an empty state."""
+    path = Path(path)
+    if not path.exists():
+        return JsonlState()
+    frames, last, max_id, valid = 0, None, -1, 0
+    with path.open("rb") as f:
+        for line in f:
+            if not line.endswith(b"\n"):
+                break
+            try:
+                record = json.loads(line)
+                index = int(record["frame"])
+                ids = [o.get("id") for o in record["objects"]]
+            except (ValueError, KeyError, TypeError, AttributeError):
+                log.warning("%s: line %d is not a frame record; resuming before it", path, frames + 1)
+                break
+            frames, last, valid = frames + 1, index, valid + len(line)
+            max_id = max([max_id] + [int(i) for i in ids if i is not None])
+    return JsonlState(frames, last, max_id, valid)
+
+
+class JsonlWriter:
+    """Appends one line per frame and flushes it, so a killed run leaves whole lines.
+    ``keep_bytes``: keep this many bytes of an existing file (``--resume``), else start empty."""
+
+    def __init__(self, path: str | Path, keep_bytes: int | None = None) -> None:
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        if keep_bytes is None:
+            self._file: IO[bytes] | None = self.path.open("wb")
+        else:
+            self._file = self.path.open("r+b")
+            self._file.truncate(keep_bytes)  # drop a half-written last line
+            self._file.seek(keep_bytes)
+
+    def write(self, record: dict[str, Any]) -> None:
+        if self._file is None:
+            raise ValueError(f"{self.path} is closed")
+        self._file.write(json.dumps(record, allow_nan=False, separators=(",", ":")).encode("utf-8") + b"\n")
+        self._file.flush()
+
+    def close(self) -> None:
+        if self._file is not None:
+            self._file.close()
+            self._file = None

@@ -1,0 +1,101 @@
+"""The annotated video: supervision's ``VideoSink`` (OpenCV, ``mp4v``) fed by the ``annotated``
+sink's renderer (masks, boxes, labels with track IDs).
+
+On ``--resume`` the earlier video is *continued*: its first ``keep_frames`` frames are copied
+into a new file, new frames are appended, and the new file replaces the old one when closed.
+(mp4 cannot be appended in place; the copy re-encodes, which costs a little quality on those
+frames.) Until then the old file is untouched, so a crash never loses it.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+import supervision as sv
+
+from dtseg.sinks.annotated import AnnotatedSink
+from dtseg.sinks.annotated import Config as AnnotatedConfig
+
+log = logging.getLogger(__name__)
+
+#: The video's default label: the track ID first (``-1``: not tracked yet).
+VIDEO_LABEL = "#{tracker_id} {class_name} {confidence:.2f}"
+
+
+def video_annotator(sink_options: dict[str, Any] | None = None, banner: str | None = None) -> AnnotatedSink:
+    """An ``annotated`` sink used as a renderer: the config's ``annotated`` options where given,
+    else colours by track and labels ``#ID class confidence``."""
+    options = {"color_by": "track", "label": VIDEO_LABEL, **(sink_options or {})}
+    sink = AnnotatedSink(AnnotatedConfig(**options), Path("."))
+    if sink.banner is None:
+        sink.banner = banner
+    return sink
+
+
+class AnnotatedVideo:
+    """Writes annotated frames to ``path`` at ``fps`` frames per second, ``(width, height)`` pixels.
+
+    ``keep_frames``: continue an existing video at ``path`` after its first ``keep_frames``
+    frames (``--resume``). Frames of another size are resized to the video's (a folder of
+    mixed-size images), since OpenCV's writer silently drops them otherwise.
+    """
+
+    def __init__(self, path: str | Path, width: int, height: int, fps: float, annotator: AnnotatedSink,
+                 keep_frames: int = 0) -> None:
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.size = (int(width), int(height))
+        self.annotator = annotator
+        self.frames = 0
+        self._resuming = keep_frames > 0 and self.path.exists()
+        self._target = self.path.with_name(f".{self.path.stem}.resume{self.path.suffix}") if self._resuming else self.path
+        self._sink: sv.VideoSink | None = sv.VideoSink(str(self._target), sv.VideoInfo(width, height, fps))
+        self._sink.__enter__()
+        self._warned_size = False
+        if self._resuming:
+            self._copy_from(self.path, keep_frames)
+        elif keep_frames > 0:
+            log.warning("%s does not exist: the new video starts at the resumed frame", self.path)
+
+    def _copy_from(self, old: Path, count: int) -> None:
+        capture = cv2.VideoCapture(str(old))
+        try:
+            while self.frames < count:
+                ok, bgr = capture.read()
+                if not ok:
+                    break
+                self._write_bgr(bgr)
+        finally:
+            capture.release()
+        if self.frames < count:
+            log.warning("%s held %d readable frames, the JSONL %d: the video misses %d frames before the "
+                        "resumed part", old, self.frames, count, count - self.frames)
+
+    def write(self, frame: np.ndarray, detections: sv.Detections) -> None:
+        """Annotate RGB ``frame`` ``(H, W, 3)`` uint8 with ``detections`` and append it."""
+        self._write_bgr(self.annotator.render(frame, detections))
+
+    def _write_bgr(self, bgr: np.ndarray) -> None:
+        if self._sink is None:
+            raise ValueError(f"{self.path} is closed")
+        if (bgr.shape[1], bgr.shape[0]) != self.size:
+            if not self._warned_size:
+                log.warning("frame of %dx%d resized to the video's %dx%d", bgr.shape[1], bgr.shape[0], *self.size)
+                self._warned_size = True
+            bgr = cv2.resize(bgr, self.size, interpolation=cv2.INTER_AREA)
+        self._sink.write_frame(bgr)
+        self.frames += 1
+
+    def close(self) -> None:
+        """Finish the file (playable from here on); on resume, replace the old video with it."""
+        if self._sink is None:
+            return
+        sink, self._sink = self._sink, None
+        sink.__exit__(None, None, None)
+        if self._resuming:
+            os.replace(self._target, self.path)

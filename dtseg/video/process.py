@@ -1,0 +1,117 @@
+"""The frame loop: every frame runs the whole pipeline (prompt stages -> embed -> one batched
+decode -> ``after_segment``), then the tracker. Frames are streamed; nothing is kept between them
+except the tracker's state (a few numbers per live track).
+
+```python
+for index, detections in process_video(pipeline, "traffic.mp4", stride=2):
+    print(index, detections.tracker_id, detections.metadata["time_s"])
+```
+"""
+
+from __future__ import annotations
+
+import inspect
+import time
+from dataclasses import dataclass, field
+from typing import Any, Callable, Iterator
+
+import numpy as np
+import supervision as sv
+
+from dtseg.video.source import SourceArg, VideoSource
+from dtseg.video.tracking import ObjectTracker, TrackerConfig
+
+
+@dataclass
+class FrameResult:
+    """One processed frame: source ``index``, ``time_s`` seconds, the RGB ``frame`` ``(H, W, 3)``
+    uint8 and its ``detections`` (row i = prompt i; ``tracker_id`` set when tracking).
+    ``seconds``: wall time spent on ``segment`` (prompts + SAM) and ``track``."""
+
+    index: int
+    time_s: float
+    frame: np.ndarray
+    detections: sv.Detections
+    seconds: dict[str, float] = field(default_factory=dict)
+
+
+def segment_frame(pipeline: Any, frame: np.ndarray) -> sv.Detections:
+    """``pipeline(frame)`` without caching: the frame's embedding and logits are not stored, so a
+    video never evicts the image embedding cache. ``frame``: RGB uint8 ``(H, W, 3)``."""
+    if _accepts_cache(pipeline):
+        return pipeline(frame, cache=False)
+    # Same steps as Pipeline.__call__, with engine.segment(..., cache=False).
+    from dtseg.pipeline import empty_detections
+
+    prompts = pipeline.prompts(frame)
+    if len(prompts):
+        detections = pipeline.engine.segment(frame, prompts, multimask_output=pipeline.multimask_output, cache=False)
+    else:
+        detections = empty_detections(prompts)
+    for stage in pipeline.stages:
+        after = getattr(stage.provider, "after_segment", None)
+        if after is not None:
+            detections = after(frame, detections)
+    detections.metadata.update(random_weights=pipeline.random_label, num_prompts=len(prompts))
+    return detections
+
+
+def _accepts_cache(pipeline: Any) -> bool:
+    try:
+        return "cache" in inspect.signature(pipeline.__call__).parameters
+    except (TypeError, ValueError):
+        return False
+
+
+def iter_results(
+    pipeline: Any,
+    video: VideoSource,
+    *,
+    start: int = 0,
+    stride: int = 1,
+    max_frames: int | None = None,
+    tracker: ObjectTracker | None = None,
+    should_stop: Callable[[], bool] = lambda: False,
+) -> Iterator[FrameResult]:
+    """Process ``video``'s frames ``start, start + stride, ...`` one at a time.
+
+    ``should_stop()`` is asked before each frame is read (the CLI's Ctrl-C flag): the frame in
+    progress always finishes. ``detections.metadata`` gets ``frame_index`` and ``time_s``.
+    """
+    for index, time_s, rgb in video.frames(start, stride, max_frames):
+        t0 = time.perf_counter()
+        detections = segment_frame(pipeline, rgb)
+        t1 = time.perf_counter()
+        if tracker is not None:
+            detections = tracker.update(detections, time_s)
+        t2 = time.perf_counter()
+        detections.metadata.update(frame_index=index, time_s=time_s)
+        yield FrameResult(index, time_s, rgb, detections, {"segment": t1 - t0, "track": t2 - t1})
+        if should_stop():
+            return
+
+
+def process_video(
+    pipeline: Any,
+    source: SourceArg,
+    *,
+    start: int = 0,
+    stride: int = 1,
+    max_frames: int | None = None,
+    track: bool = True,
+    tracker_config: TrackerConfig | None = None,
+    fps: float | None = None,
+) -> Iterator[tuple[int, sv.Detections]]:
+    """Yield ``(frame_index, sv.Detections)`` for frames ``start, start + stride, ...`` of ``source``
+    (a video file, a folder of frames, a webcam index or a stream URL), at most ``max_frames``.
+
+    ``track``: stable ``tracker_id`` across frames (ByteTrack; -1 = not tracked yet), else the
+    providers' own ``tracker_id``, if any. ``fps`` overrides the source's frame rate.
+    ``detections.metadata["time_s"]`` is the frame's timestamp in seconds. The source is closed
+    when the generator finishes or is closed (``break`` out of the loop is fine).
+    """
+    with VideoSource(source, fps) as video:
+        tracker = ObjectTracker(video.info.fps, tracker_config or TrackerConfig()) if track else None
+        for result in iter_results(pipeline, video, start=start, stride=stride, max_frames=max_frames,
+                                   tracker=tracker):
+            yield result.index, result.detections
