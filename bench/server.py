@@ -77,7 +77,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", default="tiny", help="tiny (default), vit_b, vit_l, vit_h (random weights)")
     parser.add_argument("--device", default="auto")
-    parser.add_argument("-n", "--requests", type=int, default=20, help="requests per row (default 20)")
+    parser.add_argument("-n", "--requests", type=int, default=15, help="requests per row (default 15)")
     parser.add_argument("-c", "--concurrency", type=int, default=4, help="clients of the concurrent row (default 4)")
     args = parser.parse_args()
 
