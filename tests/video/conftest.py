@@ -64,3 +64,14 @@ def box_pipeline() -> Pipeline:
 def video_30(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """30 frames, 128 x 96 pixels, 10 fps."""
     return synthetic.write_video(tmp_path_factory.mktemp("video") / "shapes.mp4", 30)
+
+
+@pytest.fixture
+def one_torch_thread() -> Any:
+    """Real-SAM tests run torch on one thread: on a small shared CPU that is faster, not slower."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
