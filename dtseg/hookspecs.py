@@ -2,16 +2,22 @@
 
 Hooks only *register* classes; the work is done by ordinary typed classes:
 
-* a prompt provider: ``Config`` (a pydantic model), ``__init__(self, config)``,
+* a prompt provider: ``Config`` (a ``dtseg.config.StrictModel``; optional, default: no options),
+  ``__init__(self, config)``,
   ``__call__(self, frame: np.ndarray (H, W, 3) RGB uint8, prompts: Prompts | None) -> Prompts``
   (``prompts`` is the previous stage's output; ``None`` for the first stage);
   optionally ``after_segment(self, frame, detections) -> sv.Detections`` to filter or label
-  the segmented result.
+  the segmented result (``detections.mask`` ``(N, H, W)`` bool), called in stage order;
+  optionally ``random_weights: bool`` (labels the output as meaningless) and a classmethod
+  ``random_fallback(config) -> config`` that ``--allow-random`` uses when ``__init__`` raises
+  ``CheckpointNotFoundError``.
 * a sink: ``Config``, ``__init__(self, config, out_dir: Path)``,
   ``write(self, name: str, frame: np.ndarray, detections: sv.Detections) -> None`` per image
   (``name`` is the image's file stem), ``close(self) -> None`` once at the end.
 
-Hooks are called by keyword: ``pm.hook.dtseg_register_prompt_providers(register=...)``.
+Hooks are called by keyword, once per plugin, when ``dtseg.plugins.Registry.collect`` builds
+the registry (so each class's origin is known): ``impl(register=...)``. A name registered twice
+is an error naming both plugins. See ``docs/plugins.md`` for a complete example.
 """
 
 from __future__ import annotations
@@ -24,6 +30,7 @@ PROJECT = "dtseg"
 hookspec = pluggy.HookspecMarker(PROJECT)
 hookimpl = pluggy.HookimplMarker(PROJECT)
 
+#: ``register(name, cls)``: ``name`` is what configs use (``prompts: [{name: {...}}]``).
 Register = Callable[[str, type], None]
 
 

@@ -32,6 +32,8 @@ from dtseg.prompts import Prompts
 
 log = logging.getLogger(__name__)
 
+RANDOM_CONF, RANDOM_MAX_DET = 1e-4, 8  # what --allow-random uses for a random-init detector
+
 
 class YoloWeightsNotFoundError(CheckpointNotFoundError):
     """The detector's weights are neither on disk nor downloadable."""
@@ -59,8 +61,13 @@ class YoloPrompts:
 
     @classmethod
     def random_fallback(cls, config: Config) -> Config:
-        """The same detector built from its ``.yaml`` with random weights (``--allow-random``)."""
-        return config.model_copy(update={"model": Path(config.model).with_suffix(".yaml").name})
+        """The same detector built from its ``.yaml`` with random weights (``--allow-random``), at
+        a confidence so low that it returns boxes (a random head scores about 1.6e-4)."""
+        update = {"model": Path(config.model).with_suffix(".yaml").name, "conf": min(config.conf, RANDOM_CONF),
+                  "max_det": min(config.max_det, RANDOM_MAX_DET)}
+        log.warning("yolo: random detector with conf=%g, max_det=%d so that the demo has boxes",
+                    update["conf"], update["max_det"])
+        return config.model_copy(update=update)
 
     def __call__(self, frame: np.ndarray, prompts: Prompts | None) -> Prompts:
         """``frame`` RGB uint8 ``(H, W, 3)`` -> one prompt per detection, in the detector's order."""

@@ -12,6 +12,8 @@ prompts:
       # min_overlap: 0.5       # ... or, instead: the fraction of the mask inside the zone
 ```
 
+``min_overlap`` filters after segmentation, whatever the stage's position (as the first stage it
+keeps the zones whose own mask lies enough inside them); it also records ``data["zone_overlap"]``.
 Objects without a box (``yolo`` with ``prompt: center``) are anchored by their detector box
 (``data["detector_box"]``) when there is one, else by the mean of their foreground points.
 An object in several zones gets the first one listed.

@@ -115,12 +115,13 @@ def test_missing_weights_offline_say_what_to_download_and_where(tmp_path, monkey
 def test_allow_random_falls_back_to_the_yaml_detector_loudly(tmp_path, monkeypatch, tiny_sam_engine, caplog):
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("DTSEG_OFFLINE", "1")
-    config = {"prompts": [{"yolo": {"conf": 1e-4, "imgsz": 160, "max_det": 2}}], "sinks": []}
+    config = {"prompts": [{"yolo": {"imgsz": 160, "max_det": 2}}], "sinks": []}
     with pytest.raises(yolo_plugin.YoloWeightsNotFoundError):
         Pipeline.from_config(config, engine=tiny_sam_engine)
     with caplog.at_level(logging.WARNING):
         pipeline = Pipeline.from_config(config, engine=tiny_sam_engine, allow_random=True)
-    assert pipeline.stages[0].provider.config.model == "yolov8n.yaml"
+    fallback = pipeline.stages[0].provider.config
+    assert (fallback.model, fallback.conf, fallback.max_det, fallback.imgsz) == ("yolov8n.yaml", 1e-4, 2, 160)
     assert pipeline.stages[0].provider.random_weights
     assert pipeline.random_parts == ["yolo"] and "RANDOM WEIGHTS (yolo)" in pipeline.random_label
     assert "yolov8n.yaml builds a detector with RANDOM weights" in caplog.text
