@@ -59,9 +59,10 @@ class SamConfig(StrictModel):
     dtype: Literal["fp32", "fp16", "bf16"] = "fp32"
     cache_mb: int = 1024
     cache_fp16: bool = False
-    encoder: Literal["fast", "reference"] = "reference"
-    decoder: Literal["fast", "reference"] = "reference"
+    encoder: Literal["fast", "reference"] = "fast"
+    decoder: Literal["fast", "reference"] = "fast"
     encoder_int8: bool = False
+    threads: int | None = None  # torch CPU threads; default: the process's CPU quota
 
     def build_engine(self) -> "SamEngine":  # noqa: F821
         from dtseg.engine import SamEngine
@@ -69,7 +70,7 @@ class SamConfig(StrictModel):
         model = self.model if isinstance(self.model, str) else self.model.model_dump()
         return SamEngine.load(model, self.checkpoint, device=self.device, dtype=self.dtype,
                               cache_bytes=self.cache_mb << 20, cache_fp16=self.cache_fp16, encoder=self.encoder,
-                              decoder=self.decoder, encoder_int8=self.encoder_int8)
+                              decoder=self.decoder, encoder_int8=self.encoder_int8, threads=self.threads)
 
 
 #: A chain of stages: ``[{yolo: {conf: 0.3}}, {zones: {...}}]`` (a bare name means no options).

@@ -85,8 +85,8 @@ class SamEngine:
         dtype: torch.dtype = torch.float32,
         cache_bytes: int = 1024 * MiB,
         cache_fp16: bool = False,
-        encoder: ImplKind = "reference",
-        decoder: ImplKind = "reference",
+        encoder: ImplKind = "fast",
+        decoder: ImplKind = "fast",
         encoder_int8: bool = False,
         chunk_size: int = 32,
         random_weights: bool = False,
@@ -114,10 +114,15 @@ class SamEngine:
         dtype: str | torch.dtype = "fp32",
         cache_bytes: int = 1024 * MiB,
         seed: int = 0,
+        threads: int | None = None,
         **options: Any,
     ) -> "SamEngine":
         """Build an engine. ``model``: ``vit_h``/``vit_l``/``vit_b``/``tiny`` or a ``SamSpec``.
-        ``checkpoint``: a path, ``None`` (cache, then download) or ``"random"`` (tests only)."""
+        ``checkpoint``: a path, ``None`` (cache, then download) or ``"random"`` (tests only).
+        ``threads``: torch CPU threads (default: the process's real CPU quota)."""
+        from dtseg.engine.encoder import configure_threads
+
+        configure_threads(threads)
         spec, official = resolve_spec(model)
         weights = resolve_checkpoint(model, checkpoint)
         chosen = select_device(device)
