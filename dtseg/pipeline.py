@@ -172,6 +172,9 @@ def load_pipeline_config(
     else:
         path = Path(config)
         data, source, base_dir = load_yaml(path), str(path), path.resolve().parent
+    for key in ("prompts", "sinks"):  # defaults first, so --set prompts.yolo.conf=... reaches them
+        if key not in data:
+            data[key] = PipelineConfig.model_fields[key].default_factory()  # type: ignore[misc]
     apply_overrides(data, list(overrides))
     if device is not None:
         data.setdefault("sam", {})["device"] = device

@@ -125,3 +125,9 @@ def test_overrides_apply_before_validation(tmp_path: Path):
     assert (loaded.config.sam.dtype, loaded.config.sam.device) == ("fp16", "cpu")
     with pytest.raises(ConfigError, match=r"sam\.dtype"):
         load_pipeline_config(path, ["sam.dtype=fp64"])
+
+
+def test_overrides_reach_the_default_stages_when_the_config_omits_them():
+    loaded = load_pipeline_config({}, ["prompts.yolo.conf=0.4", "sinks.json.indent=2"])
+    assert loaded.config.prompts == [{"yolo": {"conf": 0.4}}]
+    assert loaded.config.sinks == [{"annotated": {}}, {"json": {"indent": 2}}]

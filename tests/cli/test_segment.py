@@ -6,6 +6,7 @@ from __future__ import annotations
 import functools
 import http.server
 import json
+import re
 import threading
 from pathlib import Path
 
@@ -87,8 +88,11 @@ def image_folder(tmp_path, small_frame) -> Path:
 @pytest.fixture
 def http_folder(image_folder):
     """Serves ``image_folder`` on http://127.0.0.1:<port>/ for the test."""
-    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(image_folder))
-    handler.log_message = lambda *a: None
+    class Quiet(http.server.SimpleHTTPRequestHandler):
+        def log_message(self, *args):  # keep the server's access log out of the CLI's stderr
+            pass
+
+    handler = functools.partial(Quiet, directory=str(image_folder))
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     yield f"http://127.0.0.1:{server.server_address[1]}"
@@ -141,5 +145,4 @@ def test_setup_errors_exit_2_with_a_readable_message(tmp_path, small_frame, extr
     err = capsys.readouterr().err
     assert code == 2
     assert err.startswith("dtseg: error: ") and "Traceback" not in err
-    import re
     assert re.search(message, err), err
