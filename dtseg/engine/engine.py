@@ -170,10 +170,18 @@ class SamEngine:
                 embedding = Embedding(key_id, tensor, transform.original_size, transform.input_size, digest)
                 results[i] = embedding
                 if cache:
-                    stored = embedding if not self.cache_fp16 else _with_tensor(embedding, tensor.half())
-                    self.mask_logits.pop((namespace, key_id))  # stale refinement state
-                    self.embeddings.put((namespace, key_id), stored)
+                    self.store_embedding(embedding, namespace)
         return results  # type: ignore[return-value]
+
+    def store_embedding(self, embedding: Embedding, namespace: str = "") -> None:
+        """Cache ``embedding`` under its ``image_id`` (e.g. one a client computed); refinement
+        logits of other pixels under that id are dropped."""
+        key = (namespace, _check_image_id(embedding.image_id))
+        old = self.embeddings.get(key)
+        if old is None or old.image_hash != embedding.image_hash:
+            self.mask_logits.pop(key)
+        tensor = embedding.embedding
+        self.embeddings.put(key, embedding if not self.cache_fp16 else _with_tensor(embedding, tensor.half()))
 
     def _encode(self, images: list[np.ndarray]) -> list[tuple[torch.Tensor, ImageTransform]]:
         transforms = [ImageTransform.for_image(*im.shape[:2], self.sam.image_encoder.img_size) for im in images]
@@ -380,7 +388,7 @@ class SamEngine:
 
     def info(self) -> dict[str, Any]:
         """Model, device and cache counters (what the server's ``/info`` shows)."""
-        stats = self.embeddings.stats()
+        stats, logits = self.embeddings.stats(), self.mask_logits.stats()
         return {
             "model": self.model_name,
             "random_weights": self.random_weights,
@@ -389,6 +397,7 @@ class SamEngine:
             "encoder_calls": self.encoder_calls,
             "cache": {"entries": stats.entries, "bytes": stats.bytes, "max_bytes": stats.max_bytes,
                       "hits": stats.hits, "misses": stats.misses, "evictions": stats.evictions},
+            "mask_logits_cache": {"entries": logits.entries, "bytes": logits.bytes, "max_bytes": logits.max_bytes},
         }
 
 

@@ -55,12 +55,10 @@ def create_app(engine: SamEngine, config: ServerConfig | None = None) -> FastAPI
     def info() -> dict[str, Any]:
         """Model, device, cache counters (``encoder_calls`` counts images through the encoder)."""
         services: Services = app.state.services
-        refine = services.refine.stats()
         return {
             **services.engine.info(),
             "version": __version__,
             "auth": bool(app.state.api_keys),
-            "refine_cache": {"entries": refine.entries, "bytes": refine.bytes, "max_bytes": refine.max_bytes},
             "limits": {"max_body_mb": config.max_body_mb, "max_image_pixels": config.max_image_pixels,
                        "threads": config.threads},
             "pipelines": segment_routes.available_configs(config),

@@ -7,7 +7,6 @@ server:
   max_body_mb: 64                  # larger request bodies -> 413
   max_image_pixels: 50000000       # larger images (declared or decoded) -> 400
   threads: 16                      # request threads (bounds memory under load)
-  refine_cache_mb: 64              # last low-res logits per image_id, for mask refinement
   url_fetch: {allow_private: false, timeout_s: 10, max_mb: 20, max_redirects: 3}
   configs_dir: configs             # pipeline YAML files served by POST /segment
 ```
@@ -42,7 +41,6 @@ class ServerConfig(StrictModel):
     max_body_mb: float = Field(64.0, gt=0)
     max_image_pixels: int = Field(50_000_000, gt=0)
     threads: int = Field(16, ge=1, le=256)
-    refine_cache_mb: int = Field(64, ge=0)
     url_fetch: UrlFetchConfig = Field(default_factory=UrlFetchConfig)
     configs_dir: str | None = None
 

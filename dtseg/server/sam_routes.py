@@ -17,15 +17,14 @@ import torch
 from fastapi import APIRouter, Depends
 from fastapi.responses import JSONResponse, Response
 
-from dtseg.engine import Embedding
+from dtseg.engine import Embedding, SamEngine
 from dtseg.engine.transforms import ImageTransform
 from dtseg.errors import ImageNotEmbeddedError, InputError
-from dtseg.io import content_hash
 from dtseg.server.auth import Namespace
 from dtseg.server.encode import json_payload, load_npy, mask_input_logits, npy_bytes, npz_bytes, numeric_array, rle_payload
 from dtseg.server.images import load_request_image
 from dtseg.server.schemas import EmbedRequest, EmbedResponse, ErrorResponse, SegmentRequest, SegmentResponse, SegmentRleResponse
-from dtseg.server.state import RefineEntry, Services, get_services
+from dtseg.server.state import Services, get_services
 
 router = APIRouter(prefix="/sam", tags=["sam"])
 ServicesDep = Annotated[Services, Depends(get_services)]
@@ -54,8 +53,6 @@ def embed_image(body: EmbedRequest, namespace: Namespace, services: ServicesDep)
             raise ImageNotEmbeddedError(body.image_id)
     else:
         rgb = load_request_image(body.image, services.config.max_image_pixels, services.config.url_fetch)
-        digest = content_hash(rgb)
-        services.bind(namespace, body.image_id or digest, digest)
         embedding = engine.embed_image(rgb, body.image_id, namespace)
     array = embedding.embedding.detach().to("cpu", torch.float32).numpy()[None]
     elapsed = time.perf_counter() - start
@@ -75,25 +72,19 @@ def segment_image(body: SegmentRequest, namespace: Namespace, services: Services
     """Masks for point and/or box prompts on an image, a cached ``image_id``, or a client-held embedding."""
     start = time.perf_counter()
     engine = services.engine
-    image, image_id, digest = None, body.image_id, None
+    image, image_id = None, body.image_id
     if body.embeddings is not None:
         embedding = _client_embedding(body, services)
-        image_id, digest = embedding.image_id, embedding.image_hash
-        engine.embeddings.put((namespace, image_id), embedding)
+        image_id = embedding.image_id
+        engine.store_embedding(embedding, namespace)
     elif body.image is not None:
         image = load_request_image(body.image, services.config.max_image_pixels, services.config.url_fetch)
-        digest = content_hash(image)
-    if image_id is not None and digest is not None:
-        services.bind(namespace, image_id, digest)
     _check_labels(body.point_labels)
-    mask_input = _mask_input(body, namespace, image_id, services) if body.has_mask_input else None
+    mask_input = _mask_input(body, namespace, image_id, engine) if body.has_mask_input else None
     result = engine.segment_image(
         image=image, image_id=image_id, point_coords=body.point_coords, point_labels=body.point_labels,
         boxes=body.boxes, mask_input=mask_input, multimask_output=body.multimask_output, namespace=namespace,
     )
-    best = result.scores.argmax(axis=1)
-    logits = result.low_res_logits[np.arange(len(best)), best][:, None].astype(np.float32)
-    services.refine.put((namespace, result.image_id), RefineEntry(logits, digest or _cached_hash(services, namespace, result.image_id)))
     headers = {"X-Image-Id": result.image_id}
     if body.format == "binary":
         headers["X-Time"] = f"{time.perf_counter() - start:.6f}"
@@ -131,12 +122,10 @@ def _client_embedding(body: SegmentRequest, services: Services) -> Embedding:
     return Embedding(body.image_id or f"embedding-{digest}", tensor, (height, width), transform.input_size, f"embedding-{digest}")
 
 
-def _mask_input(body: SegmentRequest, namespace: str, image_id: str | None, services: Services) -> np.ndarray:
-    """Roboflow's order: the cached logits of ``image_id`` (``use_mask_input_cache``), else ``mask_input``."""
-    if body.use_mask_input_cache and image_id is not None:
-        entry = services.refine.get((namespace, image_id))
-        if entry is not None:
-            return entry.logits
+def _mask_input(body: SegmentRequest, namespace: str, image_id: str | None, engine: SamEngine) -> np.ndarray | str:
+    """Roboflow's order: the engine's last logits for ``image_id`` (``use_mask_input_cache``), else ``mask_input``."""
+    if body.use_mask_input_cache and image_id is not None and (namespace, image_id) in engine.mask_logits:
+        return "cached"
     return mask_input_logits(body.mask_input, body.mask_input_format)
 
 
@@ -149,7 +138,3 @@ def _check_labels(labels: Any) -> None:
     if bad:
         raise InputError("point_labels", f"labels must be 1 (foreground), 0 (background) or -1 (ignored), got {bad}")
 
-
-def _cached_hash(services: Services, namespace: str, image_id: str) -> str:
-    entry = services.refine.get((namespace, image_id))
-    return entry.image_hash if entry is not None else ""

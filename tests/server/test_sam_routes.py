@@ -232,9 +232,10 @@ def test_client_held_embedding_matches_cached_path(client: TestClient, engine: S
 # -- refinement -----------------------------------------------------------------------------
 def test_mask_input_cache_and_explicit_logits(client: TestClient, engine: SamEngine, image: np.ndarray) -> None:
     first = npz(segment(client, image=b64_image(image), image_id="refine", format="binary", **POINT))
+    # the engine keeps the last call's logits: ask the server before calling the engine directly
+    cached = npz(segment(client, image_id="refine", has_mask_input=True, format="binary", **POINT))
     expected = engine.segment_image(image_id="refine", mask_input=first["low_res_masks"][:1][:, None],
                                      multimask_output=False, **POINT)
-    cached = npz(segment(client, image_id="refine", has_mask_input=True, format="binary", **POINT))
     np.testing.assert_array_equal(cached["masks"], expected.masks[:, 0])
     logits = engine.segment_image(image_id="refine", multimask_output=False, **POINT).low_res_logits[:, 0]
     explicit = npz(segment(client, image_id="refine", has_mask_input=True, use_mask_input_cache=False,
