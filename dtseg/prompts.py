@@ -179,6 +179,8 @@ class Prompts:
             index = [int(index)]
         elif not isinstance(index, slice):
             index = np.asarray(index)
+            if index.size == 0:  # [] would become a float array
+                index = index.astype(np.intp)
         return Prompts(
             self.points[index],
             self.labels[index],
