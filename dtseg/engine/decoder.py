@@ -15,10 +15,13 @@ What it changes, all exact in real arithmetic (float results differ by rounding 
 * Where the image side is per object, attention is reassociated to run at token width
   (H * T columns) instead of projecting all P pixels (see ``_tokens_to_image`` and
   ``_image_to_tokens``).
+* Only the tokens that are read afterwards (the IoU token and the returned mask tokens) go
+  through the final token->image attention and the hypernetwork MLPs.
 * The transposed convolutions of the output upscaling are per-pixel GEMMs on a pixel-major
   layout (LayerNorm2d becomes a LayerNorm over the contiguous last dim), followed by one
-  pixel shuffle of the final masks; only the mask tokens that are returned are decoded.
-* Objects run in chunks of ``chunk_size`` to keep temporaries small.
+  pixel shuffle of the final masks.
+* Objects run in chunks of ``chunk_size`` (the upscaling one at a time) to keep temporaries
+  small.
 """
 
 from __future__ import annotations
@@ -38,19 +41,19 @@ __all__ = ["FastMaskDecoder"]
 class FastMaskDecoder(nn.Module):
     """Drop-in, batched replacement for ``MaskDecoder.forward`` (one image, N objects).
 
+    Inference only: some residuals are updated in place, so there is no backward pass.
+
     Args:
         decoder: the SAM mask decoder whose parameters (and submodules) are used as is.
         chunk_size: objects decoded per internal pass.
-        tile: image pixels upscaled per step of the output upscaling.
     """
 
-    def __init__(self, decoder: MaskDecoder, chunk_size: int = 8, tile: int = 256) -> None:
+    def __init__(self, decoder: MaskDecoder, chunk_size: int = 8) -> None:
         super().__init__()
-        if chunk_size < 1 or tile < 1:
-            raise ValueError(f"chunk_size and tile must be >= 1, got {chunk_size}, {tile}")
+        if chunk_size < 1:
+            raise ValueError(f"chunk_size must be >= 1, got {chunk_size}")
         self.decoder = decoder
         self.chunk_size = chunk_size
-        self.tile = tile
 
     def forward(
         self,
@@ -85,8 +88,8 @@ class FastMaskDecoder(nn.Module):
         output_tokens = torch.cat([dec.iou_token.weight, dec.mask_tokens.weight]).expand(n, -1, -1)
         tokens = torch.cat([output_tokens, sparse_prompt_embeddings], dim=1)  # (N, T, C)
         pe = _pixels(image_pe)[0]  # (P, C)
-        # A shared image side pays its q/k/v projections once, ~1.5 C / (4 H T) objects' worth
-        # of per-object (reassociated) attention: worth it from 2 objects on.
+        # A shared image side pays its q/k/v projections once (1.5 P C^2 multiply-adds), the
+        # reassociated per-object attention ~3 P C H T per object: shared pays from ~2 objects.
         shared = n > 1 and (dense_prompt_embeddings.shape[0] == 1 or dense_prompt_embeddings.stride(0) == 0)
         if shared:
             src = (_pixels(image_embeddings) + _pixels(dense_prompt_embeddings[:1]))[0]  # (P, C)
@@ -94,25 +97,31 @@ class FastMaskDecoder(nn.Module):
         else:
             src = _pixels(image_embeddings) + _pixels(dense_prompt_embeddings)  # (1 or N, P, C)
 
+        # Only the IoU token and the returned mask tokens are read after the final attention.
+        used = [0, *(1 + j for j in selected)]
         masks, ious = [], []
         for i in range(0, n, self.chunk_size):
             chunk = slice(i, i + self.chunk_size)
-            image = first if shared else src[chunk].expand(len(range(n)[chunk]), -1, -1)
-            queries, keys = self._transformer(tokens[chunk], image, pe)
-            hyper = torch.stack([dec.output_hypernetworks_mlps[j](queries[:, 1 + j]) for j in selected], dim=1)
+            image = first if shared else src[chunk]
+            queries, keys = self._transformer(tokens[chunk], image, pe, used)
+            hyper = torch.stack([dec.output_hypernetworks_mlps[j](queries[:, k]) for k, j in enumerate(selected, 1)], dim=1)
             masks.append(self._masks(keys, hyper, h, w))
             ious.append(dec.iou_prediction_head(queries[:, 0])[:, selected.start : selected.stop])
         return torch.cat(masks), torch.cat(ious)
 
-    def _transformer(self, tokens: Tensor, image: Tensor | _SharedImage, pe: Tensor) -> tuple[Tensor, Tensor]:
+    def _transformer(
+        self, tokens: Tensor, image: Tensor | _SharedImage, pe: Tensor, used: list[int]
+    ) -> tuple[Tensor, Tensor]:
         """``TwoWayTransformer``: tokens ``(N, T, C)``, image ``(N, P, C)`` or shared, pe ``(P, C)``.
 
-        Returns the processed tokens ``(N, T, C)`` and image ``(N, P, C)``.
+        Returns the processed tokens ``(N, len(used), C)``, only those at the indices ``used``
+        (the final attention treats tokens independently), and image ``(N, P, C)``.
         """
         transformer = self.decoder.transformer
         queries, keys = tokens, image
         for layer in transformer.layers:
             queries, keys = _block(layer, queries, tokens, keys, pe)
+        queries, tokens = queries[:, used], tokens[:, used]
         out = _tokens_to_image(transformer.final_attn_token_to_image, queries + tokens, keys, keys + pe)
         return transformer.norm_final_attn(queries + out), keys
 
@@ -124,19 +133,17 @@ class FastMaskDecoder(nn.Module):
         rows (pixel-major, channels last) and undo the nesting with one final pixel shuffle.
         """
         conv1, norm, act1, conv2, act2 = self.decoder.output_upscaling
-        n, p, _ = keys.shape
+        n = keys.shape[0]
         w1, b1 = _pixel_linear(conv1)
         w2, b2 = _pixel_linear(conv2)
-        out = hyper.new_empty((n, p * 16, hyper.shape[1]))  # rows (y, x, dy1, dx1, dy2, dx2)
-        # Tiles of pixels keep the x4 / x16 upsampled temporaries in cache.
-        for i in range(n):
-            for start in range(0, p, self.tile):
-                x = torch.addmm(b1, keys[i, start : start + self.tile], w1).view(-1, w1.shape[1] // 4)
-                x = act1(F.layer_norm(x, x.shape[-1:], norm.weight, norm.bias, norm.eps))
-                x = act2(torch.addmm(b2, x, w2).view(-1, w2.shape[1] // 4))
-                torch.mm(x, hyper[i].T, out=out[i, start * 16 : start * 16 + x.shape[0]])
+        masks = []
+        for i in range(n):  # one object at a time keeps the x4 / x16 temporaries small
+            x = torch.addmm(b1, keys[i], w1).view(-1, w1.shape[1] // 4)  # (P*4, C/4)
+            x = act1(F.layer_norm(x, x.shape[-1:], norm.weight, norm.bias, norm.eps))
+            x = act2(torch.addmm(b2, x, w2).view(-1, w2.shape[1] // 4))  # (P*16, C/8)
+            masks.append(x @ hyper[i].T)  # (P*16, M), rows (y, x, dy1, dx1, dy2, dx2)
         # Output row 4y + 2dy1 + dy2, column 4x + 2dx1 + dx2.
-        masks = out.view(n, h, w, 2, 2, 2, 2, -1).permute(0, 7, 1, 3, 5, 2, 4, 6)
+        masks = torch.stack(masks).view(n, h, w, 2, 2, 2, 2, -1).permute(0, 7, 1, 3, 5, 2, 4, 6)
         return masks.reshape(n, -1, 4 * h, 4 * w)
 
 
@@ -230,8 +237,8 @@ def _tokens_to_image(attn: Attention, q: Tensor, keys: Tensor, keys_pe: Tensor) 
 def _image_to_tokens(attn: Attention, image: Tensor | _SharedImage, image_pe: Tensor | None, k: Tensor, v: Tensor) -> Tensor:
     """``image + attn(q=image_pe, k=k, v=v)``: image pixels attend to the tokens.
 
-    ``image`` ``(N, P, C)`` with ``image_pe`` = image + pe, or shared (queries projected once);
-    tokens ``k``, ``v`` ``(N, T, C)``.
+    ``image`` ``(N, P, C)`` (updated in place and returned) with ``image_pe`` = image + pe, or
+    shared (queries projected once; a new tensor is returned); tokens ``k``, ``v`` ``(N, T, C)``.
 
     Reassociated so no per-object ``(N, P, C/2)`` projection is formed. Per head h, with token
     keys K_h, values V_h ``(T, d)`` and q_proj rows Wq_h ``(d, C)``:
@@ -246,7 +253,8 @@ def _image_to_tokens(attn: Attention, image: Tensor | _SharedImage, image_pe: Te
     heads = attn.num_heads
     kh = _heads(attn.k_proj(k), heads)  # (N, H, T, d)
     vh = _heads(attn.v_proj(v), heads)
-    if isinstance(image, _SharedImage):  # one GEMM per head for all objects' tokens
+    shared = isinstance(image, _SharedImage)
+    if shared:  # one GEMM per head for all objects' tokens
         logits = kh.transpose(0, 1).reshape(heads, n * t, -1) @ image.q.transpose(1, 2)  # (H, N*T, P)
         logits = logits.view(heads, n, t, -1).transpose(0, 1)  # (N, H, T, P)
         image = image.src
@@ -260,7 +268,9 @@ def _image_to_tokens(attn: Attention, image: Tensor | _SharedImage, image_pe: Te
     attn_weights = logits.softmax(dim=2).reshape(n, heads * t, -1).transpose(1, 2)  # (N, P, H*T)
     wo = attn.out_proj.weight.view(c, heads, -1).permute(1, 2, 0)  # (H, d, C)
     vw = (vh @ wo + attn.out_proj.bias / heads).view(n, heads * t, c)  # (N, H*T, C)
-    return torch.baddbmm(image, attn_weights, vw)
+    if shared:
+        return torch.baddbmm(image, attn_weights, vw)
+    return image.baddbmm_(attn_weights, vw)  # the residual, in place: saves a pass over (N, P, C)
 
 
 def _pixel_linear(conv: nn.ConvTranspose2d) -> tuple[Tensor, Tensor]:
