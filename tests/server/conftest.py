@@ -13,7 +13,7 @@ from fastapi.testclient import TestClient
 from dtseg import SamEngine
 from dtseg.engine.models import TINY_SPEC, RandomWeightsWarning, build_sam, save_checkpoint
 from dtseg.server import ServerConfig, create_app
-from server_helpers import b64_image, synthetic_image
+from tests.server.server_helpers import b64_image, synthetic_image
 
 
 @pytest.fixture(scope="session")

@@ -1,4 +1,4 @@
-"""Helpers for the server tests (imported by name: pytest puts this folder on sys.path)."""
+"""Helpers for the server tests."""
 
 from __future__ import annotations
 

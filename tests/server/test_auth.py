@@ -7,7 +7,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from dtseg import SamEngine
-from server_helpers import b64_image
+from tests.server.server_helpers import b64_image
 
 POINT = {"point_coords": [[20, 18]], "point_labels": [1]}
 

@@ -14,7 +14,7 @@ from fastapi.testclient import TestClient
 from dtseg import SamEngine
 from dtseg.errors import InputError
 from dtseg.server.images import check_url, decode_base64
-from server_helpers import png_bytes
+from tests.server.server_helpers import png_bytes
 
 POINT = {"point_coords": [[20, 18]], "point_labels": [1]}
 

@@ -19,7 +19,7 @@ import pytest
 import requests
 import yaml
 
-from server_helpers import png_bytes, synthetic_image
+from tests.server.server_helpers import png_bytes, synthetic_image
 
 API_KEY = "live-test-key"
 CLIENTS, REQUESTS_PER_CLIENT = 8, 25

@@ -13,7 +13,7 @@ from dtseg import SamEngine
 from dtseg.io import content_hash
 from dtseg.masks import polygons_to_mask, rle_to_mask
 
-from server_helpers import b64_image, synthetic_image
+from tests.server.server_helpers import b64_image, synthetic_image
 
 POINT = {"point_coords": [[20, 18]], "point_labels": [1]}
 

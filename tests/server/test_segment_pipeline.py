@@ -11,7 +11,7 @@ from fastapi.testclient import TestClient
 
 from dtseg import Prompts, SamEngine
 from dtseg.masks import polygons_to_mask, rle_to_mask
-from server_helpers import b64_image
+from tests.server.server_helpers import b64_image
 
 OBJECTS = [{"points": [[20, 18]], "class_name": "disc", "class_id": 3},
            {"box": [30, 25, 60, 45], "class_name": "block", "class_id": 5}]
