@@ -4,12 +4,15 @@ tracking, a progress bar, Ctrl-C that closes the outputs properly, and ``--resum
 from __future__ import annotations
 
 import argparse
+import logging
 import sys
 from pathlib import Path
 from typing import Any
 
 from dtseg.cli.common import add_pipeline_options, build_pipeline, fail
 from dtseg.errors import DtsegError
+
+log = logging.getLogger("dtseg.video")
 
 INTERRUPTED = 130
 
@@ -63,6 +66,11 @@ def run(args: argparse.Namespace) -> int:
             summary = job.run(pipeline, should_stop=stop)
         except (DtsegError, ValueError, OSError) as exc:
             return fail(exc, 1)
+        except Exception as exc:  # noqa: BLE001 - a provider or SAM failed on a frame: the files are closed
+            log.debug("video run failed", exc_info=True)
+            print(f"dtseg: error: {type(exc).__name__}: {exc}\n(the outputs hold the frames finished before; "
+                  "the same command with --resume continues)", file=sys.stderr)
+            return 1
     _print_summary(job, summary, pipeline.random_label)
     if summary.interrupted:
         return INTERRUPTED

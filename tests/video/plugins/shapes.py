@@ -3,13 +3,16 @@
 Each of red, green and blue is one object: the box around that colour's pixels (colour
 dominance, tolerant of mp4v's compression), class_id 0/1/2, class_name, confidence 0.9.
 ``interrupt_after``: send this process SIGINT while handling that many-th frame (tests Ctrl-C
-at an exact frame).
+at an exact frame). ``sleep_s``: wait this long per frame (a slow detector, for tests that signal
+the process from outside). ``colors``: the shapes to report (``[]``: none, so SAM never runs). ``fail_after``: raise
+``RuntimeError`` on that many-th frame.
 """
 
 from __future__ import annotations
 
 import os
 import signal
+import time
 
 import numpy as np
 
@@ -34,19 +37,28 @@ def color_masks(frame: np.ndarray) -> np.ndarray:
 class ShapePrompts:
     class Config(StrictModel):
         interrupt_after: int | None = None
+        sleep_s: float = 0.0
+        colors: list[str] = list(COLORS)
+        fail_after: int | None = None
 
     def __init__(self, config: Config) -> None:
         self.interrupt_after = config.interrupt_after
+        self.sleep_s = config.sleep_s
+        self.colors = {COLORS.index(c) for c in config.colors}
+        self.fail_after = config.fail_after
         self.calls = 0
 
     def __call__(self, frame: np.ndarray, prompts: Prompts | None) -> Prompts:
         self.calls += 1
+        time.sleep(self.sleep_s)
+        if self.calls == self.fail_after:
+            raise RuntimeError(f"detector failed on call {self.calls}")
         if self.interrupt_after is not None and self.calls == self.interrupt_after:
             os.kill(os.getpid(), signal.SIGINT)
         boxes, classes = [], []
         for c, mask in enumerate(color_masks(frame)):
             ys, xs = np.nonzero(mask)
-            if len(xs) >= MIN_PIXELS:
+            if c in self.colors and len(xs) >= MIN_PIXELS:
                 boxes.append([xs.min(), ys.min(), xs.max() + 1, ys.max() + 1])
                 classes.append(c)
         n = len(boxes)
