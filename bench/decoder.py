@@ -2,14 +2,15 @@
 
 Run: ``python bench/decoder.py [--sizes 1 20 64] [--repeats 3] [--threads T]``. Random weights
 (SAM's full-size prompt encoder and decoder; timing does not depend on them). Times are the
-minimum over repeats (fewer for large N, at least 2) after one warm-up call, with the two
+minimum over repeats (fewer for large N, at least 2) after a warm-up call, with the two
 decoders interleaved so that machine noise hits both alike. GFLOP/obj counts matmuls
-(``torch.utils.flop_counter``) in the warm-up call; max err is the largest |logit| difference.
+(``torch.utils.flop_counter``, on the meta device); max err is the largest |logit| difference.
 """
 
 from __future__ import annotations
 
 import argparse
+import copy
 import time
 
 import sys
@@ -36,8 +37,10 @@ def main() -> None:
     torch.manual_seed(0)
     sam = _build_sam(
         encoder_embed_dim=64, encoder_depth=2, encoder_num_heads=2, encoder_global_attn_indexes=[1], checkpoint=None
-    ).eval().requires_grad_(False)  # FlopCounterMode's module tracker trips on parameters under no_grad
+    ).eval().requires_grad_(False)  # FlopCounterMode's module tracker trips on them
     decoders = {"reference": sam.mask_decoder, "fast": FastMaskDecoder(sam.mask_decoder)}
+    on_meta = copy.deepcopy(sam.mask_decoder).to("meta")  # FLOP counts without running
+    meta_decoders = {"reference": on_meta, "fast": FastMaskDecoder(on_meta)}
     image, pe = torch.randn(1, 256, 64, 64), sam.prompt_encoder.get_dense_pe()
 
     print(f"{machine()}; ms = min of repeats")
@@ -49,16 +52,18 @@ def main() -> None:
         for multimask in (False, True):
             with torch.inference_mode():
                 sparse, dense = sam.prompt_encoder(points=None, boxes=boxes, masks=None)
+                meta_inputs = (image.to("meta"), pe.to("meta"), sparse.to("meta"), dense[:1].to("meta").expand_as(dense))
                 outputs, gflop = {}, {}
-                for k, dec in decoders.items():  # warm-up
+                for k, dec in decoders.items():
                     with FlopCounterMode(display=False) as counter:
-                        outputs[k] = dec(image, pe, sparse, dense, multimask)
+                        meta_decoders[k](*meta_inputs, multimask)
                     gflop[k] = counter.get_total_flops() / 1e9 / n
+                    dec(image, pe, sparse[:4], dense[:4], multimask)  # warm-up
                 times: dict[str, list[float]] = {k: [] for k in decoders}
                 for _ in range(repeats):
                     for k, dec in decoders.items():
                         start = time.perf_counter()
-                        dec(image, pe, sparse, dense, multimask)
+                        outputs[k] = dec(image, pe, sparse, dense, multimask)
                         times[k].append(time.perf_counter() - start)
             ref, fast = (1000 * min(times[k]) for k in ("reference", "fast"))
             err = (outputs["reference"][0] - outputs["fast"][0]).abs().max().item()
@@ -66,6 +71,7 @@ def main() -> None:
                 f"{n:>3} {str(multimask):>9} | {ref:9.0f} {ref / n:7.1f} {gflop['reference']:9.2f} "
                 f"| {fast:7.0f} {fast / n:7.1f} {gflop['fast']:9.2f} | {ref / fast:6.2f}x {err:7.0e}"
             )
+
 
 if __name__ == "__main__":
     main()
