@@ -12,7 +12,7 @@ import copy
 import logging
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterable, Sequence
+from typing import Any, Iterable, Iterator, Sequence
 
 import numpy as np
 import supervision as sv
@@ -138,17 +138,18 @@ class Pipeline:
         assert prompts is not None  # PipelineConfig requires at least one stage
         return prompts
 
-    def __call__(self, image: ImageLike) -> sv.Detections:
+    def __call__(self, image: ImageLike, cache: bool = True) -> sv.Detections:
         """Segment one image (RGB array ``(H, W, 3)``, path or encoded bytes) -> ``sv.Detections``.
 
-        The image is embedded once (cached by its content hash) and all prompts
-        are decoded in one batched call. ``detections.metadata`` holds ``random_weights`` (a
-        label, or None) and ``num_prompts`` (objects before ``after_segment`` filters).
+        The image is embedded once (cached by its content hash unless ``cache=False``, as for
+        video frames) and all prompts are decoded in one batched call. ``detections.metadata``
+        holds ``random_weights`` (a label, or None) and ``num_prompts`` (objects before
+        ``after_segment`` filters).
         """
         frame = load_image(image)
         prompts = self.prompts(frame)
         if len(prompts):
-            detections = self.engine.segment(frame, prompts, multimask_output=self.multimask_output)
+            detections = self.engine.segment(frame, prompts, multimask_output=self.multimask_output, cache=cache)
         else:
             detections = empty_detections(prompts)
         for stage in self.stages:
@@ -157,6 +158,14 @@ class Pipeline:
                 detections = after(frame, detections)
         detections.metadata.update(random_weights=self.random_label, num_prompts=len(prompts))
         return detections
+
+    def process_video(self, source: Any, **options: Any) -> Iterator[tuple[int, sv.Detections]]:
+        """Yield ``(frame_index, sv.Detections)`` for a video file, a folder of frames, a webcam
+        index or a stream URL; see ``dtseg.video.process_video`` for ``options`` (``start``,
+        ``stride``, ``max_frames``, ``track``, ...)."""
+        from dtseg.video import process_video
+
+        return process_video(self, source, **options)
 
 
 def load_pipeline_config(
