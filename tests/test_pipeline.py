@@ -57,7 +57,7 @@ class FakeEngine:
         self.random_weights = random_weights
         self.calls: list[int] = []
 
-    def segment(self, frame, prompts, multimask_output=False):
+    def segment(self, frame, prompts, multimask_output=False, cache=True):
         self.calls.append(len(prompts))
         n, (h, w) = len(prompts), frame.shape[:2]
         return sv.Detections(xyxy=np.zeros((n, 4), np.float32), mask=np.zeros((n, h, w), bool),
