@@ -80,9 +80,13 @@ class FastImageEncoder(nn.Module):
         q_grid = q.unflatten(2, (h, w))  # (B, heads, h, w, head_dim)
         rel_h = torch.einsum("bnyxc,ykc->bnyxk", q_grid, get_rel_pos(h, h, attn.rel_pos_h))
         rel_w = torch.einsum("bnyxc,xkc->bnyxk", q_grid, get_rel_pos(w, w, attn.rel_pos_w))
+        if torch.compiler.is_compiling():  # inductor plans its own buffers: one chunk, no out=
+            mask = (rel_h[..., :, None] + rel_w[..., None, :]).reshape(B, heads, h * w, h * w)
+            out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, scale=attn.scale)
+            return out.transpose(1, 2).reshape(B, h, w, C)
         row_bytes = B * heads * w * h * w * qkv.element_size()
         rows = max(1, min(h, self.mask_chunk_bytes // row_bytes))
-        buffer = qkv.new_empty(B * heads * rows * w * h * w)
+        buffer = qkv.new_empty(B * heads * rows * w * h * w)  # reused by every chunk
         out = qkv.new_empty(B, h * w, heads, C // heads)
         for y in range(0, h, rows):
             r = min(rows, h - y)
@@ -101,10 +105,12 @@ def _window_partition(x: Tensor, ws: int, pad_value: Tensor) -> Tensor:
     ``(D,)`` (what the reference's ``qkv`` gives for its zero padding)."""
     B, H, W, D = x.shape
     Hp, Wp = math.ceil(H / ws) * ws, math.ceil(W / ws) * ws
-    if (Hp, Wp) != (H, W):
-        x = F.pad(x, (0, 0, 0, Wp - W, 0, Hp - H))
-        x[:, H:] = pad_value
-        x[:, :H, W:] = pad_value
+    if (Hp, Wp) != (H, W):  # pad without zero-filling the whole tensor first
+        padded = x.new_empty(B, Hp, Wp, D)
+        padded[:, :H, :W] = x
+        padded[:, H:] = pad_value
+        padded[:, :H, W:] = pad_value
+        x = padded
     x = x.view(B, Hp // ws, ws, Wp // ws, ws, D).transpose(2, 3)
     return x.reshape(-1, ws, ws, D)
 

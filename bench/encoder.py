@@ -1,0 +1,130 @@
+"""Benchmark: SAM vit_b image embedding on the CPU, reference vs ``FastImageEncoder``.
+
+Run: ``python bench/encoder.py [--quick]``. Random vit_b weights (timing does not depend on
+them), a random 1920x1080 RGB image. Prints one table:
+
+* the measured fp32 matmul rate on the shape of vit_b's MLP linear (4096x768 @ 768x3072);
+* the encoder's FLOPs, counted with ``torch.utils.flop_counter.FlopCounterMode`` on the meta
+  device (matmuls, bmm/einsum and convolutions; elementwise ops are not counted);
+* reference ``SamPredictor.set_image`` vs ours (the engine path: same resize, ``Sam.preprocess``,
+  ``FastImageEncoder``), each also as a multiple of the matmul floor = FLOPs / matmul rate;
+* int8 (dynamic quantization of the linears) time and its embedding error vs fp32.
+
+Every time is the minimum over repeats, after one warm-up call; the variants are interleaved.
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+import warnings
+from collections.abc import Callable
+
+import numpy as np
+import torch
+from segment_anything import SamPredictor
+from segment_anything.build_sam import _build_sam
+from torch.utils.flop_counter import FlopCounterMode
+
+from dtseg.engine.encoder import configure_threads, fast_encoder
+from dtseg.engine.transforms import ImageTransform
+
+VIT_B = dict(encoder_embed_dim=768, encoder_depth=12, encoder_num_heads=12, encoder_global_attn_indexes=[2, 5, 8, 11])
+
+
+def matmul_gflops(repeats: int) -> float:
+    """Best fp32 GFLOP/s of ``(4096, 768) @ (768, 3072)`` (vit_b's MLP up-projection)."""
+    a, b = torch.randn(4096, 768), torch.randn(768, 3072)
+    out = torch.empty(4096, 3072)
+    seconds = _best(lambda: torch.mm(a, b, out=out), repeats=10 * repeats, warmup=3)
+    return 2 * 4096 * 768 * 3072 / seconds / 1e9
+
+
+def encoder_flops() -> float:
+    """FLOPs of one reference vit_b forward at 1024x1024 (meta device: nothing is computed)."""
+    with torch.device("meta"):
+        encoder = _build_sam(**VIT_B, checkpoint=None).image_encoder
+    with torch.inference_mode(), FlopCounterMode(display=False) as counter:
+        encoder(torch.empty(1, 3, 1024, 1024, device="meta"))
+    return float(counter.get_total_flops())
+
+
+def _best(fn: Callable[[], object], repeats: int, warmup: int = 1) -> float:
+    for _ in range(warmup):
+        fn()
+    return min(_timed(fn)[0] for _ in range(repeats))
+
+
+def _timed(fn: Callable[[], object]) -> tuple[float, object]:
+    start = time.perf_counter()
+    result = fn()
+    return time.perf_counter() - start, result
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="fewer repeats (1 timed call each after warm-up)")
+    parser.add_argument("--threads", type=int, default=None, help="intra-op threads (default: the CPU quota)")
+    args = parser.parse_args()
+    repeats = 1 if args.quick else 3
+    threads = configure_threads(args.threads)
+
+    torch.manual_seed(0)
+    sam = _build_sam(**VIT_B, checkpoint=None).eval()
+    image = np.random.default_rng(0).integers(0, 256, (1080, 1920, 3), dtype=np.uint8)
+    predictor = SamPredictor(sam)
+    fast = fast_encoder(sam.image_encoder)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)  # torch.ao's quantization deprecation notice
+        int8 = fast_encoder(sam.image_encoder, int8=True)
+
+    def ours(encoder: torch.nn.Module) -> Callable[[], torch.Tensor]:
+        def embed() -> torch.Tensor:  # what SamEngine._encode does for one image
+            transform = ImageTransform.for_image(*image.shape[:2], sam.image_encoder.img_size)
+            rgb = torch.from_numpy(transform.resize_image(image).copy()).permute(2, 0, 1)[None]
+            with torch.inference_mode():
+                return encoder(sam.preprocess(rgb.float()))
+
+        return embed
+
+    variants: dict[str, Callable[[], object]] = {
+        "reference": lambda: predictor.set_image(image),
+        "ours": ours(fast),
+        "int8": ours(int8),
+    }
+    best = {name: float("inf") for name in variants}
+    outputs: dict[str, object] = {}
+    for round_ in range(repeats + 1):  # round 0 is the warm-up
+        for name, fn in variants.items():
+            seconds, outputs[name] = _timed(fn)
+            if round_ > 0:
+                best[name] = min(best[name], seconds)
+    rate = matmul_gflops(repeats)
+    flops = encoder_flops()
+    floor = flops / (rate * 1e9)
+
+    reference_embedding = predictor.get_image_embedding()
+    fp32, q8 = outputs["ours"].double().flatten(), outputs["int8"].double().flatten()  # type: ignore[union-attr]
+    check = (fp32 - reference_embedding.double().flatten()).abs().max().item()
+    int8_abs = (q8 - fp32).abs().max().item()
+    int8_cos = torch.nn.functional.cosine_similarity(q8, fp32, dim=0).item()
+
+    rows = [
+        ("threads", f"{threads}", f"{torch.get_num_threads()} intra-op"),
+        ("fp32 matmul rate", f"{rate:.1f} GFLOP/s", "4096x768 @ 768x3072, torch.mm"),
+        ("encoder FLOPs", f"{flops / 1e12:.3f} TFLOP", "reference vit_b @1024, FlopCounterMode (mm/bmm/conv)"),
+        ("matmul floor", f"{floor:.2f} s", "FLOPs / matmul rate"),
+        ("reference set_image", f"{best['reference']:.2f} s", f"{best['reference'] / floor:.2f}x floor"),
+        ("ours (fast, fp32)", f"{best['ours']:.2f} s", f"{best['ours'] / floor:.2f}x floor"),
+        ("ours / reference", f"{best['ours'] / best['reference']:.2f}x", f"max abs diff vs reference {check:.1e}"),
+        ("ours int8", f"{best['int8']:.2f} s", f"{best['int8'] / floor:.2f}x floor"),
+        ("int8 error vs fp32", f"max abs {int8_abs:.3f}", f"cosine {int8_cos:.5f}"),
+    ]
+    width = [max(len(r[i]) for r in rows) for i in range(3)]
+    print(f"SAM vit_b image embedding, 1920x1080 image, min of {repeats} after warm-up ({torch.__version__})")
+    for row in rows:
+        print("  ".join(cell.ljust(w) for cell, w in zip(row, width)).rstrip())
+
+
+if __name__ == "__main__":
+    main()
