@@ -10,7 +10,6 @@ for index, detections in process_video(pipeline, "traffic.mp4", stride=2):
 
 from __future__ import annotations
 
-import inspect
 import time
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterator
@@ -38,29 +37,7 @@ class FrameResult:
 def segment_frame(pipeline: Any, frame: np.ndarray) -> sv.Detections:
     """``pipeline(frame)`` without caching: the frame's embedding and logits are not stored, so a
     video never evicts the image embedding cache. ``frame``: RGB uint8 ``(H, W, 3)``."""
-    if _accepts_cache(pipeline):
-        return pipeline(frame, cache=False)
-    # Same steps as Pipeline.__call__, with engine.segment(..., cache=False).
-    from dtseg.pipeline import empty_detections
-
-    prompts = pipeline.prompts(frame)
-    if len(prompts):
-        detections = pipeline.engine.segment(frame, prompts, multimask_output=pipeline.multimask_output, cache=False)
-    else:
-        detections = empty_detections(prompts)
-    for stage in pipeline.stages:
-        after = getattr(stage.provider, "after_segment", None)
-        if after is not None:
-            detections = after(frame, detections)
-    detections.metadata.update(random_weights=pipeline.random_label, num_prompts=len(prompts))
-    return detections
-
-
-def _accepts_cache(pipeline: Any) -> bool:
-    try:
-        return "cache" in inspect.signature(pipeline.__call__).parameters
-    except (TypeError, ValueError):
-        return False
+    return pipeline(frame, cache=False)
 
 
 def iter_results(

@@ -62,3 +62,9 @@ def test_closing_the_generator_releases_the_source(video_30: Path) -> None:
     generator = process_video(shapes_pipeline(BoxEngine()), video_30)
     assert next(generator)[0] == 0
     generator.close()  # a user's `break`: no exception, capture released
+
+
+def test_pipeline_method_delegates(video_30: Path) -> None:
+    pipeline = shapes_pipeline(BoxEngine())
+    results = list(pipeline.process_video(video_30, start=3, stride=5, max_frames=2, track=False))
+    assert [i for i, _ in results] == [3, 8]
