@@ -18,8 +18,9 @@ from __future__ import annotations
 import inspect
 import logging
 import os
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Iterator, Literal
 
 import numpy as np
 import supervision as sv
@@ -75,14 +76,29 @@ class YoloPrompts:
             raise PromptError("yolo", "the yolo stage must come first (it detects on the whole frame)")
         c = self.config
         device = None if c.device in (None, "auto") else c.device
-        results = self.model.predict(np.ascontiguousarray(frame[:, :, ::-1]), conf=c.conf, iou=c.iou,
-                                     imgsz=c.imgsz, classes=self.class_ids, max_det=c.max_det,
-                                     device=device, verbose=False)
+        with _keep_torch_threads():
+            results = self.model.predict(np.ascontiguousarray(frame[:, :, ::-1]), conf=c.conf, iou=c.iou,
+                                         imgsz=c.imgsz, classes=self.class_ids, max_det=c.max_det,
+                                         device=device, verbose=False)
         detections = sv.Detections.from_ultralytics(results[0])
         detections.data["detector_box"] = detections.xyxy.astype(np.float32)
         if len(detections) == 0:  # from_ultralytics gives an empty float class_name array
             detections.data["class_name"] = np.zeros(0, dtype=str)
         return Prompts.from_detections(detections, c.prompt)
+
+
+@contextmanager
+def _keep_torch_threads() -> Iterator[None]:
+    """ultralytics' device selection sets torch's process-wide thread count to cpu_count - 1,
+    which would silently slow SAM down for the rest of the process: put it back."""
+    import torch
+
+    threads = torch.get_num_threads()
+    try:
+        yield
+    finally:
+        if torch.get_num_threads() != threads:
+            torch.set_num_threads(threads)
 
 
 def is_random(model: str) -> bool:

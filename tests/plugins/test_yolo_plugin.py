@@ -125,3 +125,19 @@ def test_allow_random_falls_back_to_the_yaml_detector_loudly(tmp_path, monkeypat
     assert pipeline.stages[0].provider.random_weights
     assert pipeline.random_parts == ["yolo"] and "RANDOM WEIGHTS (yolo)" in pipeline.random_label
     assert "yolov8n.yaml builds a detector with RANDOM weights" in caplog.text
+
+
+def test_the_detector_leaves_torchs_thread_count_alone(make_provider, frame):
+    """ultralytics sets torch's threads to cpu_count - 1 when it picks a device; SAM runs in the
+    same process and must keep the thread count it was given."""
+    import torch
+    from ultralytics.utils import NUM_THREADS
+
+    before = torch.get_num_threads()
+    wanted = NUM_THREADS + 1
+    torch.set_num_threads(wanted)
+    try:
+        make_provider("yolo", **OPTIONS)(frame, None)  # a fresh detector: ultralytics selects its device
+        assert torch.get_num_threads() == wanted
+    finally:
+        torch.set_num_threads(before)
