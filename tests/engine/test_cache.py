@@ -17,6 +17,25 @@ class Blob:
     nbytes: int
 
 
+def run_in_threads(work, args) -> None:
+    """Run ``work(arg)`` for each arg in its own thread; re-raise the first failure."""
+    errors: list[BaseException] = []
+
+    def guarded(arg) -> None:
+        try:
+            work(arg)
+        except BaseException as exc:  # noqa: BLE001 - re-raised below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=guarded, args=(a,)) for a in args]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    if errors:
+        raise errors[0]
+
+
 def test_lru_order_and_byte_bound():
     cache = ByteLRUCache(max_bytes=100)
     for key in "abc":
@@ -64,11 +83,7 @@ def test_concurrent_puts_and_gets_keep_the_books_straight():
             else:
                 cache.get(key)
 
-    threads = [threading.Thread(target=work, args=(s,)) for s in range(8)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
+    run_in_threads(work, range(8))
     assert cache.stats().bytes == sum(cache.get(k).nbytes for k in cache.keys()) <= 5000
 
 
@@ -150,23 +165,14 @@ def test_concurrent_embed_and_segment_from_threads_agree_with_serial_results():
     images = [synthetic_image(40 + 8 * i, 56, seed=i) for i in range(4)]
     box = [2, 2, 30, 30]
     expected = [make_engine().segment_image(im, boxes=box).low_res_logits for im in images]
-    errors: list[BaseException] = []
 
     def client(worker: int) -> None:
-        try:
-            for step in range(6):
-                i = (worker + step) % len(images)
-                result = engine.segment_image(images[i], image_id=f"img{i}", boxes=box)
-                np.testing.assert_allclose(result.low_res_logits, expected[i], atol=1e-4)
-        except BaseException as exc:  # noqa: BLE001 - reported below
-            errors.append(exc)
+        for step in range(6):
+            i = (worker + step) % len(images)
+            result = engine.segment_image(images[i], image_id=f"img{i}", boxes=box)
+            np.testing.assert_allclose(result.low_res_logits, expected[i], atol=1e-4)
 
-    threads = [threading.Thread(target=client, args=(w,)) for w in range(4)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    assert not errors, errors
+    run_in_threads(client, range(4))
     assert engine.embeddings.stats().bytes <= engine.embeddings.max_bytes
 
 
