@@ -9,7 +9,7 @@ them), a random 1920x1080 RGB image. Prints one table:
   device (matmuls, bmm/einsum and convolutions; elementwise ops are not counted);
 * reference ``SamPredictor.set_image`` vs ours (the engine path: same resize, ``Sam.preprocess``,
   ``FastImageEncoder``), each also as a multiple of the matmul floor = FLOPs / matmul rate;
-* int8 (dynamic quantization of the linears) time and its embedding error vs fp32.
+* int8 (dynamic quantization of the linears) time, its embedding error and mask IoU vs fp32.
 
 Every time is the minimum over repeats, after one warm-up round; the variants are interleaved
 (the machine this was written on is shared: see docs/encoder.md).
@@ -28,6 +28,7 @@ from segment_anything import SamPredictor
 from segment_anything.build_sam import _build_sam
 from torch.utils.flop_counter import FlopCounterMode
 
+from dtseg.engine import Embedding, SamEngine
 from dtseg.engine.encoder import configure_threads, fast_encoder
 from dtseg.engine.transforms import ImageTransform
 
@@ -62,6 +63,23 @@ def _timed(fn: Callable[[], object]) -> tuple[float, object]:
     start = time.perf_counter()
     result = fn()
     return time.perf_counter() - start, result
+
+
+def int8_mask_iou(sam, fp32: torch.Tensor, q8: torch.Tensor, image: np.ndarray) -> tuple[float, float]:
+    """Mean and min mask IoU between masks decoded (by the engine, 20 boxes) from the fp32
+    and the int8 embeddings ``(1, 256, 64, 64)`` of ``image``."""
+    engine = SamEngine(sam, device=torch.device("cpu"))
+    transform = ImageTransform.for_image(*image.shape[:2], sam.image_encoder.img_size)
+    rng = np.random.default_rng(1)
+    xy = rng.uniform([0, 0], [1500, 800], (20, 2))
+    boxes = np.concatenate([xy, xy + rng.uniform(50, 400, (20, 2))], axis=1)
+    masks = []
+    for name, embedding in (("fp32", fp32), ("int8", q8)):
+        engine.store_embedding(Embedding(name, embedding[0].float(), transform.original_size, transform.input_size, name))
+        masks.append(engine.segment_image(image_id=name, boxes=boxes, multimask_output=False).masks[:, 0])
+    union = np.maximum((masks[0] | masks[1]).sum(axis=(1, 2)), 1)
+    iou = (masks[0] & masks[1]).sum(axis=(1, 2)) / union
+    return float(iou.mean()), float(iou.min())
 
 
 def main() -> None:
@@ -112,6 +130,7 @@ def main() -> None:
     check = (fp32 - reference_embedding.double().flatten()).abs().max().item()
     int8_abs = (q8 - fp32).abs().max().item()
     int8_cos = torch.nn.functional.cosine_similarity(q8, fp32, dim=0).item()
+    iou_mean, iou_min = int8_mask_iou(sam, outputs["ours"], outputs["int8"], image)  # type: ignore[arg-type]
 
     rows = [
         ("threads", f"{threads}", f"{torch.get_num_threads()} intra-op"),
@@ -123,6 +142,7 @@ def main() -> None:
         ("ours / reference", f"{best['ours'] / best['reference']:.2f}x", f"max abs diff vs reference {check:.1e}"),
         ("ours int8", f"{best['int8']:.2f} s", f"{best['int8'] / floor:.2f}x floor"),
         ("int8 error vs fp32", f"max abs {int8_abs:.3f}", f"cosine {int8_cos:.5f}"),
+        ("int8 mask IoU vs fp32", f"mean {iou_mean:.4f}", f"min {iou_min:.4f} (20 boxes, engine decode)"),
     ]
     width = [max(len(r[i]) for r in rows) for i in range(3)]
     print(f"SAM vit_b image embedding, 1920x1080 image, min of {repeats} after warm-up ({torch.__version__})")
