@@ -55,8 +55,9 @@ class Pipeline:
     """
 
     def __init__(self, engine: Any, stages: Sequence[Stage], *, registry: Registry | None = None,
-                 loaded: LoadedConfig | None = None, multimask_output: bool = False) -> None:
+                 loaded: LoadedConfig | None = None, multimask_output: bool = False, batch_size: int = 1) -> None:
         self.engine = engine
+        self.batch_size = batch_size  # images per segment_batch call in folder runs
         self.stages = list(stages)
         self.registry = registry or Registry()
         self.loaded = loaded
@@ -97,7 +98,8 @@ class Pipeline:
                      base_dir=loaded.base_dir)
         if engine is None:
             engine = build_engine(cfg, allow_random)
-        pipeline = cls(engine, stages, registry=registry, loaded=loaded, multimask_output=cfg.multimask_output)
+        pipeline = cls(engine, stages, registry=registry, loaded=loaded, multimask_output=cfg.multimask_output,
+                       batch_size=cfg.batch_size)
         if pipeline.random_parts:
             log.warning("*** %s ***", pipeline.random_label)
         return pipeline
@@ -146,18 +148,37 @@ class Pipeline:
         holds ``random_weights`` (a label, or None) and ``num_prompts`` (objects before
         ``after_segment`` filters).
         """
-        frame = load_image(image)
-        prompts = self.prompts(frame)
-        if len(prompts):
-            detections = self.engine.segment(frame, prompts, multimask_output=self.multimask_output, cache=cache)
-        else:
-            detections = empty_detections(prompts)
-        for stage in self.stages:
-            after = getattr(stage.provider, "after_segment", None)
-            if after is not None:
-                detections = after(frame, detections)
-        detections.metadata.update(random_weights=self.random_label, num_prompts=len(prompts))
-        return detections
+        return self.segment_batch([image], cache=cache)[0]
+
+    def segment_batch(self, images: Sequence[ImageLike], cache: bool = True) -> list[sv.Detections]:
+        """Segment several images; result i is what ``pipeline(images[i])`` gives.
+
+        The stages run on every image first; the images that got prompts then go through the
+        SAM encoder together, as one batch (the engine's ``embed_images``), and each image's
+        prompts (any number, ragged across images) are decoded against its own embedding.
+        Batching pays on a GPU; on a CPU the encoder's time per image stays the same.
+        """
+        frames = [load_image(image, "image" if len(images) == 1 else f"images[{i}]") for i, image in enumerate(images)]
+        prompts = [self.prompts(frame) for frame in frames]
+        need_sam = [i for i, p in enumerate(prompts) if len(p)]
+        sources: dict[int, Any] = {i: frames[i] for i in need_sam}
+        if len(need_sam) > 1:
+            embedded = self.engine.embed_images([frames[i] for i in need_sam], batch_size=len(need_sam), cache=cache)
+            sources = dict(zip(need_sam, embedded))
+        results = []
+        for i, (frame, image_prompts) in enumerate(zip(frames, prompts)):
+            if i in sources:
+                detections = self.engine.segment(sources[i], image_prompts, multimask_output=self.multimask_output,
+                                                 cache=cache)
+            else:
+                detections = empty_detections(image_prompts)
+            for stage in self.stages:
+                after = getattr(stage.provider, "after_segment", None)
+                if after is not None:
+                    detections = after(frame, detections)
+            detections.metadata.update(random_weights=self.random_label, num_prompts=len(image_prompts))
+            results.append(detections)
+        return results
 
     def process_video(self, source: Any, **options: Any) -> Iterator[tuple[int, sv.Detections]]:
         """Yield ``(frame_index, sv.Detections)`` for a video file, a folder of frames, a webcam

@@ -118,6 +118,49 @@ def test_each_frame_is_embedded_once(fresh_engine, small_frame):
     assert fresh_engine.encoder_calls == 1
 
 
+class CountedPoints:
+    """As many point prompts as the frame's top-left red value (0 = none), at seeded positions."""
+
+    class Config(StrictModel):
+        pass
+
+    def __init__(self, config):
+        pass
+
+    def __call__(self, frame, prompts):
+        n, (h, w) = int(frame[0, 0, 0]), frame.shape[:2]
+        xy = np.random.default_rng(n).uniform((0, 0), (w, h), (n, 2))
+        return Prompts.from_objects([{"points": [p.tolist()]} for p in xy])
+
+
+def test_segment_batch_embeds_every_prompted_image_in_one_encoder_pass(fresh_engine, tiny_sam_config, small_frame):
+    frames = [small_frame.copy() for _ in range(3)] + [np.full((90, 200, 3), 140, np.uint8)]
+    for frame, n in zip(frames, (2, 0, 5, 1)):  # ragged: 2, none, 5 and 1 prompts; two image sizes
+        frame[0, 0, 0] = n
+    frames[2] = frames[2][::-1].copy()
+    frames[2][0, 0, 0] = 5
+    config = {"prompts": ["counted"], "sinks": []}
+    batched = Pipeline.from_config(config, registry=registry_with(counted=CountedPoints), engine=fresh_engine)
+    passes: list[int] = []
+    fresh_engine.image_encoder.register_forward_hook(lambda module, args, out: passes.append(len(args[0])))
+
+    results = batched.segment_batch(frames)
+
+    assert passes == [3]  # the frame without prompts is never encoded
+    alone = Pipeline.from_config(config, registry=registry_with(counted=CountedPoints),
+                                 engine=SamConfig(**tiny_sam_config).build_engine())
+    for frame, result, n in zip(frames, results, (2, 0, 5, 1)):
+        expected = alone(frame)
+        assert len(result) == n and result.metadata["num_prompts"] == n
+        np.testing.assert_allclose(result.data["sam_score"], expected.data["sam_score"], atol=1e-4)
+        if n:
+            assert result.mask.shape == (n, *frame.shape[:2])
+            assert (result.mask == expected.mask).mean() > 0.999
+        np.testing.assert_array_equal(result.data["prompt_points"], expected.data["prompt_points"])
+    batched(frames[0])  # embedded by the batch: a cache hit
+    assert passes == [3]
+
+
 def test_empty_prompts_give_empty_detections_without_running_sam(fresh_engine, small_frame):
     seen: list[int] = []
 

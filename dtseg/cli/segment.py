@@ -57,27 +57,57 @@ def run(args: argparse.Namespace) -> int:
         print(f"error: {source}: {why}", file=sys.stderr)
     start = time.perf_counter()
     done = 0
+
+    def failure(source: str, exc: Exception) -> None:
+        log.debug("failed on %s", source, exc_info=exc)
+        why = str(exc) if isinstance(exc, (DtsegError, OSError)) else f"{type(exc).__name__}: {exc}"
+        failed.append((source, why))
+        tqdm.write(f"error: {source}: {why}", file=sys.stderr)
+
     try:
-        with tqdm(items, unit="image", disable=len(items) < 2, file=sys.stderr) as bar:
-            for item in bar:
-                bar.set_postfix_str(item.name, refresh=False)
-                try:
-                    frame = read_image(item.source)
-                    detections = pipeline(frame)
-                    for sink in sinks:
-                        sink.write(item.name, frame, detections)
-                except Exception as exc:  # noqa: BLE001 - one bad image must not stop the run
-                    log.debug("failed on %s", item.source, exc_info=True)
-                    why = str(exc) if isinstance(exc, (DtsegError, OSError)) else f"{type(exc).__name__}: {exc}"
-                    failed.append((item.source, why))
-                    tqdm.write(f"error: {item.source}: {why}", file=sys.stderr)
-                    continue
-                done += 1
+        with tqdm(total=len(items), unit="image", disable=len(items) < 2, file=sys.stderr) as bar:
+            for first in range(0, len(items), pipeline.batch_size):
+                batch: list[tuple[Item, Any]] = []
+                for item in items[first : first + pipeline.batch_size]:
+                    try:
+                        batch.append((item, read_image(item.source)))
+                    except Exception as exc:  # noqa: BLE001 - one bad image must not stop the run
+                        failure(item.source, exc)
+                        bar.update()
+                for (item, frame), result in zip(batch, segment_each(pipeline, [frame for _, frame in batch])):
+                    bar.set_postfix_str(item.name, refresh=False)
+                    try:
+                        if isinstance(result, Exception):
+                            raise result
+                        for sink in sinks:
+                            sink.write(item.name, frame, result)
+                        done += 1
+                    except Exception as exc:  # noqa: BLE001
+                        failure(item.source, exc)
+                    bar.update()
     finally:
         for sink in sinks:
             sink.close()
     _summary(done, failed, time.perf_counter() - start, args.out, pipeline.random_label)
     return 1 if failed or not items else 0
+
+
+def segment_each(pipeline: Any, frames: list[Any]) -> list[Any]:
+    """``pipeline.segment_batch(frames)``; if the batch fails, each frame on its own, so one bad
+    image costs only itself: an ``sv.Detections`` or the ``Exception`` per frame. Embeddings
+    made before a failure stay in the engine's cache, so nothing is encoded twice."""
+    if len(frames) > 1:
+        try:
+            return pipeline.segment_batch(frames)
+        except Exception:  # noqa: BLE001 - retried one by one below, which names the culprit
+            log.debug("batch of %d failed; retrying one by one", len(frames), exc_info=True)
+    results: list[Any] = []
+    for frame in frames:
+        try:
+            results.append(pipeline(frame))
+        except Exception as exc:  # noqa: BLE001
+            results.append(exc)
+    return results
 
 
 def expand_sources(sources: list[str]) -> tuple[list[Item], list[str]]:

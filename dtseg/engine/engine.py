@@ -247,13 +247,14 @@ class SamEngine:
 
     def segment(
         self,
-        image: ImageLike | str,
+        image: ImageLike | str | Embedding,
         prompts: Prompts,
         multimask_output: bool = False,
         namespace: str = "",
         cache: bool = True,
     ) -> sv.Detections:
-        """Decode ``prompts`` on an image (pixels, path, bytes) or a cached image id -> ``sv.Detections``.
+        """Decode ``prompts`` on an image (pixels, path, bytes), a cached image id or an
+        ``Embedding`` (e.g. one of ``embed_images``) -> ``sv.Detections``.
 
         Row i comes from prompt i: ``mask`` ``(N, H, W)`` (the best of 3 with multimask),
         ``xyxy`` the mask's tight box (the prompt box if the mask is empty), the prompt's
@@ -262,7 +263,9 @@ class SamEngine:
         / ``data["prompt_labels"]`` ``(N, K)``. ``cache=False`` neither stores the embedding nor
         the logits (video frames).
         """
-        if isinstance(image, str) and not Path(image).is_file():  # an image id, not a path
+        if isinstance(image, Embedding):
+            embedding = image
+        elif isinstance(image, str) and not Path(image).is_file():  # an image id, not a path
             embedding = self._embedding_for(None, image, namespace)
         else:
             embedding = self.embed_image(image, None, namespace, cache=cache)

@@ -121,6 +121,59 @@ def test_a_corrupt_file_is_reported_and_skipped_and_the_rest_still_run(tmp_path,
     assert from_url["objects"][0]["rle"] == json.loads((out / "json" / "a.json").read_text())["objects"][0]["rle"]
 
 
+PICKY_PROVIDER = '''
+from dtseg.config import StrictModel
+from dtseg.hookspecs import hookimpl
+from dtseg.prompts import Prompts
+
+
+class Picky:
+    """One point per image; refuses images whose top-left pixel is black."""
+
+    class Config(StrictModel):
+        pass
+
+    def __init__(self, config):
+        pass
+
+    def __call__(self, frame, prompts):
+        if not frame[0, 0].any():
+            raise ValueError("a black corner")
+        return Prompts.from_objects([{"points": [[40, 40]]}])
+
+
+@hookimpl
+def dtseg_register_prompt_providers(register):
+    register("picky", Picky)
+'''
+
+
+def test_batched_run_matches_one_by_one_and_a_failure_costs_only_its_image(tmp_path, small_frame,
+                                                                          tiny_sam_checkpoint, capsys):
+    images, plugs = tmp_path / "images", tmp_path / "plugs"
+    images.mkdir(), plugs.mkdir()
+    (plugs / "picky.py").write_text(PICKY_PROVIDER)
+    for i, name in enumerate("abcde"):
+        frame = np.roll(small_frame, 9 * i, axis=1)
+        frame[0, 0] = 0 if name == "b" else 255
+        cv2.imwrite(str(images / f"{name}.png"), frame)
+    outputs = {}
+    for batch in (1, 3):
+        out = tmp_path / f"out{batch}"
+        code = main(["segment", str(images), "--out", str(out), *sam_options(tiny_sam_checkpoint),
+                     "--plugins-dir", str(plugs), "--set", "prompts=[picky]", "--set", "sinks=[json]",
+                     "--set", f"batch_size={batch}"])
+        err = capsys.readouterr().err
+        assert code == 1
+        assert f"error: {images / 'b.png'}: ValueError: a black corner" in err
+        assert "segmented 4 of 5 images" in err
+        outputs[batch] = {p.name: json.loads(p.read_text())["objects"] for p in (out / "json").iterdir()}
+    assert sorted(outputs[3]) == ["a.json", "c.json", "d.json", "e.json"]
+    for name, objects in outputs[1].items():
+        assert objects[0]["rle"] == outputs[3][name][0]["rle"]
+        assert abs(objects[0]["sam_score"] - outputs[3][name][0]["sam_score"]) < 1e-4
+
+
 def test_all_good_images_exit_zero(tmp_path, small_frame, tiny_sam_checkpoint, capsys):
     cv2.imwrite(str(tmp_path / "one.png"), small_frame)
     code = main(["segment", str(tmp_path / "*.png"), "--config", str(CONFIGS / "points.yaml"), "--out",
