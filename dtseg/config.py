@@ -88,8 +88,8 @@ class PipelineConfig(StrictModel):
     sinks: StageList = Field(default_factory=lambda: [{"annotated": {}}, {"json": {}}],
                              description="output writers")
     multimask_output: bool = Field(False, description="SAM predicts 3 masks per object and keeps the best")
-    batch_size: int = Field(1, ge=1, le=64, description="images `dtseg segment` embeds together; pays on a GPU, "
-                                                        "not on a CPU")
+    batch_size: int = Field(1, ge=1, le=64, description="images `dtseg segment` embeds together (for GPUs; "
+                                                        "a CPU gains nothing)")
 
     @field_validator("prompts", "sinks", mode="before")
     @classmethod
