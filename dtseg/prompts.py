@@ -35,7 +35,7 @@ class Prompts:
 
     def __post_init__(self) -> None:
         self.points = _float_array(self.points, "points")
-        self.labels = _int_array(self.labels, "labels")
+        self.labels = _label_array(self.labels, "labels")
         self.boxes = _float_array(self.boxes, "boxes", allow_nan=True)
         n = len(self.boxes)
         if self.points.ndim != 3 or self.points.shape[2] != 2:
@@ -46,9 +46,6 @@ class Prompts:
             raise PromptError("boxes", f"expected shape (N, 4), got {self.boxes.shape}")
         if len(self.points) != n:
             raise PromptError("points", f"{len(self.points)} objects with points but {n} box rows")
-        bad = ~np.isin(self.labels, VALID_LABELS)
-        if bad.any():
-            raise PromptError("labels", f"labels must be 1 (foreground), 0 (background) or -1 (ignore), got {np.unique(self.labels[bad]).tolist()}")
         box_rows = self.has_box
         partial = np.isnan(self.boxes).any(axis=1) & ~np.isnan(self.boxes).all(axis=1)
         if partial.any():
@@ -93,7 +90,7 @@ class Prompts:
             if point_labels is None:
                 raise PromptError("point_labels", "required with point_coords (1 foreground, 0 background, -1 ignore)")
             points = _float_array(point_coords, "point_coords")
-            labels = _int_array(point_labels, "point_labels")
+            labels = _label_array(point_labels, "point_labels")
             if points.ndim == 2:
                 points, labels = points[None], labels[None] if labels.ndim == 1 else labels
             if points.ndim != 3 or points.shape[-1] != 2:
@@ -220,12 +217,17 @@ def _float_array(value: Any, name: str, allow_nan: bool = False) -> np.ndarray:
     return array
 
 
-def _int_array(value: Any, name: str) -> np.ndarray:
-    array = np.asarray(value)
+def _label_array(value: Any, name: str) -> np.ndarray:
+    """SAM point labels as int32: 1 foreground, 0 background, -1 ignored (padding); errors name ``name``."""
+    try:
+        array = np.asarray(value)
+    except ValueError as exc:  # ragged nested lists
+        raise PromptError(name, f"expected a (N, K) or (K,) array of labels: {exc}") from exc
     if array.size and not np.issubdtype(array.dtype, np.number):
         raise PromptError(name, f"expected integers, got dtype {array.dtype}")
-    if array.size and not np.all(np.mod(array, 1) == 0):
-        raise PromptError(name, "expected integer labels 1, 0 or -1")
+    bad = ~np.isin(array, VALID_LABELS)
+    if bad.any():
+        raise PromptError(name, f"labels must be 1 (foreground), 0 (background) or -1 (ignore), got {np.unique(array[bad]).tolist()}")
     return array.astype(np.int32)
 
 

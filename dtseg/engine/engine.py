@@ -88,6 +88,7 @@ class SamEngine:
         encoder: ImplKind = "fast",
         decoder: ImplKind = "fast",
         encoder_int8: bool = False,
+        encoder_compile: bool = False,
         chunk_size: int = 32,
         random_weights: bool = False,
         model_name: str = "custom",
@@ -98,7 +99,7 @@ class SamEngine:
         self.cache_fp16, self.chunk_size = cache_fp16, max(1, int(chunk_size))
         self.embeddings: ByteLRUCache[Embedding] = ByteLRUCache(cache_bytes)
         self.mask_logits: ByteLRUCache[_Logits] = ByteLRUCache(max(64 * MiB, cache_bytes // 16))
-        self.image_encoder = self._image_encoder(encoder, encoder_int8)
+        self.image_encoder = self._image_encoder(encoder, encoder_int8, encoder_compile)
         self.mask_decoder = self._mask_decoder(decoder)
         self.encoder_calls = 0  # images through the encoder, for tests and /info
         self._encoder_lock, self._decoder_lock = threading.Lock(), threading.Lock()
@@ -232,9 +233,9 @@ class SamEngine:
         ``(N, 1, 256, 256)`` logits or ``"cached"`` (the best logits of the last call on this
         image). All objects are decoded in one batched pass.
         """
-        embedding = self._embedding_for(image, image_id, namespace)
         num_objects = _mask_batch(mask_input) if point_coords is None and boxes is None else None
-        prompts = Prompts.from_arrays(point_coords, point_labels, boxes, num_objects=num_objects)
+        prompts = Prompts.from_arrays(point_coords, point_labels, boxes, num_objects=num_objects)  # before embedding
+        embedding = self._embedding_for(image, image_id, namespace)
         masks_in = self._mask_input(mask_input, (namespace, embedding.image_id), len(prompts))
         logits, scores = self._decode(embedding, prompts, masks_in, multimask_output)
         self.mask_logits.put((namespace, embedding.image_id), _Logits(_best(logits, scores)[0]))
@@ -371,14 +372,14 @@ class SamEngine:
         return torch.as_tensor(array, device=self.device, dtype=self.dtype)
 
     # -- implementations and stats -------------------------------------------------------
-    def _image_encoder(self, kind: ImplKind, int8: bool) -> torch.nn.Module:
-        if kind == "reference" and not int8:
-            return self.sam.image_encoder
+    def _image_encoder(self, kind: ImplKind, int8: bool, compile: bool) -> torch.nn.Module:
         if kind not in ("fast", "reference"):
             raise ValueError(f"encoder: expected 'fast' or 'reference', got {kind!r}")
+        if kind == "reference" and not int8:
+            return torch.compile(self.sam.image_encoder) if compile else self.sam.image_encoder
         from dtseg.engine.encoder import fast_encoder
 
-        return fast_encoder(self.sam.image_encoder, int8=int8)
+        return fast_encoder(self.sam.image_encoder, int8=int8, compile=compile)
 
     def _mask_decoder(self, kind: ImplKind) -> torch.nn.Module:
         if kind == "reference":

@@ -79,7 +79,6 @@ def segment_image(body: SegmentRequest, namespace: Namespace, services: Services
         engine.store_embedding(embedding, namespace)
     elif body.image is not None:
         image = load_request_image(body.image, services.config.max_image_pixels, services.config.url_fetch)
-    _check_labels(body.point_labels)
     mask_input = _mask_input(body, namespace, image_id, engine) if body.has_mask_input else None
     result = engine.segment_image(
         image=image, image_id=image_id, point_coords=body.point_coords, point_labels=body.point_labels,
@@ -127,14 +126,3 @@ def _mask_input(body: SegmentRequest, namespace: str, image_id: str | None, engi
     if body.use_mask_input_cache and image_id is not None and (namespace, image_id) in engine.mask_logits:
         return "cached"
     return mask_input_logits(body.mask_input, body.mask_input_format)
-
-
-def _check_labels(labels: Any) -> None:
-    """SAM's labels: 1 foreground, 0 background, -1 ignored (Roboflow's field text calls -1 negative; it is not)."""
-    if labels is None:
-        return
-    values = [v for row in labels for v in (row if isinstance(row, list) else [row])]
-    bad = sorted({float(v) for v in values if v not in (-1, 0, 1)})
-    if bad:
-        raise InputError("point_labels", f"labels must be 1 (foreground), 0 (background) or -1 (ignored), got {bad}")
-

@@ -75,7 +75,7 @@ def test_decompression_bomb_header_is_refused_before_decoding():
 @pytest.mark.parametrize("kwargs, field", [
     (dict(point_coords=[[1, 2, 3]], point_labels=[1]), "point_coords"),
     (dict(point_coords=[[1, 2], [3, 4]], point_labels=[1]), "point_labels"),
-    (dict(point_coords=[[1, 2]], point_labels=[2]), "labels"),
+    (dict(point_coords=[[1, 2]], point_labels=[2]), "point_labels"),
     (dict(point_coords=[[1, 2]], point_labels=[0.5]), "point_labels"),
     (dict(point_coords=[[1, 2]]), "point_labels"),
     (dict(point_labels=[1]), "point_coords"),
@@ -98,6 +98,13 @@ def test_bad_prompts_name_their_field(engine, image, kwargs, field):
     with pytest.raises(PromptError) as info:
         engine.segment_image(image_id="inputs", **kwargs)
     assert info.value.field == field, str(info.value)
+
+
+def test_bad_prompts_are_refused_before_the_image_is_embedded(engine, image):
+    calls = engine.encoder_calls
+    with pytest.raises(PromptError, match="point_labels"):
+        engine.segment_image(image[::-1].copy(), point_coords=[[1, 2], [3, 4]], point_labels=[[1, 0], [1]])
+    assert engine.encoder_calls == calls
 
 
 def test_unknown_image_id_without_image_is_specific(engine):
