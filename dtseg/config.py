@@ -62,6 +62,7 @@ class SamConfig(StrictModel):
     encoder: Literal["fast", "reference"] = "fast"
     decoder: Literal["fast", "reference"] = "fast"
     encoder_int8: bool = False
+    encoder_compile: bool = False  # torch.compile the encoder: slow first call, no gain on CPUs (docs/encoder.md)
     threads: int | None = None  # torch CPU threads; default: the process's CPU quota
 
     def build_engine(self) -> "SamEngine":  # noqa: F821
@@ -70,7 +71,8 @@ class SamConfig(StrictModel):
         model = self.model if isinstance(self.model, str) else self.model.model_dump()
         return SamEngine.load(model, self.checkpoint, device=self.device, dtype=self.dtype,
                               cache_bytes=self.cache_mb << 20, cache_fp16=self.cache_fp16, encoder=self.encoder,
-                              decoder=self.decoder, encoder_int8=self.encoder_int8, threads=self.threads)
+                              decoder=self.decoder, encoder_int8=self.encoder_int8,
+                              encoder_compile=self.encoder_compile, threads=self.threads)
 
 
 #: A chain of stages: ``[{yolo: {conf: 0.3}}, {zones: {...}}]`` (a bare name means no options).
