@@ -7,6 +7,7 @@ import argparse
 import importlib
 import logging
 import sys
+import warnings
 
 from dtseg import __version__
 
@@ -26,6 +27,8 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    # every command reports random weights its own way (log line, banner, final NOTE): once is enough
+    warnings.filterwarnings("ignore", message="checkpoint='random'")  # dtseg.engine.models.RandomWeightsWarning
     try:
         return int(args.run(args) or 0)
     except KeyboardInterrupt:

@@ -7,7 +7,6 @@ Nothing here runs at import time. Checkpoints load with ``map_location`` and
 from __future__ import annotations
 
 import hashlib
-import logging
 import os
 import shutil
 import urllib.error
@@ -24,7 +23,6 @@ from tqdm import tqdm
 
 from dtseg.errors import CheckpointError, CheckpointNotFoundError, ChecksumMismatchError
 
-log = logging.getLogger(__name__)
 
 RANDOM = "random"
 
@@ -212,7 +210,6 @@ def build_sam(spec: SamSpec, weights: Path | str, seed: int = 0) -> Sam:
     if weights == RANDOM:
         message = "checkpoint='random': SAM has random weights, masks are meaningless (benchmarks and tests only)"
         warnings.warn(message, RandomWeightsWarning, stacklevel=3)
-        log.warning(message)
     else:
         load_weights(sam, Path(weights))
     return sam.eval()

@@ -8,6 +8,7 @@ import http.server
 import json
 import re
 import threading
+import warnings
 from pathlib import Path
 
 import cv2
@@ -15,6 +16,7 @@ import numpy as np
 import pytest
 
 from dtseg.cli import main
+from dtseg.engine.models import RandomWeightsWarning
 from dtseg.masks import polygons_to_mask, rle_to_mask
 
 CONFIGS = Path(__file__).parents[2] / "configs"
@@ -199,3 +201,19 @@ def test_setup_errors_exit_2_with_a_readable_message(tmp_path, small_frame, extr
     assert code == 2
     assert err.startswith("dtseg: error: ") and "Traceback" not in err
     assert re.search(message, err), err
+
+
+def test_random_sam_weights_are_reported_by_the_cli_not_repeated_as_a_python_warning(tmp_path, small_frame, capsys,
+                                                                                   caplog):
+    cv2.imwrite(str(tmp_path / "one.png"), small_frame)
+    with warnings.catch_warnings(record=True) as seen:
+        warnings.simplefilter("always")
+        code = main(["segment", str(tmp_path / "one.png"), "--config", str(CONFIGS / "points.yaml"), "--out",
+                     str(tmp_path / "out"), "--device", "cpu", "--set", "sam.model=tiny", "--set",
+                     "sam.checkpoint=random", "--set", "sinks=[json]",
+                     "--set", "prompts.points.objects=[{points: [[40, 40]]}]"])
+    err = capsys.readouterr().err
+    assert code == 0, err
+    assert err.rstrip().endswith("NOTE: RANDOM WEIGHTS (sam): boxes and masks are meaningless")
+    assert "*** RANDOM WEIGHTS (sam): boxes and masks are meaningless ***" in caplog.text
+    assert not [w for w in seen if issubclass(w.category, RandomWeightsWarning)]
