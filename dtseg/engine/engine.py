@@ -149,29 +149,32 @@ class SamEngine:
         batch_size: int = 4,
         cache: bool = True,
     ) -> list[Embedding]:
-        """Embed several images, running the encoder on up to ``batch_size`` at a time."""
+        """Embed several images, running the encoder on up to ``batch_size`` at a time; cached
+        images are not encoded again, and the same pixels within the call are encoded once."""
         ids = list(image_ids) if image_ids is not None else [None] * len(images)
         if len(ids) != len(images):
             raise InputError("image_ids", f"{len(ids)} ids for {len(images)} images")
         results: list[Embedding | None] = []
-        todo: list[tuple[int, str, np.ndarray, str]] = []
+        pixels: dict[str, np.ndarray] = {}  # by content hash: the same pixels, under several ids, are encoded once
+        waiting: dict[str, list[tuple[int, str]]] = {}  # content hash -> (index, image id) of each image
         for i, (image, image_id) in enumerate(zip(images, ids)):
             rgb = load_image(image, "image" if len(images) == 1 else f"images[{i}]")
             digest = content_hash(rgb)
             key_id = digest if image_id is None else _check_image_id(image_id)
             cached = self.embeddings.get((namespace, key_id))
-            if cached is not None and cached.image_hash == digest:
-                results.append(cached)
-                continue
-            results.append(None)
-            todo.append((i, key_id, rgb, digest))
-        for start in range(0, len(todo), max(1, batch_size)):
-            batch = todo[start : start + batch_size]
-            for (i, key_id, _, digest), (tensor, transform) in zip(batch, self._encode([b[2] for b in batch])):
-                embedding = Embedding(key_id, tensor, transform.original_size, transform.input_size, digest)
-                results[i] = embedding
-                if cache:
-                    self.store_embedding(embedding, namespace)
+            results.append(cached if cached is not None and cached.image_hash == digest else None)
+            if results[-1] is None:
+                pixels.setdefault(digest, rgb)
+                waiting.setdefault(digest, []).append((i, key_id))
+        digests, step = list(pixels), max(1, batch_size)
+        for start in range(0, len(digests), step):
+            batch = digests[start : start + step]
+            for digest, (tensor, transform) in zip(batch, self._encode([pixels[d] for d in batch])):
+                for i, key_id in waiting[digest]:
+                    embedding = Embedding(key_id, tensor, transform.original_size, transform.input_size, digest)
+                    results[i] = embedding
+                    if cache:  # as each batch finishes: a later failure loses nothing already encoded
+                        self.store_embedding(embedding, namespace)
         return results  # type: ignore[return-value]
 
     def store_embedding(self, embedding: Embedding, namespace: str = "") -> None:
@@ -233,10 +236,15 @@ class SamEngine:
         ``(N, 1, 256, 256)`` logits or ``"cached"`` (the best logits of the last call on this
         image). All objects are decoded in one batched pass.
         """
+        # every check that needs no embedding comes first: a bad request costs no encoder pass
         num_objects = _mask_batch(mask_input) if point_coords is None and boxes is None else None
-        prompts = Prompts.from_arrays(point_coords, point_labels, boxes, num_objects=num_objects)  # before embedding
+        prompts = Prompts.from_arrays(point_coords, point_labels, boxes, num_objects=num_objects)
+        masks_in = self._mask_logits(mask_input, len(prompts))
+        if mask_input is None:
+            _require_point_or_box(prompts)
         embedding = self._embedding_for(image, image_id, namespace)
-        masks_in = self._mask_input(mask_input, (namespace, embedding.image_id), len(prompts))
+        if isinstance(masks_in, str):
+            masks_in = self._cached_mask_logits((namespace, embedding.image_id), len(prompts))
         logits, scores = self._decode(embedding, prompts, masks_in, multimask_output)
         self.mask_logits.put((namespace, embedding.image_id), _Logits(_best(logits, scores)[0]))
         return SegmentResult(
@@ -264,6 +272,7 @@ class SamEngine:
         / ``data["prompt_labels"]`` ``(N, K)``. ``cache=False`` neither stores the embedding nor
         the logits (video frames).
         """
+        _require_point_or_box(prompts)
         if isinstance(image, Embedding):
             embedding = image
         elif isinstance(image, str) and not Path(image).is_file():  # an image id, not a path
@@ -293,9 +302,6 @@ class SamEngine:
         logits = torch.empty((n, m, low_len, low_len), dtype=torch.float32)
         scores = torch.empty((n, m), dtype=torch.float32)
         counts, has_box = prompts.num_points, prompts.has_box
-        if n and masks_in is None and ((counts == 0) & ~has_box).any():
-            empty = np.flatnonzero((counts == 0) & ~has_box).tolist()
-            raise PromptError("point_coords", f"objects {empty} have no valid point, no box and no mask input")
         features = embedding.embedding.to(self.device, self.dtype)[None]
         transform = embedding.transform
         for layout in sorted(set(zip(counts.tolist(), has_box.tolist()))):
@@ -337,29 +343,37 @@ class SamEngine:
             )
         return low_res, iou
 
-    def _mask_input(self, mask_input: Any, key: tuple[str, str], n: int) -> torch.Tensor | None:
-        """``None``, ``"cached"``, or logits ``(256, 256)`` / ``(1|N, 1, 256, 256)`` -> ``(N, 1, 256, 256)``."""
+    def _mask_logits(self, mask_input: Any, n: int) -> torch.Tensor | str | None:
+        """``None``, ``"cached"`` (returned as is: resolved once the image id is known), or logits
+        ``(256, 256)`` / ``(1|N, 1, 256, 256)`` -> checked ``(N, 1, 256, 256)``."""
         if mask_input is None:
             return None
-        low_len = self.sam.image_encoder.img_size // 4
         if isinstance(mask_input, str):
             if mask_input != "cached":
                 raise PromptError("mask_input", f"expected logits or 'cached', got {mask_input!r}")
-            entry = self.mask_logits.get(key)
-            if entry is None:
-                raise PromptError("mask_input", f"no cached mask logits for image_id {key[1]!r}: segment it once first")
-            masks = entry.logits
-        else:
-            try:
-                masks = torch.as_tensor(np.asarray(mask_input, dtype=np.float32))
-            except (TypeError, ValueError) as exc:
-                raise PromptError("mask_input", f"expected numbers: {exc}") from exc
-            if not torch.isfinite(masks).all():
-                raise PromptError("mask_input", "logits must be finite")
-            if masks.ndim == 2:
-                masks = masks[None]
-            if masks.ndim == 3:
-                masks = masks[:, None]
+            return mask_input
+        try:
+            masks = torch.as_tensor(np.asarray(mask_input, dtype=np.float32))
+        except (TypeError, ValueError) as exc:
+            raise PromptError("mask_input", f"expected numbers: {exc}") from exc
+        if not torch.isfinite(masks).all():
+            raise PromptError("mask_input", "logits must be finite")
+        if masks.ndim == 2:
+            masks = masks[None]
+        if masks.ndim == 3:
+            masks = masks[:, None]
+        return self._fit_masks(masks, n)
+
+    def _cached_mask_logits(self, key: tuple[str, str], n: int) -> torch.Tensor:
+        """The best logits of the last call on ``key``'s image, for ``n`` objects."""
+        entry = self.mask_logits.get(key)
+        if entry is None:
+            raise PromptError("mask_input", f"no cached mask logits for image_id {key[1]!r}: segment it once first")
+        return self._fit_masks(entry.logits, n)
+
+    def _fit_masks(self, masks: torch.Tensor, n: int) -> torch.Tensor:
+        """``(1|N, 1, 256, 256)`` -> ``(N, 1, 256, 256)``, or a ``PromptError`` naming the shape."""
+        low_len = self.sam.image_encoder.img_size // 4
         if masks.ndim != 4 or tuple(masks.shape[1:]) != (1, low_len, low_len):
             raise PromptError("mask_input", f"expected ({low_len}, {low_len}) or (N, 1, {low_len}, {low_len}), got {tuple(masks.shape)}")
         if len(masks) == 1 and n > 1:
@@ -409,6 +423,13 @@ def _check_image_id(image_id: Any) -> str:
     if not isinstance(image_id, str) or not image_id or len(image_id) > 512:
         raise InputError("image_id", f"expected a non-empty string of at most 512 characters, got {image_id!r}")
     return image_id
+
+
+def _require_point_or_box(prompts: Prompts) -> None:
+    """Without mask input, SAM needs a valid point or a box for every object."""
+    empty = np.flatnonzero((prompts.num_points == 0) & ~prompts.has_box)
+    if len(empty):
+        raise PromptError("point_coords", f"objects {empty.tolist()} have no valid point, no box and no mask input")
 
 
 def _mask_batch(mask_input: Any) -> int | None:

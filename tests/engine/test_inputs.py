@@ -8,6 +8,9 @@ import pytest
 
 from dtseg import ImageDecodeError, ImageNotEmbeddedError, InputError, PromptError
 from dtseg.io import content_hash, load_image
+from dtseg.prompts import Prompts
+
+from tests.engine.conftest import make_engine
 
 
 def encode(image: np.ndarray, ext: str = ".png") -> bytes:
@@ -100,11 +103,21 @@ def test_bad_prompts_name_their_field(engine, image, kwargs, field):
     assert info.value.field == field, str(info.value)
 
 
-def test_bad_prompts_are_refused_before_the_image_is_embedded(engine, image):
-    calls = engine.encoder_calls
-    with pytest.raises(PromptError, match="point_labels"):
-        engine.segment_image(image[::-1].copy(), point_coords=[[1, 2], [3, 4]], point_labels=[[1, 0], [1]])
-    assert engine.encoder_calls == calls
+@pytest.mark.parametrize("kwargs, field", [
+    (dict(point_coords=[[1, 2], [3, 4]], point_labels=[[1, 0], [1]]), "point_labels"),
+    (dict(point_coords=[[1, 2]], point_labels=[-1]), "point_coords"),
+    (dict(boxes=[0, 0, 5, 5], mask_input=np.zeros((64, 64))), "mask_input"),
+    (dict(boxes=[[0, 0, 5, 5], [1, 1, 6, 6]], mask_input=np.zeros((3, 1, 256, 256))), "mask_input"),
+    (dict(boxes=[0, 0, 5, 5], mask_input="latest"), "mask_input"),
+])
+def test_bad_prompts_are_refused_before_the_image_is_embedded(image, kwargs, field):
+    engine = make_engine()
+    with pytest.raises(PromptError) as info:
+        engine.segment_image(image, **kwargs)
+    assert info.value.field == field and engine.encoder_calls == 0
+    with pytest.raises(PromptError):
+        engine.segment(image, Prompts.from_objects([{"points": [[1, 2]], "labels": [-1]}]))
+    assert engine.encoder_calls == 0
 
 
 def test_unknown_image_id_without_image_is_specific(engine):
