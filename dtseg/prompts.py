@@ -128,9 +128,9 @@ class Prompts:
         for i, obj in enumerate(objects):
             pts = obj.get("points") or []
             lbl = obj.get("labels")
-            lbl = [1] * len(pts) if lbl is None else lbl
-            if len(lbl) != len(pts):
-                raise PromptError(f"objects[{i}].labels", f"{len(lbl)} labels for {len(pts)} points")
+            lbl = _label_array([1] * len(pts) if lbl is None else lbl, f"objects[{i}].labels")
+            if lbl.shape != (len(pts),):
+                raise PromptError(f"objects[{i}].labels", f"expected {len(pts)} labels, one per point, got shape {lbl.shape}")
             if pts:
                 points[i, : len(pts)] = _float_array(pts, f"objects[{i}].points").reshape(-1, 2)
                 labels[i, : len(pts)] = lbl

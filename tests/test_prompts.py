@@ -83,3 +83,10 @@ def test_inconsistent_arrays_name_the_field(kwargs, field):
     with pytest.raises(PromptError) as info:
         Prompts(**kwargs)
     assert info.value.field == field
+
+
+@pytest.mark.parametrize("labels", [[0.5], [2], ["1"], [[1]]])
+def test_object_labels_are_checked_not_coerced(labels):
+    with pytest.raises(PromptError) as info:
+        Prompts.from_objects([{"points": [[1, 2]]}, {"points": [[3, 4]], "labels": labels}])
+    assert info.value.field == "objects[1].labels"
