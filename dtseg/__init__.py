@@ -2,12 +2,12 @@
 
 from dtseg.engine import Embedding, SamEngine, SegmentResult
 from dtseg.errors import (CheckpointError, CheckpointNotFoundError, ChecksumMismatchError, ConfigError, DtsegError,
-                          ImageDecodeError, ImageNotEmbeddedError, InputError, PromptError)
+                          ImageDecodeError, ImageNotEmbeddedError, InputError, PromptError, RandomWeightsWarning)
 from dtseg.prompts import Prompts
 
 __version__ = "0.1.0"
 __all__ = [
     "CheckpointError", "CheckpointNotFoundError", "ChecksumMismatchError", "ConfigError", "DtsegError",
     "Embedding", "ImageDecodeError", "ImageNotEmbeddedError", "InputError", "PromptError", "Prompts",
-    "SamEngine", "SegmentResult", "__version__",
+    "RandomWeightsWarning", "SamEngine", "SegmentResult", "__version__",
 ]

@@ -51,3 +51,7 @@ class ChecksumMismatchError(CheckpointError):
 
 class ConfigError(DtsegError, ValueError):
     """A configuration file or dict that does not validate."""
+
+
+class RandomWeightsWarning(UserWarning):
+    """Emitted whenever SAM is built with random weights (tests, benchmarks, ``--allow-random``)."""

@@ -10,6 +10,7 @@ import sys
 import warnings
 
 from dtseg import __version__
+from dtseg.errors import RandomWeightsWarning
 
 COMMANDS = ("segment", "video", "serve", "plugins")
 
@@ -27,10 +28,11 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    # every command reports random weights its own way (log line, banner, final NOTE): once is enough
-    warnings.filterwarnings("ignore", message="checkpoint='random'")  # dtseg.engine.models.RandomWeightsWarning
     try:
-        return int(args.run(args) or 0)
+        with warnings.catch_warnings():
+            # every command reports random weights its own way (log line, banner, final NOTE)
+            warnings.simplefilter("ignore", RandomWeightsWarning)
+            return int(args.run(args) or 0)
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130

@@ -21,7 +21,7 @@ from segment_anything.build_sam import _build_sam
 from segment_anything.modeling import Sam
 from tqdm import tqdm
 
-from dtseg.errors import CheckpointError, CheckpointNotFoundError, ChecksumMismatchError
+from dtseg.errors import CheckpointError, CheckpointNotFoundError, ChecksumMismatchError, RandomWeightsWarning
 
 
 RANDOM = "random"
@@ -76,10 +76,6 @@ TINY_SPEC = SamSpec(64, 2, 2, (1,))
 
 ModelArg = Union[str, SamSpec, dict]
 CheckpointArg = Union[str, os.PathLike, None]
-
-
-class RandomWeightsWarning(UserWarning):
-    """Emitted whenever SAM is built with random weights."""
 
 
 def dtseg_home() -> Path:
