@@ -187,3 +187,21 @@ def test_uncached_segment_leaves_the_cache_alone():
     after = engine.embeddings.stats()
     assert (after.entries, after.bytes) == (before.entries, before.bytes) and len(engine.mask_logits) == 0
     assert engine.encoder_calls == 4
+
+
+def test_embed_images_batches_the_encoder_once_per_distinct_image():
+    engine, alone = make_engine(), make_engine()
+    a, b, c = synthetic_image(120, 160), synthetic_image(200, 100, seed=2), synthetic_image(90, 90, seed=3)
+    passes: list[int] = []
+    engine.image_encoder.register_forward_hook(lambda module, args, out: passes.append(len(args[0])))
+
+    embeddings = engine.embed_images([a, b, a.copy(), c], image_ids=[None, None, "again", None], batch_size=2)
+
+    assert passes == [2, 1]  # a and b, then c; the copy of a is not encoded twice
+    assert [e.image_id for e in embeddings][2] == "again" and embeddings[2].image_hash == embeddings[0].image_hash
+    for image, embedding in zip([a, b, a, c], embeddings):
+        single = alone.embed_image(image)
+        assert embedding.original_size == single.original_size and embedding.input_size == single.input_size
+        np.testing.assert_allclose(embedding.embedding, single.embedding, atol=1e-4)
+    engine.embed_images([c, a], batch_size=2)
+    assert passes == [2, 1]  # all cached
