@@ -7,7 +7,9 @@ Hooks only *register* classes; the work is done by ordinary typed classes:
   ``__call__(self, frame: np.ndarray (H, W, 3) RGB uint8, prompts: Prompts | None) -> Prompts``
   (``prompts`` is the previous stage's output; ``None`` for the first stage);
   optionally ``after_segment(self, frame, detections) -> sv.Detections`` to filter or label
-  the segmented result (``detections.mask`` ``(N, H, W)`` bool), called in stage order;
+  the segmented result (``detections.mask`` ``(N, H, W)`` bool), called in stage order
+  (with ``batch_size > 1`` every image's ``__call__`` runs before any ``after_segment``, and
+  a retried image is called again: keep no per-image state between the two);
   optionally ``random_weights: bool`` (labels the output as meaningless) and a classmethod
   ``random_fallback(config) -> config`` that ``--allow-random`` uses when ``__init__`` raises
   ``CheckpointNotFoundError``.

@@ -154,16 +154,17 @@ class Pipeline:
         """Segment several images; result i is what ``pipeline(images[i])`` gives.
 
         The stages run on every image first; the images that got prompts then go through the
-        SAM encoder together, as one batch (the engine's ``embed_images``), and each image's
+        SAM encoder ``batch_size`` at a time (the engine's ``embed_images``), and each image's
         prompts (any number, ragged across images) are decoded against its own embedding.
-        Batching pays on a GPU; on a CPU the encoder's time per image stays the same.
+        So a provider is called on all the images before any ``after_segment``: it must not
+        carry per-image state from one to the other. On a CPU batching gains nothing.
         """
         frames = [load_image(image, "image" if len(images) == 1 else f"images[{i}]") for i, image in enumerate(images)]
         prompts = [self.prompts(frame) for frame in frames]
         need_sam = [i for i, p in enumerate(prompts) if len(p)]
         sources: dict[int, Any] = {i: frames[i] for i in need_sam}
         if len(need_sam) > 1:
-            embedded = self.engine.embed_images([frames[i] for i in need_sam], batch_size=len(need_sam), cache=cache)
+            embedded = self.engine.embed_images([frames[i] for i in need_sam], batch_size=self.batch_size, cache=cache)
             sources = dict(zip(need_sam, embedded))
         results = []
         for i, (frame, image_prompts) in enumerate(zip(frames, prompts)):

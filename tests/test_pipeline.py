@@ -139,7 +139,7 @@ def test_segment_batch_embeds_every_prompted_image_in_one_encoder_pass(fresh_eng
         frame[0, 0, 0] = n
     frames[2] = frames[2][::-1].copy()
     frames[2][0, 0, 0] = 5
-    config = {"prompts": ["counted"], "sinks": []}
+    config = {"prompts": ["counted"], "sinks": [], "batch_size": 4}
     batched = Pipeline.from_config(config, registry=registry_with(counted=CountedPoints), engine=fresh_engine)
     passes: list[int] = []
     fresh_engine.image_encoder.register_forward_hook(lambda module, args, out: passes.append(len(args[0])))
@@ -159,6 +159,11 @@ def test_segment_batch_embeds_every_prompted_image_in_one_encoder_pass(fresh_eng
         np.testing.assert_array_equal(result.data["prompt_points"], expected.data["prompt_points"])
     batched(frames[0])  # embedded by the batch: a cache hit
     assert passes == [3]
+    in_twos = Pipeline.from_config({**config, "batch_size": 2}, registry=registry_with(counted=CountedPoints),
+                                   engine=SamConfig(**tiny_sam_config).build_engine())
+    in_twos.engine.image_encoder.register_forward_hook(lambda module, args, out: passes.append(len(args[0])))
+    in_twos.segment_batch(frames)
+    assert passes == [3, 2, 1]  # batch_size bounds each encoder pass
 
 
 def test_empty_prompts_give_empty_detections_without_running_sam(fresh_engine, small_frame):

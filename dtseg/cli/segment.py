@@ -12,7 +12,7 @@ import urllib.parse
 import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 from tqdm import tqdm
 
@@ -66,25 +66,17 @@ def run(args: argparse.Namespace) -> int:
 
     try:
         with tqdm(total=len(items), unit="image", disable=len(items) < 2, file=sys.stderr) as bar:
-            for first in range(0, len(items), pipeline.batch_size):
-                batch: list[tuple[Item, Any]] = []
-                for item in items[first : first + pipeline.batch_size]:
-                    try:
-                        batch.append((item, read_image(item.source)))
-                    except Exception as exc:  # noqa: BLE001 - one bad image must not stop the run
-                        failure(item.source, exc)
-                        bar.update()
-                for (item, frame), result in zip(batch, segment_each(pipeline, [frame for _, frame in batch])):
-                    bar.set_postfix_str(item.name, refresh=False)
-                    try:
-                        if isinstance(result, Exception):
-                            raise result
-                        for sink in sinks:
-                            sink.write(item.name, frame, result)
-                        done += 1
-                    except Exception as exc:  # noqa: BLE001
-                        failure(item.source, exc)
-                    bar.update()
+            for item, frame, result in segment_items(pipeline, items):
+                bar.set_postfix_str(item.name, refresh=False)
+                try:
+                    if isinstance(result, Exception):
+                        raise result
+                    for sink in sinks:
+                        sink.write(item.name, frame, result)
+                    done += 1
+                except Exception as exc:  # noqa: BLE001 - one bad image must not stop the run
+                    failure(item.source, exc)
+                bar.update()
     finally:
         for sink in sinks:
             sink.close()
@@ -92,13 +84,37 @@ def run(args: argparse.Namespace) -> int:
     return 1 if failed or not items else 0
 
 
-def segment_each(pipeline: Any, frames: list[Any]) -> list[Any]:
-    """``pipeline.segment_batch(frames)``; if the batch fails, each frame on its own, so one bad
-    image costs only itself: an ``sv.Detections`` or the ``Exception`` per frame. Embeddings
-    made before a failure stay in the engine's cache, so nothing is encoded twice."""
+def segment_items(pipeline: Any, items: list[Item]) -> Iterator[tuple[Item, Any, Any]]:
+    """``(item, frame, result)`` for every item, in order: ``result`` is an ``sv.Detections`` or
+    the ``Exception`` that item raised (``frame`` is ``None`` if it could not be read). Images go
+    through ``pipeline.segment_batch`` ``pipeline.batch_size`` at a time; if a batch fails where
+    each of its images alone succeeds (e.g. out of memory), the rest of the run goes one by one."""
+    batch_size, first = pipeline.batch_size, 0
+    while first < len(items):
+        chunk, first = items[first : first + batch_size], first + batch_size
+        readable: list[tuple[Item, Any]] = []
+        for item in chunk:
+            try:
+                readable.append((item, read_image(item.source)))
+            except Exception as exc:  # noqa: BLE001
+                yield item, None, exc
+        results, batch_failed = segment_each(pipeline, [frame for _, frame in readable])
+        if batch_failed and not any(isinstance(result, Exception) for result in results):
+            log.warning("a batch of %d images failed where each image alone succeeds (see --verbose): "
+                        "batch_size 1 from here on", len(readable))
+            batch_size = 1
+        for (item, frame), result in zip(readable, results, strict=True):
+            yield item, frame, result
+
+
+def segment_each(pipeline: Any, frames: list[Any]) -> tuple[list[Any], bool]:
+    """``pipeline.segment_batch(frames)``; if the batch fails, each frame on its own (its stages
+    run again), so one bad image costs only its own result. Returns an ``sv.Detections`` or the
+    ``Exception`` per frame, and whether the batch as a whole failed. Embeddings stored before
+    a failure stay in the engine's cache."""
     if len(frames) > 1:
         try:
-            return pipeline.segment_batch(frames)
+            return pipeline.segment_batch(frames), False
         except Exception:  # noqa: BLE001 - retried one by one below, which names the culprit
             log.debug("batch of %d failed; retrying one by one", len(frames), exc_info=True)
     results: list[Any] = []
@@ -107,7 +123,7 @@ def segment_each(pipeline: Any, frames: list[Any]) -> list[Any]:
             results.append(pipeline(frame))
         except Exception as exc:  # noqa: BLE001
             results.append(exc)
-    return results
+    return results, len(frames) > 1
 
 
 def expand_sources(sources: list[str]) -> tuple[list[Item], list[str]]:

@@ -16,7 +16,8 @@ import numpy as np
 import pytest
 
 from dtseg.cli import main
-from dtseg.engine.models import RandomWeightsWarning
+from dtseg.engine import SamEngine
+from dtseg.errors import RandomWeightsWarning
 from dtseg.masks import polygons_to_mask, rle_to_mask
 
 CONFIGS = Path(__file__).parents[2] / "configs"
@@ -150,8 +151,25 @@ def dtseg_register_prompt_providers(register):
 '''
 
 
-def test_batched_run_matches_one_by_one_and_a_failure_costs_only_its_image(tmp_path, small_frame,
+def record_encoder_batches(monkeypatch, fail_above: int | None = None) -> list[int]:
+    """Record the number of images of every ``SamEngine.embed_images`` call; optionally fail
+    (like an out-of-memory error) on calls with more than ``fail_above`` images."""
+    sizes: list[int] = []
+    embed_images = SamEngine.embed_images
+
+    def recorded(self, images, *args, **kwargs):
+        sizes.append(len(images))
+        if fail_above is not None and len(images) > fail_above:
+            raise MemoryError("not enough memory for this batch")
+        return embed_images(self, images, *args, **kwargs)
+
+    monkeypatch.setattr(SamEngine, "embed_images", recorded)
+    return sizes
+
+
+def test_batched_run_matches_one_by_one_and_a_failure_costs_only_its_image(tmp_path, small_frame, monkeypatch,
                                                                           tiny_sam_checkpoint, capsys):
+    sizes = record_encoder_batches(monkeypatch)
     images, plugs = tmp_path / "images", tmp_path / "plugs"
     images.mkdir(), plugs.mkdir()
     (plugs / "picky.py").write_text(PICKY_PROVIDER)
@@ -159,8 +177,9 @@ def test_batched_run_matches_one_by_one_and_a_failure_costs_only_its_image(tmp_p
         frame = np.roll(small_frame, 9 * i, axis=1)
         frame[0, 0] = 0 if name == "b" else 255
         cv2.imwrite(str(images / f"{name}.png"), frame)
-    outputs = {}
+    outputs, batches = {}, {}
     for batch in (1, 3):
+        sizes.clear()
         out = tmp_path / f"out{batch}"
         code = main(["segment", str(images), "--out", str(out), *sam_options(tiny_sam_checkpoint),
                      "--plugins-dir", str(plugs), "--set", "prompts=[picky]", "--set", "sinks=[json]",
@@ -170,6 +189,8 @@ def test_batched_run_matches_one_by_one_and_a_failure_costs_only_its_image(tmp_p
         assert f"error: {images / 'b.png'}: ValueError: a black corner" in err
         assert "segmented 4 of 5 images" in err
         outputs[batch] = {p.name: json.loads(p.read_text())["objects"] for p in (out / "json").iterdir()}
+        batches[batch] = list(sizes)
+    assert batches == {1: [1, 1, 1, 1], 3: [1, 1, 2]}  # a, c alone after b failed their batch; d and e together
     assert sorted(outputs[3]) == ["a.json", "c.json", "d.json", "e.json"]
     for name, objects in outputs[1].items():
         assert objects[0]["rle"] == outputs[3][name][0]["rle"]
@@ -217,3 +238,19 @@ def test_random_sam_weights_are_reported_by_the_cli_not_repeated_as_a_python_war
     assert err.rstrip().endswith("NOTE: RANDOM WEIGHTS (sam): boxes and masks are meaningless")
     assert "*** RANDOM WEIGHTS (sam): boxes and masks are meaningless ***" in caplog.text
     assert not [w for w in seen if issubclass(w.category, RandomWeightsWarning)]
+
+
+def test_a_batch_that_fails_only_as_a_batch_falls_back_to_one_by_one_for_the_rest(tmp_path, small_frame, monkeypatch,
+                                                                                  tiny_sam_checkpoint, capsys, caplog):
+    sizes = record_encoder_batches(monkeypatch, fail_above=1)
+    for i in range(5):
+        cv2.imwrite(str(tmp_path / f"{i}.png"), np.roll(small_frame, 7 * i, axis=0))
+    code = main(["segment", *(str(tmp_path / f"{i}.png") for i in range(5)), "--config", str(CONFIGS / "points.yaml"),
+                 "--out", str(tmp_path / "out"), *sam_options(tiny_sam_checkpoint), "--set", "sinks=[json]",
+                 "--set", "prompts.points.objects=[{points: [[40, 40]]}]", "--set", "batch_size=2"])
+    err = capsys.readouterr().err
+    assert code == 0, err
+    assert "segmented 5 of 5 images" in err
+    assert len(list((tmp_path / "out" / "json").iterdir())) == 5
+    assert sizes == [2, 1, 1, 1, 1, 1]  # the first batch failed; its two images alone, then one at a time
+    assert "batch_size 1 from here on" in caplog.text
