@@ -62,7 +62,9 @@ class SamConfig(StrictModel):
     encoder: Literal["fast", "reference"] = "fast"
     decoder: Literal["fast", "reference"] = "fast"
     encoder_int8: bool = False
-    encoder_compile: bool = False  # torch.compile the encoder: slow first call, no gain on CPUs (docs/encoder.md)
+    # torch.compile the encoder: no gain on CPUs; the first call (and each new batch size) compiles,
+    # and the compiled graph builds the whole attention mask at once (~0.8 GB per vit_b image)
+    encoder_compile: bool = False
     threads: int | None = None  # torch CPU threads; default: the process's CPU quota
 
     def build_engine(self) -> "SamEngine":  # noqa: F821
