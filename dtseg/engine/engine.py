@@ -239,7 +239,7 @@ class SamEngine:
         # every check that needs no embedding comes first: a bad request costs no encoder pass
         num_objects = _mask_batch(mask_input) if point_coords is None and boxes is None else None
         prompts = Prompts.from_arrays(point_coords, point_labels, boxes, num_objects=num_objects)
-        masks_in = self._mask_logits(mask_input, len(prompts))
+        masks_in = self._check_mask_input(mask_input, len(prompts))
         if mask_input is None:
             _require_point_or_box(prompts)
         embedding = self._embedding_for(image, image_id, namespace)
@@ -343,7 +343,7 @@ class SamEngine:
             )
         return low_res, iou
 
-    def _mask_logits(self, mask_input: Any, n: int) -> torch.Tensor | str | None:
+    def _check_mask_input(self, mask_input: Any, n: int) -> torch.Tensor | str | None:
         """``None``, ``"cached"`` (returned as is: resolved once the image id is known), or logits
         ``(256, 256)`` / ``(1|N, 1, 256, 256)`` -> checked ``(N, 1, 256, 256)``."""
         if mask_input is None:
