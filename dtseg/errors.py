@@ -37,6 +37,15 @@ class ImageNotEmbeddedError(DtsegError, LookupError):
         self.image_id = image_id
 
 
+class EmbeddingMismatchError(InputError):
+    """An ``Embedding`` made by another model than the engine's: it cannot be decoded here."""
+
+    def __init__(self, made_by: str, engine_model: str) -> None:
+        super().__init__("embedding", f"made by model {made_by!r}, but this engine runs {engine_model!r}: "
+                                      "embed the image with this engine")
+        self.made_by, self.engine_model = made_by, engine_model
+
+
 class CheckpointError(DtsegError):
     """A checkpoint that cannot be found, fetched, verified or loaded."""
 

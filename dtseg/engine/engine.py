@@ -1,27 +1,30 @@
 """``SamEngine``: embed an image once, keep the embedding, decode many prompts in one pass.
 
 Mirrors the two calls of Roboflow Inference's SAM API: ``embed_image`` and ``segment_image``;
-``segment`` is the same decode for the pipeline, returning ``sv.Detections``.
+``segment`` is the same decode for the pipeline, returning ``sv.Detections``. The model is any
+family's (``dtseg.engine.families``): the engine owns the cache, batching, prompt grouping,
+the coordinate transform, mask post-processing and locks; the family encodes and decodes.
 """
 
 from __future__ import annotations
 
+import hashlib
 import threading
 from pathlib import Path
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Literal, Sequence
 
 import numpy as np
 import supervision as sv
 import torch
-from segment_anything.modeling import Sam
 
 from dtseg.engine.cache import ByteLRUCache
-from dtseg.engine.models import (RANDOM, CheckpointArg, ModelArg, build_sam, resolve_checkpoint, resolve_spec,
-                                 select_device, select_dtype)
+from dtseg.engine.families import IMAGE_EMBED, Family
+from dtseg.engine.models import (RANDOM, CheckpointArg, ModelArg, build_model, resolve_checkpoint, select_device,
+                                 select_dtype)
 from dtseg.engine.postprocess import masks_from_low_res
 from dtseg.engine.transforms import ImageTransform
-from dtseg.errors import ImageNotEmbeddedError, InputError, PromptError
+from dtseg.errors import EmbeddingMismatchError, ImageNotEmbeddedError, InputError, PromptError
 from dtseg.io import ImageLike, content_hash, load_image
 from dtseg.prompts import Prompts
 
@@ -31,17 +34,31 @@ ImplKind = Literal["fast", "reference"]
 
 @dataclass(frozen=True)
 class Embedding:
-    """An embedded image. ``embedding`` is ``(256, 64, 64)`` for the official models."""
+    """An embedded image: the features its model's decoder needs, and which model made them.
+
+    ``features`` maps names to per-image tensors (no batch dim): ``image_embed`` ``(256, 64, 64)``
+    for every official model; SAM 2 adds ``high_res_0`` ``(32, 256, 256)`` and ``high_res_1``
+    ``(64, 128, 128)``. ``model`` and ``dtype`` name the model and precision that made them: an
+    engine refuses an embedding of another model.
+    """
 
     image_id: str
-    embedding: torch.Tensor
+    features: dict[str, torch.Tensor]
     original_size: tuple[int, int]  # (H, W) pixels
-    input_size: tuple[int, int]  # (h, w) of the resized image inside SAM's square input
+    input_size: tuple[int, int]  # (h, w) of the resized image inside the model's square input
     image_hash: str
+    model: str
+    dtype: str
+
+    @property
+    def embedding(self) -> torch.Tensor:
+        """The ``(C, 64, 64)`` image embedding (what Roboflow's ``/sam/embed_image`` returns)."""
+        return self.features[IMAGE_EMBED]
 
     @property
     def nbytes(self) -> int:
-        return self.embedding.numel() * self.embedding.element_size()
+        """Bytes of every tensor held."""
+        return sum(t.numel() * t.element_size() for t in self.features.values())
 
     @property
     def transform(self) -> ImageTransform:
@@ -71,7 +88,7 @@ class _Logits:
 
 
 class SamEngine:
-    """A SAM model with a byte-bounded embedding cache. Thread-safe.
+    """A segmentation model of any family with a byte-bounded embedding cache. Thread-safe.
 
     The encoder and the decoder each run one batch at a time under their own lock, so a
     cached ``segment_image`` never waits behind another thread's ``embed_image``.
@@ -79,7 +96,7 @@ class SamEngine:
 
     def __init__(
         self,
-        sam: Sam,
+        model: Family,
         *,
         device: torch.device,
         dtype: torch.dtype = torch.float32,
@@ -91,20 +108,26 @@ class SamEngine:
         encoder_compile: bool = False,
         chunk_size: int = 32,
         random_weights: bool = False,
-        model_name: str = "custom",
     ) -> None:
-        self.sam = sam.to(device=device, dtype=dtype).eval()
+        model.configure(device, dtype, encoder=encoder, decoder=decoder, encoder_int8=encoder_int8,
+                        encoder_compile=encoder_compile)
+        self.model = model
         self.device, self.dtype = device, dtype
-        self.model_name, self.random_weights = model_name, random_weights
+        self.model_name, self.random_weights = model.model_name, random_weights
         self.cache_fp16, self.chunk_size = cache_fp16, max(1, int(chunk_size))
         self.embeddings: ByteLRUCache[Embedding] = ByteLRUCache(cache_bytes)
         self.mask_logits: ByteLRUCache[_Logits] = ByteLRUCache(max(64 * MiB, cache_bytes // 16))
-        self.image_encoder = self._image_encoder(encoder, encoder_int8, encoder_compile)
-        self.mask_decoder = self._mask_decoder(decoder)
         self.encoder_calls = 0  # images through the encoder, for tests and /info
         self._encoder_lock, self._decoder_lock = threading.Lock(), threading.Lock()
-        with torch.inference_mode():
-            self._dense_pe = self.sam.prompt_encoder.get_dense_pe()
+
+    @property
+    def family(self) -> str:
+        """The model's family: ``sam``, ``mobile_sam`` or ``sam2.1``."""
+        return self.model.name
+
+    @property
+    def dtype_name(self) -> str:
+        return str(self.dtype).removeprefix("torch.")
 
     @classmethod
     def load(
@@ -118,19 +141,18 @@ class SamEngine:
         threads: int | None = None,
         **options: Any,
     ) -> "SamEngine":
-        """Build an engine. ``model``: ``vit_h``/``vit_l``/``vit_b``/``tiny`` or a ``SamSpec``.
+        """Build an engine. ``model``: a model name (``dtseg models`` lists them: ``vit_b``,
+        ``mobile_sam``, ``sam2.1_t``, ...; ``tiny*`` for tests) or an architecture (``SamSpec``).
         ``checkpoint``: a path, ``None`` (cache, then download) or ``"random"`` (tests only).
         ``threads``: torch CPU threads (default: the process's real CPU quota)."""
         from dtseg.engine.encoder import configure_threads
 
         configure_threads(threads)
-        spec, official = resolve_spec(model)
         weights = resolve_checkpoint(model, checkpoint)
         chosen = select_device(device)
-        sam = build_sam(spec, weights, seed=seed)
-        name = official.name if official else (model if isinstance(model, str) else "custom")
-        return cls(sam, device=chosen, dtype=select_dtype(dtype, chosen), cache_bytes=cache_bytes,
-                   random_weights=weights == RANDOM, model_name=name, **options)
+        family_model = build_model(model, weights, seed=seed)
+        return cls(family_model, device=chosen, dtype=select_dtype(dtype, chosen), cache_bytes=cache_bytes,
+                   random_weights=weights == RANDOM, **options)
 
     # -- embedding ------------------------------------------------------------------------
     def embed_image(
@@ -169,9 +191,10 @@ class SamEngine:
         digests, step = list(pixels), max(1, batch_size)
         for start in range(0, len(digests), step):
             batch = digests[start : start + step]
-            for digest, (tensor, transform) in zip(batch, self._encode([pixels[d] for d in batch])):
+            for digest, (features, transform) in zip(batch, self._encode([pixels[d] for d in batch])):
                 for i, key_id in waiting[digest]:
-                    embedding = Embedding(key_id, tensor, transform.original_size, transform.input_size, digest)
+                    embedding = Embedding(key_id, features, transform.original_size, transform.input_size, digest,
+                                          self.model_name, self.dtype_name)
                     results[i] = embedding
                     if cache:  # as each batch finishes: a later failure loses nothing already encoded
                         self.store_embedding(embedding, namespace)
@@ -180,42 +203,68 @@ class SamEngine:
     def store_embedding(self, embedding: Embedding, namespace: str = "") -> None:
         """Cache ``embedding`` under its ``image_id`` (e.g. one a client computed); refinement
         logits of other pixels under that id are dropped."""
+        self._check_model(embedding)
         key = (namespace, _check_image_id(embedding.image_id))
         old = self.embeddings.get(key)
         if old is None or old.image_hash != embedding.image_hash:
             self.mask_logits.pop(key)
-        tensor = embedding.embedding
-        self.embeddings.put(key, embedding if not self.cache_fp16 else _with_tensor(embedding, tensor.half()))
+        if self.cache_fp16:
+            embedding = replace(embedding, features={k: t.half() for k, t in embedding.features.items()})
+        self.embeddings.put(key, embedding)
 
-    def _encode(self, images: list[np.ndarray]) -> list[tuple[torch.Tensor, ImageTransform]]:
-        transforms = [ImageTransform.for_image(*im.shape[:2], self.sam.image_encoder.img_size) for im in images]
-        batch = torch.stack([
-            torch.from_numpy(t.resize_image(im).copy()).permute(2, 0, 1) for t, im in zip(transforms, images)
-        ]) if len({t.input_size for t in transforms}) == 1 else None
+    def get_embedding(self, image_id: str, namespace: str = "") -> Embedding:
+        """The cached embedding of ``image_id``, or ``ImageNotEmbeddedError``."""
+        cached = self.embeddings.get((namespace, _check_image_id(image_id)))
+        if cached is None:
+            raise ImageNotEmbeddedError(image_id)
+        return cached
+
+    def has_mask_logits(self, image_id: str, namespace: str = "") -> bool:
+        """Whether the last call on ``image_id`` left logits for ``mask_input="cached"``."""
+        return (namespace, image_id) in self.mask_logits
+
+    def embedding_from_array(self, array: np.ndarray, original_size: tuple[int, int],
+                             image_id: str | None = None) -> Embedding:
+        """A client-held image embedding ``(C, 64, 64)`` or ``(1, C, 64, 64)`` of an image of
+        ``original_size`` ``(H, W)`` -> an ``Embedding`` (not cached; see ``store_embedding``).
+        Only families whose decoder needs nothing but that tensor accept one."""
+        shapes = self.model.feature_shapes()
+        if set(shapes) != {IMAGE_EMBED}:
+            raise InputError("embeddings", f"{self.model_name} needs more than the image embedding "
+                                           f"({', '.join(shapes)}): send the image instead")
+        expected = shapes[IMAGE_EMBED]
+        array = np.asarray(array)
+        if array.shape == (1, *expected):
+            array = array[0]
+        if array.shape != expected:
+            raise InputError("embeddings", f"expected shape (1, {', '.join(map(str, expected))}) or {expected}, "
+                                           f"got {array.shape}")
+        if not np.isfinite(array).all():
+            raise InputError("embeddings", "expected finite numbers")
+        height, width = int(original_size[0]), int(original_size[1])
+        digest = "embedding-" + hashlib.blake2b(array.tobytes() + f"{height}x{width}".encode(), digest_size=16).hexdigest()
+        tensor = torch.from_numpy(np.ascontiguousarray(array, dtype=np.float32)).to(self.device, self.dtype)
+        transform = self.model.transform(height, width)
+        return Embedding(image_id or digest, {IMAGE_EMBED: tensor}, (height, width), transform.input_size, digest,
+                         self.model_name, self.dtype_name)
+
+    def _check_model(self, embedding: Embedding) -> None:
+        if embedding.model != self.model_name:
+            raise EmbeddingMismatchError(embedding.model, self.model_name)
+
+    def _encode(self, images: list[np.ndarray]) -> list[tuple[dict[str, torch.Tensor], ImageTransform]]:
+        transforms = [self.model.transform(*im.shape[:2]) for im in images]
         with torch.inference_mode(), self._encoder_lock:
-            if batch is None:  # different input sizes: pad each before stacking
-                x = torch.cat([self._preprocess(torch.from_numpy(t.resize_image(im).copy()).permute(2, 0, 1)[None])
-                               for t, im in zip(transforms, images)])
-            else:
-                x = self._preprocess(batch)
-            features = self.image_encoder(x)
+            features = self.model.encode(self.model.preprocess(images, transforms))
             self.encoder_calls += len(images)
-        return [(features[i], t) for i, t in enumerate(transforms)]
-
-    def _preprocess(self, rgb: torch.Tensor) -> torch.Tensor:
-        """``(B, 3, h, w)`` uint8 -> normalized, zero-padded ``(B, 3, 1024, 1024)``."""
-        x = rgb.to(self.device, torch.float32)
-        return self.sam.preprocess(x).to(self.dtype)
+        return [({k: v[i] for k, v in features.items()}, t) for i, t in enumerate(transforms)]
 
     def _embedding_for(self, image: ImageLike | None, image_id: str | None, namespace: str) -> Embedding:
         if image is not None:
             return self.embed_image(image, image_id, namespace)
         if image_id is None:
             raise InputError("image", "give an image, or the image_id of an embedded image")
-        cached = self.embeddings.get((namespace, _check_image_id(image_id)))
-        if cached is None:
-            raise ImageNotEmbeddedError(image_id)
-        return cached
+        return self.get_embedding(image_id, namespace)
 
     # -- decoding -------------------------------------------------------------------------
     def segment_image(
@@ -246,13 +295,10 @@ class SamEngine:
         if isinstance(masks_in, str):
             masks_in = self._cached_mask_logits((namespace, embedding.image_id), len(prompts))
         logits, scores = self._decode(embedding, prompts, masks_in, multimask_output)
+        masks = self._masks(logits, embedding)
+        logits = self._clamp(logits)
         self.mask_logits.put((namespace, embedding.image_id), _Logits(_best(logits, scores)[0]))
-        return SegmentResult(
-            embedding.image_id,
-            masks_from_low_res(logits, embedding.input_size, embedding.original_size, self.sam.image_encoder.img_size),
-            scores.numpy(),
-            logits.numpy(),
-        )
+        return SegmentResult(embedding.image_id, masks, scores.numpy(), logits.numpy())
 
     def segment(
         self,
@@ -274,6 +320,7 @@ class SamEngine:
         """
         _require_point_or_box(prompts)
         if isinstance(image, Embedding):
+            self._check_model(image)
             embedding = image
         elif isinstance(image, str) and not Path(image).is_file():  # an image id, not a path
             embedding = self._embedding_for(None, image, namespace)
@@ -281,11 +328,20 @@ class SamEngine:
             embedding = self.embed_image(image, None, namespace, cache=cache)
         logits, scores = self._decode(embedding, prompts, None, multimask_output)
         best_logits, best_scores = _best(logits, scores)
+        masks = self._masks(best_logits, embedding)[:, 0]
         if cache:
-            self.mask_logits.put((namespace, embedding.image_id), _Logits(best_logits))
-        masks = masks_from_low_res(best_logits, embedding.input_size, embedding.original_size,
-                                   self.sam.image_encoder.img_size)[:, 0]
+            self.mask_logits.put((namespace, embedding.image_id), _Logits(self._clamp(best_logits)))
         return _detections(masks, best_scores.numpy(), prompts)
+
+    def _masks(self, logits: torch.Tensor, embedding: Embedding) -> np.ndarray:
+        """Low-res logits ``(N, M, L, L)`` -> bool masks ``(N, M, H, W)`` by the family's rule."""
+        return masks_from_low_res(logits, embedding.input_size, embedding.original_size, self.model.input_length,
+                                  single_step=self.model.single_upsample)
+
+    def _clamp(self, logits: torch.Tensor) -> torch.Tensor:
+        """The low-res logits as the family's reference predictor returns them."""
+        bound = self.model.logit_clamp
+        return logits if bound is None else logits.clamp(-bound, bound)
 
     def _decode(
         self, embedding: Embedding, prompts: Prompts, masks_in: torch.Tensor | None, multimask: bool
@@ -297,12 +353,13 @@ class SamEngine:
         (split in chunks of ``chunk_size``). Each object's valid points are compacted, so the
         result for object i depends only on prompt i.
         """
+        self._check_model(embedding)
         n, m = len(prompts), 3 if multimask else 1
-        low_len = self.sam.image_encoder.img_size // 4
+        low_len = self.model.mask_length
         logits = torch.empty((n, m, low_len, low_len), dtype=torch.float32)
         scores = torch.empty((n, m), dtype=torch.float32)
         counts, has_box = prompts.num_points, prompts.has_box
-        features = embedding.embedding.to(self.device, self.dtype)[None]
+        features = {k: t.to(self.device, self.dtype)[None] for k, t in embedding.features.items()}
         transform = embedding.transform
         for layout in sorted(set(zip(counts.tolist(), has_box.tolist()))):
             index = np.flatnonzero((counts == layout[0]) & (has_box == layout[1]))
@@ -313,7 +370,7 @@ class SamEngine:
 
     def _decode_group(
         self,
-        features: torch.Tensor,
+        features: dict[str, torch.Tensor],
         transform: ImageTransform,
         prompts: Prompts,
         index: np.ndarray,
@@ -322,26 +379,17 @@ class SamEngine:
         multimask: bool,
     ) -> tuple[torch.Tensor, torch.Tensor]:
         num_points, has_box = layout
-        points = boxes = masks = None
+        coords = labels = boxes = masks = None
         if num_points:
             valid = prompts.labels[index] != -1
-            coords = transform.coords(prompts.points[index][valid].reshape(len(index), num_points, 2))
-            labels = prompts.labels[index][valid].reshape(len(index), num_points)
-            points = (self._tensor(coords), torch.as_tensor(labels, device=self.device))
+            coords = self._tensor(transform.coords(prompts.points[index][valid].reshape(len(index), num_points, 2)))
+            labels = torch.as_tensor(prompts.labels[index][valid].reshape(len(index), num_points), device=self.device)
         if has_box:
             boxes = self._tensor(transform.boxes(prompts.boxes[index]))
         if masks_in is not None:
             masks = masks_in[torch.as_tensor(index)].to(self.device, self.dtype)
         with torch.inference_mode(), self._decoder_lock:
-            sparse, dense = self.sam.prompt_encoder(points=points, boxes=boxes, masks=masks)
-            low_res, iou = self.mask_decoder(
-                image_embeddings=features,
-                image_pe=self._dense_pe,
-                sparse_prompt_embeddings=sparse,
-                dense_prompt_embeddings=dense,
-                multimask_output=multimask,
-            )
-        return low_res, iou
+            return self.model.decode(features, coords, labels, boxes, masks, multimask)
 
     def _check_mask_input(self, mask_input: Any, n: int) -> torch.Tensor | str | None:
         """``None``, ``"cached"`` (returned as is: resolved once the image id is known), or logits
@@ -373,7 +421,7 @@ class SamEngine:
 
     def _fit_masks(self, masks: torch.Tensor, n: int) -> torch.Tensor:
         """``(1|N, 1, 256, 256)`` -> ``(N, 1, 256, 256)``, or a ``PromptError`` naming the shape."""
-        low_len = self.sam.image_encoder.img_size // 4
+        low_len = self.model.mask_length
         if masks.ndim != 4 or tuple(masks.shape[1:]) != (1, low_len, low_len):
             raise PromptError("mask_input", f"expected ({low_len}, {low_len}) or (N, 1, {low_len}, {low_len}), got {tuple(masks.shape)}")
         if len(masks) == 1 and n > 1:
@@ -385,33 +433,16 @@ class SamEngine:
     def _tensor(self, array: np.ndarray) -> torch.Tensor:
         return torch.as_tensor(array, device=self.device, dtype=self.dtype)
 
-    # -- implementations and stats -------------------------------------------------------
-    def _image_encoder(self, kind: ImplKind, int8: bool, compile: bool) -> torch.nn.Module:
-        if kind not in ("fast", "reference"):
-            raise ValueError(f"encoder: expected 'fast' or 'reference', got {kind!r}")
-        if kind == "reference" and not int8:
-            return torch.compile(self.sam.image_encoder) if compile else self.sam.image_encoder
-        from dtseg.engine.encoder import fast_encoder
-
-        return fast_encoder(self.sam.image_encoder, int8=int8, compile=compile)
-
-    def _mask_decoder(self, kind: ImplKind) -> torch.nn.Module:
-        if kind == "reference":
-            return self.sam.mask_decoder
-        if kind != "fast":
-            raise ValueError(f"decoder: expected 'fast' or 'reference', got {kind!r}")
-        from dtseg.engine.decoder import FastMaskDecoder
-
-        return FastMaskDecoder(self.sam.mask_decoder)
-
+    # -- stats ----------------------------------------------------------------------------
     def info(self) -> dict[str, Any]:
         """Model, device and cache counters (what the server's ``/info`` shows)."""
         stats, logits = self.embeddings.stats(), self.mask_logits.stats()
         return {
             "model": self.model_name,
+            "family": self.family,
             "random_weights": self.random_weights,
             "device": str(self.device),
-            "dtype": str(self.dtype).removeprefix("torch."),
+            "dtype": self.dtype_name,
             "encoder_calls": self.encoder_calls,
             "cache": {"entries": stats.entries, "bytes": stats.bytes, "max_bytes": stats.max_bytes,
                       "hits": stats.hits, "misses": stats.misses, "evictions": stats.evictions},
@@ -444,10 +475,6 @@ def _best(logits: torch.Tensor, scores: torch.Tensor) -> tuple[torch.Tensor, tor
     rows = torch.arange(len(scores))
     best = scores.argmax(dim=1)
     return logits[rows, best][:, None], scores[rows, best]
-
-
-def _with_tensor(embedding: Embedding, tensor: torch.Tensor) -> Embedding:
-    return Embedding(embedding.image_id, tensor, embedding.original_size, embedding.input_size, embedding.image_hash)
 
 
 def _detections(masks: np.ndarray, scores: np.ndarray, prompts: Prompts) -> sv.Detections:

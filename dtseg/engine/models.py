@@ -1,81 +1,36 @@
-"""SAM architectures, official checkpoints, and the path -> cache -> download resolution.
+"""Model weights: the path -> cache -> download resolution, loading, device and dtype.
 
-Nothing here runs at import time. Checkpoints load with ``map_location`` and
-``weights_only=True``; downloads are verified against the official sha256.
+The registry of models and their architectures lives with the families
+(``dtseg.engine.families``). Nothing here runs at import time. Checkpoints load with
+``map_location`` and ``weights_only=True``; downloads are verified against the official sha256
+(or, where no public source gives one, the official size).
 """
 
 from __future__ import annotations
 
 import hashlib
 import os
-import shutil
 import urllib.error
 import urllib.request
 import warnings
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Union
+from typing import Any, Union
 
 import torch
-from segment_anything.build_sam import _build_sam
-from segment_anything.modeling import Sam
+from torch import nn
 from tqdm import tqdm
 
+from dtseg.engine.families import MODELS, TEST_MODELS, Family, OfficialModel, resolve_model
+from dtseg.engine.families.sam import TINY_SPEC, SamFamily, SamSpec
 from dtseg.errors import CheckpointError, CheckpointNotFoundError, ChecksumMismatchError, RandomWeightsWarning
-
 
 RANDOM = "random"
 
-
-@dataclass(frozen=True)
-class SamSpec:
-    """A SAM image-encoder architecture (the prompt encoder and decoder are fixed)."""
-
-    encoder_embed_dim: int
-    encoder_depth: int
-    encoder_num_heads: int
-    encoder_global_attn_indexes: tuple[int, ...]
-
-    def __post_init__(self) -> None:
-        if self.encoder_embed_dim % self.encoder_num_heads:
-            raise ValueError("encoder_embed_dim must be divisible by encoder_num_heads")
-        if any(not 0 <= i < self.encoder_depth for i in self.encoder_global_attn_indexes):
-            raise ValueError("encoder_global_attn_indexes must lie in [0, encoder_depth)")
-
-
-@dataclass(frozen=True)
-class OfficialModel:
-    """An official Segment Anything checkpoint."""
-
-    name: str
-    spec: SamSpec
-    filename: str
-    url: str
-    sha256: str
-    size_mb: int = field(compare=False)
-
-
-_BASE_URL = "https://dl.fbaipublicfiles.com/segment_anything/"
-MODELS: dict[str, OfficialModel] = {
-    m.name: m
-    for m in (
-        OfficialModel("vit_h", SamSpec(1280, 32, 16, (7, 15, 23, 31)), "sam_vit_h_4b8939.pth",
-                      _BASE_URL + "sam_vit_h_4b8939.pth",
-                      "a7bf3b02f3ebf1267aba913ff637d9a2d5c33d3173bb679e46d9f338c26f262e", 2445),
-        OfficialModel("vit_l", SamSpec(1024, 24, 16, (5, 11, 17, 23)), "sam_vit_l_0b3195.pth",
-                      _BASE_URL + "sam_vit_l_0b3195.pth",
-                      "3adcc4315b642a4d2101128f611684e8734c41232a17c648ed1693702a49a622", 1250),
-        OfficialModel("vit_b", SamSpec(768, 12, 12, (2, 5, 8, 11)), "sam_vit_b_01ec64.pth",
-                      _BASE_URL + "sam_vit_b_01ec64.pth",
-                      "ec2df62732614e57411cdcf32a23ffdf28910380d03139ee0f4fcbe91eb8c912", 358),
-    )
-}
-
-#: A very small architecture for tests and demos on random weights (same decoder as SAM).
-TINY_SPEC = SamSpec(64, 2, 2, (1,))
-
-ModelArg = Union[str, SamSpec, dict]
+ModelArg = Union[str, SamSpec, dict, Any]
 CheckpointArg = Union[str, os.PathLike, None]
+
+__all__ = ["MODELS", "RANDOM", "TINY_SPEC", "SamSpec", "build_model", "build_sam", "load_weights",
+           "resolve_checkpoint", "save_checkpoint", "select_device", "select_dtype"]
 
 
 def dtseg_home() -> Path:
@@ -85,21 +40,6 @@ def dtseg_home() -> Path:
 
 def checkpoint_dir() -> Path:
     return dtseg_home() / "checkpoints"
-
-
-def resolve_spec(model: ModelArg) -> tuple[SamSpec, OfficialModel | None]:
-    """A model name (``vit_h``/``vit_l``/``vit_b``/``tiny``), spec or spec dict -> spec."""
-    if isinstance(model, SamSpec):
-        return model, None
-    if isinstance(model, dict):
-        data = dict(model)
-        data["encoder_global_attn_indexes"] = tuple(data.get("encoder_global_attn_indexes", ()))
-        return SamSpec(**data), None
-    if model == "tiny":
-        return TINY_SPEC, None
-    if model in MODELS:
-        return MODELS[model].spec, MODELS[model]
-    raise ValueError(f"model: unknown SAM model {model!r}; expected one of {sorted(MODELS) + ['tiny']} or a spec")
 
 
 def resolve_checkpoint(model: ModelArg, checkpoint: CheckpointArg = None, *, download: bool = True) -> Path | str:
@@ -115,10 +55,10 @@ def resolve_checkpoint(model: ModelArg, checkpoint: CheckpointArg = None, *, dow
         if not path.is_file():
             raise CheckpointNotFoundError(f"checkpoint file not found: {path}")
         return path
-    _, official = resolve_spec(model)
+    _, _, official, _ = resolve_model(model)
     if official is None:
         raise CheckpointNotFoundError(
-            f"model {model!r} is not an official SAM model: pass checkpoint=PATH, or checkpoint='random'"
+            f"model {model!r} has no official checkpoint: pass checkpoint=PATH, or checkpoint='random'"
         )
     path = checkpoint_dir() / official.filename
     if path.is_file():
@@ -145,28 +85,38 @@ def download_checkpoint(official: OfficialModel, path: Path, timeout: float = 30
     except (urllib.error.URLError, OSError, TimeoutError) as exc:
         partial.unlink(missing_ok=True)
         raise _offline_error(official, path, str(getattr(exc, "reason", exc))) from exc
-    if digest.hexdigest() != official.sha256:
+    problem = _mismatch(official, digest.hexdigest(), partial.stat().st_size)
+    if problem:
         partial.unlink(missing_ok=True)
-        raise ChecksumMismatchError(
-            f"downloaded {official.url} has sha256 {digest.hexdigest()}, expected {official.sha256}; "
-            "the file was discarded — try again"
-        )
+        raise ChecksumMismatchError(f"downloaded {official.url} {problem}; the file was discarded — try again")
     partial.replace(path)
-    _marker(path).write_text(official.sha256)
+    _marker(path).write_text(_identity(official))
     return path
+
+
+def _identity(official: OfficialModel) -> str:
+    """What a verified file must match: the sha256, or (no public sha256) the size."""
+    return official.sha256 or f"size:{official.size_bytes}"
+
+
+def _mismatch(official: OfficialModel, sha256: str, size: int) -> str | None:
+    if official.sha256 is not None and sha256 != official.sha256:
+        return f"has sha256 {sha256}, expected {official.sha256}"
+    if official.sha256 is None and official.size_bytes is not None and size != official.size_bytes:
+        return f"has {size} bytes, expected {official.size_bytes}"
+    return None
 
 
 def verify_cached(path: Path, official: OfficialModel) -> None:
     """Check a cached official checkpoint once (a marker file remembers the result)."""
     marker = _marker(path)
-    stamp = f"{official.sha256} {path.stat().st_size} {path.stat().st_mtime_ns}"
-    if marker.is_file() and marker.read_text() in (stamp, official.sha256):
+    stamp = f"{_identity(official)} {path.stat().st_size} {path.stat().st_mtime_ns}"
+    if marker.is_file() and marker.read_text() in (stamp, _identity(official)):
         return
-    actual = sha256_file(path)
-    if actual != official.sha256:
+    problem = _mismatch(official, sha256_file(path), path.stat().st_size)
+    if problem:
         raise ChecksumMismatchError(
-            f"{path} has sha256 {actual}, but the official {official.name} checkpoint has "
-            f"{official.sha256}: delete it and download {official.url} again"
+            f"{path} {problem} (the official {official.name} checkpoint): delete it and download {official.url} again"
         )
     marker.write_text(stamp)
 
@@ -184,35 +134,38 @@ def _marker(path: Path) -> Path:
 
 
 def _offline_error(official: OfficialModel, path: Path, reason: str) -> CheckpointNotFoundError:
+    check = f"sha256 {official.sha256}" if official.sha256 else f"{official.size_bytes} bytes"
     return CheckpointNotFoundError(
-        f"the SAM {official.name} checkpoint is not on this machine and could not be downloaded "
-        f"({reason}).\n  Download {official.url} ({official.size_mb} MB, sha256 {official.sha256})\n"
+        f"the {official.name} checkpoint is not on this machine and could not be downloaded "
+        f"({reason}).\n  Download {official.url} ({official.size_mb} MB, {check})\n"
         f"  and put it at {path}\n  (or pass checkpoint=PATH / --sam-checkpoint PATH, or set DTSEG_HOME). "
         "For tests and benchmarks only, checkpoint='random' builds random weights."
     )
 
 
-def build_sam(spec: SamSpec, weights: Path | str, seed: int = 0) -> Sam:
-    """Build SAM with segment-anything's builder; load ``weights`` (a path) or seed randomly."""
+def build_model(model: ModelArg, weights: Path | str, seed: int = 0) -> Family:
+    """The family model for ``model`` (a name or an architecture) with ``weights`` (a path) or,
+    for ``"random"``, weights seeded with ``seed``."""
+    family, arch, _, name = resolve_model(model)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
-        sam = _build_sam(
-            encoder_embed_dim=spec.encoder_embed_dim,
-            encoder_depth=spec.encoder_depth,
-            encoder_num_heads=spec.encoder_num_heads,
-            encoder_global_attn_indexes=list(spec.encoder_global_attn_indexes),
-            checkpoint=None,
-        )
+        net = family.build_net(arch)
     if weights == RANDOM:
-        message = "checkpoint='random': SAM has random weights, masks are meaningless (benchmarks and tests only)"
+        message = f"checkpoint='random': {name} has random weights, masks are meaningless (benchmarks and tests only)"
         warnings.warn(message, RandomWeightsWarning, stacklevel=3)
     else:
-        load_weights(sam, Path(weights))
-    return sam.eval()
+        load_weights(net, Path(weights), name)
+    return family(net.eval(), name)
 
 
-def load_weights(sam: Sam, path: Path) -> None:
-    """Load a state dict saved with ``torch.save`` (plain, or under ``model``/``state_dict``)."""
+def build_sam(spec: SamSpec, weights: Path | str, seed: int = 0) -> nn.Module:
+    """SAM's network (segment-anything ``Sam``) for ``spec`` with ``weights`` or random ones."""
+    return build_model(spec, weights, seed).net
+
+
+def load_weights(net: nn.Module, path: Path, model: str = "the chosen model") -> None:
+    """Load a state dict saved with ``torch.save`` (plain, or under ``model``/``state_dict``, as
+    Meta's SAM 2 checkpoints are). A checkpoint of another model says which one it looks like."""
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # torch raises many types for a bad file
@@ -221,25 +174,43 @@ def load_weights(sam: Sam, path: Path) -> None:
         for key in ("model", "state_dict"):
             if isinstance(state.get(key), dict):
                 state = state[key]
-    if not isinstance(state, dict):
-        raise CheckpointError(f"checkpoint {path} holds a {type(state).__name__}, not a state dict")
-    expected = sam.state_dict()
+    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
+        raise CheckpointError(f"checkpoint {path} holds a {type(state).__name__}, not a state dict of tensors")
+    expected = net.state_dict()
     missing = sorted(set(expected) - set(state))
     unexpected = sorted(set(state) - set(expected))
     wrong = sorted(k for k in set(expected) & set(state) if tuple(state[k].shape) != tuple(expected[k].shape))
     if missing or unexpected or wrong:
+        guess = identify_checkpoint(state)
+        hint = f" It looks like a {guess} checkpoint: pass model={guess}." if guess and guess != model else ""
         raise CheckpointError(
-            f"checkpoint {path} does not match the chosen architecture: {len(missing)} missing keys "
+            f"checkpoint {path} does not match the chosen architecture ({model}): {len(missing)} missing keys "
             f"{missing[:3]}, {len(unexpected)} unexpected {unexpected[:3]}, {len(wrong)} with other shapes "
-            f"{wrong[:3]} — is `model` right (vit_h / vit_l / vit_b)?"
+            f"{wrong[:3]}.{hint}"
         )
-    sam.load_state_dict(state)
+    net.load_state_dict(state)
 
 
-def save_checkpoint(sam: Sam, path: Path) -> Path:
-    """Write ``sam``'s weights as a plain state dict (what ``load_weights`` reads)."""
+def identify_checkpoint(state: dict[str, torch.Tensor]) -> str | None:
+    """The known model (official or test-size) whose architecture ``state`` fits, by its family's
+    telltale keys and shapes; ``None`` if none does."""
+    from dtseg.engine.families import FAMILY_CLASSES
+
+    candidates = [(m.name, m.family, m.arch) for m in MODELS.values()]
+    candidates += [(name, family, arch) for name, (family, arch) in TEST_MODELS.items()]
+    for name, family, arch in candidates:
+        if FAMILY_CLASSES[family].state_fits(state, arch):
+            return name
+    return None
+
+
+def save_checkpoint(model: nn.Module | Family, path: str | os.PathLike) -> Path:
+    """Write a network's weights (a ``Family``'s, or any module's) as a plain state dict, which
+    ``load_weights`` reads."""
+    path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    torch.save(sam.state_dict(), path)
+    net = model.net if isinstance(model, Family) else model
+    torch.save(net.state_dict(), path)
     return path
 
 

@@ -1,7 +1,8 @@
-"""One object owns every coordinate change between an original image and SAM's input frame.
+"""One object owns every coordinate change between an original image and a model's input frame.
 
 SAM resizes the longest side to ``target_length`` (1024), keeps the aspect ratio, then pads
-bottom/right to a square. Points and boxes are scaled with the same factors.
+bottom/right to a square; SAM 2 stretches the image to the square (``stretch=True``). Points
+and boxes are scaled with the same factors.
 """
 
 from __future__ import annotations
@@ -29,8 +30,11 @@ class ImageTransform:
     input_size: tuple[int, int]
 
     @classmethod
-    def for_image(cls, height: int, width: int, target_length: int = 1024) -> "ImageTransform":
-        return cls((height, width), preprocess_shape(height, width, target_length))
+    def for_image(cls, height: int, width: int, target_length: int = 1024, stretch: bool = False) -> "ImageTransform":
+        """``stretch``: the input is the whole ``target_length`` square (SAM 2), else the longest
+        side is ``target_length`` and the aspect ratio is kept (SAM)."""
+        size = (target_length, target_length) if stretch else preprocess_shape(height, width, target_length)
+        return cls((height, width), size)
 
     def resize_image(self, image: np.ndarray) -> np.ndarray:
         """RGB uint8 ``(H, W, 3)`` -> ``(h, w, 3)``, resampled exactly as ``SamPredictor`` does
