@@ -33,7 +33,7 @@ def main() -> None:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RandomWeightsWarning)
         engine = SamEngine.load(args.model, "random", device="cpu")
-    predictor = SamPredictor(engine.sam)  # the very same weights
+    predictor = SamPredictor(engine.model.net)  # the very same weights
     rng = np.random.default_rng(0)
     image = rng.integers(0, 256, (1080, 1920, 3), dtype=np.uint8)
     point, label = np.array([[900.0, 500.0]]), np.array([1])

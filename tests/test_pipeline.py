@@ -142,7 +142,7 @@ def test_segment_batch_embeds_every_prompted_image_in_one_encoder_pass(fresh_eng
     config = {"prompts": ["counted"], "sinks": [], "batch_size": 4}
     batched = Pipeline.from_config(config, registry=registry_with(counted=CountedPoints), engine=fresh_engine)
     passes: list[int] = []
-    fresh_engine.image_encoder.register_forward_hook(lambda module, args, out: passes.append(len(args[0])))
+    fresh_engine.model.image_encoder.register_forward_hook(lambda module, args, out: passes.append(len(args[0])))
 
     results = batched.segment_batch(frames)
 
@@ -161,7 +161,7 @@ def test_segment_batch_embeds_every_prompted_image_in_one_encoder_pass(fresh_eng
     assert passes == [3]
     in_twos = Pipeline.from_config({**config, "batch_size": 2}, registry=registry_with(counted=CountedPoints),
                                    engine=SamConfig(**tiny_sam_config).build_engine())
-    in_twos.engine.image_encoder.register_forward_hook(lambda module, args, out: passes.append(len(args[0])))
+    in_twos.engine.model.image_encoder.register_forward_hook(lambda module, args, out: passes.append(len(args[0])))
     in_twos.segment_batch(frames)
     assert passes == [3, 2, 1]  # batch_size bounds each encoder pass
 

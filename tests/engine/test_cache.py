@@ -89,7 +89,7 @@ def test_concurrent_puts_and_gets_keep_the_books_straight():
 
 def count_encoder_calls(engine) -> list[int]:
     calls = [0]
-    engine.image_encoder.register_forward_hook(lambda *_: calls.__setitem__(0, calls[0] + 1))
+    engine.model.image_encoder.register_forward_hook(lambda *_: calls.__setitem__(0, calls[0] + 1))
     return calls
 
 
@@ -193,7 +193,7 @@ def test_embed_images_batches_the_encoder_once_per_distinct_image():
     engine, alone = make_engine(), make_engine()
     a, b, c = synthetic_image(120, 160), synthetic_image(200, 100, seed=2), synthetic_image(90, 90, seed=3)
     passes: list[int] = []
-    engine.image_encoder.register_forward_hook(lambda module, args, out: passes.append(len(args[0])))
+    engine.model.image_encoder.register_forward_hook(lambda module, args, out: passes.append(len(args[0])))
 
     embeddings = engine.embed_images([a, b, a.copy(), c], image_ids=[None, None, "again", None], batch_size=2)
 

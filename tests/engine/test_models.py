@@ -40,7 +40,7 @@ def test_saved_checkpoint_loads_into_the_same_weights(tiny_file):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RandomWeightsWarning)
         expected = build_sam(TINY_SPEC, "random", seed=7).state_dict()
-    for key, value in engine.sam.state_dict().items():
+    for key, value in engine.model.net.state_dict().items():
         torch.testing.assert_close(value, expected[key])
     assert not engine.random_weights
 
@@ -123,8 +123,8 @@ def test_corrupt_file_in_the_cache_is_refused(home, monkeypatch, tiny_file):
 
 
 def test_unknown_model_and_bad_spec_are_value_errors():
-    with pytest.raises(ValueError, match="unknown SAM model"):
-        models.resolve_spec("vit_xxl")
+    with pytest.raises(ValueError, match="unknown model 'vit_xxl'; known models: vit_h, vit_l, vit_b, mobile_sam, sam2.1_t"):
+        SamEngine.load("vit_xxl", "random")
     with pytest.raises(ValueError, match="divisible"):
         models.SamSpec(65, 2, 2, (1,))
 

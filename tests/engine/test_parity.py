@@ -46,7 +46,7 @@ def assert_matches(result, ref_masks, ref_scores, ref_logits) -> None:
 def setup(request):
     engine = make_engine()
     image = synthetic_image(*request.param, seed=1)
-    predictor = SamPredictor(engine.sam)
+    predictor = SamPredictor(engine.model.net)
     predictor.set_image(image)
     engine.embed_image(image, "img")
     return engine, predictor
@@ -93,7 +93,7 @@ def test_reference_predict_torch_batch_agrees(setup):
 def test_vit_b_architecture_matches_reference():
     engine = SamEngine.load("vit_b", "random", device="cpu")
     image = synthetic_image(120, 160, seed=2)
-    predictor = SamPredictor(engine.sam)
+    predictor = SamPredictor(engine.model.net)
     predictor.set_image(image)
     case = CASES["points with a negative"]
     case = dict(point_coords=np.array(case["point_coords"]) / 3, point_labels=case["point_labels"])
