@@ -19,7 +19,12 @@ $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
 	$(BIN)/python -m pip install -q $(TORCH)
+	# Meta's sam2 ships as source only: build it against the torch above, without its CUDA kernels
+	$(BIN)/python -m pip install -q setuptools wheel
+	SAM2_BUILD_CUDA=0 $(BIN)/python -m pip install -q --no-build-isolation 'sam2>=1.1'
 	$(BIN)/python -m pip install -q -e '.[test]'
+	# Roboflow's client, for the compatibility tests; its pins would downgrade supervision/opencv
+	$(BIN)/python -m pip install -q --no-deps 'inference-sdk>=1.8'
 	touch $@
 
 test: setup

@@ -53,7 +53,7 @@ class SpecConfig(StrictModel):
 class SamConfig(StrictModel):
     """The ``sam:`` section: which model, which weights, where it runs."""
 
-    model: Union[Literal["vit_h", "vit_l", "vit_b", "tiny"], SpecConfig] = "vit_b"
+    model: Union[str, SpecConfig] = "vit_b"  # any name `dtseg models` lists, or a SAM ViT spec
     checkpoint: ConfigPath | None = None  # a path, "random" (tests only), or None: cache, then download
     device: str = "auto"
     dtype: Literal["fp32", "fp16", "bf16"] = "fp32"
@@ -66,6 +66,16 @@ class SamConfig(StrictModel):
     # and the compiled graph builds the whole attention mask at once (~0.8 GB per vit_b image)
     encoder_compile: bool = False
     threads: int | None = None  # torch CPU threads; default: the process's CPU quota
+
+    @field_validator("model")
+    @classmethod
+    def _known_model(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            from dtseg.engine.families import model_names
+
+            if value not in model_names():
+                raise ValueError(f"unknown model {value!r}; known models: {', '.join(model_names())}")
+        return value
 
     def build_engine(self) -> "SamEngine":  # noqa: F821
         from dtseg.engine import SamEngine

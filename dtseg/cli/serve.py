@@ -56,12 +56,15 @@ def run(args: argparse.Namespace) -> int:
     try:
         config = load_serve_config(args.config, _overrides(args))
         engine = config.sam.build_engine() if args.workers == 1 else None
+        sam2_engine = config.sam2.build_engine() if config.sam2 and engine is not None else None
+        app = create_app(engine, config.server, sam2_engine) if engine is not None else None
     except (DtsegError, ValueError, OSError) as exc:
         print(f"dtseg: error: {exc}", file=sys.stderr)
         return 2
     url = f"http://{args.host}:{args.port}"
     if engine is not None:
-        model = f"{engine.model_name} on {engine.device}" + (" (RANDOM WEIGHTS: masks are meaningless)" if engine.random_weights else "")
+        model = ", ".join(f"{e.model_name} on {e.device} {e.dtype_name}" + (" (RANDOM WEIGHTS: masks are meaningless)" if e.random_weights else "")
+                          for e in (engine, sam2_engine) if e is not None)
     else:
         model = f"{config.sam.model if isinstance(config.sam.model, str) else 'custom'} (loaded by each of {args.workers} workers)"
     keys = config.server.effective_api_keys()
@@ -71,7 +74,7 @@ def run(args: argparse.Namespace) -> int:
     # the command with status 0 (a clean stop), SIGINT with 130 (KeyboardInterrupt, in main).
     signal.signal(signal.SIGTERM, _stop)
     if engine is not None:
-        uvicorn.run(create_app(engine, config.server), host=args.host, port=args.port, log_level=args.log_level,
+        uvicorn.run(app, host=args.host, port=args.port, log_level=args.log_level,
                     timeout_graceful_shutdown=10)
     else:
         os.environ[CONFIG_ENV] = config.model_dump_json()

@@ -10,7 +10,7 @@ from fastapi import Depends, FastAPI
 
 from dtseg import __version__
 from dtseg.engine import SamEngine
-from dtseg.server import sam_routes, segment_routes
+from dtseg.server import sam2_routes, sam_routes, segment_routes
 from dtseg.server.auth import client_namespace
 from dtseg.server.config import ServeConfig, ServerConfig
 from dtseg.server.errors import install_error_handlers
@@ -19,17 +19,23 @@ from dtseg.server.state import Services
 
 DESCRIPTION = """\
 Segment Anything over HTTP with the request/response shapes of Roboflow Inference's SAM v1
-routes (`/sam/embed_image`, `/sam/segment_image`): client code written for Roboflow works by
-changing `base_url`. Extensions (documented per field): several objects per request, `boxes`,
+routes (`/sam/embed_image`, `/sam/segment_image`) and SAM 2 routes (`/sam2/embed_image`,
+`/sam2/segment_image`): client code written for Roboflow works by changing `base_url`. Extensions (documented per field): several objects per request, `boxes`,
 `multimask_output` with `scores`, `format: "rle"`, `polygons` with every part and hole, and
 `POST /segment` for detect-then-segment pipelines. Labels follow SAM: 1 foreground,
 0 background, -1 ignored. Errors answer `{"message": ...}` with `field` or `code`.
 """
 
 
-def create_app(engine: SamEngine, config: ServerConfig | None = None) -> FastAPI:
-    """An app serving ``engine``. Auth is on when ``config`` or ``$DTSEG_API_KEYS`` has keys."""
+def create_app(engine: SamEngine, config: ServerConfig | None = None, sam2_engine: SamEngine | None = None) -> FastAPI:
+    """An app serving ``engine`` on ``/sam`` and ``/segment``, and ``sam2_engine`` on ``/sam2``
+    (default: ``engine`` itself when it runs a SAM 2 model). Auth is on when ``config`` or
+    ``$DTSEG_API_KEYS`` has keys."""
     config = config or ServerConfig()
+    if sam2_engine is None and engine.family == "sam2.1":
+        sam2_engine = engine
+    if sam2_engine is not None and sam2_engine.family != "sam2.1":
+        raise ValueError(f"sam2.model: expected a SAM 2 model (sam2.1_t, sam2.1_s, ...), got {sam2_engine.model_name!r}")
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -39,11 +45,12 @@ def create_app(engine: SamEngine, config: ServerConfig | None = None) -> FastAPI
         yield
 
     app = FastAPI(title="dtseg", version=__version__, description=DESCRIPTION, lifespan=lifespan)
-    app.state.services = Services(engine, config)
+    app.state.services = Services(engine, config, sam2_engine=sam2_engine)
     app.state.api_keys = config.effective_api_keys()
     install_error_handlers(app)
     app.add_middleware(BodySizeLimit, max_bytes=config.max_body_bytes)
     app.include_router(sam_routes.router)
+    app.include_router(sam2_routes.router)
     app.include_router(segment_routes.router)
 
     @app.get("/healthz", tags=["server"])
@@ -55,8 +62,10 @@ def create_app(engine: SamEngine, config: ServerConfig | None = None) -> FastAPI
     def info() -> dict[str, Any]:
         """Model, device, cache counters (``encoder_calls`` counts images through the encoder)."""
         services: Services = app.state.services
+        sam2 = services.sam2_engine
         return {
             **services.engine.info(),
+            "sam2": None if sam2 is None else sam2.info() if sam2 is not services.engine else "same as sam",
             "version": __version__,
             "auth": bool(app.state.api_keys),
             "limits": {"max_body_mb": config.max_body_mb, "max_image_pixels": config.max_image_pixels,
@@ -68,5 +77,5 @@ def create_app(engine: SamEngine, config: ServerConfig | None = None) -> FastAPI
 
 
 def app_from_config(serve: ServeConfig) -> FastAPI:
-    """Build the engine from the ``sam:`` section and serve it."""
-    return create_app(serve.sam.build_engine(), serve.server)
+    """Build the engines of the ``sam:`` (and ``sam2:``) sections and serve them."""
+    return create_app(serve.sam.build_engine(), serve.server, serve.sam2.build_engine() if serve.sam2 else None)

@@ -1,7 +1,8 @@
 """Server configuration: the ``sam:`` section (``SamConfig``) plus a ``server:`` section.
 
 ```yaml
-sam: {model: vit_b, checkpoint: null, device: auto}
+sam: {model: vit_b, checkpoint: null, device: auto}   # /sam/* and /segment
+sam2: {model: sam2.1_t}                               # /sam2/* (optional; default: sam, if it is SAM 2)
 server:
   api_keys: [key-one, key-two]     # or DTSEG_API_KEYS="key-one,key-two"; empty: no auth
   max_body_mb: 64                  # larger request bodies -> 413
@@ -16,7 +17,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any
+from typing import Any, Optional
 
 from pydantic import Field
 
@@ -59,6 +60,8 @@ class ServeConfig(StrictModel):
     """A ``dtseg serve --config`` file."""
 
     sam: SamConfig = Field(default_factory=SamConfig)
+    sam2: Optional[SamConfig] = Field(None, description="the model of /sam2/* (a SAM 2 model); default: sam's, "
+                                                        "when that is a SAM 2 model")
     server: ServerConfig = Field(default_factory=ServerConfig)
 
 

@@ -7,7 +7,6 @@ under separate locks (a cached segment_image never waits for another request's e
 
 from __future__ import annotations
 
-import hashlib
 import json
 import time
 from typing import Annotated, Any
@@ -18,11 +17,11 @@ from fastapi import APIRouter, Depends
 from fastapi.responses import JSONResponse, Response
 
 from dtseg.engine import Embedding, SamEngine
-from dtseg.engine.transforms import ImageTransform
-from dtseg.errors import ImageNotEmbeddedError, InputError
+from dtseg.errors import InputError
 from dtseg.server.auth import Namespace
 from dtseg.server.encode import json_payload, load_npy, mask_input_logits, npy_bytes, npz_bytes, numeric_array, rle_payload
 from dtseg.server.images import load_request_image
+from dtseg.server.roboflow import inference_fields
 from dtseg.server.schemas import EmbedRequest, EmbedResponse, ErrorResponse, SegmentRequest, SegmentResponse, SegmentRleResponse
 from dtseg.server.state import Services, get_services
 
@@ -48,9 +47,7 @@ def embed_image(body: EmbedRequest, namespace: Namespace, services: ServicesDep)
     if body.image is None:
         if body.image_id is None:
             raise InputError("image", "give an image, or the image_id of an embedded image")
-        embedding = engine.embeddings.get((namespace, body.image_id))
-        if embedding is None:
-            raise ImageNotEmbeddedError(body.image_id)
+        embedding = engine.get_embedding(body.image_id, namespace)
     else:
         rgb = load_request_image(body.image, services.config.max_image_pixels, services.config.url_fetch)
         embedding = engine.embed_image(rgb, body.image_id, namespace)
@@ -59,7 +56,8 @@ def embed_image(body: EmbedRequest, namespace: Namespace, services: ServicesDep)
     headers = {"X-Image-Id": embedding.image_id, "X-Time": f"{elapsed:.6f}"}
     if body.format == "binary":
         return Response(npy_bytes(array), media_type=OCTET, headers=headers)
-    text = json.dumps({"embeddings": array.tolist(), "time": elapsed, "image_id": embedding.image_id})
+    text = json.dumps({"embeddings": array.tolist(), "time": elapsed, "image_id": embedding.image_id,
+                       **inference_fields(engine)})
     return Response(text, media_type="application/json", headers=headers)
 
 
@@ -89,13 +87,13 @@ def segment_image(body: SegmentRequest, namespace: Namespace, services: Services
         headers["X-Time"] = f"{time.perf_counter() - start:.6f}"
         return Response(npz_bytes(result), media_type=OCTET, headers=headers)
     payload = json_payload(result) if body.format == "json" else rle_payload(result)
-    payload.update(time=time.perf_counter() - start, image_id=result.image_id, scores=result.scores.tolist())
+    payload.update(time=time.perf_counter() - start, image_id=result.image_id, scores=result.scores.tolist(),
+                   **inference_fields(engine))
     return JSONResponse(payload, headers=headers)
 
 
 def _client_embedding(body: SegmentRequest, services: Services) -> Embedding:
-    """``embeddings`` + ``orig_im_size`` -> an ``Embedding`` keyed by ``image_id`` or a digest of the data."""
-    engine = services.engine
+    """``embeddings`` + ``orig_im_size`` (wire formats) -> the engine's ``Embedding``."""
     size = body.orig_im_size
     if size is None:
         raise InputError("orig_im_size", "required with embeddings: [height, width] of the embedded image")
@@ -105,24 +103,11 @@ def _client_embedding(body: SegmentRequest, services: Services) -> Embedding:
         array = load_npy(body.embeddings, "embeddings").astype(np.float32)
     else:
         array = numeric_array(body.embeddings, "embeddings")
-    channels = engine.sam.prompt_encoder.embed_dim
-    grid = tuple(engine.sam.prompt_encoder.image_embedding_size)
-    expected = (channels, *grid)
-    if array.shape == (1, *expected):
-        array = array[0]
-    if array.shape != expected:
-        raise InputError("embeddings", f"expected shape (1, {channels}, {grid[0]}, {grid[1]}) or {expected}, got {array.shape}")
-    if not np.isfinite(array).all():
-        raise InputError("embeddings", "expected finite numbers")
-    height, width = int(size[0]), int(size[1])
-    digest = hashlib.blake2b(array.tobytes() + f"{height}x{width}".encode(), digest_size=16).hexdigest()
-    transform = ImageTransform.for_image(height, width, engine.sam.image_encoder.img_size)
-    tensor = torch.from_numpy(np.ascontiguousarray(array)).to(engine.device, engine.dtype)
-    return Embedding(body.image_id or f"embedding-{digest}", tensor, (height, width), transform.input_size, f"embedding-{digest}")
+    return services.engine.embedding_from_array(array, (int(size[0]), int(size[1])), body.image_id)
 
 
 def _mask_input(body: SegmentRequest, namespace: str, image_id: str | None, engine: SamEngine) -> np.ndarray | str:
     """Roboflow's order: the engine's last logits for ``image_id`` (``use_mask_input_cache``), else ``mask_input``."""
-    if body.use_mask_input_cache and image_id is not None and (namespace, image_id) in engine.mask_logits:
+    if body.use_mask_input_cache and image_id is not None and engine.has_mask_logits(image_id, namespace):
         return "cached"
     return mask_input_logits(body.mask_input, body.mask_input_format)

@@ -13,11 +13,13 @@ from dtseg.server.config import ServerConfig
 
 @dataclass
 class Services:
-    """One per app. Refinement logits live in the engine (``engine.mask_logits``)."""
+    """One per app: the engine of ``/sam`` (and ``/segment``), the engine of ``/sam2`` (``None``
+    when no SAM 2 model is configured), the config and the built pipelines."""
 
     engine: SamEngine
     config: ServerConfig
     pipelines: dict[str, Any] = field(default_factory=dict)
+    sam2_engine: SamEngine | None = None
 
 
 def get_services(request: Request) -> Services:

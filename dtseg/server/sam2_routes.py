@@ -1,0 +1,120 @@
+"""``POST /sam2/embed_image`` and ``POST /sam2/segment_image`` (Roboflow Inference SAM 2 shapes).
+
+Served by the server's SAM 2 engine (``sam2.model``, or ``sam.model`` when that is a SAM 2
+model); without one, both routes answer 404 naming the config key. Like Roboflow, each prompt
+gives one prediction: the most confident of SAM 2's candidates, as every outer contour.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Annotated, Any
+
+import numpy as np
+from fastapi import APIRouter, Depends
+from fastapi.responses import JSONResponse, Response
+from starlette.exceptions import HTTPException
+
+from dtseg.engine import SamEngine, SegmentResult
+from dtseg.errors import InputError
+from dtseg.masks import mask_to_polygons, masks_to_rle
+from dtseg.prompts import Prompts
+from dtseg.server.auth import Namespace
+from dtseg.server.encode import npz_bytes
+from dtseg.server.images import load_request_image
+from dtseg.server.roboflow import inference_fields
+from dtseg.server.sam2_schemas import Sam2EmbedRequest, Sam2EmbedResponse, Sam2PromptSet, Sam2SegmentRequest, Sam2SegmentResponse
+from dtseg.server.schemas import ErrorResponse
+from dtseg.server.state import Services, get_services
+
+router = APIRouter(prefix="/sam2", tags=["sam2"])
+ServicesDep = Annotated[Services, Depends(get_services)]
+NOT_CONFIGURED = ("no SAM 2 model is configured on this server: set sam2.model (e.g. sam2.1_t) in its config, "
+                  "or serve a SAM 2 model as sam.model")
+
+_ERRORS: dict[int | str, dict[str, Any]] = {
+    400: {"model": ErrorResponse, "description": "bad image or prompts; `field` names the culprit"},
+    401: {"model": ErrorResponse, "description": "missing or invalid API key"},
+    404: {"model": ErrorResponse, "description": "no SAM 2 model configured, or image_id not embedded"},
+    413: {"model": ErrorResponse, "description": "request body too large"},
+    422: {"model": ErrorResponse, "description": "body does not match the schema"},
+}
+
+
+def _engine(services: Services) -> SamEngine:
+    if services.sam2_engine is None:
+        raise HTTPException(404, NOT_CONFIGURED)
+    return services.sam2_engine
+
+
+@router.post("/embed_image", response_model=Sam2EmbedResponse, responses=_ERRORS)
+def embed_image(body: Sam2EmbedRequest, namespace: Namespace, services: ServicesDep) -> dict[str, Any]:
+    """Embed an image with the SAM 2 model and cache it under ``image_id`` (default: a hash of its pixels)."""
+    start = time.perf_counter()
+    engine = _engine(services)
+    if body.image is None:
+        if body.image_id is None:
+            raise InputError("image", "give an image, or the image_id of an embedded image")
+        embedding = engine.get_embedding(body.image_id, namespace)
+    else:
+        rgb = load_request_image(body.image, services.config.max_image_pixels, services.config.url_fetch)
+        embedding = engine.embed_image(rgb, body.image_id, namespace)
+    return {**inference_fields(engine), "time": time.perf_counter() - start, "image_id": embedding.image_id}
+
+
+@router.post("/segment_image", response_model=Sam2SegmentResponse, responses={
+    **_ERRORS, 200: {"content": {"application/octet-stream": {}},
+                     "description": "json (polygons), rle, or np.savez_compressed bytes with format=binary"}})
+def segment_image(body: Sam2SegmentRequest, namespace: Namespace, services: ServicesDep) -> Response:
+    """One mask per prompt (box and/or points) on an image or an embedded ``image_id``."""
+    start = time.perf_counter()
+    engine = _engine(services)
+    prompts = prompts_from_request(body.prompts)
+    image = None
+    if body.image is not None:
+        image = load_request_image(body.image, services.config.max_image_pixels, services.config.url_fetch)
+    cached = body.load_logits_from_cache and body.image_id is not None and engine.has_mask_logits(body.image_id, namespace)
+    result = engine.segment_image(
+        image=image, image_id=body.image_id, point_coords=prompts.points, point_labels=prompts.labels,
+        boxes=prompts.boxes, mask_input="cached" if cached else None, multimask_output=body.multimask_output,
+        namespace=namespace)
+    best = most_confident(result)
+    if body.format == "binary":
+        return Response(npz_bytes(best), media_type="application/octet-stream")
+    predictions = [{"masks": _masks(mask, body.format), "confidence": float(score),
+                    "format": "polygon" if body.format == "json" else "rle"}
+                   for mask, score in zip(best.masks[:, 0], best.scores[:, 0])]
+    return JSONResponse({**inference_fields(engine), "predictions": predictions,
+                         "time": time.perf_counter() - start, "image_id": result.image_id})
+
+
+def prompts_from_request(prompt_set: Sam2PromptSet) -> Prompts:
+    """Roboflow's prompt set -> ``Prompts``: centre boxes to ``xyxy``, ``positive`` to labels 1/0."""
+    objects = []
+    for i, prompt in enumerate(prompt_set.prompts or []):
+        if prompt.box is None and not prompt.points:
+            raise InputError(f"prompts.prompts[{i}]", "a prompt needs a box or at least one point")
+        box = prompt.box
+        objects.append({
+            "box": None if box is None else [box.x - box.width / 2, box.y - box.height / 2,
+                                             box.x + box.width / 2, box.y + box.height / 2],
+            "points": [[p.x, p.y] for p in prompt.points or []],
+            "labels": [int(p.positive) for p in prompt.points or []],
+        })
+    if not objects:
+        raise InputError("prompts", "give at least one prompt: {\"box\": {x, y, width, height}} and/or "
+                                    "{\"points\": [{x, y, positive}]}")
+    return Prompts.from_objects(objects)
+
+
+def most_confident(result: SegmentResult) -> SegmentResult:
+    """Each object's highest-scoring candidate (Roboflow's ``choose_most_confident_sam_prediction``)."""
+    rows, best = np.arange(len(result.scores)), result.scores.argmax(axis=1)
+    return SegmentResult(result.image_id, result.masks[rows, best][:, None], result.scores[rows, best][:, None],
+                         result.low_res_logits[rows, best][:, None])
+
+
+def _masks(mask: np.ndarray, fmt: str) -> Any:
+    if fmt == "rle":
+        return masks_to_rle(mask[None])[0]
+    return [part[0].tolist() for part in mask_to_polygons(mask)]  # every outer contour, holes dropped
