@@ -145,3 +145,48 @@ def test_device_and_dtype_choice():
     with pytest.raises(ValueError, match="dtype"):
         select_dtype("fp8", torch.device("cpu"))
     assert select_dtype("fp32", torch.device("cpu")) is torch.float32
+
+
+@pytest.fixture(scope="module")
+def family_files(tmp_path_factory):
+    """Each family's test-size model, saved as its official checkpoints are (SAM 2: under "model")."""
+    folder = tmp_path_factory.mktemp("families")
+    files = {}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RandomWeightsWarning)
+        for name in ("tiny_mobile_sam", "tiny_sam2.1"):
+            model = models.build_model(name, "random", seed=11)
+            files[name] = folder / f"{name}.pt"
+            state = model.net.state_dict()
+            torch.save({"model": state} if name == "tiny_sam2.1" else state, files[name])
+    return files
+
+
+@pytest.mark.parametrize("name", ["tiny_mobile_sam", "tiny_sam2.1"])
+def test_every_family_loads_its_saved_checkpoint(family_files, name):
+    engine = SamEngine.load(name, family_files[name], device="cpu")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RandomWeightsWarning)
+        expected = models.build_model(name, "random", seed=11).net.state_dict()
+    loaded = engine.model.net.state_dict()
+    assert set(loaded) == set(expected) and not engine.random_weights
+    for key, value in expected.items():
+        torch.testing.assert_close(loaded[key], value)
+
+
+@pytest.mark.parametrize(("chosen", "file", "looks_like"), [
+    ("tiny", "tiny_sam2.1", "tiny_sam2.1"),
+    ("tiny_sam2.1", "tiny_mobile_sam", "tiny_mobile_sam"),
+    ("tiny_mobile_sam", "tiny", "tiny"),
+])
+def test_a_checkpoint_of_another_model_names_the_model_it_looks_like(family_files, tiny_file, chosen, file, looks_like):
+    path = tiny_file if file == "tiny" else family_files[file]
+    with pytest.raises(CheckpointError, match=f"does not match the chosen architecture \\({chosen}\\).*looks like a "
+                                              f"{looks_like} checkpoint: pass model={looks_like}"):
+        SamEngine.load(chosen, path, device="cpu")
+
+
+def test_save_checkpoint_takes_a_str_path(tmp_path, tiny_file):
+    engine = SamEngine.load("tiny", tiny_file, device="cpu")
+    path = save_checkpoint(engine.model, str(tmp_path / "again.pth"))
+    assert path.read_bytes()[:2] == tiny_file.read_bytes()[:2] and SamEngine.load("tiny", str(path), device="cpu")

@@ -1,0 +1,52 @@
+"""``dtseg models``: every model dtseg knows, its family and size, and whether its checkpoint is here."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from typing import Any
+
+
+def add_parser(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "models", help="list the models (SAM, MobileSAM, SAM 2.1) and their checkpoints",
+        description="List every model: family, parameters, input size, checkpoint file, whether it is in the "
+                    "checkpoint cache ($DTSEG_HOME/checkpoints), and the URL to fetch it from.")
+    parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    parser.set_defaults(run=run)
+
+
+def rows() -> list[dict[str, Any]]:
+    """One dict per official model, then the test-size ones."""
+    from dtseg.engine.families import MODELS, TEST_MODELS
+    from dtseg.engine.models import checkpoint_dir
+
+    out = []
+    for m in MODELS.values():
+        path = checkpoint_dir() / m.filename
+        out.append({"model": m.name, "family": m.family, "params_m": m.params_m, "input": 1024,
+                    "checkpoint": m.filename, "present": path.is_file(), "path": str(path), "url": m.url,
+                    "sha256": m.sha256, "size_mb": m.size_mb, "licence": m.licence})
+    for name, (family, _) in TEST_MODELS.items():
+        out.append({"model": name, "family": family, "params_m": None, "input": 1024, "checkpoint": None,
+                    "present": None, "path": None, "url": None, "sha256": None, "size_mb": None,
+                    "licence": "test size: random weights only (checkpoint: random)"})
+    return out
+
+
+def run(args: argparse.Namespace) -> int:
+    table = rows()
+    if args.json:
+        print(json.dumps(table, indent=2))
+        return 0
+    header = f"{'model':<16} {'family':<11} {'params':>7} {'input':>5}  {'checkpoint':<26} {'here':<4}  url"
+    print(header)
+    for r in table:
+        params = f"{r['params_m']:.1f}M" if r["params_m"] else "-"
+        here = "-" if r["present"] is None else "yes" if r["present"] else "no"
+        print(f"{r['model']:<16} {r['family']:<11} {params:>7} {r['input']:>5}  {r['checkpoint'] or '(test size)':<26} "
+              f"{here:<4}  {r['url'] or 'checkpoint: random only'}")
+    from dtseg.engine.models import checkpoint_dir
+
+    print(f"\ncheckpoint cache: {checkpoint_dir()}  (put downloaded files there, or pass --sam-checkpoint PATH)")
+    return 0
