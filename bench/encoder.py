@@ -30,7 +30,8 @@ from segment_anything import SamPredictor
 from segment_anything.build_sam import _build_sam
 from torch.utils.flop_counter import FlopCounterMode
 
-from dtseg.engine import Embedding, SamEngine
+from dtseg.engine import SamEngine
+from dtseg.engine.families.sam import SamFamily
 from dtseg.engine.encoder import configure_threads, fast_encoder
 from dtseg.engine.transforms import ImageTransform
 
@@ -74,14 +75,13 @@ def _timed(fn: Callable[[], object]) -> tuple[float, object]:
 def int8_mask_iou(sam, fp32: torch.Tensor, q8: torch.Tensor, image: np.ndarray) -> tuple[float, float]:
     """Mean and min mask IoU between masks decoded (by the engine, 20 boxes) from the fp32
     and the int8 embeddings ``(1, 256, 64, 64)`` of ``image``."""
-    engine = SamEngine(sam, device=torch.device("cpu"))
-    transform = ImageTransform.for_image(*image.shape[:2], sam.image_encoder.img_size)
+    engine = SamEngine(SamFamily(sam, "vit_b"), device=torch.device("cpu"))
     rng = np.random.default_rng(1)
     xy = rng.uniform([0, 0], [1500, 800], (20, 2))
     boxes = np.concatenate([xy, xy + rng.uniform(50, 400, (20, 2))], axis=1)
     masks = []
     for name, embedding in (("fp32", fp32), ("int8", q8)):
-        engine.store_embedding(Embedding(name, embedding[0].float(), transform.original_size, transform.input_size, name))
+        engine.store_embedding(engine.embedding_from_array(embedding[0].float().numpy(), image.shape[:2], name))
         masks.append(engine.segment_image(image_id=name, boxes=boxes, multimask_output=False).masks[:, 0])
     union = np.maximum((masks[0] | masks[1]).sum(axis=(1, 2)), 1)
     iou = (masks[0] & masks[1]).sum(axis=(1, 2)) / union
