@@ -41,6 +41,7 @@ demo: setup
 	$(BIN)/dtseg segment "$(BUS)" --config configs/default.yaml --out out $(DEMO_ARGS)
 
 bench: setup
+	$(BIN)/python bench/models.py
 	$(BIN)/python bench/engine.py
 	$(BIN)/python bench/encoder.py
 	$(BIN)/python bench/decoder.py
