@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from dtseg.cli.common import add_pipeline_options, build_pipeline, fail
+from dtseg.cli.common import add_detector_shortcuts, add_pipeline_options, build_pipeline, fail
 from dtseg.errors import DtsegError
 
 log = logging.getLogger("dtseg.video")
@@ -43,6 +43,7 @@ def add_parser(subparsers: Any) -> None:
                         help="continue --jsonl (and --out) after its last complete frame; give the same options. Video frame k stays JSONL line k: JSONL lines beyond the video's frames are redone")
     parser.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bar")
     add_pipeline_options(parser)
+    add_detector_shortcuts(parser)
     parser.set_defaults(run=run)
 
 
