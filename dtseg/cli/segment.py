@@ -14,13 +14,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator
 
-from tqdm import tqdm
-
 from dtseg.cli.common import add_detector_shortcuts, add_pipeline_options, build_pipeline, fail
 from dtseg.cli.ledger import LEDGER_NAME, Ledger, config_hash
 from dtseg.errors import ConfigError, DtsegError, InputError
-from dtseg.io import load_image
-from dtseg.sinks._common import recording_writes
 
 log = logging.getLogger("dtseg.segment")
 
@@ -54,6 +50,10 @@ def add_parser(subparsers: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from tqdm import tqdm
+
+    from dtseg.sinks._common import recording_writes
+
     items, missing = expand_sources(args.sources, recursive=args.recursive, exclude=Path(args.out))
     try:
         pipeline = build_pipeline(args)
@@ -216,6 +216,8 @@ def is_url(source: str) -> bool:
 
 def read_image(source: str) -> Any:
     """A file path or http(s) URL -> RGB uint8 ``(H, W, 3)``."""
+    from dtseg.io import load_image
+
     if not is_url(source):
         return load_image(source, "image")
     try:
