@@ -236,8 +236,9 @@ def load_weights(sam: Sam, path: Path) -> None:
     sam.load_state_dict(state)
 
 
-def save_checkpoint(sam: Sam, path: Path) -> Path:
+def save_checkpoint(sam: Sam, path: str | Path) -> Path:
     """Write ``sam``'s weights as a plain state dict (what ``load_weights`` reads)."""
+    path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     torch.save(sam.state_dict(), path)
     return path
