@@ -233,11 +233,12 @@ def build_stage(registry: Registry, entry: dict[str, dict[str, Any]], index: int
 
 
 def build_engine(config: PipelineConfig, allow_random: bool = False) -> Any:
-    """``config.sam.build_engine()``; with ``allow_random``, missing weights become random ones."""
+    """``config.sam.build_engine()``; with ``allow_random``, weights that cannot be downloaded become
+    random ones. A checkpoint path that was given and is missing is always an error."""
     try:
         return config.sam.build_engine()
     except CheckpointNotFoundError as exc:
-        if not allow_random:
+        if not allow_random or config.sam.checkpoint is not None:
             raise
         log.warning("%s\n*** --allow-random: SAM falls back to RANDOM weights ***", exc)
         return config.sam.model_copy(update={"checkpoint": "random"}).build_engine()

@@ -101,6 +101,17 @@ def _keep_torch_threads() -> Iterator[None]:
             torch.set_num_threads(threads)
 
 
+def coco_names_for_random(model: Any) -> None:
+    """A detector built from a model ``.yaml`` names its classes "0".."79"; one of COCO's 80 classes
+    (``yolov8n.yaml``: what ``--allow-random`` builds in place of ``yolov8n.pt``) gets COCO's names,
+    as its ``.pt`` has, so configs that pick classes by name (``classes: [person]``) run on it."""
+    from ultralytics.utils import ROOT, YAML
+
+    names = dict(model.names)
+    if len(names) == 80 and all(str(k) == v for k, v in names.items()):
+        model.model.names = dict(YAML.load(ROOT / "cfg" / "datasets" / "coco.yaml")["names"])
+
+
 def is_random(model: str) -> bool:
     return Path(model).suffix.lower() in (".yaml", ".yml")
 
@@ -113,7 +124,9 @@ def load_model(model: str) -> Any:
     if is_random(model):
         log.warning("yolo: %s builds a detector with RANDOM weights: its boxes are meaningless "
                     "(tests and demos only)", model)
-        return YOLO(model)
+        detector = YOLO(model)
+        coco_names_for_random(detector)
+        return detector
     if Path(model).suffix.lower() == ".pt" and _local_weights(model) is None:
         if os.environ.get("DTSEG_OFFLINE") == "1":
             raise _missing(model, "downloads are disabled (DTSEG_OFFLINE=1)")

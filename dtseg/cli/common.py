@@ -4,11 +4,13 @@ that builds a ``Pipeline`` from them."""
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import sys
+from pathlib import Path
 from typing import Any
 
-from dtseg.errors import DtsegError
+from dtseg.errors import CheckpointNotFoundError, ConfigError, DtsegError
 
 log = logging.getLogger("dtseg")
 
@@ -31,12 +33,44 @@ def add_pipeline_options(parser: argparse.ArgumentParser) -> None:
                             "only: the output is labelled and meaningless)")
 
 
+def add_detector_shortcuts(parser: argparse.ArgumentParser) -> None:
+    """ultralytics-style ``--conf`` and ``--classes``: options of the config's ``yolo`` stage."""
+    group = parser.add_argument_group("detector (the yolo stage)")
+    group.add_argument("--conf", type=float, metavar="CONF", help="minimum detector confidence (sets prompts.yolo.conf)")
+    group.add_argument("--classes", nargs="+", metavar="CLASS",
+                       help="keep only these classes, names or ids: --classes person bus, --classes 0,5 "
+                            "(sets prompts.yolo.classes)")
+
+
+def checkpoint_argument(path: str) -> str:
+    """A ``--sam-checkpoint`` value: ``random`` as is, a path made absolute against the current
+    directory (a path typed on the command line never means "next to the config file"). The file
+    must exist: a missing explicit checkpoint is an error, never a fallback to random weights."""
+    if path == "random":
+        return path
+    resolved = Path(path).expanduser().absolute()
+    if not resolved.is_file():
+        raise CheckpointNotFoundError(f"--sam-checkpoint: no such file: {path}"
+                                      + (f" (looked at {resolved})" if str(resolved) != path else ""))
+    return str(resolved)
+
+
 def overrides(args: argparse.Namespace) -> list[str]:
-    """``--set`` values plus the shortcuts (``--sam-checkpoint``)."""
+    """``--set`` values plus the shortcuts (``--sam-checkpoint``, ``--conf``, ``--classes``)."""
     items = list(args.overrides)
     if args.sam_checkpoint:
-        items.append(f"sam.checkpoint={_yaml_string(args.sam_checkpoint)}")
+        items.append(f"sam.checkpoint={_yaml_string(checkpoint_argument(args.sam_checkpoint))}")
+    if getattr(args, "conf", None) is not None:
+        items.append(f"prompts.yolo.conf={args.conf}")
+    if getattr(args, "classes", None):
+        items.append(f"prompts.yolo.classes={json.dumps(class_list(args.classes))}")
     return items
+
+
+def class_list(values: list[str]) -> list[int | str]:
+    """``["person", "bus"]`` / ``["0,5"]`` -> ``["person", "bus"]`` / ``[0, 5]``: ids as ints."""
+    names = [v.strip() for value in values for v in value.split(",") if v.strip()]
+    return [int(v) if v.isdigit() else v for v in names]
 
 
 def build_pipeline(args: argparse.Namespace) -> Any:
@@ -44,8 +78,14 @@ def build_pipeline(args: argparse.Namespace) -> Any:
     from dtseg.pipeline import Pipeline
 
     config: Any = args.config if args.config is not None else {}
-    return Pipeline.from_config(config, overrides(args), plugins_dir=args.plugins_dir, strict=args.strict,
-                                device=args.device, allow_random=args.allow_random)
+    try:
+        return Pipeline.from_config(config, overrides(args), plugins_dir=args.plugins_dir, strict=args.strict,
+                                    device=args.device, allow_random=args.allow_random)
+    except ConfigError as exc:
+        if "prompts.yolo." in str(exc) and "no entry named 'yolo'" in str(exc):
+            raise ConfigError("--conf and --classes set options of the yolo stage, and this config has none "
+                              "(use --set for other stages)") from None
+        raise
 
 
 def fail(error: BaseException, code: int = 2) -> int:

@@ -14,11 +14,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator
 
-from tqdm import tqdm
-
-from dtseg.cli.common import add_pipeline_options, build_pipeline, fail
-from dtseg.errors import DtsegError, InputError
-from dtseg.io import load_image
+from dtseg.cli.common import add_detector_shortcuts, add_pipeline_options, build_pipeline, fail
+from dtseg.cli.ledger import LEDGER_NAME, Ledger, config_hash
+from dtseg.errors import ConfigError, DtsegError, InputError
 
 log = logging.getLogger("dtseg.segment")
 
@@ -41,20 +39,37 @@ def add_parser(subparsers: Any) -> None:
         description="Run the prompt stages and SAM on each image; write the config's sinks to --out.")
     parser.add_argument("sources", nargs="+", metavar="SOURCE", help="an image, a folder, a glob or an http(s) URL")
     parser.add_argument("-o", "--out", default="out", metavar="DIR", help="output folder (default: out)")
+    parser.add_argument("-r", "--recursive", action="store_true",
+                        help="also take the images in a folder's subfolders (the --out folder excepted)")
+    parser.add_argument("--skip-existing", action="store_true",
+                        help=f"skip images an earlier run into --out finished with the same config and whose "
+                             f"outputs are intact (recorded in OUT/{LEDGER_NAME}): resumes a killed run")
     add_pipeline_options(parser)
+    add_detector_shortcuts(parser)
     parser.set_defaults(run=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    items, missing = expand_sources(args.sources)
+    from tqdm import tqdm
+
+    from dtseg.sinks._common import recording_writes
+
+    items, missing = expand_sources(args.sources, recursive=args.recursive, exclude=Path(args.out))
     try:
         pipeline = build_pipeline(args)
+        ledger = Ledger(args.out, config_hash(pipeline.loaded.config if pipeline.loaded else {})).load()
+        if args.skip_existing:
+            check_skippable(pipeline)
         sinks = pipeline.open_sinks(args.out)
     except (DtsegError, ValueError, OSError) as exc:
         return fail(exc)
     failed: list[tuple[str, str]] = [(m, "no such file, folder or matching glob") for m in missing]
     for source, why in failed:
         print(f"error: {source}: {why}", file=sys.stderr)
+    total = len(items)
+    if args.skip_existing:
+        items = [item for item in items if not ledger.is_done(item.name, item.source)]
+    skipped = total - len(items)
     start = time.perf_counter()
     done = 0
 
@@ -71,17 +86,35 @@ def run(args: argparse.Namespace) -> int:
                 try:
                     if isinstance(result, Exception):
                         raise result
-                    for sink in sinks:
-                        sink.write(item.name, frame, result)
+                    with recording_writes() as written:
+                        for sink in sinks:
+                            sink.write(item.name, frame, result)
+                    ledger.record(item.name, item.source, written)
                     done += 1
                 except Exception as exc:  # noqa: BLE001 - one bad image must not stop the run
                     failure(item.source, exc)
                 bar.update()
+    except KeyboardInterrupt:
+        print(f"interrupted: {done} of {len(items)} images written to {args.out}"
+              + (f" ({skipped} more were done before)" if skipped else "")
+              + "; the same command with --skip-existing continues", file=sys.stderr)
+        return 130
     finally:
         for sink in sinks:
             sink.close()
-    _summary(done, failed, time.perf_counter() - start, args.out, pipeline.random_label)
-    return 1 if failed or not items else 0
+        ledger.close()
+    _summary(done, failed, time.perf_counter() - start, args.out, pipeline.random_label, skipped)
+    return 1 if failed or not total else 0
+
+
+def check_skippable(pipeline: Any) -> None:
+    """``--skip-existing`` needs sinks that write per image: a run-level file (``coco``) would
+    leave the skipped images out."""
+    for entry in pipeline.loaded.config.sinks if pipeline.loaded else []:
+        name = next(iter(entry))
+        if name == "coco":
+            raise ConfigError("--skip-existing: the coco sink writes one file for the whole run, which would "
+                              "leave the skipped images out; run without --skip-existing, or without coco")
 
 
 def segment_items(pipeline: Any, items: list[Item]) -> Iterator[tuple[Item, Any, Any]]:
@@ -126,16 +159,18 @@ def segment_each(pipeline: Any, frames: list[Any]) -> tuple[list[Any], bool]:
     return results, len(frames) > 1
 
 
-def expand_sources(sources: list[str]) -> tuple[list[Item], list[str]]:
-    """Sources -> images in order (a folder's images sorted by name, a glob's matches sorted) with
-    unique output names; and the sources that matched nothing."""
+def expand_sources(sources: list[str], recursive: bool = False,
+                   exclude: Path | None = None) -> tuple[list[Item], list[str]]:
+    """Sources -> images in order (a folder's images sorted by name, with ``recursive`` also in its
+    subfolders, except those under ``exclude``; a glob's matches sorted) with unique output names;
+    and the sources that matched nothing."""
     paths: list[str] = []
     missing: list[str] = []
     for source in sources:
         if is_url(source):
             paths.append(source)
         elif Path(source).is_dir():
-            paths += sorted(str(p) for p in Path(source).iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+            paths += folder_images(Path(source), recursive, exclude)
         elif Path(source).exists():
             paths.append(source)
         elif glob.has_magic(source):
@@ -146,6 +181,21 @@ def expand_sources(sources: list[str]) -> tuple[list[Item], list[str]]:
         else:
             missing.append(source)
     return unique_names(paths), missing
+
+
+def folder_images(folder: Path, recursive: bool, exclude: Path | None) -> list[str]:
+    """The image files of ``folder`` (and its subfolders, with ``recursive``), sorted by path;
+    nothing under ``exclude`` (the output folder, whose annotated PNGs are images too)."""
+    found = folder.rglob("*") if recursive else folder.iterdir()
+    skip = exclude.resolve() if exclude is not None else None
+    images = []
+    for path in found:
+        if path.suffix.lower() not in IMAGE_SUFFIXES or not path.is_file():
+            continue
+        if skip is not None and path.resolve().is_relative_to(skip):
+            continue
+        images.append(path)
+    return [str(p) for p in sorted(images)]
 
 
 def unique_names(sources: list[str]) -> list[Item]:
@@ -166,6 +216,8 @@ def is_url(source: str) -> bool:
 
 def read_image(source: str) -> Any:
     """A file path or http(s) URL -> RGB uint8 ``(H, W, 3)``."""
+    from dtseg.io import load_image
+
     if not is_url(source):
         return load_image(source, "image")
     try:
@@ -178,13 +230,16 @@ def read_image(source: str) -> Any:
     return load_image(data, "image")
 
 
-def _summary(done: int, failed: list[tuple[str, str]], seconds: float, out: str, random_label: str | None) -> None:
+def _summary(done: int, failed: list[tuple[str, str]], seconds: float, out: str, random_label: str | None,
+             skipped: int = 0) -> None:
     total = done + len(failed)
     line = f"segmented {done} of {total} image{'s' * (total != 1)} in {seconds:.1f} s -> {out}"
+    if skipped:
+        line += f" ({skipped} skipped: done before)"
     print(line + (f"; {len(failed)} failed:" if failed else ""), file=sys.stderr)
     for source, why in failed:
         print(f"  {source}: {why}", file=sys.stderr)
-    if total == 0:
+    if total + skipped == 0:
         print("no images found", file=sys.stderr)
     if random_label:
         print(f"NOTE: {random_label}", file=sys.stderr)

@@ -8,6 +8,7 @@ import os
 import signal
 import sys
 
+from dtseg.cli.common import checkpoint_argument
 from dtseg.errors import DtsegError
 
 
@@ -35,7 +36,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 def _overrides(args: argparse.Namespace) -> list[str]:
     items = list(args.overrides)
     if args.sam_checkpoint:
-        items.append("sam.checkpoint=" + json.dumps(args.sam_checkpoint))
+        items.append("sam.checkpoint=" + json.dumps(checkpoint_argument(args.sam_checkpoint)))
     if args.device:
         items.append("sam.device=" + json.dumps(args.device))
     if args.allow_private_urls:
@@ -54,7 +55,7 @@ def run(args: argparse.Namespace) -> int:
         print("dtseg: error: --workers must be >= 1", file=sys.stderr)
         return 2
     try:
-        config = load_serve_config(args.config, _overrides(args))
+        config = load_serve_config(args.config, _overrides(args))  # raises for a missing --sam-checkpoint
         engine = config.sam.build_engine() if args.workers == 1 else None
         sam2_engine = config.sam2.build_engine() if config.sam2 and engine is not None else None
         app = create_app(engine, config.server, sam2_engine) if engine is not None else None

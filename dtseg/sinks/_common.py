@@ -5,8 +5,10 @@ from __future__ import annotations
 import json
 import os
 import tempfile
+from contextlib import contextmanager
+from contextvars import ContextVar
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 import cv2
 import numpy as np
@@ -84,17 +86,52 @@ def score_of(detections: sv.Detections) -> np.ndarray | None:
     return None
 
 
+#: Files written by ``write_atomic`` in the current ``recording_writes`` block (``None``: not recording).
+_WRITTEN: ContextVar[list[Path] | None] = ContextVar("dtseg_written", default=None)
+
+
+@contextmanager
+def recording_writes() -> Iterator[list[Path]]:
+    """Collect the paths every ``write_atomic`` in the block writes (``dtseg segment``'s record
+    of finished images)."""
+    written: list[Path] = []
+    token = _WRITTEN.set(written)
+    try:
+        yield written
+    finally:
+        _WRITTEN.reset(token)
+
+
+def _umask() -> int:
+    """The process umask, read without changing it where Linux allows (setting it, even for a
+    moment, races with other threads creating files)."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("Umask:"):
+                return int(line.split()[1], 8)
+    except (OSError, ValueError):
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
 def write_atomic(path: Path, data: bytes) -> None:
-    """Write ``data`` to a temp file beside ``path``, then rename it over ``path``."""
+    """Write ``data`` to a temp file beside ``path``, then rename it over ``path``. The file gets
+    the mode a plain ``open()`` would give it (0666 minus the umask), not mkstemp's 0600."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
         with os.fdopen(fd, "wb") as f:
             f.write(data)
+        os.chmod(tmp, 0o666 & ~_umask())
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+    written = _WRITTEN.get()
+    if written is not None:
+        written.append(path)
 
 
 def write_image(path: Path, image: np.ndarray, params: list[int] | None = None) -> None:

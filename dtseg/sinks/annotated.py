@@ -2,7 +2,8 @@
 
 Writes ``<out_dir>/<subdir>/<name>.png`` (or ``.jpg``) as each image finishes. Annotators are
 chosen in YAML (``annotators: [mask, box, label]``, drawn in that order). A ``banner`` (e.g.
-``"RANDOM WEIGHTS - masks are meaningless"``) is drawn across the top when set, from config or
+``"RANDOM WEIGHTS - masks are meaningless"``) is drawn across the bottom (where it hides no
+label: supervision draws labels above their boxes) when set, from config or
 by assigning ``sink.banner`` after construction (the pipeline does so for random weights).
 """
 
@@ -111,8 +112,9 @@ class AnnotatedSink:
         thickness = max(1, round(scale * 2))
         (_, text_h), _ = cv2.getTextSize(text, cv2.FONT_HERSHEY_SIMPLEX, scale, thickness)
         pad = max(4, text_h // 2)
-        cv2.rectangle(scene, (0, 0), (scene.shape[1], text_h + 2 * pad), (0, 0, 200), -1)  # red, BGR
-        cv2.putText(scene, text, (pad, text_h + pad), cv2.FONT_HERSHEY_SIMPLEX, scale, (255, 255, 255),
+        top = max(0, scene.shape[0] - text_h - 2 * pad)  # a bar along the bottom edge
+        cv2.rectangle(scene, (0, top), (scene.shape[1], scene.shape[0]), (0, 0, 200), -1)  # red, BGR
+        cv2.putText(scene, text, (pad, top + text_h + pad), cv2.FONT_HERSHEY_SIMPLEX, scale, (255, 255, 255),
                     thickness, cv2.LINE_AA)
         return scene
 

@@ -3,6 +3,7 @@ progress bar, Ctrl-C handling (by the caller's ``should_stop``) and ``--resume``
 
 from __future__ import annotations
 
+import logging
 import sys
 import time
 from dataclasses import dataclass, field
@@ -13,10 +14,13 @@ from tqdm import tqdm
 
 from dtseg.errors import InputError
 from dtseg.video.jsonl import JsonlState, JsonlWriter, frame_record, scan_jsonl
+from dtseg.video.mp4 import count_frames
 from dtseg.video.output import AnnotatedVideo, video_annotator
 from dtseg.video.process import iter_results
 from dtseg.video.source import SourceArg, VideoSource
 from dtseg.video.tracking import ObjectTracker, TrackerConfig
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -94,7 +98,7 @@ class VideoJob:
             if self.resume:
                 if not info.seekable:
                     raise InputError("resume", f"{info.name} is a live {info.kind}: it cannot be resumed")
-                plan = plan_resume(scan_jsonl(self.jsonl), self.start, self.stride, self.max_frames)  # type: ignore[arg-type]
+                plan = plan_resume(self._aligned_state(), self.start, self.stride, self.max_frames)
             summary.resumed = plan.done
             tracker = ObjectTracker(info.fps, self.tracker, plan.first_id) if self.track else None
             outputs: list[Any] = []
@@ -111,6 +115,21 @@ class VideoJob:
                     output.close()
         summary.interrupted = bool(should_stop())
         return summary
+
+    def _aligned_state(self) -> JsonlState:
+        """The JSONL's complete frames, cut to the frames the video holds (a killed run's video
+        may lag its JSONL): video frame k must stay JSONL line k, so frames after the video's
+        last are done again."""
+        assert self.jsonl is not None
+        state = scan_jsonl(self.jsonl)
+        if self.out is None or not state.frames:
+            return state
+        video_frames = count_frames(self.out)
+        if video_frames < state.frames:
+            log.warning("%s holds %d frames, %s %d: redoing the frames after the video's last, so that video "
+                        "frame k stays JSONL line k", self.out, video_frames, self.jsonl, state.frames)
+            state = scan_jsonl(self.jsonl, max_lines=video_frames)
+        return state
 
     def _loop(self, pipeline: Any, video: VideoSource, plan: ResumePlan, tracker: ObjectTracker | None,
               outputs: list[Any], should_stop: Callable[[], bool], summary: JobSummary) -> None:

@@ -73,16 +73,16 @@ class JsonlState:
     valid_bytes: int = 0
 
 
-def scan_jsonl(path: str | Path) -> JsonlState:
+def scan_jsonl(path: str | Path, max_lines: int | None = None) -> JsonlState:
     """Read ``path`` line by line (one line in memory at a time) and stop at the first line that is
-    unterminated or does not parse. A missing file is an empty state."""
+    unterminated or does not parse, or after ``max_lines`` lines. A missing file is an empty state."""
     path = Path(path)
     if not path.exists():
         return JsonlState()
     frames, last, max_id, valid = 0, None, -1, 0
     with path.open("rb") as f:
         for line in f:
-            if not line.endswith(b"\n"):
+            if frames == max_lines or not line.endswith(b"\n"):
                 break
             try:
                 record = json.loads(line)

@@ -1,10 +1,10 @@
-"""The annotated video: supervision's ``VideoSink`` (OpenCV, ``mp4v``) fed by the ``annotated``
-sink's renderer (masks, boxes, labels with track IDs).
+"""The annotated video: a crash-safe fragmented MP4 (``dtseg.video.mp4``) fed by the
+``annotated`` sink's renderer (masks, boxes, labels with track IDs).
 
 On ``--resume`` the earlier video is *continued*: its first ``keep_frames`` frames are copied
-into a new file, new frames are appended, and the new file replaces the old one when closed.
-(mp4 cannot be appended in place; the copy re-encodes, which costs a little quality on those
-frames.) Until then the old file is untouched, so a crash never loses it.
+into a new file, which then replaces the old one, and new frames are appended. (MP4 cannot be
+appended in place; the copy re-encodes, which costs a little quality on those frames.) Until
+the copy is done the old file is untouched, so a crash never loses it.
 """
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ import supervision as sv
 
 from dtseg.sinks.annotated import AnnotatedSink
 from dtseg.sinks.annotated import Config as AnnotatedConfig
+from dtseg.video.mp4 import FragmentedMp4Writer, read_frames
 
 log = logging.getLogger(__name__)
 
@@ -38,11 +39,12 @@ def video_annotator(sink_options: dict[str, Any] | None = None, banner: str | No
 
 
 class AnnotatedVideo:
-    """Writes annotated frames to ``path`` at ``fps`` frames per second, ``(width, height)`` pixels.
+    """Writes annotated frames to ``path`` at ``fps`` frames per second, ``(width, height)`` pixels,
+    as a fragmented MP4 that stays playable if the process is killed (``dtseg.video.mp4``).
 
     ``keep_frames``: continue an existing video at ``path`` after its first ``keep_frames``
-    frames (``--resume``). Frames of another size are resized to the video's (a folder of
-    mixed-size images), since OpenCV's writer silently drops them otherwise.
+    frames (``--resume``; the caller checks that it has that many: ``count_frames``). Frames of
+    another size are resized to the video's (a folder of mixed-size images).
     """
 
     def __init__(self, path: str | Path, width: int, height: int, fps: float, annotator: AnnotatedSink,
@@ -52,26 +54,24 @@ class AnnotatedVideo:
         self.size = (int(width), int(height))
         self.annotator = annotator
         self.frames = 0
-        self._resuming = keep_frames > 0 and self.path.exists()
-        self._target = self.path.with_name(f".{self.path.stem}.resume{self.path.suffix}") if self._resuming else self.path
-        self._sink: sv.VideoSink | None = sv.VideoSink(str(self._target), sv.VideoInfo(width, height, fps))
-        self._sink.__enter__()
+        resuming = keep_frames > 0 and self.path.exists()
+        target = self.path.with_name(f".{self.path.stem}.resume{self.path.suffix}") if resuming else self.path
+        self._writer: FragmentedMp4Writer | None = FragmentedMp4Writer(target, width, height, fps)
         self._warned_size = False
-        if self._resuming:
+        if resuming:
             self._copy_from(self.path, keep_frames)
+            # the copy is itself crash-safe from here on: it replaces the old video now, and
+            # the open writer goes on appending to it (POSIX keeps the file open across a rename)
+            os.replace(target, self.path)
         elif keep_frames > 0:
             log.warning("%s does not exist: the new video starts at the resumed frame", self.path)
 
     def _copy_from(self, old: Path, count: int) -> None:
-        capture = cv2.VideoCapture(str(old))
-        try:
-            while self.frames < count:
-                ok, bgr = capture.read()
-                if not ok:
-                    break
-                self._write_bgr(bgr)
-        finally:
-            capture.release()
+        """Re-encode the first ``count`` frames of ``old`` (a little quality is lost on them)."""
+        for bgr in read_frames(old):
+            if self.frames >= count:
+                break
+            self._write_bgr(bgr[: self.size[1], : self.size[0]])  # drop an odd size's padding
         if self.frames < count:
             log.warning("%s held %d readable frames, the JSONL %d: the video misses %d frames before the "
                         "resumed part", old, self.frames, count, count - self.frames)
@@ -81,21 +81,18 @@ class AnnotatedVideo:
         self._write_bgr(self.annotator.render(frame, detections))
 
     def _write_bgr(self, bgr: np.ndarray) -> None:
-        if self._sink is None:
+        if self._writer is None:
             raise ValueError(f"{self.path} is closed")
         if (bgr.shape[1], bgr.shape[0]) != self.size:
             if not self._warned_size:
                 log.warning("frame of %dx%d resized to the video's %dx%d", bgr.shape[1], bgr.shape[0], *self.size)
                 self._warned_size = True
             bgr = cv2.resize(bgr, self.size, interpolation=cv2.INTER_AREA)
-        self._sink.write_frame(bgr)
+        self._writer.write(bgr)
         self.frames += 1
 
     def close(self) -> None:
-        """Finish the file (playable from here on); on resume, replace the old video with it."""
-        if self._sink is None:
-            return
-        sink, self._sink = self._sink, None
-        sink.__exit__(None, None, None)
-        if self._resuming:
-            os.replace(self._target, self.path)
+        """Finish the file (idempotent)."""
+        if self._writer is not None:
+            writer, self._writer = self._writer, None
+            writer.close()

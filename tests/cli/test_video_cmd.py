@@ -12,6 +12,7 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 import yaml
 
@@ -114,3 +115,43 @@ def test_a_failing_frame_closes_the_outputs(tmp_path: Path, config: Path, video:
     assert code == 1
     assert "detector failed on call 3" in capsys.readouterr().err
     assert len(_lines(jsonl)) == 2 and synthetic.read_video(out)[0] == 2
+
+
+def _aligned(out: Path, lines: list[dict], source: Path) -> bool:
+    """Frame k of the video ``out`` is (nearest to) source frame ``lines[k]["frame"]``, for every k."""
+    from dtseg.video.mp4 import read_frames
+
+    originals = [f.astype(np.int16) for f in read_frames(source)]
+    nearest = [int(np.argmin([np.abs(f.astype(np.int16) - o).mean() for o in originals])) for f in read_frames(out)]
+    return nearest == [line["frame"] for line in lines]
+
+
+def test_sigkill_leaves_a_playable_video_and_resume_keeps_it_aligned(tmp_path: Path, config: Path,
+                                                                      video: Path) -> None:
+    """kill -9 mid-run: the mp4 plays up to the frames written; --resume ends with video frame k =
+    JSONL line k for all 24 frames (no objects, so each video frame shows its source frame)."""
+    from dtseg.video.mp4 import count_frames
+
+    out, jsonl = tmp_path / "out.mp4", tmp_path / "out.jsonl"
+    args = ["video", str(video), "--config", str(config), "--out", str(out), "--jsonl", str(jsonl),
+            "--set", "prompts.shapes.colors=[]", "--no-progress"]
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    process = subprocess.Popen([sys.executable, "-m", "dtseg", *args, "--set", "prompts.shapes.sleep_s=0.3"],
+                               stderr=subprocess.PIPE, text=True, env=env, cwd=ROOT)
+    try:
+        deadline = time.monotonic() + 60
+        while not (jsonl.exists() and jsonl.read_bytes().count(b"\n") >= 4):
+            assert process.poll() is None and time.monotonic() < deadline, process.stderr.read() if process.stderr else ""
+            time.sleep(0.05)
+        process.kill()  # SIGKILL: no handler, no close
+        process.communicate(timeout=60)
+    finally:
+        process.kill() if process.poll() is None else None
+    assert process.returncode == -signal.SIGKILL
+    done = len(_lines(jsonl))
+    assert 4 <= done < 24
+    assert done - 2 <= count_frames(out) <= done  # playable, at most a frame or two behind the JSONL
+    assert main(args + ["--resume"]) == 0
+    lines = _lines(jsonl)
+    assert [line["frame"] for line in lines] == list(range(24))
+    assert count_frames(out) == 24 and _aligned(out, lines, video)

@@ -21,8 +21,20 @@ def test_objects_become_padded_prompts_with_negative_points_and_boxes(make_provi
     np.testing.assert_array_equal(prompts.labels, [[1, 1, 0], [-1, -1, -1], [1, -1, -1]])
     assert np.isnan(prompts.boxes[0]).all()
     np.testing.assert_array_equal(prompts.boxes[1:], [[85, 55, 135, 105], [80, 50, 140, 110]])
-    np.testing.assert_array_equal(prompts.class_id, [0, 3, 0])
+    np.testing.assert_array_equal(prompts.class_id, [0, 3, 3])  # "object" takes the id given to one of them
     assert list(prompts.data["class_name"]) == ["square", "object", "object"]
+
+
+def test_each_class_name_gets_its_own_class_id(make_provider, small_frame):
+    """Without ids, objects of one name share an id and other names differ (COCO categories right)."""
+    provider = make_provider("points", objects=[
+        {"points": [[1, 2]], "class_name": "bus"}, {"box": [0, 0, 5, 5], "class_name": "person"},
+        {"points": [[3, 4]], "class_name": "person"}, {"points": [[5, 6]], "class_name": "car", "class_id": 0},
+        {"points": [[7, 8]], "class_name": "bike"},
+    ])
+    prompts = provider(small_frame, None)
+    np.testing.assert_array_equal(prompts.class_id, [1, 2, 2, 0, 3])  # id 0 is taken by car
+    assert list(prompts.data["class_name"]) == ["bus", "person", "person", "car", "bike"]
 
 
 def test_each_call_returns_a_fresh_copy(make_provider, small_frame):

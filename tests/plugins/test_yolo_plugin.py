@@ -82,7 +82,7 @@ def test_class_and_confidence_reach_the_output(shared_detector, frame, tiny_sam_
 
 
 def test_classes_by_name_or_id_filter_and_unknown_names_are_config_errors(make_provider, shared_detector, frame):
-    names = shared_detector.names  # a .yaml model names its classes '0', '1', ...
+    names = shared_detector.names
     _, classes, _ = reference(shared_detector, frame)
     wanted = int(classes[0])
     by_name = make_provider("yolo", **OPTIONS, classes=[names[wanted]])
@@ -93,6 +93,16 @@ def test_classes_by_name_or_id_filter_and_unknown_names_are_config_errors(make_p
         make_provider("yolo", **OPTIONS, classes=["persn"])
     with pytest.raises(ConfigError, match="no class 999"):
         make_provider("yolo", **OPTIONS, classes=[999])
+
+
+def test_a_random_coco_sized_detector_has_cocos_class_names(detector, make_provider, shared_detector, frame):
+    """``yolov8n.yaml`` stands in for ``yolov8n.pt`` (--allow-random): it names its 80 classes as
+    the .pt does, so ``classes: [person]`` (configs/zones.yaml) works on it."""
+    assert detector.names[0] == "person" and detector.names[5] == "bus" and len(detector.names) == 80
+    provider = make_provider("yolo", **OPTIONS, classes=["person", "bus"])
+    assert provider.class_ids == [0, 5]
+    prompts = provider(frame, None)
+    assert set(prompts.data["class_name"]) <= {"person", "bus"}
 
 
 def test_missing_weights_offline_say_what_to_download_and_where(tmp_path, monkeypatch):

@@ -57,10 +57,22 @@ def test_banner_is_drawn_when_set_after_construction(tmp_path, frame, empty) -> 
     np.testing.assert_array_equal(plain, cv2.cvtColor(frame, cv2.COLOR_RGB2BGR))  # nothing to draw
     sink.banner = "RANDOM WEIGHTS - masks are meaningless"
     bannered = sink.render(frame, empty)
-    top = (bannered != plain).any(axis=-1)
-    assert top[:5].mean() > 0.9 and not top[-5:].any()
+    changed = (bannered != plain).any(axis=-1)
+    assert changed[-5:].mean() > 0.9 and not changed[:5].any()  # a bar along the bottom
     sink.banner = "RANDOM WEIGHTS \u2014 masks are meaningless"  # an em dash draws as "-"
     np.testing.assert_array_equal(sink.render(frame, empty), bannered)
+
+
+def test_banner_hides_no_label_at_the_top(tmp_path, frame, detections) -> None:
+    """An object at the top edge keeps its whole label visible under a random-weights banner."""
+    detections.xyxy[0] = [5, 0, 60, 30]  # the label is drawn at (or pushed inside) the top edge
+    sink = AnnotatedSink(AnnotatedSink.Config(annotators=["label"]), tmp_path)
+    plain = sink.render(frame, detections[[0]])
+    sink.banner = "RANDOM WEIGHTS - masks are meaningless"
+    bannered = sink.render(frame, detections[[0]])
+    label = (plain != cv2.cvtColor(frame, cv2.COLOR_RGB2BGR)).any(axis=-1)
+    assert label[:30].any()  # the label is near the top
+    np.testing.assert_array_equal(bannered[label], plain[label])  # and the banner covers none of it
 
 
 @pytest.mark.parametrize("fmt", ["png", "jpg"])

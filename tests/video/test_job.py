@@ -110,3 +110,32 @@ def test_plan_resume() -> None:
     assert plan_resume(JsonlState(frames=4, last_frame=9, valid_bytes=1), 3, 2, None).max_frames is None
     with pytest.raises(InputError, match="before --start"):
         plan_resume(JsonlState(frames=1, last_frame=2, valid_bytes=1), 5, 1, None)
+
+
+@pytest.mark.parametrize("video_frames", [0, 3])
+def test_resume_redoes_the_frames_a_lagging_video_lacks(tmp_path: Path, video_30: Path, video_frames: int,
+                                                         caplog: pytest.LogCaptureFixture) -> None:
+    """The JSONL holds 5 frames, the video fewer (cut off, or gone): the resumed run keeps the
+    JSONL's first ``video_frames`` lines and redoes the rest, so video frame k is JSONL line k."""
+    from dtseg.video.mp4 import FragmentedMp4Writer, count_frames, read_frames
+
+    out, jsonl = tmp_path / "run.mp4", tmp_path / "run.jsonl"
+    job = VideoJob(video_30, out, jsonl, max_frames=8, progress=False)
+    job.run(shapes_pipeline(BoxEngine(), colors=[]), should_stop=_stop_after(5))
+    frames = list(read_frames(out))
+    out.unlink()
+    if video_frames:
+        writer = FragmentedMp4Writer(out, 128, 96, 10.0)
+        for bgr in frames[:video_frames]:
+            writer.write(bgr)
+        writer.close()
+    job.resume = True
+    summary = job.run(shapes_pipeline(BoxEngine(), colors=[]))
+    assert (summary.resumed, summary.first_frame) == (video_frames, video_frames)
+    assert [line["frame"] for line in _lines(jsonl)] == list(range(8))
+    assert count_frames(out) == 8
+    assert "video frame k stays JSONL line k" in caplog.text
+    # no objects, so the video shows the source: frame k is nearest source frame k
+    originals = [f.astype(np.int16) for f in read_frames(video_30)][:12]
+    nearest = [int(np.argmin([np.abs(f.astype(np.int16) - o).mean() for o in originals])) for f in read_frames(out)]
+    assert nearest == list(range(8))
