@@ -190,3 +190,14 @@ def test_save_checkpoint_takes_a_str_path(tmp_path, tiny_file):
     engine = SamEngine.load("tiny", tiny_file, device="cpu")
     path = save_checkpoint(engine.model, str(tmp_path / "again.pth"))
     assert path.read_bytes()[:2] == tiny_file.read_bytes()[:2] and SamEngine.load("tiny", str(path), device="cpu")
+
+
+def test_ultralytics_repackaged_sam2_checkpoint_loads(tmp_path, monkeypatch):
+    """ultralytics' ``sam2.1_t.pt`` is ``{"model": state}`` of its port of SAM2Base: same keys and shapes."""
+    from ultralytics.models.sam import build
+
+    monkeypatch.setattr(build, "_load_checkpoint", lambda model, checkpoint: model)  # random init, 2.1 layout
+    path = tmp_path / "sam2.1_t.pt"
+    torch.save({"model": build.build_sam2_t("sam2.1_t.pt").state_dict()}, path)
+    engine = SamEngine.load("sam2.1_t", path, device="cpu")
+    assert engine.family == "sam2.1" and not engine.random_weights
