@@ -40,7 +40,8 @@ def create_app(engine: SamEngine, config: ServerConfig | None = None) -> FastAPI
         yield
 
     # /docs and /redoc with their JS and CSS served from the fastapi-offline package, not a CDN
-    app = FastAPIOffline(title="dtseg", version=__version__, description=DESCRIPTION, lifespan=lifespan)
+    app = FastAPIOffline(title="dtseg", version=__version__, description=DESCRIPTION, lifespan=lifespan,
+                         swagger_ui_parameters={"validatorUrl": None})
     app.state.services = Services(engine, config)
     app.state.api_keys = config.effective_api_keys()
     install_error_handlers(app)
