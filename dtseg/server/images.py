@@ -98,7 +98,7 @@ def fetch_url(url: str, config: UrlFetchConfig, field: str = "image.value") -> b
                         raise InputError(field, too_slow)
                     return b"".join(chunks)
         except httpx.HTTPError as exc:
-            if deadline.expired:
+            if deadline.expired or isinstance(exc, httpx.TimeoutException):  # per-operation timeouts = time left
                 raise InputError(field, too_slow) from None
             raise InputError(field, f"cannot fetch {url}: {type(exc).__name__}: {exc}") from None
         raise InputError(field, f"more than {config.max_redirects} redirects")

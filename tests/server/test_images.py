@@ -114,49 +114,62 @@ def test_url_size_and_time_limits(make_client, image_server: str) -> None:
     assert hasty.get("/healthz").status_code == 200
 
 
-@pytest.fixture
-def dribbling_server(image: np.ndarray) -> Iterator[str]:
+class DribblingServer:
     """A raw socket server that answers with a valid PNG, but sends its response headers one byte
-    every 50 ms (an X-Pad header of 200 bytes: ~10 s in all) unless the client hangs up first."""
-    data = png_bytes(image)
-    head = (b"HTTP/1.1 200 OK\r\nContent-Type: image/png\r\nX-Pad: " + b"a" * 200
-            + b"\r\nContent-Length: " + str(len(data)).encode() + b"\r\nConnection: close\r\n\r\n")
-    listener = socket.create_server(("127.0.0.1", 0))
-    stop = threading.Event()
+    every 50 ms (an X-Pad header of 200 bytes: ~12 s in all) unless the client hangs up first."""
 
-    def serve() -> None:
-        while not stop.is_set():
+    def __init__(self, body: bytes) -> None:
+        self.head = (b"HTTP/1.1 200 OK\r\nContent-Type: image/png\r\nX-Pad: " + b"a" * 200
+                     + b"\r\nContent-Length: " + str(len(body)).encode() + b"\r\nConnection: close\r\n\r\n")
+        self.body = body
+        self.headers_sent = threading.Event()
+        self.stop = threading.Event()
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.url = f"http://127.0.0.1:{self.listener.getsockname()[1]}/img.png"
+        self.thread = threading.Thread(target=self._serve, daemon=True)
+        self.thread.start()
+
+    def _serve(self) -> None:
+        while not self.stop.is_set():
             try:
-                conn, _ = listener.accept()
+                conn, _ = self.listener.accept()
             except OSError:
                 return
             with conn:
                 conn.recv(65536)
                 try:
-                    for i in range(len(head)):
-                        if stop.wait(0.05):
+                    for i in range(len(self.head)):
+                        if self.stop.wait(0.05):
                             return
-                        conn.sendall(head[i:i + 1])
-                    conn.sendall(data)
-                except OSError:  # the client gave up: what the deadline should make it do
+                        conn.sendall(self.head[i:i + 1])
+                    self.headers_sent.set()
+                    conn.sendall(self.body)
+                except OSError:  # the client hung up
                     continue
 
-    thread = threading.Thread(target=serve, daemon=True)
-    thread.start()
+    def close(self) -> None:
+        self.stop.set()
+        self.listener.close()
+        self.thread.join(5)
+
+
+@pytest.fixture
+def dribbling_server(image: np.ndarray) -> Iterator[DribblingServer]:
+    server = DribblingServer(png_bytes(image))
     try:
-        yield f"http://127.0.0.1:{listener.getsockname()[1]}/img.png"
+        yield server
     finally:
-        stop.set()
-        listener.close()
-        thread.join(5)
+        server.close()
 
 
-def test_the_deadline_covers_slow_response_headers(make_client, dribbling_server: str) -> None:
-    """Every byte arrives well within httpx's per-read timeout; only an overall deadline stops it."""
+def test_the_deadline_covers_slow_response_headers(make_client, dribbling_server: DribblingServer) -> None:
+    """Every byte arrives well within httpx's per-read timeout; only an overall deadline cuts the
+    fetch off while the response headers are still arriving."""
     client = make_client(url_fetch={"allow_private": True, "timeout_s": 1.0})
-    response = client.post("/sam/embed_image", json={"image": {"type": "url", "value": dribbling_server}})
+    response = client.post("/sam/embed_image", json={"image": {"type": "url", "value": dribbling_server.url}})
     assert response.status_code == 400, response.text
     assert response.json()["field"] == "image.value" and "took longer than 1 s" in response.json()["message"]
+    assert not dribbling_server.headers_sent.is_set(), "the fetch waited for all the headers"
 
 
 def test_the_decode_budget_holds_images_back_until_pixels_are_free() -> None:
