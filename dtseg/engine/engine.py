@@ -223,6 +223,11 @@ class SamEngine:
         """Whether the last call on ``image_id`` left logits for ``mask_input="cached"``."""
         return (namespace, image_id) in self.mask_logits
 
+    @property
+    def embedding_shape(self) -> tuple[int, ...]:
+        """Shape of one image's ``image_embed`` (what ``/sam/embed_image`` returns, without the batch dim)."""
+        return self.model.feature_shapes()[IMAGE_EMBED]
+
     def embedding_from_array(self, array: np.ndarray, original_size: tuple[int, int],
                              image_id: str | None = None) -> Embedding:
         """A client-held image embedding ``(C, 64, 64)`` or ``(1, C, 64, 64)`` of an image of

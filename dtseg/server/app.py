@@ -7,6 +7,7 @@ from typing import Any, AsyncIterator
 
 import anyio.to_thread
 from fastapi import Depends, FastAPI
+from fastapi_offline import FastAPIOffline
 
 from dtseg import __version__
 from dtseg.engine import SamEngine
@@ -44,7 +45,9 @@ def create_app(engine: SamEngine, config: ServerConfig | None = None, sam2_engin
         anyio.to_thread.current_default_thread_limiter().total_tokens = config.threads
         yield
 
-    app = FastAPI(title="dtseg", version=__version__, description=DESCRIPTION, lifespan=lifespan)
+    # /docs and /redoc with their JS and CSS served from the fastapi-offline package, not a CDN
+    app = FastAPIOffline(title="dtseg", version=__version__, description=DESCRIPTION, lifespan=lifespan,
+                         swagger_ui_parameters={"validatorUrl": None})
     app.state.services = Services(engine, config, sam2_engine=sam2_engine)
     app.state.api_keys = config.effective_api_keys()
     install_error_handlers(app)
@@ -69,7 +72,8 @@ def create_app(engine: SamEngine, config: ServerConfig | None = None, sam2_engin
             "version": __version__,
             "auth": bool(app.state.api_keys),
             "limits": {"max_body_mb": config.max_body_mb, "max_image_pixels": config.max_image_pixels,
-                       "threads": config.threads},
+                       "threads": config.threads, "max_objects": config.max_objects,
+                       "max_points_per_object": config.max_points_per_object},
             "pipelines": segment_routes.available_configs(config),
         }
 

@@ -8,8 +8,13 @@ server:
   max_body_mb: 64                  # larger request bodies -> 413
   max_image_pixels: 50000000       # larger images (declared or decoded) -> 400
   threads: 16                      # request threads (bounds memory under load)
+  max_objects: 100                 # objects (point sets, boxes, masks) in one segment_image -> 400 beyond
+  max_points_per_object: 64        # points in one object -> 400 beyond
+  decode_megapixels: 100           # pixels being decoded at once, all requests together (memory bound)
+  auto_orient: true                # apply EXIF orientation (a request may opt out: disable_preproc_auto_orient)
+  allow_random: false              # /segment pipelines: detectors without weights get random ones (demos)
   url_fetch: {allow_private: false, timeout_s: 10, max_mb: 20, max_redirects: 3}
-  configs_dir: configs             # pipeline YAML files served by POST /segment
+  configs_dir: configs             # pipeline YAML files served by POST /segment (default: none)
 ```
 """
 
@@ -43,6 +48,11 @@ class ServerConfig(StrictModel):
     max_image_pixels: int = Field(50_000_000, gt=0)
     threads: int = Field(16, ge=1, le=256)
     url_fetch: UrlFetchConfig = Field(default_factory=UrlFetchConfig)
+    max_objects: int = Field(100, ge=1)
+    max_points_per_object: int = Field(64, ge=1)
+    decode_megapixels: float = Field(100.0, gt=0)
+    auto_orient: bool = True
+    allow_random: bool = False
     configs_dir: str | None = None
 
     @property

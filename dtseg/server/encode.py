@@ -10,7 +10,9 @@ from __future__ import annotations
 import base64
 import binascii
 import io
-from typing import Any
+import math
+import zipfile
+from typing import IO, Any, Callable
 
 import cv2
 import numpy as np
@@ -71,24 +73,57 @@ def npy_bytes(array: np.ndarray) -> bytes:
     return buffer.getvalue()
 
 
-def load_npy(value: Any, field: str) -> np.ndarray:
-    """A base64 string of ``np.save`` (or ``np.savez`` with one array) bytes -> array; never unpickles."""
+ShapeCheck = Callable[[tuple[int, ...]], bool]
+#: dtypes accepted in ``np.save`` request data: bool, integers and floats up to 8 bytes.
+_NUMERIC_KINDS = "biuf"
+
+
+def load_npy(value: Any, field: str, accept: ShapeCheck, expected: str) -> np.ndarray:
+    """A base64 string of ``np.save`` (or ``np.savez`` with one array) bytes -> array; never unpickles.
+
+    The ``.npy`` header's dtype and shape are checked (``accept(shape)``; ``expected`` says what
+    is accepted) before any data is read or decompressed, so the memory used is the size of an
+    accepted array, whatever the header declares or the zip entry inflates to.
+    """
     if not isinstance(value, str):
         raise InputError(field, "binary format expects a base64 string of np.save bytes")
     try:
         data = base64.b64decode("".join(value.split()), validate=True)
-        loaded = np.load(io.BytesIO(data), allow_pickle=False)
-        if isinstance(loaded, np.lib.npyio.NpzFile):
-            with loaded:
-                names = loaded.files
+    except (binascii.Error, ValueError) as exc:
+        raise InputError(field, f"not base64: {exc}") from None
+    try:
+        if data[:4] == b"PK\x03\x04":
+            with zipfile.ZipFile(io.BytesIO(data)) as archive:
+                names = archive.namelist()
                 if len(names) != 1:
-                    raise InputError(field, f"expected one array in the npz, got {names}")
-                loaded = loaded[names[0]]
+                    raise InputError(field, f"expected one array in the npz, got {len(names)} entries")
+                with archive.open(names[0]) as stream:
+                    return _read_npy(stream, field, accept, expected)
+        return _read_npy(io.BytesIO(data), field, accept, expected)
     except InputError:
         raise
-    except (binascii.Error, ValueError, OSError, EOFError) as exc:
-        raise InputError(field, f"not base64 np.save bytes: {exc}") from None
-    return np.asarray(loaded)
+    except (zipfile.BadZipFile, NotImplementedError, RuntimeError, ValueError, OSError, EOFError) as exc:
+        raise InputError(field, f"not np.save / np.savez bytes: {exc}") from None
+
+
+def _read_npy(stream: IO[bytes], field: str, accept: ShapeCheck, expected: str) -> np.ndarray:
+    """Header first (dtype, shape, order), then exactly the bytes an accepted array needs."""
+    version = np.lib.format.read_magic(stream)
+    if version == (1, 0):
+        shape, fortran, dtype = np.lib.format.read_array_header_1_0(stream)
+    elif version == (2, 0):
+        shape, fortran, dtype = np.lib.format.read_array_header_2_0(stream)
+    else:
+        raise InputError(field, f".npy format version {version} is not accepted (np.save writes 1.0)")
+    if dtype.hasobject or dtype.fields is not None or dtype.kind not in _NUMERIC_KINDS or dtype.itemsize > 8:
+        raise InputError(field, f"dtype {dtype} is not accepted: expected bool, integers or floats")
+    if not accept(tuple(shape)):
+        raise InputError(field, f"expected {expected}, the header declares {tuple(shape)}")
+    nbytes = math.prod(shape) * dtype.itemsize
+    data = stream.read(nbytes)
+    if len(data) != nbytes:
+        raise InputError(field, f"truncated data: {len(data)} of {nbytes} bytes")
+    return np.frombuffer(data, dtype).reshape(shape, order="F" if fortran else "C")
 
 
 def numeric_array(value: Any, field: str, dtype: Any = np.float32) -> np.ndarray:
@@ -102,8 +137,8 @@ def numeric_array(value: Any, field: str, dtype: Any = np.float32) -> np.ndarray
     return array
 
 
-def mask_input_logits(value: Any, fmt: str, field: str = "mask_input") -> np.ndarray:
-    """A request's ``mask_input`` -> logits ``(N, 1, 256, 256)`` float32.
+def mask_input_logits(value: Any, fmt: str, max_objects: int, field: str = "mask_input") -> np.ndarray:
+    """A request's ``mask_input`` -> logits ``(N, 1, 256, 256)`` float32, ``1 <= N <= max_objects``.
 
     ``binary``: base64 ``np.save`` bytes of logits. ``json``: logits ``(256, 256)``,
     ``(N, 256, 256)`` or ``(N, 1, 256, 256)``; or (Roboflow) polygons on the 256x256 grid,
@@ -112,9 +147,11 @@ def mask_input_logits(value: Any, fmt: str, field: str = "mask_input") -> np.nda
     if value is None:
         raise InputError(field, "has_mask_input is true but there is no mask_input (and no cached mask for image_id)")
     if fmt == "binary":
-        array = load_npy(value, field).astype(np.float32)
+        array = load_npy(value, field, lambda shape: _mask_shape_ok(shape, max_objects),
+                         f"logits (256, 256), (N, 256, 256) or (N, 1, 256, 256) with 1 <= N <= server.max_objects = {max_objects}")
+        array = array.astype(np.float32)
     else:
-        array = _json_mask(value, field)
+        array = _json_mask(value, field, max_objects)
     if not np.isfinite(array).all():
         raise InputError(field, "expected finite logits")
     if array.ndim == 2:
@@ -123,12 +160,22 @@ def mask_input_logits(value: Any, fmt: str, field: str = "mask_input") -> np.nda
         array = array[:, None]
     if array.ndim != 4 or array.shape[1:] != (1, LOW_RES, LOW_RES) or len(array) == 0:
         raise InputError(field, f"expected logits (256, 256), (N, 256, 256) or (N, 1, 256, 256), got {array.shape}")
+    if len(array) > max_objects:
+        raise InputError(field, f"{len(array)} masks: more than server.max_objects = {max_objects}")
     return np.ascontiguousarray(array, dtype=np.float32)
 
 
-def _json_mask(value: Any, field: str) -> np.ndarray:
+def _mask_shape_ok(shape: tuple[int, ...], max_objects: int) -> bool:
+    grid = (LOW_RES, LOW_RES)
+    return shape == grid or (len(shape) in (3, 4) and shape[-2:] == grid and 1 <= shape[0] <= max_objects
+                             and (len(shape) == 3 or shape[1] == 1))
+
+
+def _json_mask(value: Any, field: str, max_objects: int) -> np.ndarray:
     if not isinstance(value, list) or not value:
         raise InputError(field, "expected logits or polygons as nested lists")
+    if nesting_depth(value) in (3, 4) and len(value) > max_objects:  # (N, ...) logits or N polygons
+        raise InputError(field, f"{len(value)} masks: more than server.max_objects = {max_objects}")
     try:
         array = np.asarray(value, dtype=np.float32)
         ragged = False
@@ -136,7 +183,7 @@ def _json_mask(value: Any, field: str) -> np.ndarray:
         ragged, array = True, None
     if not ragged and array is not None and array.shape[-2:] == (LOW_RES, LOW_RES):
         return array
-    polygons = value if _depth(value) == 3 else [value] if _depth(value) == 2 else None
+    polygons = value if nesting_depth(value) == 3 else [value] if nesting_depth(value) == 2 else None
     if polygons is None:
         raise InputError(field, "expected logits (..., 256, 256) or polygons [[x, y], ...] on the 256x256 grid")
     out = np.full((len(polygons), LOW_RES, LOW_RES), -POLYGON_LOGIT, np.float32)
@@ -150,7 +197,8 @@ def _json_mask(value: Any, field: str) -> np.ndarray:
     return out
 
 
-def _depth(value: Any) -> int:
+def nesting_depth(value: Any) -> int:
+    """How deep the first elements of nested lists go: ``[[1, 2]]`` -> 2, ``[]`` -> 0."""
     depth = 0
     while isinstance(value, list) and value:
         depth, value = depth + 1, value[0]

@@ -4,7 +4,7 @@ URL fetching is guarded against server-side request forgery: only http/https; ev
 the host name resolves to must be globally routable (no loopback, private, link-local,
 shared, reserved or multicast address) unless ``allow_private``; redirects are followed by
 hand, each hop checked again, at most ``max_redirects``; the download is capped in bytes and
-the whole fetch, redirects included, in time. Residual risk: DNS may answer differently
+the whole fetch (connect, headers, body, redirects) in time. Residual risk: DNS may answer differently
 between the check and the connection (rebinding); run behind an egress proxy if that matters.
 """
 
@@ -15,29 +15,38 @@ import binascii
 import ipaddress
 import re
 import socket
-import time
 from urllib.parse import urljoin, urlsplit
 
 import httpx
 import numpy as np
 
 from dtseg.errors import InputError
+from dtseg.image_size import declared_size
 from dtseg.io import load_image
-from dtseg.server.config import UrlFetchConfig
+from dtseg.server.config import ServerConfig, UrlFetchConfig
+from dtseg.server.deadline import Deadline
+from dtseg.server.decode_budget import DecodeBudget
 from dtseg.server.schemas import ImageInput
 
 _DATA_URL = re.compile(r"^data:[\w.+-]+/[\w.+-]+(;[\w=.+-]+)*;base64,", re.IGNORECASE)
 _REDIRECTS = {301, 302, 303, 307, 308}
 
 
-def load_request_image(image: ImageInput, max_pixels: int, fetch: UrlFetchConfig, field: str = "image") -> np.ndarray:
-    """Decode ``image`` to RGB uint8 ``(H, W, 3)``; client mistakes raise ``InputError`` naming ``field``."""
+def load_request_image(image: ImageInput, config: ServerConfig, budget: DecodeBudget, auto_orient: bool = True,
+                       field: str = "image") -> np.ndarray:
+    """Decode ``image`` to RGB uint8 ``(H, W, 3)``; client mistakes raise ``InputError`` naming ``field``.
+
+    ``auto_orient`` applies EXIF orientation (when ``config.auto_orient`` too). The image's
+    declared pixels are reserved from ``budget`` while it decodes.
+    """
     value = image.value.strip()
     if image.type == "url" or value.lower().startswith(("http://", "https://")):
-        data = fetch_url(value, fetch, f"{field}.value")
+        data = fetch_url(value, config.url_fetch, f"{field}.value")
     else:
         data = decode_base64(value, f"{field}.value")
-    return decode_image(data, max_pixels, field)
+    size = declared_size(data)
+    with budget.reserve(size[0] * size[1] if size else 0):
+        return load_image(data, field, max_pixels=config.max_image_pixels, auto_orient=auto_orient and config.auto_orient)
 
 
 def decode_base64(value: str, field: str) -> bytes:
@@ -55,23 +64,22 @@ def decode_base64(value: str, field: str) -> bytes:
     return data
 
 
-def decode_image(data: bytes, max_pixels: int, field: str = "image") -> np.ndarray:
-    """Encoded bytes -> RGB uint8 ``(H, W, 3)``; the declared size is checked before decoding."""
-    return load_image(data, field, max_pixels=max_pixels)
-
-
 def fetch_url(url: str, config: UrlFetchConfig, field: str = "image.value") -> bytes:
-    """GET ``url`` within the limits of ``config``; refusals and failures raise ``InputError``."""
-    deadline = time.monotonic() + config.timeout_s
+    """GET ``url`` within the limits of ``config``; refusals and failures raise ``InputError``.
+
+    ``timeout_s`` bounds the whole fetch (connect, response headers, body, every redirect): at
+    the deadline a watchdog shuts the sockets down, however slowly the server dribbles bytes.
+    """
     max_bytes = int(config.max_mb * (1 << 20))
-    with httpx.Client(follow_redirects=False, trust_env=False) as client:
-        for _ in range(config.max_redirects + 1):
-            check_url(url, config.allow_private, field)
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                raise InputError(field, f"fetching the image took longer than {config.timeout_s:g} s")
-            try:
-                with client.stream("GET", url, timeout=remaining) as response:
+    too_slow = f"fetching the image took longer than {config.timeout_s:g} s"
+    with Deadline(config.timeout_s) as deadline, httpx.Client(follow_redirects=False, trust_env=False) as client:
+        try:
+            for _ in range(config.max_redirects + 1):
+                check_url(url, config.allow_private, field)
+                remaining = deadline.remaining()
+                if remaining <= 0:
+                    raise InputError(field, too_slow)
+                with client.stream("GET", url, timeout=remaining, extensions={"trace": deadline.trace}) as response:
                     if response.status_code in _REDIRECTS and "location" in response.headers:
                         url = urljoin(url, response.headers["location"])
                         continue
@@ -85,12 +93,14 @@ def fetch_url(url: str, config: UrlFetchConfig, field: str = "image.value") -> b
                         size += len(chunk)
                         if size > max_bytes:
                             raise InputError(field, f"image at {url} is more than {max_bytes} bytes")
-                        if time.monotonic() > deadline:
-                            raise InputError(field, f"fetching the image took longer than {config.timeout_s:g} s")
                         chunks.append(chunk)
+                    if deadline.expired:
+                        raise InputError(field, too_slow)
                     return b"".join(chunks)
-            except httpx.HTTPError as exc:
-                raise InputError(field, f"cannot fetch {url}: {type(exc).__name__}: {exc}") from None
+        except httpx.HTTPError as exc:
+            if deadline.expired or isinstance(exc, httpx.TimeoutException):  # per-operation timeouts = time left
+                raise InputError(field, too_slow) from None
+            raise InputError(field, f"cannot fetch {url}: {type(exc).__name__}: {exc}") from None
         raise InputError(field, f"more than {config.max_redirects} redirects")
 
 

@@ -21,10 +21,12 @@ from dtseg.masks import mask_to_polygons, masks_to_rle
 from dtseg.prompts import Prompts
 from dtseg.server.auth import Namespace
 from dtseg.server.encode import npz_bytes
-from dtseg.server.images import load_request_image
+from dtseg.ids import check_image_id
 from dtseg.server.roboflow import inference_fields
+from dtseg.server.sam_routes import load_image
 from dtseg.server.sam2_schemas import Sam2EmbedRequest, Sam2EmbedResponse, Sam2PromptSet, Sam2SegmentRequest, Sam2SegmentResponse
 from dtseg.server.schemas import ErrorResponse
+from dtseg.server.config import ServerConfig
 from dtseg.server.state import Services, get_services
 
 router = APIRouter(prefix="/sam2", tags=["sam2"])
@@ -57,8 +59,9 @@ def embed_image(body: Sam2EmbedRequest, namespace: Namespace, services: Services
             raise InputError("image", "give an image, or the image_id of an embedded image")
         embedding = engine.get_embedding(body.image_id, namespace)
     else:
-        rgb = load_request_image(body.image, services.config.max_image_pixels, services.config.url_fetch)
-        embedding = engine.embed_image(rgb, body.image_id, namespace)
+        if body.image_id is not None:
+            check_image_id(body.image_id)
+        embedding = engine.embed_image(load_image(body, services), body.image_id, namespace)
     return {**inference_fields(engine), "time": time.perf_counter() - start, "image_id": embedding.image_id}
 
 
@@ -69,10 +72,10 @@ def segment_image(body: Sam2SegmentRequest, namespace: Namespace, services: Serv
     """One mask per prompt (box and/or points) on an image or an embedded ``image_id``."""
     start = time.perf_counter()
     engine = _engine(services)
-    prompts = prompts_from_request(body.prompts)
-    image = None
-    if body.image is not None:
-        image = load_request_image(body.image, services.config.max_image_pixels, services.config.url_fetch)
+    if body.image_id is not None:
+        check_image_id(body.image_id)
+    prompts = prompts_from_request(body.prompts, services.config)
+    image = load_image(body, services) if body.image is not None else None
     cached = body.load_logits_from_cache and body.image_id is not None and engine.has_mask_logits(body.image_id, namespace)
     result = engine.segment_image(
         image=image, image_id=body.image_id, point_coords=prompts.points, point_labels=prompts.labels,
@@ -88,12 +91,19 @@ def segment_image(body: Sam2SegmentRequest, namespace: Namespace, services: Serv
                          "time": time.perf_counter() - start, "image_id": result.image_id})
 
 
-def prompts_from_request(prompt_set: Sam2PromptSet) -> Prompts:
-    """Roboflow's prompt set -> ``Prompts``: centre boxes to ``xyxy``, ``positive`` to labels 1/0."""
+def prompts_from_request(prompt_set: Sam2PromptSet, config: ServerConfig) -> Prompts:
+    """Roboflow's prompt set -> ``Prompts``: centre boxes to ``xyxy``, ``positive`` to labels 1/0.
+    More than ``server.max_objects`` prompts or ``server.max_points_per_object`` points is a 400."""
     objects = []
+    if len(prompt_set.prompts or []) > config.max_objects:
+        raise InputError("prompts", f"{len(prompt_set.prompts or [])} prompts: more than server.max_objects "
+                                    f"= {config.max_objects}")
     for i, prompt in enumerate(prompt_set.prompts or []):
         if prompt.box is None and not prompt.points:
             raise InputError(f"prompts.prompts[{i}]", "a prompt needs a box or at least one point")
+        if len(prompt.points or []) > config.max_points_per_object:
+            raise InputError(f"prompts.prompts[{i}].points", f"{len(prompt.points or [])} points: more than "
+                                                             f"server.max_points_per_object = {config.max_points_per_object}")
         box = prompt.box
         objects.append({
             "box": None if box is None else [box.x - box.width / 2, box.y - box.height / 2,

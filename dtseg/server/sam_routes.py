@@ -9,18 +9,20 @@ from __future__ import annotations
 
 import json
 import time
-from typing import Annotated, Any
+from typing import Annotated, Any, Union
 
 import numpy as np
 import torch
 from fastapi import APIRouter, Depends
 from fastapi.responses import JSONResponse, Response
 
-from dtseg.engine import Embedding, SamEngine
+from dtseg.engine import Embedding
 from dtseg.errors import InputError
+from dtseg.ids import check_image_id, header_value
 from dtseg.server.auth import Namespace
 from dtseg.server.encode import json_payload, load_npy, mask_input_logits, npy_bytes, npz_bytes, numeric_array, rle_payload
 from dtseg.server.images import load_request_image
+from dtseg.server.prompt_limits import check_prompt_counts
 from dtseg.server.roboflow import inference_fields
 from dtseg.server.schemas import EmbedRequest, EmbedResponse, ErrorResponse, SegmentRequest, SegmentResponse, SegmentRleResponse
 from dtseg.server.state import Services, get_services
@@ -30,7 +32,8 @@ ServicesDep = Annotated[Services, Depends(get_services)]
 OCTET = "application/octet-stream"
 
 _ERRORS: dict[int | str, dict[str, Any]] = {
-    400: {"model": ErrorResponse, "description": "bad image, shapes or values; `field` names the culprit"},
+    400: {"model": ErrorResponse, "description": "bad image, image_id, shapes or values, or too many prompts; "
+                                                "`field` names the culprit"},
     401: {"model": ErrorResponse, "description": "missing or invalid API key"},
     413: {"model": ErrorResponse, "description": "request body too large"},
     422: {"model": ErrorResponse, "description": "body does not match the schema"},
@@ -44,16 +47,18 @@ def embed_image(body: EmbedRequest, namespace: Namespace, services: ServicesDep)
     """Embed an image and cache it under ``image_id`` (default: a hash of its pixels)."""
     start = time.perf_counter()
     engine = services.engine
+    if body.image_id is not None:
+        check_image_id(body.image_id)
     if body.image is None:
         if body.image_id is None:
             raise InputError("image", "give an image, or the image_id of an embedded image")
         embedding = engine.get_embedding(body.image_id, namespace)
     else:
-        rgb = load_request_image(body.image, services.config.max_image_pixels, services.config.url_fetch)
+        rgb = load_image(body, services)
         embedding = engine.embed_image(rgb, body.image_id, namespace)
     array = embedding.embedding.detach().to("cpu", torch.float32).numpy()[None]
     elapsed = time.perf_counter() - start
-    headers = {"X-Image-Id": embedding.image_id, "X-Time": f"{elapsed:.6f}"}
+    headers = {"X-Image-Id": header_value(embedding.image_id), "X-Time": f"{elapsed:.6f}"}
     if body.format == "binary":
         return Response(npy_bytes(array), media_type=OCTET, headers=headers)
     text = json.dumps({"embeddings": array.tolist(), "time": elapsed, "image_id": embedding.image_id,
@@ -61,28 +66,29 @@ def embed_image(body: EmbedRequest, namespace: Namespace, services: ServicesDep)
     return Response(text, media_type="application/json", headers=headers)
 
 
-@router.post("/segment_image", response_model=SegmentResponse, responses={
+@router.post("/segment_image", response_model=Union[SegmentResponse, SegmentRleResponse], responses={
     **_ERRORS, 404: {"model": ErrorResponse, "description": "image_id not embedded and no image (code: image_not_embedded)"},
-    200: {"content": {OCTET: {}, "application/json": {"schema": {"anyOf": [
-        {"$ref": "#/components/schemas/SegmentResponse"}, {"$ref": "#/components/schemas/SegmentRleResponse"}]}}},
-        "description": "json (polygons), rle, or np.savez_compressed bytes with format=binary"}})
+    200: {"content": {OCTET: {}}, "description": "json (polygons), rle, or np.savez_compressed bytes with format=binary"}})
 def segment_image(body: SegmentRequest, namespace: Namespace, services: ServicesDep) -> Response:
     """Masks for point and/or box prompts on an image, a cached ``image_id``, or a client-held embedding."""
     start = time.perf_counter()
     engine = services.engine
+    if body.image_id is not None:
+        check_image_id(body.image_id)
+    check_prompt_counts(body.point_coords, body.point_labels, body.boxes, services.config)
     image, image_id = None, body.image_id
     if body.embeddings is not None:
         embedding = _client_embedding(body, services)
         image_id = embedding.image_id
         engine.store_embedding(embedding, namespace)
     elif body.image is not None:
-        image = load_request_image(body.image, services.config.max_image_pixels, services.config.url_fetch)
-    mask_input = _mask_input(body, namespace, image_id, engine) if body.has_mask_input else None
+        image = load_image(body, services)
+    mask_input = _mask_input(body, namespace, image_id, services) if body.has_mask_input else None
     result = engine.segment_image(
         image=image, image_id=image_id, point_coords=body.point_coords, point_labels=body.point_labels,
         boxes=body.boxes, mask_input=mask_input, multimask_output=body.multimask_output, namespace=namespace,
     )
-    headers = {"X-Image-Id": result.image_id}
+    headers = {"X-Image-Id": header_value(result.image_id)}
     if body.format == "binary":
         headers["X-Time"] = f"{time.perf_counter() - start:.6f}"
         return Response(npz_bytes(result), media_type=OCTET, headers=headers)
@@ -99,15 +105,25 @@ def _client_embedding(body: SegmentRequest, services: Services) -> Embedding:
         raise InputError("orig_im_size", "required with embeddings: [height, width] of the embedded image")
     if len(size) != 2 or min(size) < 1 or size[0] * size[1] > services.config.max_image_pixels:
         raise InputError("orig_im_size", f"expected [height, width], positive, at most {services.config.max_image_pixels} pixels, got {size}")
+    engine = services.engine
+    expected = engine.embedding_shape
     if body.embeddings_format == "binary":
-        array = load_npy(body.embeddings, "embeddings").astype(np.float32)
+        array = load_npy(body.embeddings, "embeddings", lambda shape: shape in (expected, (1, *expected)),
+                         f"shape (1, {', '.join(map(str, expected))}) or {expected}").astype(np.float32)
     else:
         array = numeric_array(body.embeddings, "embeddings")
-    return services.engine.embedding_from_array(array, (int(size[0]), int(size[1])), body.image_id)
+    return engine.embedding_from_array(array, (int(size[0]), int(size[1])), body.image_id)
 
 
-def _mask_input(body: SegmentRequest, namespace: str, image_id: str | None, engine: SamEngine) -> np.ndarray | str:
+def load_image(body: Any, services: Services) -> np.ndarray:
+    """The request's image, upright unless ``disable_preproc_auto_orient`` (Roboflow's flag)."""
+    assert body.image is not None
+    return load_request_image(body.image, services.config, services.decode_budget,
+                              auto_orient=not body.disable_preproc_auto_orient)
+
+
+def _mask_input(body: SegmentRequest, namespace: str, image_id: str | None, services: Services) -> np.ndarray | str:
     """Roboflow's order: the engine's last logits for ``image_id`` (``use_mask_input_cache``), else ``mask_input``."""
-    if body.use_mask_input_cache and image_id is not None and engine.has_mask_logits(image_id, namespace):
+    if body.use_mask_input_cache and image_id is not None and services.engine.has_mask_logits(image_id, namespace):
         return "cached"
-    return mask_input_logits(body.mask_input, body.mask_input_format)
+    return mask_input_logits(body.mask_input, body.mask_input_format, services.config.max_objects)

@@ -34,7 +34,8 @@ class ImageInput(Strict):
 
 
 class RoboflowCompat(Strict):
-    """Fields of Roboflow's ``BaseRequest``/``SamInferenceRequest``: accepted, validated, ignored.
+    """Fields of Roboflow's ``BaseRequest``/``SamInferenceRequest``: accepted, validated, ignored,
+    except ``disable_preproc_auto_orient`` (true: EXIF orientation is not applied).
 
     ``sam_version_id`` is validated but does not switch models: one model is served (see /info).
     Authentication reads ``api_key`` from the query string or ``Authorization: Bearer``; a
@@ -51,7 +52,8 @@ class RoboflowCompat(Strict):
     source: Optional[str] = None
     source_info: Optional[str] = None
     disable_model_monitoring: Optional[bool] = None
-    disable_preproc_auto_orient: Optional[bool] = None
+    disable_preproc_auto_orient: Optional[bool] = Field(
+        None, description="true: use the pixels as stored, without applying EXIF orientation")
     use_embeddings_cache: Optional[bool] = None
 
 
@@ -60,7 +62,8 @@ class EmbedRequest(RoboflowCompat):
 
     image: Optional[ImageInput] = Field(None, description="required unless image_id is already embedded")
     image_id: Optional[str] = Field(None, min_length=1, max_length=512, examples=["example_image_id"],
-                                    description="cache key; default: a hash of the pixels")
+                                    description="cache key; default: a hash of the pixels. Printable text, no "
+                                                "control characters; percent-encoded in X-Image-Id")
     format: Literal["json", "binary"] = Field("json", description="binary: np.save bytes of (1, 256, 64, 64) float32")
 
 

@@ -15,7 +15,7 @@ import numpy as np
 from fastapi import APIRouter, Depends, HTTPException
 from pydantic import BaseModel, Field
 
-from dtseg.errors import DtsegError, InputError
+from dtseg.errors import CheckpointNotFoundError, DtsegError, InputError
 from dtseg.masks import mask_to_polygons, masks_to_rle
 from dtseg.server.auth import Namespace
 from dtseg.server.config import ServerConfig
@@ -66,15 +66,19 @@ def segment(body: SegmentPipelineRequest, namespace: Namespace,
     """Run a named detect-then-segment pipeline on an image."""
     start = time.perf_counter()
     pipeline = _pipeline(services, body.config)
-    image = load_request_image(body.image, services.config.max_image_pixels, services.config.url_fetch)
+    image = load_request_image(body.image, services.config, services.decode_budget)
     detections = pipeline(image)
     return SegmentPipelineResponse(detections=_rows(detections, body.format), time=time.perf_counter() - start,
                                    config=body.config, random_weights=detections.metadata.get("random_weights"))
 
 
 def _pipeline(services: Services, name: str) -> Any:
-    if name not in available_configs(services.config):
-        raise InputError("config", f"unknown pipeline config {name!r}; this server has {available_configs(services.config)}")
+    names = available_configs(services.config)
+    if not names:
+        raise InputError("config", "this server has no pipeline configs: start it with server.configs_dir set to a "
+                                   "folder of pipeline YAML files (e.g. --set server.configs_dir=configs)")
+    if name not in names:
+        raise InputError("config", f"unknown pipeline config {name!r}; this server has {names}")
     with _build_lock:
         if name not in services.pipelines:
             from dtseg.pipeline import Pipeline
@@ -82,10 +86,21 @@ def _pipeline(services: Services, name: str) -> Any:
             path = next(p for p in Path(services.config.configs_dir or ".").iterdir()
                         if p.stem == name and p.suffix in (".yaml", ".yml"))
             try:  # the server's engine serves every pipeline: their sam: sections are not used
-                services.pipelines[name] = Pipeline.from_config(path, engine=services.engine)
+                services.pipelines[name] = Pipeline.from_config(path, engine=services.engine,
+                                                                allow_random=services.config.allow_random)
             except (DtsegError, ValueError, OSError, ImportError) as exc:
-                raise HTTPException(503, f"pipeline config {name!r} cannot be built on this server: {exc}") from None
+                raise HTTPException(503, f"pipeline config {name!r} cannot be built on this server: {_server_hint(exc)}") from None
         return services.pipelines[name]
+
+
+def _server_hint(exc: Exception) -> str:
+    """The error, with the CLI's ``--allow-random`` (which ``dtseg serve`` has not) put in server terms."""
+    text = str(exc)
+    if "--allow-random" in text:
+        return text.replace("--allow-random", "start the server with --set server.allow_random=true")
+    if isinstance(exc, CheckpointNotFoundError):
+        text += " (demo servers only: --set server.allow_random=true gives detectors without weights random ones)"
+    return text
 
 
 def _rows(detections: Any, fmt: str) -> list[Detection]:

@@ -1,4 +1,4 @@
-"""What the routes share: the engine, the server config, and the built pipelines."""
+"""What the routes share: the engine, the server config, the decode budget and the built pipelines."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ from fastapi import Request
 
 from dtseg.engine import SamEngine
 from dtseg.server.config import ServerConfig
+from dtseg.server.decode_budget import DecodeBudget
 
 
 @dataclass
@@ -20,6 +21,10 @@ class Services:
     config: ServerConfig
     pipelines: dict[str, Any] = field(default_factory=dict)
     sam2_engine: SamEngine | None = None
+    decode_budget: DecodeBudget = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.decode_budget = DecodeBudget(int(self.config.decode_megapixels * 1e6))
 
 
 def get_services(request: Request) -> Services:

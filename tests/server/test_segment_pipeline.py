@@ -55,3 +55,31 @@ def test_segment_errors(make_client, pipelines: Path, image: np.ndarray) -> None
     assert broken.status_code == 503 and "broken" in broken.json()["message"]
     extra = client.post("/segment", json={"image": b64_image(image), "config": "manual", "sinks": []})
     assert extra.status_code == 422 and extra.json()["field"] == "sinks"
+
+
+def test_no_configs_dir_says_how_to_set_one(make_client, image: np.ndarray) -> None:
+    client: TestClient = make_client()
+    response = client.post("/segment", json={"image": b64_image(image), "config": "default"})
+    assert response.status_code == 400 and response.json()["field"] == "config"
+    assert "server.configs_dir" in response.json()["message"]
+
+
+def test_missing_detector_weights_give_a_hint_serve_can_follow(make_client, tmp_path: Path, image: np.ndarray,
+                                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    """The 503 must not advise --allow-random (a segment/video flag); server.allow_random does it here."""
+    from ultralytics.utils import SETTINGS
+
+    if (Path(SETTINGS["weights_dir"]) / "yolov8n.pt").exists():
+        pytest.skip("yolov8n.pt is on this machine")
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("DTSEG_OFFLINE", "1")
+    (tmp_path / "detect.yaml").write_text(yaml.safe_dump({"prompts": [{"yolo": {"imgsz": 64, "max_det": 2}}]}))
+    strict: TestClient = make_client(configs_dir=str(tmp_path))
+    refused = strict.post("/segment", json={"image": b64_image(image), "config": "detect"})
+    assert refused.status_code == 503
+    assert "--allow-random" not in refused.json()["message"]
+    assert "--set server.allow_random=true" in refused.json()["message"]
+    demo: TestClient = make_client(configs_dir=str(tmp_path), allow_random=True)
+    built = demo.post("/segment", json={"image": b64_image(image), "config": "detect"})
+    assert built.status_code == 200, built.text
+    assert "yolo" in built.json()["random_weights"]
