@@ -53,9 +53,12 @@ def test_embed_same_pixels_is_cached_and_default_id_is_content_hash(client: Test
                                                    "sam_version_id": "vit_h"})
     assert again.status_code == 200 and again.headers["x-image-id"] == embedded
     assert engine.encoder_calls == calls
-    anonymous = client.post("/sam/embed_image", json={"image": b64_image(image), "format": "binary"})
-    assert anonymous.headers["x-image-id"] == content_hash(image)
-    assert engine.encoder_calls == calls + 1  # a new cache key: embedded once more
+    fresh = image[::-1].copy()  # pixels no other test of the shared engine embeds
+    anonymous = client.post("/sam/embed_image", json={"image": b64_image(fresh), "format": "binary"})
+    assert anonymous.headers["x-image-id"] == content_hash(fresh)
+    assert engine.encoder_calls == calls + 1  # a new cache key: embedded once
+    client.post("/sam/embed_image", json={"image": b64_image(fresh), "format": "binary"})
+    assert engine.encoder_calls == calls + 1  # the content-hash key is a cache hit
 
 
 def test_embed_without_image(client: TestClient) -> None:
