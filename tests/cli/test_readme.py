@@ -41,3 +41,13 @@ def test_python_api_blocks_run_as_written(bus_jpg: Path, monkeypatch: pytest.Mon
     assert namespace["result"].masks.shape == (2, 1, 1080, 810)
     assert namespace["detections"].metadata["random_weights"]  # allow_random really stood in
     assert namespace["pipeline"].random_parts == ["sam", "yolo"]
+
+
+def test_docs_speak_of_the_project_not_of_its_making() -> None:
+    """No pointers to files outside the repository (a design note that does not ship) and no
+    talk of the sessions or issues the docs were written in."""
+    pages = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
+    found = [f"{page.name}:{n}: {line.strip()}" for page in pages
+             for n, line in enumerate(page.read_text().splitlines(), 1)
+             if re.search(r"DESIGN\.md|\bsessions?\b|\bthe issue\b", line, re.I)]
+    assert not found, "\n".join(found)
