@@ -25,6 +25,7 @@ def python_api_blocks() -> list[str]:
     return re.findall(r"```python\n(.*?)```", section, re.S)
 
 
+@pytest.mark.filterwarnings("ignore::dtseg.errors.RandomWeightsWarning")
 def test_python_api_blocks_run_as_written(bus_jpg: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.chdir(ROOT)
     monkeypatch.setenv("DTSEG_OFFLINE", "1")
