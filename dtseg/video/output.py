@@ -58,13 +58,20 @@ class AnnotatedVideo:
         target = self.path.with_name(f".{self.path.stem}.resume{self.path.suffix}") if resuming else self.path
         self._writer: FragmentedMp4Writer | None = FragmentedMp4Writer(target, width, height, fps)
         self._warned_size = False
+        self._pending: Path | None = None  # a resume copy still to be renamed over ``path``
         if resuming:
             self._copy_from(self.path, keep_frames)
             # the copy is itself crash-safe from here on: it replaces the old video now, and
             # the open writer goes on appending to it (POSIX keeps the file open across a rename)
-            os.replace(target, self.path)
+            self._pending = target
+            try:
+                os.replace(target, self.path)
+                self._pending = None
+            except PermissionError:  # Windows cannot rename an open file: at close, then
+                pass
         elif keep_frames > 0:
-            log.warning("%s does not exist: the new video starts at the resumed frame", self.path)
+            log.warning("%s does not exist: the new video starts at the resumed frame (VideoJob redoes "
+                        "the frames it lacks, so this happens only when it is used alone)", self.path)
 
     def _copy_from(self, old: Path, count: int) -> None:
         """Re-encode the first ``count`` frames of ``old`` (a little quality is lost on them)."""
@@ -96,3 +103,6 @@ class AnnotatedVideo:
         if self._writer is not None:
             writer, self._writer = self._writer, None
             writer.close()
+        if self._pending is not None:
+            pending, self._pending = self._pending, None
+            os.replace(pending, self.path)

@@ -231,3 +231,12 @@ def test_class_list_parses_names_and_ids() -> None:
 
     assert class_list(["person", "bus"]) == ["person", "bus"]
     assert class_list(["0,5", "car"]) == [0, 5, "car"]
+
+
+def test_video_takes_the_detector_shortcuts_too() -> None:
+    from dtseg.cli import build_parser
+    from dtseg.cli.common import overrides
+
+    args = build_parser().parse_args(["video", "in.mp4", "--out", "o.mp4", "--conf", "0.3", "--classes", "person",
+                                      "2", "--set", "sam.model=tiny"])
+    assert overrides(args) == ["sam.model=tiny", "prompts.yolo.conf=0.3", 'prompts.yolo.classes=["person", 2]']
