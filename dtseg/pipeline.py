@@ -22,6 +22,8 @@ from dtseg.errors import CheckpointNotFoundError
 from dtseg.io import ImageLike, load_image
 from dtseg.plugins import PluginInfo, Registry, get_plugin_manager
 from dtseg.prompts import Prompts
+from dtseg.records import (NUM_PROMPTS, PROMPT_BOX, PROMPT_LABELS, PROMPT_POINTS, RANDOM_WEIGHTS, SAM_SCORE,
+                           TRACKER_ID)
 
 log = logging.getLogger(__name__)
 
@@ -177,7 +179,7 @@ class Pipeline:
                 after = getattr(stage.provider, "after_segment", None)
                 if after is not None:
                     detections = after(frame, detections)
-            detections.metadata.update(random_weights=self.random_label, num_prompts=len(image_prompts))
+            detections.metadata.update({RANDOM_WEIGHTS: self.random_label, NUM_PROMPTS: len(image_prompts)})
             results.append(detections)
         return results
 
@@ -248,7 +250,7 @@ def empty_detections(prompts: Prompts) -> sv.Detections:
     prompts' data keys and ``sam_score``."""
     detections = sv.Detections.empty()
     detections.data.update({k: v[:0] if isinstance(v, np.ndarray) else np.zeros(0, dtype=object)
-                            for k, v in prompts.data.items() if k != "tracker_id"})
-    detections.data.update(sam_score=np.zeros(0, np.float32), prompt_box=prompts.boxes,
-                           prompt_points=prompts.points, prompt_labels=prompts.labels)
+                            for k, v in prompts.data.items() if k != TRACKER_ID})
+    detections.data.update({SAM_SCORE: np.zeros(0, np.float32), PROMPT_BOX: prompts.boxes,
+                            PROMPT_POINTS: prompts.points, PROMPT_LABELS: prompts.labels})
     return detections
