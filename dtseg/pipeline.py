@@ -18,6 +18,7 @@ import numpy as np
 import supervision as sv
 
 from dtseg.config import PipelineConfig, StrictModel, apply_overrides, load_yaml, validate
+from dtseg.contracts import Engine, PromptProvider, Sink
 from dtseg.errors import CheckpointNotFoundError
 from dtseg.io import ImageLike, load_image
 from dtseg.plugins import PluginInfo, Registry, get_plugin_manager
@@ -35,7 +36,7 @@ class Stage:
     """A configured prompt provider: ``provider(frame, prompts) -> Prompts``."""
 
     name: str
-    provider: Any
+    provider: PromptProvider
     info: PluginInfo
 
 
@@ -56,7 +57,7 @@ class Pipeline:
     result without running SAM.
     """
 
-    def __init__(self, engine: Any, stages: Sequence[Stage], *, registry: Registry | None = None,
+    def __init__(self, engine: Engine, stages: Sequence[Stage], *, registry: Registry | None = None,
                  loaded: LoadedConfig | None = None, multimask_output: bool = False, batch_size: int = 1) -> None:
         self.engine = engine
         self.batch_size = batch_size  # images per segment_batch call in folder runs
@@ -80,7 +81,7 @@ class Pipeline:
         device: str | None = None,
         allow_random: bool = False,
         registry: Registry | None = None,
-        engine: Any = None,
+        engine: Engine | None = None,
     ) -> "Pipeline":
         """Build from a YAML file, a dict or a ``PipelineConfig``.
 
@@ -111,14 +112,14 @@ class Pipeline:
         """A loud label when any model has random weights, else ``None``."""
         return RANDOM_LABEL.format(", ".join(self.random_parts)) if self.random_parts else None
 
-    def open_sinks(self, out_dir: str | Path) -> list[Any]:
+    def open_sinks(self, out_dir: str | Path) -> list[Sink]:
         """The config's sinks, writing under ``out_dir`` (created). Close each when done. A sink
         with a ``banner`` attribute left at ``None`` gets the random-weights label, if any."""
         if self.loaded is None:
             return []
         out = Path(out_dir)
         out.mkdir(parents=True, exist_ok=True)
-        sinks = []
+        sinks: list[Sink] = []
         for i, entry in enumerate(self.loaded.config.sinks):
             name, options = next(iter(entry.items()))
             info = self.registry.sink(name)
@@ -234,7 +235,7 @@ def build_stage(registry: Registry, entry: dict[str, dict[str, Any]], index: int
         return Stage(name, info.cls(fallback(config)), info)
 
 
-def build_engine(config: PipelineConfig, allow_random: bool = False) -> Any:
+def build_engine(config: PipelineConfig, allow_random: bool = False) -> Engine:
     """``config.sam.build_engine()``; with ``allow_random``, missing weights become random ones."""
     try:
         return config.sam.build_engine()
