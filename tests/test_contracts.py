@@ -67,11 +67,12 @@ def test_every_registered_sink_satisfies_the_sink_contract(tmp_path: Path):
 
 def test_every_installed_provider_has_the_provider_call_and_filter_signatures():
     registry = _registry()
-    assert {"points", "yolo", "zones"} <= set(registry.providers)
+    assert {"everything", "points", "yolo", "zones"} <= set(registry.providers)
     for name in registry.providers:
         cls = registry.provider(name).cls
         assert [p[0] for p in shape_of(cls.__call__)][1:] == ["frame", "prompts"], name
         if hasattr(cls, "after_segment"):
             assert [p[0] for p in shape_of(cls.after_segment)][1:] == ["frame", "detections"], name
     assert issubclass(registry.provider("zones").cls, SegmentFilter)
+    assert issubclass(registry.provider("everything").cls, SegmentFilter)
     assert issubclass(registry.provider("points").cls, PromptProvider)
