@@ -10,8 +10,7 @@ These are ``typing.Protocol``s: a class satisfies one by having the methods, not
 
 from __future__ import annotations
 
-from pathlib import Path
-from typing import TYPE_CHECKING, Any, Protocol, Sequence, runtime_checkable
+from typing import TYPE_CHECKING, Protocol, Sequence, runtime_checkable
 
 import numpy as np
 import supervision as sv
@@ -51,14 +50,6 @@ class Sink(Protocol):
     def write(self, name: str, frame: np.ndarray, detections: sv.Detections) -> None: ...
 
     def close(self) -> None: ...
-
-
-class SinkClass(Protocol):
-    """What a sink plugin registers: a class with a ``Config`` model, built with the run's folder."""
-
-    Config: type
-
-    def __call__(self, config: Any, out_dir: Path) -> Sink: ...
 
 
 @runtime_checkable

@@ -119,7 +119,8 @@ class Pipeline:
         with a ``banner`` attribute left at ``None`` gets the random-weights label, if any."""
         source, base_dir = (self.loaded.source, self.loaded.base_dir) if self.loaded else ("<pipeline>", None)
         if sinks is not None:
-            entries = validate(PipelineConfig, {"sinks": list(sinks)}, "sinks=", base_dir=base_dir).sinks
+            source = "the sinks argument"
+            entries = validate(PipelineConfig, {"sinks": list(sinks)}, source, base_dir=base_dir).sinks
         else:
             entries = self.loaded.config.sinks if self.loaded else []
         out = Path(out_dir)

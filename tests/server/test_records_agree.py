@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import numpy as np
 import yaml
 from fastapi.testclient import TestClient
 
@@ -14,7 +13,7 @@ from dtseg.pipeline import Pipeline
 from dtseg.records import RECORD_FIELDS
 from dtseg.server.segment_routes import Detection
 from dtseg.video.jsonl import frame_record
-from tests.server.server_helpers import b64_image
+from tests.server.server_helpers import b64_image, synthetic_image
 
 # the points provider names two objects; the zones stage keeps both and sets data["zone"]
 CONFIG = {
@@ -29,8 +28,8 @@ CONFIG = {
 }
 
 
-def test_every_output_writes_the_same_record(make_client, tmp_path: Path, engine: SamEngine,
-                                             image: np.ndarray) -> None:
+def test_every_output_writes_the_same_record(make_client, tmp_path: Path, engine: SamEngine) -> None:
+    image = synthetic_image(seed=15)  # pixels of its own: the session engine's cache is shared
     (tmp_path / "zoned.yaml").write_text(yaml.safe_dump(CONFIG))
     pipeline = Pipeline.from_config(tmp_path / "zoned.yaml", engine=engine)
     detections = pipeline(image)
