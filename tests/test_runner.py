@@ -65,7 +65,7 @@ def test_run_writes_every_image_with_the_given_sinks_and_summarizes(folder: Path
     assert f"error: {folder / 'b.jpg'}: image: not a decodable image" in err
     assert "4/4" in err  # the progress bar
     assert not summary.ok and summary.total == 4 and not summary.interrupted
-    assert summary.report().startswith(f"segmented 3 of 4 images in ") and "1 failed:" in summary.report()
+    assert summary.report().startswith("segmented 3 of 4 images in ") and "1 failed:" in summary.report()
 
 
 def test_default_sinks_are_the_configs_and_sources_can_be_a_list(folder: Path, tmp_path: Path, capsys):

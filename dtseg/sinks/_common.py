@@ -13,7 +13,7 @@ import numpy as np
 import supervision as sv
 
 from dtseg.errors import InputError
-from dtseg.records import SAM_SCORE, column, json_safe, masks_of  # noqa: F401 - shared with the sinks
+from dtseg.records import SAM_SCORE, column  # noqa: F401 - column: for the annotated sink
 
 
 def check_name(name: str) -> str:
