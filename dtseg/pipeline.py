@@ -18,10 +18,14 @@ import numpy as np
 import supervision as sv
 
 from dtseg.config import PipelineConfig, StrictModel, apply_overrides, load_yaml, validate
-from dtseg.errors import CheckpointNotFoundError
+from dtseg.contracts import Engine, PromptProvider, Sink
+from dtseg.errors import CheckpointNotFoundError, ConfigError
 from dtseg.io import ImageLike, load_image
 from dtseg.plugins import PluginInfo, Registry, get_plugin_manager
 from dtseg.prompts import Prompts
+from dtseg.records import (NUM_PROMPTS, PROMPT_BOX, PROMPT_LABELS, PROMPT_POINTS, RANDOM_WEIGHTS, SAM_SCORE,
+                           TRACKER_ID)
+from dtseg.runner import RunSummary, expand_sources, run_items
 
 log = logging.getLogger(__name__)
 
@@ -33,7 +37,7 @@ class Stage:
     """A configured prompt provider: ``provider(frame, prompts) -> Prompts``."""
 
     name: str
-    provider: Any
+    provider: PromptProvider
     info: PluginInfo
 
 
@@ -54,7 +58,7 @@ class Pipeline:
     result without running SAM.
     """
 
-    def __init__(self, engine: Any, stages: Sequence[Stage], *, registry: Registry | None = None,
+    def __init__(self, engine: Engine, stages: Sequence[Stage], *, registry: Registry | None = None,
                  loaded: LoadedConfig | None = None, multimask_output: bool = False, batch_size: int = 1) -> None:
         self.engine = engine
         self.batch_size = batch_size  # images per segment_batch call in folder runs
@@ -78,7 +82,7 @@ class Pipeline:
         device: str | None = None,
         allow_random: bool = False,
         registry: Registry | None = None,
-        engine: Any = None,
+        engine: Engine | None = None,
     ) -> "Pipeline":
         """Build from a YAML file, a dict or a ``PipelineConfig``.
 
@@ -109,24 +113,28 @@ class Pipeline:
         """A loud label when any model has random weights, else ``None``."""
         return RANDOM_LABEL.format(", ".join(self.random_parts)) if self.random_parts else None
 
-    def open_sinks(self, out_dir: str | Path) -> list[Any]:
-        """The config's sinks, writing under ``out_dir`` (created). Close each when done. A sink
+    def open_sinks(self, out_dir: str | Path, sinks: Sequence[str | dict[str, Any]] | None = None) -> list[Sink]:
+        """The config's sinks, or ``sinks`` given like the config's ``sinks:`` (names, or
+        ``{name: options}``), writing under ``out_dir`` (created). Close each when done. A sink
         with a ``banner`` attribute left at ``None`` gets the random-weights label, if any."""
-        if self.loaded is None:
-            return []
+        source, base_dir = (self.loaded.source, self.loaded.base_dir) if self.loaded else ("<pipeline>", None)
+        if sinks is not None:
+            source = "the sinks argument"
+            entries = validate(PipelineConfig, {"sinks": list(sinks)}, source, base_dir=base_dir).sinks
+        else:
+            entries = self.loaded.config.sinks if self.loaded else []
         out = Path(out_dir)
         out.mkdir(parents=True, exist_ok=True)
-        sinks = []
-        for i, entry in enumerate(self.loaded.config.sinks):
+        opened: list[Sink] = []
+        for i, entry in enumerate(entries):
             name, options = next(iter(entry.items()))
             info = self.registry.sink(name)
-            config = validate(info.config_model, options, self.loaded.source, prefix=f"sinks[{i}].{name}",
-                              base_dir=self.loaded.base_dir)
+            config = validate(info.config_model, options, source, prefix=f"sinks[{i}].{name}", base_dir=base_dir)
             sink = info.cls(config, out)
             if self.random_label and getattr(sink, "banner", "") is None:  # e.g. the annotated sink
                 sink.banner = self.random_label
-            sinks.append(sink)
-        return sinks
+            opened.append(sink)
+        return opened
 
     # -- running ---------------------------------------------------------------------------
     def prompts(self, frame: np.ndarray) -> Prompts:
@@ -177,9 +185,29 @@ class Pipeline:
                 after = getattr(stage.provider, "after_segment", None)
                 if after is not None:
                     detections = after(frame, detections)
-            detections.metadata.update(random_weights=self.random_label, num_prompts=len(image_prompts))
+            detections.metadata.update({RANDOM_WEIGHTS: self.random_label, NUM_PROMPTS: len(image_prompts)})
             results.append(detections)
         return results
+
+    def run(self, source: str | Path | Sequence[str | Path], out: str | Path = "out", *,
+            sinks: Sequence[str | dict[str, Any] | Sink] | None = None, progress: bool = True) -> RunSummary:
+        """Segment images and write each with the sinks as soon as it is done: ``dtseg segment``
+        from Python. ``source``: an image, a folder (its images, by name), a glob or an http(s)
+        URL, or a list of them. ``sinks``: the config's (default), or names / ``{name: options}``
+        / sink objects. Every sink is closed at the end. An image that fails is reported on
+        stderr and skipped; Ctrl-C stops after the image in progress. Returns a ``RunSummary``
+        (``done``, ``failed``, ``seconds``, ``interrupted``; ``report()`` as text)."""
+        items, missing = expand_sources([source] if isinstance(source, (str, Path)) else list(source))
+        if sinks is None:
+            chosen = self.open_sinks(out)
+        else:
+            for i, sink in enumerate(sinks):
+                if not isinstance(sink, (str, dict, Sink)):
+                    raise ConfigError(f"sinks[{i}]: expected a sink name, {{name: options}} or an object with "
+                                      f"write(name, frame, detections) and close(), got {type(sink).__name__}")
+            opened = iter(self.open_sinks(out, [s for s in sinks if isinstance(s, (str, dict))]))
+            chosen = [next(opened) if isinstance(s, (str, dict)) else s for s in sinks]
+        return run_items(self, items, chosen, out, missing=missing, progress=progress)
 
     def process_video(self, source: Any, **options: Any) -> Iterator[tuple[int, sv.Detections]]:
         """Yield ``(frame_index, sv.Detections)`` for a video file, a folder of frames, a webcam
@@ -232,7 +260,7 @@ def build_stage(registry: Registry, entry: dict[str, dict[str, Any]], index: int
         return Stage(name, info.cls(fallback(config)), info)
 
 
-def build_engine(config: PipelineConfig, allow_random: bool = False) -> Any:
+def build_engine(config: PipelineConfig, allow_random: bool = False) -> Engine:
     """``config.sam.build_engine()``; with ``allow_random``, weights that cannot be downloaded become
     random ones. A checkpoint path that was given and is missing is always an error."""
     try:
@@ -249,7 +277,7 @@ def empty_detections(prompts: Prompts) -> sv.Detections:
     prompts' data keys and ``sam_score``."""
     detections = sv.Detections.empty()
     detections.data.update({k: v[:0] if isinstance(v, np.ndarray) else np.zeros(0, dtype=object)
-                            for k, v in prompts.data.items() if k != "tracker_id"})
-    detections.data.update(sam_score=np.zeros(0, np.float32), prompt_box=prompts.boxes,
-                           prompt_points=prompts.points, prompt_labels=prompts.labels)
+                            for k, v in prompts.data.items() if k != TRACKER_ID})
+    detections.data.update({SAM_SCORE: np.zeros(0, np.float32), PROMPT_BOX: prompts.boxes,
+                            PROMPT_POINTS: prompts.points, PROMPT_LABELS: prompts.labels})
     return detections

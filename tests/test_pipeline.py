@@ -8,7 +8,7 @@ from typing import Any
 
 import numpy as np
 import pytest
-import supervision as sv
+import torch
 
 from dtseg.config import SamConfig, StrictModel
 from dtseg.errors import CheckpointNotFoundError
@@ -16,6 +16,7 @@ from dtseg.hookspecs import hookimpl
 from dtseg.pipeline import Pipeline
 from dtseg.plugins import Registry, get_plugin_manager, register_plugin
 from dtseg.prompts import Prompts
+from tests.fakes import FakeEngine
 
 DOCS = Path(__file__).parents[1] / "docs" / "plugins.md"
 
@@ -48,20 +49,6 @@ class Fixed:
         out = self.prompts[np.arange(len(self.prompts))]
         out.data["tag"] = np.array([f"obj{i}" for i in range(len(out))], dtype=object)
         return out
-
-
-class FakeEngine:
-    """Stands in for SamEngine where only the stage logic is tested: empty masks, score 1."""
-
-    def __init__(self, random_weights: bool = False) -> None:
-        self.random_weights = random_weights
-        self.calls: list[int] = []
-
-    def segment(self, frame, prompts, multimask_output=False, cache=True):
-        self.calls.append(len(prompts))
-        n, (h, w) = len(prompts), frame.shape[:2]
-        return sv.Detections(xyxy=np.zeros((n, 4), np.float32), mask=np.zeros((n, h, w), bool),
-                             data={**prompts.data, "sam_score": np.ones(n, np.float32)})
 
 
 @pytest.fixture
@@ -219,7 +206,7 @@ def test_a_provider_returning_something_else_is_named(small_frame):
         pipeline(small_frame)
 
 
-def test_device_reaches_sam_and_stages_that_take_one():
+def test_device_reaches_sam_and_stages_that_take_one(tiny_sam_config, small_frame):
     seen: dict[str, Any] = {}
 
     class WithDevice(Fixed):
@@ -229,10 +216,15 @@ def test_device_reaches_sam_and_stages_that_take_one():
         def __init__(self, config):
             seen["device"] = config.device
 
-    engine = object()
-    pipeline = Pipeline.from_config({"prompts": ["dev"], "sinks": []}, registry=registry_with(dev=WithDevice),
-                                    engine=engine, device="cpu")
+    Fixed.prompts = Prompts.from_objects([{"points": [[40, 40]]}])
+    # the config asks for CUDA: only the device argument can put SAM on the CPU (on a machine
+    # without CUDA, building the engine on the config's device is an error)
+    config = {"sam": {**tiny_sam_config, "device": "cuda"}, "prompts": ["dev"], "sinks": []}
+    pipeline = Pipeline.from_config(config, registry=registry_with(dev=WithDevice), device="cpu")
     assert seen["device"] == "cpu" and pipeline.loaded.config.sam.device == "cpu"
+    assert pipeline.engine.device == torch.device("cpu")
+    assert {p.device for p in pipeline.engine.sam.parameters()} == {torch.device("cpu")}
+    assert pipeline(small_frame).mask.shape == (1, 120, 160)
 
 
 def test_allow_random_replaces_missing_sam_weights_loudly(caplog):

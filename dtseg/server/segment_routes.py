@@ -13,10 +13,10 @@ from typing import Annotated, Any, Literal, Optional
 
 import numpy as np
 from fastapi import APIRouter, Depends, HTTPException
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 from dtseg.errors import CheckpointNotFoundError, DtsegError, InputError
-from dtseg.masks import mask_to_polygons, masks_to_rle
+from dtseg.records import RANDOM_WEIGHTS, object_records
 from dtseg.server.auth import Namespace
 from dtseg.server.config import ServerConfig
 from dtseg.server.images import load_request_image
@@ -34,14 +34,31 @@ class SegmentPipelineRequest(Strict):
     format: Literal["json", "rle"] = Field("json", description="json: polygons (every part and hole); rle: COCO RLE")
 
 
+class Prompt(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    box: Optional[list[float]] = Field(None, description="[x1, y1, x2, y2] pixels, or null")
+    points: list[list[float]] = Field(description="[[x, y], ...] pixels")
+    labels: list[int] = Field(description="1 foreground, 0 background, one per point")
+
+
 class Detection(BaseModel):
+    """One object: ``dtseg.records.object_records`` (the same fields as the json sink and video JSONL)."""
+
+    model_config = ConfigDict(extra="forbid")
+    index: int
     class_id: Optional[int] = None
     class_name: Optional[str] = None
     confidence: Optional[float] = None
     sam_score: Optional[float] = None
+    tracker_id: Optional[int] = None
+    zone: Optional[Any] = Field(None, description="the zone the object lies in (zones provider), when set")
     box: list[float] = Field(description="[x1, y1, x2, y2] pixels")
+    prompt: Prompt
+    area: int = Field(description="mask pixels")
     polygons: Optional[list[list[list[list[int]]]]] = Field(None, description="parts -> rings [exterior, holes...] -> [x, y]")
     rle: Optional[dict[str, Any]] = None
+    data: Optional[dict[str, Any]] = Field(None, description="other per-object data from the providers")
 
 
 class SegmentPipelineResponse(BaseModel):
@@ -68,8 +85,8 @@ def segment(body: SegmentPipelineRequest, namespace: Namespace,
     pipeline = _pipeline(services, body.config)
     image = load_request_image(body.image, services.config, services.decode_budget)
     detections = pipeline(image)
-    return SegmentPipelineResponse(detections=_rows(detections, body.format), time=time.perf_counter() - start,
-                                   config=body.config, random_weights=detections.metadata.get("random_weights"))
+    return SegmentPipelineResponse(detections=_rows(detections, image, body.format), time=time.perf_counter() - start,
+                                   config=body.config, random_weights=detections.metadata.get(RANDOM_WEIGHTS))
 
 
 def _pipeline(services: Services, name: str) -> Any:
@@ -103,21 +120,7 @@ def _server_hint(exc: Exception) -> str:
     return text
 
 
-def _rows(detections: Any, fmt: str) -> list[Detection]:
-    n = len(detections)
-    masks = detections.mask if detections.mask is not None else np.zeros((n, 0, 0), bool)
-    names = detections.data.get("class_name")
-    scores = detections.data.get("sam_score")
-    rles = masks_to_rle(masks) if fmt == "rle" and n else [None] * n
-    rows = []
-    for i in range(n):
-        rows.append(Detection(
-            class_id=None if detections.class_id is None else int(detections.class_id[i]),
-            class_name=None if names is None else str(names[i]),
-            confidence=None if detections.confidence is None else float(detections.confidence[i]),
-            sam_score=None if scores is None else float(scores[i]),
-            box=[float(v) for v in detections.xyxy[i]],
-            polygons=[[ring.tolist() for ring in part] for part in mask_to_polygons(masks[i])] if fmt == "json" else None,
-            rle=rles[i],
-        ))
-    return rows
+def _rows(detections: Any, image: np.ndarray, fmt: str) -> list[Detection]:
+    records = object_records(detections, image.shape[:2], output="/segment", polygons=fmt == "json",
+                             rle=fmt == "rle")
+    return [Detection(**record) for record in records]

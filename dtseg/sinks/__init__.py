@@ -5,6 +5,7 @@
 ``masks_png``  one 8-bit PNG per object, or one 16-bit instance-id PNG per image
 ``json``       one JSON per image: metadata, prompt, polygons (holes kept), COCO RLE
 ``coco``       one COCO dataset JSON for the run (RLE segmentations), written at close
+``yolo_seg``   an ultralytics segmentation dataset: images, one label .txt per image, data.yaml
 =============  =====================================================================
 """
 
@@ -15,15 +16,17 @@ from dtseg.sinks.annotated import AnnotatedSink
 from dtseg.sinks.coco import CocoSink
 from dtseg.sinks.json_sink import JsonSink
 from dtseg.sinks.masks_png import MasksPngSink
+from dtseg.sinks.yolo_seg import YoloSegSink
 
 BUILTIN_SINKS: dict[str, type] = {
     "annotated": AnnotatedSink,
     "masks_png": MasksPngSink,
     "json": JsonSink,
     "coco": CocoSink,
+    "yolo_seg": YoloSegSink,
 }
 
-__all__ = ["AnnotatedSink", "BUILTIN_SINKS", "CocoSink", "JsonSink", "MasksPngSink"]
+__all__ = ["AnnotatedSink", "BUILTIN_SINKS", "CocoSink", "JsonSink", "MasksPngSink", "YoloSegSink"]
 
 
 @hookimpl

@@ -1,4 +1,4 @@
-"""Helpers shared by the built-in sinks: checks, JSON-safe values, atomic writes."""
+"""Helpers shared by the built-in sinks: checks, atomic writes (record values: ``dtseg.records``)."""
 
 from __future__ import annotations
 
@@ -15,6 +15,7 @@ import numpy as np
 import supervision as sv
 
 from dtseg.errors import InputError
+from dtseg.records import SAM_SCORE, column  # noqa: F401 - column: for the annotated sink
 
 
 def check_name(name: str) -> str:
@@ -32,55 +33,10 @@ def check_frame(frame: np.ndarray) -> tuple[int, int]:
     return int(frame.shape[0]), int(frame.shape[1])
 
 
-def masks_of(detections: sv.Detections, shape: tuple[int, int], sink: str) -> np.ndarray:
-    """The detections' masks as ``(N, H, W)`` bool, checked against the frame's ``(H, W)``.
-
-    Empty detections give ``(0, H, W)``; non-empty detections without masks are an error,
-    since every built-in sink except ``annotated`` writes masks.
-    """
-    if len(detections) == 0:
-        return np.zeros((0, *shape), bool)
-    if detections.mask is None:
-        raise InputError("detections", f"the {sink!r} sink needs masks, and these detections have none")
-    masks = np.asarray(detections.mask)
-    if masks.shape[1:] != shape:
-        raise InputError("detections", f"masks are {masks.shape[1:]}, the frame is {shape}")
-    return masks.astype(bool, copy=False)
-
-
-def json_safe(value: Any) -> Any:
-    """numpy scalars/arrays (and containers of them) -> plain Python; NaN/inf -> ``None``."""
-    if isinstance(value, dict):
-        return {str(k): json_safe(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [json_safe(v) for v in value]
-    if isinstance(value, np.ndarray):
-        return json_safe(list(value) if value.dtype == np.float32 else value.tolist())
-    if isinstance(value, np.float32):
-        return json_safe(float(str(value)))  # shortest repr: 0.8, not 0.800000011920929
-    if isinstance(value, np.generic):
-        return json_safe(value.item())
-    if isinstance(value, float) and not np.isfinite(value):
-        return None
-    if isinstance(value, bytes):
-        return value.decode("utf-8", "replace")
-    return value
-
-
-def column(detections: sv.Detections, key: str, i: int) -> Any:
-    """Object ``i``'s value of a ``Detections`` field or ``data`` key, JSON-safe; ``None`` if absent."""
-    values = getattr(detections, key, None) if key in ("class_id", "confidence", "tracker_id") else None
-    if values is None:
-        values = detections.data.get(key)
-    if values is None:
-        return None
-    return json_safe(values[i])
-
-
 def score_of(detections: sv.Detections) -> np.ndarray | None:
     """``data["sam_score"]`` ``(N,)``, else ``confidence``, else ``None``."""
-    if "sam_score" in detections.data:
-        return np.asarray(detections.data["sam_score"], np.float64)
+    if SAM_SCORE in detections.data:
+        return np.asarray(detections.data[SAM_SCORE], np.float64)
     if detections.confidence is not None:
         return np.asarray(detections.confidence, np.float64)
     return None

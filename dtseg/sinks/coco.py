@@ -27,7 +27,8 @@ from pycocotools import mask as mask_utils
 
 from dtseg.config import StrictModel
 from dtseg.masks import masks_to_rle
-from dtseg.sinks._common import check_frame, check_name, column, masks_of, write_json
+from dtseg.records import CLASS_NAME, SAM_SCORE, TRACKER_ID, column, masks_of
+from dtseg.sinks._common import check_frame, check_name, write_json
 
 
 class Config(StrictModel):
@@ -66,13 +67,13 @@ class CocoSink:
         areas, boxes = mask_utils.area(encoded), mask_utils.toBbox(encoded)
         for i, rle in enumerate(rles):
             category = self._category(detections, i)
-            sam_score, confidence = column(detections, "sam_score", i), column(detections, "confidence", i)
+            sam_score, confidence = column(detections, SAM_SCORE, i), column(detections, "confidence", i)
             annotation = {
                 "id": len(self.annotations) + 1, "image_id": image_id, "category_id": category,
                 "segmentation": rle, "area": int(areas[i]), "bbox": [float(v) for v in boxes[i]], "iscrowd": 0,
                 "score": confidence if confidence is not None else sam_score, "sam_score": sam_score,
             }
-            tracker_id = column(detections, "tracker_id", i)
+            tracker_id = column(detections, TRACKER_ID, i)
             if tracker_id is not None:
                 annotation["tracker_id"] = tracker_id
             self.annotations.append(annotation)
@@ -81,7 +82,7 @@ class CocoSink:
         class_id = column(detections, "class_id", i)
         category = self.config.unlabeled_id if class_id is None else int(class_id)
         if category not in self.categories or self.categories[category] == str(category):
-            name = column(detections, "class_name", i) if class_id is not None else None
+            name = column(detections, CLASS_NAME, i) if class_id is not None else None
             default = "object" if class_id is None else str(category)
             self.categories[category] = str(name or self.config.category_names.get(category, default))
         return category

@@ -23,7 +23,8 @@ import supervision as sv
 
 from dtseg.config import StrictModel
 from dtseg.errors import InputError
-from dtseg.sinks._common import check_frame, check_name, masks_of, score_of, write_image
+from dtseg.records import masks_of
+from dtseg.sinks._common import check_frame, check_name, score_of, write_image
 
 
 class Config(StrictModel):

@@ -5,14 +5,10 @@ Line schema (plain JSON; NaN becomes ``null``)::
     {"frame": int,            # index in the source, from 0
      "time_s": float,         # timestamp, seconds
      "width": int, "height": int,
-     "objects": [
-       {"id": int | null,     # tracker ID; -1 = not tracked yet; null with --no-track
-        "class_id": int | null, "class_name": str | null,
-        "confidence": float | null,   # the detector's
-        "sam_score": float | null,    # SAM's predicted IoU
-        "box": [x1, y1, x2, y2],      # float pixels, the mask's tight box
-        "mask": {"size": [H, W], "counts": str},   # COCO RLE: dtseg.masks.rle_to_mask
-        "data": {...}}]}              # other per-object provider data, only when present
+     "objects": [record, ...]}   # dtseg.records.object_records with rle, without polygons/prompt:
+                                 # index, class_id, class_name, confidence, sam_score,
+                                 # tracker_id (-1 = not tracked yet; null with --no-track),
+                                 # zone (when set), box, area, rle, data (when any)
 
 A line is *complete* when it ends in a newline and parses: ``scan_jsonl`` finds the last one, so
 ``--resume`` can cut off a half-written line and continue after that frame.
@@ -26,37 +22,17 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
 
-import numpy as np
 import supervision as sv
 
-from dtseg.masks import masks_to_rle
-from dtseg.sinks._common import column, json_safe, masks_of
+from dtseg.records import TRACKER_ID, object_records
 
 log = logging.getLogger(__name__)
-
-#: ``data`` keys that have a field of their own, or are not written (the prompt is in the box).
-_OWN_FIELDS = ("class_name", "sam_score", "prompt_box", "prompt_points", "prompt_labels")
 
 
 def frame_record(index: int, time_s: float, shape: tuple[int, int], detections: sv.Detections) -> dict[str, Any]:
     """The JSON object of one frame (module docstring). ``shape``: the frame's ``(H, W)``."""
     height, width = int(shape[0]), int(shape[1])
-    rles = masks_to_rle(masks_of(detections, (height, width), "jsonl"))
-    extra = [k for k in detections.data if k not in _OWN_FIELDS]
-    objects = []
-    for i in range(len(detections)):
-        obj = {
-            "id": column(detections, "tracker_id", i),
-            "class_id": column(detections, "class_id", i),
-            "class_name": column(detections, "class_name", i),
-            "confidence": column(detections, "confidence", i),
-            "sam_score": column(detections, "sam_score", i),
-            "box": json_safe(np.asarray(detections.xyxy[i], np.float32)),
-            "mask": rles[i],
-        }
-        if extra:
-            obj["data"] = {k: column(detections, k, i) for k in extra}
-        objects.append(obj)
+    objects = object_records(detections, (height, width), output="jsonl", prompt=False, polygons=False)
     return {"frame": int(index), "time_s": round(float(time_s), 6), "width": width, "height": height,
             "objects": objects}
 
@@ -87,7 +63,7 @@ def scan_jsonl(path: str | Path, max_lines: int | None = None) -> JsonlState:
             try:
                 record = json.loads(line)
                 index = int(record["frame"])
-                ids = [o.get("id") for o in record["objects"]]
+                ids = [o.get(TRACKER_ID, o.get("id")) for o in record["objects"]]  # "id": older files
             except (ValueError, KeyError, TypeError, AttributeError):
                 log.warning("%s: line %d is not a frame record; resuming before it", path, frames + 1)
                 break

@@ -71,7 +71,7 @@ def test_sigint_stops_after_the_frame_and_resume_completes(tmp_path: Path, confi
     assert [line["frame"] for line in lines] == [9, 11, 13]
     assert synthetic.read_video(out)[0] == 3
     assert all(sorted(o["class_name"] for o in line["objects"]) == ["blue", "green", "red"] for line in lines)
-    assert all(o["sam_score"] is not None and o["mask"]["size"] == [96, 128] for line in lines for o in line["objects"])
+    assert all(o["sam_score"] is not None and o["rle"]["size"] == [96, 128] for line in lines for o in line["objects"])
     assert "after 2 done before" in capsys.readouterr().err
 
 

@@ -45,10 +45,17 @@ def test_saved_checkpoint_loads_into_the_same_weights(tiny_file):
     assert not engine.random_weights
 
 
-def test_checkpoint_nested_under_model_key_loads(tmp_path, tiny_file):
+@pytest.mark.parametrize("key", ["model", "state_dict"])
+def test_checkpoint_nested_under_a_training_key_loads_its_weights(tmp_path, tiny_file, key):
+    saved = torch.load(tiny_file, weights_only=True)  # seed 7; SamEngine.load builds seed 0 first
     nested = tmp_path / "nested.pth"
-    torch.save({"model": torch.load(tiny_file, weights_only=True)}, nested)
-    SamEngine.load("tiny", nested, device="cpu")
+    torch.save({key: saved, "epoch": 3, "optimizer": {"lr": 1e-4}}, nested)  # as training loops save
+    engine = SamEngine.load("tiny", nested, device="cpu")
+    loaded = engine.sam.state_dict()
+    assert loaded.keys() == saved.keys()
+    for name, value in saved.items():
+        torch.testing.assert_close(loaded[name], value)
+    assert not engine.random_weights
 
 
 def test_checkpoint_for_another_architecture_is_a_clear_error(tiny_file):

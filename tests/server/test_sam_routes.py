@@ -265,15 +265,18 @@ def test_mask_input_cache_and_explicit_logits(client: TestClient, engine: SamEng
 def test_new_pixels_under_an_id_drop_its_refinement_logits(client: TestClient, engine: SamEngine) -> None:
     first, second = synthetic_image(seed=1), synthetic_image(seed=2)
     assert segment(client, image=b64_image(first), image_id="swap", **POINT).status_code == 200
-    kept = segment(client, image_id="swap", has_mask_input=True, **POINT)
-    assert kept.status_code == 200  # the first image's logits are cached under "swap"
-    # new pixels under the same id, embedded only (no segment_image that would store new logits)
+    assert segment(client, image_id="swap", has_mask_input=True, **POINT).status_code == 200  # logits cached
+    # new pixels under the same id, embedded without segmenting: the old image's logits must go
     assert client.post("/sam/embed_image", json={"image": b64_image(second), "image_id": "swap"}).status_code == 200
     stale = segment(client, image_id="swap", has_mask_input=True, **POINT)
-    assert stale.status_code == 400 and stale.json()["field"] == "mask_input"  # the old logits are gone
-    fresh = npz(segment(client, image_id="swap", format="binary", **POINT))
-    expected = engine.segment_image(image=second, multimask_output=False, **POINT)
-    np.testing.assert_array_equal(fresh["masks"], expected.masks[:, 0])  # and the new pixels are used
+    assert stale.status_code == 400 and stale.json()["field"] == "mask_input", stale.text
+    assert "no cached mask" in stale.json()["message"]
+    direct = npz(segment(client, image_id="swap", format="binary", **POINT))  # caches the new image's logits
+    fresh = npz(segment(client, image_id="swap", has_mask_input=True, format="binary", **POINT))
+    logits = engine.segment_image(image=second, multimask_output=False, **POINT).low_res_logits
+    expected = engine.segment_image(image=second, mask_input=logits[:, :1], multimask_output=False, **POINT)
+    np.testing.assert_array_equal(fresh["masks"], expected.masks[:, 0])
+    assert direct["masks"].shape == fresh["masks"].shape
 
 
 # -- limits, health, docs --------------------------------------------------------------------

@@ -12,7 +12,7 @@ import dtseg.sinks
 from dtseg import hookspecs
 from dtseg.config import StrictModel
 
-EXPECTED = {"annotated", "masks_png", "json", "coco"}
+EXPECTED = {"annotated", "masks_png", "json", "coco", "yolo_seg"}
 
 
 @pytest.fixture
@@ -26,7 +26,7 @@ def registered() -> dict[str, type]:
     return found
 
 
-def test_hook_registers_the_four_builtins(registered) -> None:
+def test_hook_registers_the_builtins(registered) -> None:
     assert set(registered) == EXPECTED
     for cls in registered.values():
         assert issubclass(cls.Config, StrictModel)
@@ -42,7 +42,9 @@ def test_every_sink_with_defaults_shares_one_out_dir(registered, tmp_path, frame
         sink.close()
     files = sorted(str(p.relative_to(tmp_path)) for p in tmp_path.rglob("*") if p.is_file())
     assert files == sorted(["annotated/a.png", "annotated/b.png", "coco.json", "json/a.json", "json/b.json",
-                            *(f"masks/{n}_{i}.png" for n in "ab" for i in range(3))])
+                            *(f"masks/{n}_{i}.png" for n in "ab" for i in range(3)),
+                            "yolo/data.yaml", "yolo/images/a.jpg", "yolo/images/b.jpg", "yolo/labels/a.txt",
+                            "yolo/labels/b.txt"])
     assert len(json.loads((tmp_path / "coco.json").read_text())["annotations"]) == 2 * len(detections)
 
 

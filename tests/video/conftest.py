@@ -1,8 +1,8 @@
 """Fixtures for the video tests: synthetic videos, the shape-following provider, a fast engine.
 
-``BoxEngine`` stands in for SAM where a test runs hundreds of frames (the tiny random SAM takes
-about a second per frame on a shared CPU): its "mask" is the non-background pixels inside each
-prompt box. Tests that need the real engine use ``tiny_sam_config`` on a few frames.
+``BoxEngine`` (the shared ``tests.fakes.FakeEngine``) stands in for SAM where a test runs hundreds
+of frames (the tiny random SAM takes about a second per frame on a shared CPU): its "mask" is the
+non-background pixels inside each prompt box. Tests that need the real engine use ``tiny_sam_config`` on a few frames.
 """
 
 from __future__ import annotations
@@ -10,36 +10,16 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pytest
-import supervision as sv
 
 from dtseg.pipeline import Pipeline
 from dtseg.plugins import Registry, get_plugin_manager, register_plugin
-from dtseg.prompts import Prompts
+from tests.fakes import FakeEngine
 from tests.video import synthetic
 from tests.video.plugins import shapes
 
 
-class BoxEngine:
-    """``SamEngine.segment`` stand-in: mask = pixels brighter than the background inside the box."""
-
-    random_weights = False
-
-    def __init__(self) -> None:
-        self.cache_flags: list[bool] = []
-
-    def segment(self, image: np.ndarray, prompts: Prompts, multimask_output: bool = False, namespace: str = "",
-                cache: bool = True) -> sv.Detections:
-        self.cache_flags.append(cache)
-        h, w = image.shape[:2]
-        masks = np.zeros((len(prompts), h, w), bool)
-        bright = image.max(axis=2) > 100
-        for i, (x1, y1, x2, y2) in enumerate(prompts.boxes.astype(int)):
-            masks[i, y1:y2, x1:x2] = bright[y1:y2, x1:x2]
-        data = dict(prompts.data, sam_score=np.ones(len(prompts), np.float32), prompt_box=prompts.boxes)
-        return sv.Detections(xyxy=sv.mask_to_xyxy(masks).astype(np.float32), mask=masks, class_id=prompts.class_id,
-                             confidence=prompts.confidence, data=data)
+BoxEngine = FakeEngine  # its mask: the bright pixels inside each prompt box
 
 
 def shapes_registry() -> Registry:

@@ -49,7 +49,7 @@ def test_masks_in_jsonl_are_the_detections(tmp_path: Path, video_30: Path) -> No
         shapes_pipeline(BoxEngine()))
     (line,) = _lines(tmp_path / "o.jsonl")
     for obj in line["objects"]:
-        mask = rle_to_mask(obj["mask"])
+        mask = rle_to_mask(obj["rle"])
         ys, xs = np.nonzero(mask)
         assert obj["box"] == [xs.min(), ys.min(), xs.max(), ys.max()]  # supervision's inclusive xyxy
 
@@ -79,7 +79,7 @@ def test_stop_then_resume_completes_both_files(tmp_path: Path, video_30: Path) -
     first = job.run(shapes_pipeline(BoxEngine()), should_stop=_stop_after(5))
     assert (first.interrupted, first.frames, first.last_frame) == (True, 5, 8)
     assert synthetic.read_video(out)[0] == 5 and len(_lines(jsonl)) == 5  # both readable, same frames
-    first_ids = {o["id"] for line in _lines(jsonl) for o in line["objects"]} - {-1}
+    first_ids = {o["tracker_id"] for line in _lines(jsonl) for o in line["objects"]} - {-1}
 
     with jsonl.open("ab") as f:
         f.write(b'{"frame": 10, "obje')  # as if killed while writing the next line
@@ -90,7 +90,7 @@ def test_stop_then_resume_completes_both_files(tmp_path: Path, video_30: Path) -
     assert [line["frame"] for line in lines] == list(range(0, 24, 2))  # 12 frames: max_frames counts from --start
     count, fps, _ = synthetic.read_video(out)
     assert (count, fps) == (12, pytest.approx(5.0))
-    new_ids = {o["id"] for line in lines[5:] for o in line["objects"]} - {-1}
+    new_ids = {o["tracker_id"] for line in lines[5:] for o in line["objects"]} - {-1}
     assert min(new_ids) > max(first_ids)  # a resumed run never reuses an ID for another object
     assert not list(tmp_path.glob(".*"))  # the resume temp file was renamed over the video
 

@@ -27,23 +27,23 @@ def test_frame_record_fields_and_masks() -> None:
     record = json.loads(json.dumps(frame_record(12, 0.4, (6, 8), detections)))
     assert (record["frame"], record["time_s"], record["width"], record["height"]) == (12, 0.4, 8, 6)
     first, second = record["objects"]
-    assert first == {**first, "id": 7, "class_id": 3, "class_name": "car", "confidence": 0.75, "sam_score": 0.9,
-                     "box": [2.0, 1.0, 4.0, 2.0], "data": {"zone": "a"}}
-    assert second["id"] == -1
+    assert first == {"index": 0, "tracker_id": 7, "class_id": 3, "class_name": "car", "confidence": 0.75,
+                     "sam_score": 0.9, "zone": "a", "box": [2.0, 1.0, 4.0, 2.0], "area": 6, "rle": first["rle"]}
+    assert second["tracker_id"] == -1
     for obj, mask in zip(record["objects"], detections.mask):
-        assert np.array_equal(rle_to_mask(obj["mask"]), mask)
+        assert np.array_equal(rle_to_mask(obj["rle"]), mask)
 
 
 def test_frame_record_without_tracking_or_objects() -> None:
     detections = _detections()
     detections.tracker_id = None
-    assert [o["id"] for o in frame_record(0, 0.0, (6, 8), detections)["objects"]] == [None, None]
+    assert [o["tracker_id"] for o in frame_record(0, 0.0, (6, 8), detections)["objects"]] == [None, None]
     assert frame_record(1, 0.1, (6, 8), sv.Detections.empty())["objects"] == []
 
 
 def _record(frame: int, ids: list[int | None]) -> dict:
     return {"frame": frame, "time_s": frame / 10, "width": 8, "height": 6,
-            "objects": [{"id": i} for i in ids]}
+            "objects": [{"tracker_id": i} for i in ids]}
 
 
 def test_scan_finds_last_complete_frame_and_torn_line(tmp_path: Path) -> None:
@@ -58,7 +58,6 @@ def test_scan_finds_last_complete_frame_and_torn_line(tmp_path: Path) -> None:
         f.write(b'{"frame": 6, "objects": [{"id": 9')  # killed mid-line
     state = scan_jsonl(path)
     assert (state.frames, state.last_frame, state.max_id, state.valid_bytes) == (3, 4, 4, complete)
-
     writer = JsonlWriter(path, keep_bytes=state.valid_bytes)  # resume: cut the torn line, append
     writer.write(_record(6, [5]))
     writer.close()
@@ -72,3 +71,9 @@ def test_scan_stops_at_a_line_that_is_not_a_frame(tmp_path: Path) -> None:
     state = scan_jsonl(path)
     assert (state.frames, state.last_frame, state.max_id) == (1, 0, 1)
     assert scan_jsonl(tmp_path / "missing.jsonl").last_frame is None
+
+
+def test_scan_reads_the_tracker_ids_of_older_files(tmp_path: Path) -> None:
+    path = tmp_path / "old.jsonl"  # written before the shared record: the tracker ID was "id"
+    path.write_text(json.dumps({"frame": 0, "objects": [{"id": 5}, {"id": -1}]}) + "\n")
+    assert scan_jsonl(path).max_id == 5

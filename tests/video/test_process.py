@@ -58,10 +58,26 @@ def test_should_stop_finishes_the_current_frame(video_30: Path) -> None:
     assert all(r.frame.shape == (96, 128, 3) and set(r.seconds) == {"segment", "track"} for r in results)
 
 
-def test_closing_the_generator_releases_the_source(video_30: Path) -> None:
+def test_closing_the_generator_releases_the_source(video_30: Path, monkeypatch) -> None:
+    opened: list[VideoSource] = []
+    released: list[bool] = []  # per close(): did it hold an open capture?
+    original_init, original_close = VideoSource.__init__, VideoSource.close
+
+    def init(self, *args: Any, **kwargs: Any) -> None:
+        original_init(self, *args, **kwargs)
+        opened.append(self)
+
+    def close(self) -> None:
+        released.append(self._capture is not None and self._capture.isOpened())
+        original_close(self)
+
+    monkeypatch.setattr(VideoSource, "__init__", init)
+    monkeypatch.setattr(VideoSource, "close", close)
     generator = process_video(shapes_pipeline(BoxEngine()), video_30)
     assert next(generator)[0] == 0
+    assert len(opened) == 1 and released == []  # open while the caller reads
     generator.close()  # a user's `break`: no exception, capture released
+    assert released == [True] and opened[0]._capture is None
 
 
 def test_pipeline_method_delegates(video_30: Path) -> None:
