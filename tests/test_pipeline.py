@@ -223,7 +223,7 @@ def test_device_reaches_sam_and_stages_that_take_one(tiny_sam_config, small_fram
     pipeline = Pipeline.from_config(config, registry=registry_with(dev=WithDevice), device="cpu")
     assert seen["device"] == "cpu" and pipeline.loaded.config.sam.device == "cpu"
     assert pipeline.engine.device == torch.device("cpu")
-    assert {p.device for p in pipeline.engine.sam.parameters()} == {torch.device("cpu")}
+    assert {p.device for p in pipeline.engine.model.net.parameters()} == {torch.device("cpu")}
     assert pipeline(small_frame).mask.shape == (1, 120, 160)
 
 

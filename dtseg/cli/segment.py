@@ -10,7 +10,6 @@ from typing import Any
 from dtseg.cli.common import add_detector_shortcuts, add_pipeline_options, build_pipeline, fail
 from dtseg.cli.ledger import LEDGER_NAME, Ledger, config_hash
 from dtseg.errors import ConfigError, DtsegError
-from dtseg.runner import expand_sources, run_items
 
 
 def add_parser(subparsers: Any) -> None:
@@ -32,6 +31,8 @@ def add_parser(subparsers: Any) -> None:
 def run(args: argparse.Namespace) -> int:
     """The loop is ``dtseg.runner.run_items``, which ``Pipeline.run`` uses too; this adds the
     ledger of finished images (``--skip-existing``)."""
+    from dtseg.runner import expand_sources, run_items  # supervision: not needed for --help
+
     items, missing = expand_sources(args.sources, recursive=args.recursive, exclude=Path(args.out))
     try:
         pipeline = build_pipeline(args)

@@ -456,9 +456,9 @@ class SamEngine:
 
 
 def _check_image_id(image_id: Any) -> str:
-    if not isinstance(image_id, str) or not image_id or len(image_id) > 512:
-        raise InputError("image_id", f"expected a non-empty string of at most 512 characters, got {image_id!r}")
-    return image_id
+    from dtseg.ids import check_image_id
+
+    return check_image_id(image_id)
 
 
 def _require_point_or_box(prompts: Prompts) -> None:

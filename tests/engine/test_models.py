@@ -51,7 +51,7 @@ def test_checkpoint_nested_under_a_training_key_loads_its_weights(tmp_path, tiny
     nested = tmp_path / "nested.pth"
     torch.save({key: saved, "epoch": 3, "optimizer": {"lr": 1e-4}}, nested)  # as training loops save
     engine = SamEngine.load("tiny", nested, device="cpu")
-    loaded = engine.sam.state_dict()
+    loaded = engine.model.net.state_dict()
     assert loaded.keys() == saved.keys()
     for name, value in saved.items():
         torch.testing.assert_close(loaded[name], value)

@@ -35,7 +35,7 @@ def test_found_through_the_entry_point():
 def test_the_grid_is_the_automatic_mask_generators(make_provider, tiny_sam_engine, small_frame):
     provider = make_provider("everything", points_per_side=5)
     prompts = provider(small_frame, None)
-    generator = SamAutomaticMaskGenerator(tiny_sam_engine.sam, points_per_side=5)
+    generator = SamAutomaticMaskGenerator(tiny_sam_engine.model.net, points_per_side=5)
     h, w = small_frame.shape[:2]
     np.testing.assert_allclose(prompts.points[:, 0], generator.point_grids[0] * (w, h), rtol=1e-6)
     assert prompts.labels.tolist() == [[1]] * 25 and not prompts.has_box.any()
