@@ -63,20 +63,27 @@ def _webp_size(head: bytes) -> tuple[int, int] | None:
     return None
 
 
+_JPEG_MAX_SEGMENTS, _JPEG_MAX_STRAY = 4096, 65536
 _JPEG_FRAME_MARKERS = {0xC0, 0xC1, 0xC2, 0xC3, 0xC5, 0xC6, 0xC7, 0xC9, 0xCA, 0xCB, 0xCD, 0xCE, 0xCF}
 
 
 def _jpeg_size(data: Buffer) -> tuple[int, int] | None:
-    """Walk the JPEG markers (segment lengths let it jump) to the first start-of-frame segment."""
-    i = 2
-    while i + 9 < len(data):
-        if data[i] != 0xFF or data[i + 1] == 0xFF:  # fill bytes
-            i += 1
+    """Walk the JPEG markers (segment lengths let it jump) to the first start-of-frame segment.
+
+    Bounded work on hostile data: at most ``_JPEG_MAX_SEGMENTS`` segments and ``_JPEG_MAX_STRAY``
+    stray bytes between them; scan data or an end of image before a frame header is ``None``.
+    """
+    i, segments, stray = 2, 0, 0
+    while i + 9 < len(data) and segments < _JPEG_MAX_SEGMENTS and stray <= _JPEG_MAX_STRAY:
+        if data[i] != 0xFF or data[i + 1] == 0xFF:  # stray or fill bytes
+            i, stray = i + 1, stray + 1
             continue
         marker, length = data[i + 1], _u(data, i + 2, 2, "big")
         if marker in _JPEG_FRAME_MARKERS:
             return _u(data, i + 7, 2, "big"), _u(data, i + 5, 2, "big")
-        i += 2 + length
+        if marker in (0xD9, 0xDA) or length < 2:  # end of image, start of scan, or a broken length
+            return None
+        i, segments = i + 2 + length, segments + 1
     return None
 
 

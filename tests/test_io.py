@@ -150,3 +150,15 @@ def test_exif_orientation_6_is_applied_at_the_loading_boundary(tmp_path, fmt):
         bright = np.argwhere(upright.mean(axis=2) > 128)
         assert bright[:, 0].min() == 8 and bright[:, 0].max() == 19
         assert bright[:, 1].min() == 48 - 12 and bright[:, 1].max() == 48 - 1 - 4
+
+
+def test_a_jpeg_frame_header_far_from_the_start_is_found_and_hostile_walks_are_bounded():
+    jpeg = cv2.imencode(".jpg", IMAGE)[1].tobytes()
+    comment = b"\xff\xfe" + (65535).to_bytes(2, "big") + bytes(65533)  # 64 KiB COM segments before the frame
+    padded = jpeg[:2] + comment * 3 + jpeg[2:]
+    assert declared_size(padded) == (53, 37)
+    assert load_image(padded).shape == (37, 53, 3)
+    tiny_segments = b"\xff\xd8" + b"\xff\xe0\x00\x02" * 1_000_000 + jpeg[2:]  # 4 MB of empty APP0 segments
+    assert declared_size(tiny_segments) is None
+    no_frame = b"\xff\xd8" + bytes(5_000_000)  # no marker at all
+    assert declared_size(no_frame) is None
