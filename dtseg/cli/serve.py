@@ -67,6 +67,7 @@ def run(args: argparse.Namespace) -> int:
     keys = config.server.effective_api_keys()
     print(f"dtseg serve: {url}  model {model}  auth {'on (' + str(len(keys)) + ' keys)' if keys else 'off'}  docs {url}/docs",
           flush=True)
+    print(f"dtseg serve: open {url}/ in a browser to click, segment, draw zones and export", flush=True)
     # uvicorn shuts down gracefully on SIGINT/SIGTERM, then re-raises the signal: SIGTERM ends
     # the command with status 0 (a clean stop), SIGINT with 130 (KeyboardInterrupt, in main).
     signal.signal(signal.SIGTERM, _stop)

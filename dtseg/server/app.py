@@ -11,6 +11,7 @@ from fastapi import Depends, FastAPI
 from dtseg import __version__
 from dtseg.engine import SamEngine
 from dtseg.server import sam_routes, segment_routes
+from dtseg.server.page_routes import install_page
 from dtseg.server.auth import client_namespace
 from dtseg.server.config import ServeConfig, ServerConfig
 from dtseg.server.errors import install_error_handlers
@@ -45,6 +46,7 @@ def create_app(engine: SamEngine, config: ServerConfig | None = None) -> FastAPI
     app.add_middleware(BodySizeLimit, max_bytes=config.max_body_bytes)
     app.include_router(sam_routes.router)
     app.include_router(segment_routes.router)
+    install_page(app)  # the interactive page at / (static files), /fetch_image, /export
 
     @app.get("/healthz", tags=["server"])
     def healthz() -> dict[str, str]:
