@@ -89,15 +89,15 @@ def test_box_then_objects_switch_and_undo(driver: Driver) -> None:
     driver.click(250, 500)
     after_undo = driver.sent("/sam/segment_image")[-1]
     assert after_undo["point_coords"] == [[250, 500]] and after_undo["boxes"] == [100, 350, 300, 900]
-    for _ in range(2):
-        driver.page.keyboard.press("z")
+    driver.page.keyboard.press("z")  # undo that click
+    driver.page.keyboard.press("z")  # and the second object's click
     assert driver.object_names() == ["object", "object"]
-    driver.page.keyboard.press("z")  # undo the second object's click ...
-    driver.page.keyboard.press("z")  # ... and its creation
+    driver.page.keyboard.press("z")  # and its creation ("n")
     assert driver.object_names() == ["object"]
     driver.page.keyboard.press("Shift+Z")
     assert driver.object_names() == ["object", "object"]
-    driver.page.keyboard.press("Delete")
+    assert driver.page.locator("#objects li.selected").count() == 1
+    driver.page.keyboard.press("Delete")  # removes the selected (new, empty) object
     assert driver.object_names() == ["object"]
     driver.shot("4-box")
 
