@@ -41,6 +41,7 @@ class Driver:
         self.page = page
         self.shots = shots
         self.requests: list[tuple[str, Any]] = []
+        self.answers: list[Any] = []  # /sam/segment_image answers, in order
         page.on("request", self._record)
 
     def _record(self, request: Any) -> None:
@@ -74,8 +75,9 @@ class Driver:
         sx, sy = self.screen(x, y)
         for key in modifiers or []:
             self.page.keyboard.down(key)
-        with self.page.expect_response(lambda r: r.url.endswith("/sam/segment_image")):
+        with self.page.expect_response(lambda r: r.url.endswith("/sam/segment_image")) as answer:
             self.page.mouse.click(sx, sy, button=button)
+        self.answers.append(answer.value.json())
         for key in modifiers or []:
             self.page.keyboard.up(key)
         self.idle()
@@ -88,11 +90,20 @@ class Driver:
         ex, ey = self.screen(*end)
         self.page.mouse.move(ex, ey, steps=8)
         if decode:
-            with self.page.expect_response(lambda r: r.url.endswith("/sam/segment_image")):
+            with self.page.expect_response(lambda r: r.url.endswith("/sam/segment_image")) as answer:
                 self.page.mouse.up()
+            self.answers.append(answer.value.json())
             self.idle()
         else:
             self.page.mouse.up()
+
+    def download(self, selector: str, folder: Path) -> Path:
+        """Click an export button; the downloaded file, saved under ``folder``."""
+        with self.page.expect_download() as info:
+            self.page.click(selector)
+        path = folder / info.value.suggested_filename
+        info.value.save_as(str(path))
+        return path
 
     def overlay_pixels(self) -> int:
         return int(self.page.evaluate(_OVERLAY))
