@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 from typing import Any
 
+from PIL import Image
 from ultralytics.utils import ASSETS
 
 BUS = Path(ASSETS) / "bus.jpg"  # 810 x 1080
@@ -56,6 +58,15 @@ class Driver:
         path = self.shots / f"{name}.png"
         self.page.screenshot(path=str(path))
         return path
+
+    def readme_shot(self) -> None:
+        """With ``DTSEG_README_SCREENSHOT=path``: the page, 960 px wide, 64 colours, as a small PNG there."""
+        target = os.environ.get("DTSEG_README_SCREENSHOT")
+        if not target:
+            return
+        shot = Image.open(self.shot("readme")).convert("RGB")
+        small = shot.resize((960, round(shot.height * 960 / shot.width)), Image.Resampling.LANCZOS)
+        small.quantize(64).save(target, optimize=True)
 
     def open_bus(self) -> None:
         self.page.set_input_files("#file", str(BUS))

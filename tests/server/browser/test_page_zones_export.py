@@ -122,4 +122,10 @@ def test_pipeline_detections_become_objects_refined_by_clicks(driver: Driver) ->
     refine = driver.sent("/sam/segment_image")[-1]
     assert refine["point_coords"] == [[150, 650]] and refine["boxes"] == [round(v) for v in detections[1]["box"]]
     assert page.locator("#objects li").count() == 3
+    page.click("#toolZone")  # a zone too, for the README's picture of the page
+    for x, y in [(60, 720), (760, 720), (760, 1040), (60, 1040)]:
+        page.mouse.click(*driver.screen(x, y))
+    page.keyboard.press("Enter")
+    page.click("#copyPython")
     driver.shot("8-pipeline")
+    driver.readme_shot()
