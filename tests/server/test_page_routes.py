@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import fnmatch
 import functools
 import io
 import re
@@ -50,6 +51,17 @@ def test_page_and_every_module_it_imports_are_served(client: TestClient) -> None
             assert imported in modules, f"{name} imports a missing module {imported}"
     assert client.get("/static/style.css").status_code == 200
     assert client.get("/static/nothing.js").status_code == 404
+
+
+def test_every_static_file_is_package_data() -> None:
+    """``pip install .`` ships the page: pyproject's package-data globs cover every static file."""
+    tomllib = pytest.importorskip("tomllib")  # Python 3.11+
+    setuptools = tomllib.loads((STATIC.parents[2] / "pyproject.toml").read_text())["tool"]["setuptools"]
+    assert "dtseg.server.static" in setuptools["packages"]
+    globs = setuptools["package-data"]["dtseg.server.static"]
+    files = [p for p in STATIC.iterdir() if p.is_file()]
+    assert {"index.html", "app.js", "style.css"} <= {p.name for p in files}
+    assert all(any(fnmatch.fnmatch(p.name, g) for g in globs) for p in files), (files, globs)
 
 
 def test_page_needs_no_key_but_its_routes_do(make_client: Callable[..., TestClient]) -> None:
