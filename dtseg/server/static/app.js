@@ -312,6 +312,7 @@ class App {
       this.status("decodeStatus", `${config} failed`);
       return this.showError(exc.message);
     }
+    this.decoder.lastToken = 0; // the pipeline's decode replaced the server's cached logits of this image
     this.store.checkpoint();
     for (const det of answer.detections) {
       const obj = this.store.add(det.class_name ?? (det.class_id === null ? "object" : String(det.class_id)));
