@@ -2,9 +2,9 @@
 
 ``coco`` is :class:`~dtseg.sinks.CocoSink`'s dataset, ``masks_png`` a zip of
 :class:`~dtseg.sinks.MasksPngSink`'s per-object PNGs, ``annotated`` the PNG that
-:class:`~dtseg.sinks.AnnotatedSink` renders. Masks arrive as polygons in the convention of
-:func:`dtseg.masks.mask_to_polygons` (what ``/sam/segment_image`` answers), so
-:func:`dtseg.masks.polygons_to_mask` restores them pixel for pixel.
+:class:`~dtseg.sinks.AnnotatedSink` renders. Masks arrive as COCO compressed RLE, exactly as
+``/sam/segment_image`` and ``/segment`` answer with ``format: "rle"``; the runs are checked
+before pycocotools decodes them (it trusts them to fit the image).
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ import json
 import tempfile
 import zipfile
 from pathlib import Path
-from typing import Literal, Optional
+from typing import Any, Literal, Optional
 
 import cv2
 import numpy as np
@@ -22,8 +22,8 @@ import supervision as sv
 from pydantic import Field
 
 from dtseg.errors import InputError
-from dtseg.masks import polygons_to_mask
-from dtseg.server.schemas import ImageInput, Strict
+from dtseg.masks import rle_to_mask
+from dtseg.server.schemas import ImageInput, RleMask, Strict
 from dtseg.sinks import AnnotatedSink, CocoSink, MasksPngSink
 
 ExportFormat = Literal["coco", "masks_png", "annotated"]
@@ -32,8 +32,7 @@ SUFFIXES = {"coco": ".json", "masks_png": "_masks.zip", "annotated": "_annotated
 
 
 class ExportObject(Strict):
-    polygons: list[list[list[list[float]]]] = Field(
-        description="the mask: parts -> rings [exterior, holes...] -> [x, y] pixel centres (as /sam/segment_image answers)")
+    rle: RleMask = Field(description="the mask as COCO compressed RLE, size [height, width] of the image")
     class_name: Optional[str] = Field(None, max_length=200, description="category name; default 'object'")
     sam_score: Optional[float] = Field(None, description="SAM's predicted IoU of the mask")
 
@@ -52,14 +51,43 @@ def to_detections(objects: list[ExportObject], shape: tuple[int, int]) -> sv.Det
     ids = {name: i + 1 for i, name in enumerate(dict.fromkeys(names))}
     masks = np.zeros((len(objects), *shape), bool)
     for i, obj in enumerate(objects):
-        for j, part in enumerate(obj.polygons):
-            if not part or any(len(ring) == 0 or any(len(p) != 2 for p in ring) for ring in part):
-                raise InputError(f"objects[{i}].polygons[{j}]", "expected rings of [x, y] points, the first the exterior")
-        masks[i] = polygons_to_mask(obj.polygons, shape)
+        masks[i] = checked_rle_mask(obj.rle.model_dump(), shape, f"objects[{i}].rle")
     xyxy = sv.mask_to_xyxy(masks).astype(np.float32) if len(objects) else np.zeros((0, 4), np.float32)
     scores = [np.nan if o.sam_score is None else o.sam_score for o in objects]
     return sv.Detections(xyxy=xyxy, mask=masks, class_id=np.array([ids[n] for n in names], int),
                          data={"class_name": np.array(names, dtype=object), "sam_score": np.array(scores, np.float32)})
+
+
+def rle_runs(counts: str, field: str) -> list[int]:
+    """The run lengths of a COCO compressed ``counts`` string (pycocotools' ``rleFrString``)."""
+    runs: list[int] = []
+    p = 0
+    while p < len(counts):
+        x = k = 0
+        more = True
+        while more:
+            if p >= len(counts):
+                raise InputError(field, "counts ends inside a number")
+            c = ord(counts[p]) - 48
+            if not 0 <= c < 64:
+                raise InputError(field, f"counts has a character outside COCO's alphabet: {counts[p]!r}")
+            x |= (c & 0x1F) << (5 * k)
+            more = bool(c & 0x20)
+            p, k = p + 1, k + 1
+            if not more and c & 0x10:
+                x |= -1 << (5 * k)
+        runs.append(x + runs[-2] if len(runs) > 2 else x)
+    return runs
+
+
+def checked_rle_mask(rle: dict[str, Any], shape: tuple[int, int], field: str) -> np.ndarray:
+    """A request's RLE -> ``(H, W)`` bool mask, after checking its size and that its runs tile the image."""
+    if list(rle["size"]) != list(shape):
+        raise InputError(field, f"size is {rle['size']}, the image is [{shape[0]}, {shape[1]}]")
+    runs = rle_runs(rle["counts"], field)
+    if any(n < 0 for n in runs) or sum(runs) != shape[0] * shape[1]:
+        raise InputError(field, f"the runs must be non-negative and cover the {shape[0]} x {shape[1]} image exactly")
+    return rle_to_mask(rle)
 
 
 def export_bytes(fmt: ExportFormat, name: str, frame: np.ndarray, detections: sv.Detections,

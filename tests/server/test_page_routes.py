@@ -19,7 +19,7 @@ import pytest
 from fastapi.testclient import TestClient
 from pycocotools.coco import COCO
 
-from dtseg.masks import mask_to_polygons
+from dtseg.masks import mask_to_rle
 from tests.server.server_helpers import b64_image, png_bytes, synthetic_image
 
 STATIC = Path(__file__).parents[2] / "dtseg" / "server" / "static"
@@ -87,7 +87,7 @@ def test_fetch_image_uses_the_guarded_fetch(make_client: Callable[..., TestClien
 
 
 def _objects(masks: list[np.ndarray], names: list[Any]) -> list[dict[str, Any]]:
-    return [{"polygons": [[ring.tolist() for ring in part] for part in mask_to_polygons(m)], "class_name": n,
+    return [{"rle": mask_to_rle(m), "class_name": n,
              "sam_score": 0.5} for m, n in zip(masks, names)]
 
 
@@ -135,8 +135,12 @@ def test_export_masks_and_annotated(client: TestClient, scene: tuple[np.ndarray,
 
 
 @pytest.mark.parametrize(("change", "status", "field"), [
-    ({"objects": [{"polygons": [[[[1, 2, 3]]]]}]}, 400, "objects[0].polygons[0]"),
-    ({"objects": [{"polygons": [[]]}]}, 400, "objects[0].polygons[0]"),
+    ({"objects": [{"rle": {"size": [48, 64], "counts": mask_to_rle(np.ones((96, 64), bool))["counts"]}}]},
+     400, "objects[0].rle"),  # runs past the end of the image
+    ({"objects": [{"rle": {"size": [48, 64], "counts": "1"}}]}, 400, "objects[0].rle"),  # too short
+    ({"objects": [{"rle": {"size": [48, 64], "counts": "\u00ff"}}]}, 400, "objects[0].rle"),
+    ({"objects": [{"rle": {"size": [64, 48], "counts": "0"}}]}, 400, "objects[0].rle"),
+    ({"objects": [{"rle": {"size": [48, 64], "counts": "P"}}]}, 400, "objects[0].rle"),  # a number cut short
     ({"format": "tiff"}, 422, "format"),
     ({"name": "../etc"}, 422, "name"),
     ({"image": {"type": "base64", "value": base64.b64encode(b"nope").decode()}}, 400, "image"),

@@ -307,17 +307,17 @@ class App {
     const start = performance.now();
     let answer;
     try {
-      answer = await requestJson("/segment", { image: { type: "base64", value: this.imageData }, config });
+      answer = await requestJson("/segment", { image: { type: "base64", value: this.imageData }, config, format: "rle" });
     } catch (exc) {
       this.status("decodeStatus", `${config} failed`);
       return this.showError(exc.message);
     }
     this.decoder.lastToken = 0; // the pipeline's decode replaced the server's cached logits of this image
     this.store.checkpoint();
-    for (const det of answer.detections) {
+    for (const [i, det] of answer.detections.entries()) {
       const obj = this.store.add(det.class_name ?? (det.class_id === null ? "object" : String(det.class_id)));
       obj.box = det.box.map(Math.round);
-      obj.candidates = [{ polygons: det.polygons, lowRes: null, score: det.sam_score ?? det.confidence ?? 0 }];
+      obj.candidates = [{ rle: det.rle, lowRes: null, score: det.sam_score ?? det.confidence ?? 0, key: `${config}.${start}.${i}` }];
     }
     this.status("decodeStatus", `${config}: ${answer.detections.length} objects in ${((performance.now() - start) / 1000).toFixed(2)} s`);
     this.refresh();
@@ -326,7 +326,7 @@ class App {
   async exportAs(format) {
     if (!this.imageData) return this.showError("open an image first");
     const objects = this.store.objects.filter((o) => o.candidates[o.chosen]).map((o) => ({
-      polygons: o.candidates[o.chosen].polygons, class_name: o.name, sam_score: o.candidates[o.chosen].score }));
+      rle: o.candidates[o.chosen].rle, class_name: o.name, sam_score: o.candidates[o.chosen].score }));
     try {
       const response = await request("/export", { image: { type: "base64", value: this.imageData }, name: this.imageName,
                                                   format, objects });

@@ -1,5 +1,6 @@
 // Decoding an object's prompts against the cached embedding (POST /sam/segment_image).
 import { requestJson } from "./api.js";
+import { logits } from "./rle.js";
 import { segmentPayload } from "./snippets.js";
 
 /**
@@ -41,15 +42,14 @@ export class Decoder {
   /** The request body: prompts, plus the previous mask (the server's cached logits when they are this mask's). */
   body(obj) {
     const app = this.app;
-    const body = segmentPayload(app.imageId, obj, app.multimask);
+    const body = { ...segmentPayload(app.imageId, obj, app.multimask), format: "rle" };
     const previous = obj.candidates[obj.chosen];
     if (previous) {
       const cached = obj.token === this.lastToken && obj.chosen === obj.best; // the server's last logits are this mask's
-      const fallback = previous.lowRes?.length >= 3; // the mask as a polygon on SAM's 256x256 grid
-      if (cached || fallback) {
+      if (cached || previous.lowRes) {
         body.has_mask_input = true;
         body.use_mask_input_cache = cached;
-        if (fallback) body.mask_input = [previous.lowRes];
+        if (!cached) body.mask_input = logits(previous.lowRes); // the mask on SAM's 256x256 grid
       }
     }
     return body;
@@ -84,7 +84,8 @@ export class Decoder {
     // the object changed (undo, another click) or the image did: this answer is stale
     if (!current || app.imageId !== imageId || JSON.stringify([current.points, current.box]) !== sent) return;
     const scores = answer.scores[0];
-    current.candidates = answer.polygons.map((polygons, k) => ({ polygons, lowRes: answer.low_res_masks[k], score: scores[k] }));
+    current.candidates = answer.masks.map((rle, k) => ({ rle, lowRes: answer.low_res_masks[k], score: scores[k],
+                                                         key: `${this.lastToken}.${k}` }));
     current.best = scores.indexOf(Math.max(...scores));
     current.chosen = current.best;
     current.token = this.lastToken;

@@ -5,8 +5,9 @@ const HISTORY = 200;
 
 /**
  * An object: {id, name, color, hidden, points: [[x, y, label]], box: [x1, y1, x2, y2] | null,
- *   candidates: [{polygons, lowRes, score}], chosen, best, token}
- * polygons: parts -> rings -> [x, y] image pixels; lowRes: one ring on SAM's 256x256 grid;
+ *   candidates: [{rle, lowRes, score, key}], chosen, best, token}
+ * rle: the mask as COCO RLE ({size: [H, W], counts}); lowRes: the same on SAM's 256x256 grid
+ * (null for a pipeline's objects); key: unique, names the mask's drawn layer;
  * token: the decode number that produced the candidates (the server caches the last one's logits).
  * A zone: {name, polygon: [[x, y], ...]}.
  */

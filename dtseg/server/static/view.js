@@ -1,4 +1,5 @@
 // The canvas: the image at its own pixel size (CSS scales it by `zoom`), masks, prompts, zones.
+import { layer } from "./rle.js";
 import { maskOf } from "./state.js";
 
 export class View {
@@ -66,28 +67,9 @@ export class View {
   drawMask(obj, selected) {
     const mask = maskOf(obj);
     if (!mask) return;
-    const path = new Path2D();
-    for (const part of mask.polygons) {
-      for (const ring of part) {
-        if (!ring.length) continue;
-        path.moveTo(ring[0][0] + 0.5, ring[0][1] + 0.5);
-        for (const [x, y] of ring.slice(1)) path.lineTo(x + 0.5, y + 0.5);
-        path.closePath();
-      }
-    }
-    const ctx = this.ctx;
-    ctx.globalAlpha = selected ? 0.5 : 0.35;
-    ctx.fillStyle = obj.color;
-    ctx.fill(path, "evenodd");
-    ctx.globalAlpha = 1;
-    ctx.strokeStyle = obj.color;
-    ctx.lineWidth = this.px(selected ? 3 : 1.5);
-    ctx.stroke(path);
-    if (selected) {
-      ctx.strokeStyle = "#ffffff";
-      ctx.lineWidth = this.px(1);
-      ctx.stroke(path);
-    }
+    this.ctx.globalAlpha = selected ? 1 : 0.7;
+    this.ctx.drawImage(layer(mask, obj.color), 0, 0);
+    this.ctx.globalAlpha = 1;
   }
 
   drawPrompts(obj) {

@@ -125,9 +125,3 @@ class Driver:
     def zoom(self) -> float:
         return float(self.page.evaluate("window.dtsegPage.view.zoom"))
 
-
-def mask_area(answer: dict[str, Any], shape: tuple[int, int] = (1080, 810)) -> int:
-    from dtseg.masks import polygons_to_mask
-
-    return int(polygons_to_mask(answer["polygons"][0], shape).sum())
-

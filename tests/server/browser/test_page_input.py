@@ -7,8 +7,10 @@ import base64
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 
+from dtseg.masks import mask_to_rle
 from tests.server.browser.conftest import API_KEY
 from tests.server.browser.driver import Driver
 from tests.server.server_helpers import png_bytes, synthetic_image
@@ -63,3 +65,14 @@ def test_errors_are_shown_and_the_page_lives(page: Any, tmp_path: Path) -> None:
     driver.open_bus()
     driver.click(400, 500)
     assert len(driver.sent("/sam/segment_image")) == 1
+
+
+def test_page_decodes_rle_like_pycocotools(page: Any) -> None:
+    """The page draws masks from the server's COCO RLE: its decoder gives pycocotools' pixels."""
+    rng = np.random.default_rng(5)
+    masks = [rng.random((37, 53)) < 0.5, np.zeros((20, 30), bool), np.ones((9, 4), bool)]
+    masks[1][3:15, 7:29] = True
+    for mask in masks:
+        pixels = page.evaluate("async (rle) => Array.from((await import('/static/rle.js')).decode(rle))",
+                               mask_to_rle(mask))
+        assert np.array_equal(np.asarray(pixels, bool).reshape(mask.shape), mask)

@@ -6,8 +6,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 
+from dtseg.masks import rle_to_mask
 from tests.server.browser.driver import Driver
 
 pytestmark = pytest.mark.browser
@@ -62,6 +64,7 @@ def test_negative_click_refines_from_the_cached_mask(driver: Driver) -> None:
     first, second, third = driver.sent("/sam/segment_image")
     assert second["point_coords"] == [[400, 500], [420, 900]] and second["point_labels"] == [1, 0]
     assert second["has_mask_input"] is True and second["use_mask_input_cache"] is True
+    assert "mask_input" not in second  # the server has it: nothing heavy is sent
     assert third["point_labels"] == [1, 0, 0] and third["use_mask_input_cache"] is True
     assert len(driver.sent("/sam/embed_image")) == 1  # every decode used the cached embedding
     driver.shot("3-negative")
@@ -81,9 +84,12 @@ def test_box_then_objects_switch_and_undo(driver: Driver) -> None:
     driver.click(200, 600)
     refine = driver.sent("/sam/segment_image")[-1]
     assert refine["boxes"] == [100, 350, 300, 900] and refine["point_coords"] == [[200, 600]]
-    # the server's cached logits are the other object's: the page sends this object's own mask
+    # the server's cached logits are the other object's: the page sends this object's own mask,
+    # the low-res mask of its box decode, as +-10 logits on SAM's 256x256 grid
     assert refine["has_mask_input"] is True and refine["use_mask_input_cache"] is False
-    assert len(refine["mask_input"]) == 1 and len(refine["mask_input"][0]) >= 3
+    logits = np.asarray(refine["mask_input"])
+    assert logits.shape == (256, 256) and set(np.unique(logits)) <= {-10, 10}
+    assert np.array_equal(logits > 0, rle_to_mask(driver.answers[0]["low_res_masks"][0]))
 
     driver.page.keyboard.press("z")  # undo the click: the box object is back to its box alone
     driver.click(250, 500)

@@ -15,7 +15,7 @@ import yaml
 from pycocotools.coco import COCO
 
 from dtseg import SamEngine
-from dtseg.masks import polygons_to_mask
+from dtseg.masks import rle_to_mask
 from dtseg.pipeline import Pipeline
 from tests.server.browser.driver import BUS, Driver
 
@@ -81,7 +81,7 @@ def test_exports_match_the_page_masks(driver: Driver, tmp_path: Path) -> None:
     page.keyboard.press("Enter")
     page.keyboard.press("n")
     driver.click(700, 300)
-    expected = [polygons_to_mask(a["polygons"][0], SHAPE) for a in driver.answers]
+    expected = [rle_to_mask(a["masks"][0]) for a in driver.answers]
     assert driver.object_names() == ["bus", "object"]
 
     coco = COCO(str(driver.download("#exportCoco", tmp_path)))
