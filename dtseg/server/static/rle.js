@@ -47,7 +47,7 @@ export function logits(rle) {
 const layers = new Map(); // `${key} ${color}` -> canvas, the most recent LAYERS kept
 const LAYERS = 64;
 
-/** A canvas of the mask: translucent fill, opaque outline (mask pixels with a 4-neighbour outside). */
+/** A canvas of the mask: translucent fill, opaque outline (mask pixels within 2 pixels of the outside). */
 export function layer(candidate, color) {
   const id = `${candidate.key} ${color}`;
   let canvas = layers.get(id);
@@ -65,7 +65,9 @@ export function layer(candidate, color) {
     for (let x = 0; x < w; x++) {
       const i = y * w + x;
       if (!mask[i]) continue;
-      const edge = x === 0 || y === 0 || x === w - 1 || y === h - 1 || !mask[i - 1] || !mask[i + 1] || !mask[i - w] || !mask[i + w];
+      // outline: 2 pixels wide, so that it still shows when the image is shrunk to fit
+      const edge = x < 2 || y < 2 || x >= w - 2 || y >= h - 2 || !mask[i - 1] || !mask[i + 1] || !mask[i - w] || !mask[i + w]
+        || !mask[i - 2] || !mask[i + 2] || !mask[i - 2 * w] || !mask[i + 2 * w];
       px[4 * i] = r;
       px[4 * i + 1] = g;
       px[4 * i + 2] = b;
