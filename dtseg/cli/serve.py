@@ -15,7 +15,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
         "serve", help="serve SAM over HTTP (Roboflow Inference-compatible /sam routes)",
         description="Serve SAM over HTTP with Roboflow Inference's /sam/embed_image and /sam/segment_image "
-                    "shapes, plus /segment pipelines. API docs at /docs.")
+                    "shapes, plus /segment pipelines. API docs at /docs; an interactive page (click to segment, "
+                    "draw zones, export) at /.")
     parser.add_argument("-c", "--config", metavar="FILE", help="YAML with sam: and server: sections")
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                         help="override a config value, e.g. sam.model=vit_h or server.max_body_mb=32 (repeatable)")

@@ -37,6 +37,11 @@ def test_zone_drawn_dragged_exported_as_yaml_runs(driver: Driver, engine: SamEng
         page.mouse.click(*driver.screen(x, y))
     assert page.locator("#zones li").count() == 1
     driver.drag((700, 1000), (750, 1050), decode=False)  # move a vertex
+    page.mouse.click(*driver.screen(300, 200))  # two vertices, then Esc: no zone
+    page.mouse.click(*driver.screen(500, 200))
+    page.keyboard.press("Escape")
+    page.keyboard.press("Enter")
+    assert page.locator("#zones li").count() == 1
     page.mouse.click(*driver.screen(300, 200))  # a second zone, closed with Enter
     page.mouse.click(*driver.screen(500, 200))
     page.mouse.click(*driver.screen(400, 350))
