@@ -29,6 +29,8 @@ from dtseg.sinks import AnnotatedSink, CocoSink, MasksPngSink
 ExportFormat = Literal["coco", "masks_png", "annotated"]
 MEDIA_TYPES = {"coco": "application/json", "masks_png": "application/zip", "annotated": "image/png"}
 SUFFIXES = {"coco": ".json", "masks_png": "_masks.zip", "annotated": "_annotated.png"}
+#: Mask pixels one export may hold in memory (objects x height x width, one byte each).
+MAX_MASK_PIXELS = 500_000_000
 
 
 class ExportObject(Strict):
@@ -49,6 +51,9 @@ def to_detections(objects: list[ExportObject], shape: tuple[int, int]) -> sv.Det
     """Objects -> ``sv.Detections`` with masks ``(N, H, W)``; class ids 1.. by first appearance of each name."""
     names = [o.class_name.strip() if o.class_name and o.class_name.strip() else "object" for o in objects]
     ids = {name: i + 1 for i, name in enumerate(dict.fromkeys(names))}
+    if len(objects) * shape[0] * shape[1] > MAX_MASK_PIXELS:
+        raise InputError("objects", f"{len(objects)} masks of {shape[1]} x {shape[0]} pixels are more than one export "
+                                    f"holds ({MAX_MASK_PIXELS} mask pixels): export fewer objects at a time")
     masks = np.zeros((len(objects), *shape), bool)
     for i, obj in enumerate(objects):
         masks[i] = checked_rle_mask(obj.rle.model_dump(), shape, f"objects[{i}].rle")

@@ -134,6 +134,15 @@ def test_export_masks_and_annotated(client: TestClient, scene: tuple[np.ndarray,
     assert drawn.shape == image.shape and np.any(drawn != cv2.cvtColor(image, cv2.COLOR_RGB2BGR))
 
 
+def test_export_refuses_more_masks_than_it_holds(client: TestClient, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("dtseg.server.export.MAX_MASK_PIXELS", 48 * 64 * 2)
+    empty = {"rle": mask_to_rle(np.zeros((48, 64), bool))}
+    body = {"image": b64_image(synthetic_image()), "format": "coco"}
+    assert client.post("/export", json={**body, "objects": [empty] * 2}).status_code == 200
+    refused = client.post("/export", json={**body, "objects": [empty] * 3})
+    assert refused.status_code == 400 and refused.json()["field"] == "objects" and "fewer" in refused.json()["message"]
+
+
 @pytest.mark.parametrize(("change", "status", "field"), [
     ({"objects": [{"rle": {"size": [48, 64], "counts": mask_to_rle(np.ones((96, 64), bool))["counts"]}}]},
      400, "objects[0].rle"),  # runs past the end of the image

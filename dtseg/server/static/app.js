@@ -1,8 +1,8 @@
 // The dtseg page: open an image, embed it once, click to segment, draw zones, export.
-import { apiKey, request, requestJson } from "./api.js";
+import { copyJson, copyPython, copyYaml, exportAs, runPipeline } from "./actions.js";
+import { request, requestJson } from "./api.js";
 import { Decoder } from "./decode.js";
 import { renderPanel } from "./panel.js";
-import { pythonSnippet, segmentPayload, zonesYaml } from "./snippets.js";
 import { Store } from "./state.js";
 import { View } from "./view.js";
 import { ZoneTool } from "./zones.js";
@@ -272,79 +272,6 @@ class App {
     if (this.store.current !== null) this.removeObject(this.store.current);
   }
 
-  // -- snippets ----------------------------------------------------------------------
-  async show(text) {
-    $("snippet").value = text;
-    try {
-      await navigator.clipboard.writeText(text);
-      this.status("decodeStatus", "copied to the clipboard");
-    } catch {
-      this.status("decodeStatus", "select the text to copy it");
-    }
-  }
-
-  copyJson() {
-    const obj = this.store.object;
-    if (!obj || !this.imageId) return this.showError("select an object with prompts first");
-    this.show(JSON.stringify(segmentPayload(this.imageId, obj, this.multimask), null, 2));
-  }
-
-  copyPython() {
-    const obj = this.store.object;
-    if (!obj || !this.imageId) return this.showError("select an object with prompts first");
-    this.show(pythonSnippet(location.origin, segmentPayload(this.imageId, obj, this.multimask), Boolean(apiKey())));
-  }
-
-  copyYaml() {
-    if (!this.store.zones.length) return this.showError("draw a zone first (Zone tool)");
-    this.show(zonesYaml(this.store.zones, this.info?.model ?? "vit_b", this.imageName, [this.view.width, this.view.height]));
-  }
-
-  // -- server pipelines and exports --------------------------------------------------
-  async runPipeline(config) {
-    if (!this.imageData) return this.showError("open an image first");
-    this.status("decodeStatus", `running ${config}…`);
-    const start = performance.now();
-    let answer;
-    try {
-      answer = await requestJson("/segment", { image: { type: "base64", value: this.imageData }, config, format: "rle" });
-    } catch (exc) {
-      this.status("decodeStatus", `${config} failed`);
-      return this.showError(exc.message);
-    }
-    this.decoder.lastToken = 0; // the pipeline's decode replaced the server's cached logits of this image
-    this.store.checkpoint();
-    for (const [i, det] of answer.detections.entries()) {
-      const obj = this.store.add(det.class_name ?? (det.class_id === null ? "object" : String(det.class_id)));
-      obj.box = det.box.map(Math.round);
-      obj.candidates = [{ rle: det.rle, lowRes: null, score: det.sam_score ?? det.confidence ?? 0, key: `${config}.${start}.${i}` }];
-    }
-    this.status("decodeStatus", `${config}: ${answer.detections.length} objects in ${((performance.now() - start) / 1000).toFixed(2)} s`);
-    this.refresh();
-  }
-
-  async exportAs(format) {
-    if (!this.imageData) return this.showError("open an image first");
-    const objects = this.store.objects.filter((o) => o.candidates[o.chosen]).map((o) => ({
-      rle: o.candidates[o.chosen].rle, class_name: o.name, sam_score: o.candidates[o.chosen].score }));
-    try {
-      const response = await request("/export", { image: { type: "base64", value: this.imageData }, name: this.imageName,
-                                                  format, objects });
-      const disposition = response.headers.get("Content-Disposition") ?? "";
-      const filename = /filename="([^"]+)"/.exec(disposition)?.[1] ?? `${this.imageName}-${format}`;
-      const link = document.createElement("a");
-      link.href = URL.createObjectURL(await response.blob());
-      link.download = filename;
-      document.body.append(link);
-      link.click();
-      link.remove();
-      setTimeout(() => URL.revokeObjectURL(link.href), 60_000);
-      this.status("decodeStatus", `exported ${objects.length} objects to ${filename}`);
-    } catch (exc) {
-      this.showError(`export failed: ${exc.message}`);
-    }
-  }
-
   // -- wiring ------------------------------------------------------------------------
   bind() {
     const canvas = $("canvas"), stage = $("stage");
@@ -376,7 +303,7 @@ class App {
     });
     $("file").addEventListener("change", (e) => { const f = e.target.files[0]; if (f) this.openBlob(f, f.name); e.target.value = ""; });
     $("urlForm").addEventListener("submit", (e) => { e.preventDefault(); if ($("url").value.trim()) this.openUrl($("url").value.trim()); });
-    $("pipelineForm").addEventListener("submit", (e) => { e.preventDefault(); if ($("pipeline").value) this.runPipeline($("pipeline").value); });
+    $("pipelineForm").addEventListener("submit", (e) => { e.preventDefault(); if ($("pipeline").value) runPipeline(this, $("pipeline").value); });
     $("toolSegment").addEventListener("click", () => this.setTool("segment"));
     $("toolZone").addEventListener("click", () => this.setTool("zone"));
     $("zoomIn").addEventListener("click", () => { this.view.setZoom(this.view.zoom * 1.25); this.refresh(); });
@@ -386,11 +313,11 @@ class App {
     $("undo").addEventListener("click", () => this.undoRedo(false));
     $("redo").addEventListener("click", () => this.undoRedo(true));
     $("newObject").addEventListener("click", () => this.newObject());
-    $("copyJson").addEventListener("click", () => this.copyJson());
-    $("copyPython").addEventListener("click", () => this.copyPython());
-    $("copyYaml").addEventListener("click", () => this.copyYaml());
+    $("copyJson").addEventListener("click", () => copyJson(this));
+    $("copyPython").addEventListener("click", () => copyPython(this));
+    $("copyYaml").addEventListener("click", () => copyYaml(this));
     for (const button of document.querySelectorAll("button.export")) {
-      button.addEventListener("click", () => this.exportAs(button.dataset.format));
+      button.addEventListener("click", () => exportAs(this, button.dataset.format));
     }
     $("errorClose").addEventListener("click", () => { $("error").hidden = true; });
     document.addEventListener("keydown", (e) => this.key(e));
