@@ -11,9 +11,17 @@ else
 TORCH  := torch==2.14.1 torchvision==0.29.1
 endif
 
-.PHONY: setup test test-fast demo bench clean
+# The page's browser tests drive Debian's chromium with Playwright (a pip package, in the test
+# extra); Playwright's own browser download is never used.
+CHROMIUM := /usr/bin/chromium
+SUDO     := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+
+.PHONY: setup browser test test-fast test-browser demo bench clean
 
 setup: $(STAMP)
+
+browser:
+	test -x $(CHROMIUM) || ($(SUDO) apt-get update && $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y chromium)
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -27,11 +35,18 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install -q --no-deps 'inference-sdk>=1.8'
 	touch $@
 
-test: setup
+test: setup browser
 	$(BIN)/python -m pytest -q -p no:cacheprovider
 
-test-fast: setup  ## skip the vit_b-sized cases
+test-fast: setup browser  ## skip the vit_b-sized cases
 	$(BIN)/python -m pytest -q -p no:cacheprovider -m "not slow"
+
+test-browser: setup browser  ## the page in headless chromium (also part of test)
+	$(BIN)/python -m pytest -q -p no:cacheprovider -m browser
+
+# The README's picture of the page, taken by the browser tests.
+docs/img/page.png: setup browser
+	DTSEG_README_SCREENSHOT=$(CURDIR)/$@ $(BIN)/python -m pytest -q -p no:cacheprovider -m browser -k pipeline
 
 # The default pipeline (yolo boxes -> SAM vit_b -> annotated PNG + JSON) on ultralytics' bus.jpg.
 # Offline, missing weights are replaced by random ones, loudly labelled (DEMO_ARGS to change).

@@ -16,7 +16,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
         "serve", help="serve SAM over HTTP (Roboflow Inference-compatible /sam routes)",
         description="Serve SAM over HTTP with Roboflow Inference's /sam/embed_image and /sam/segment_image "
-                    "shapes, plus /segment pipelines. API docs at /docs.")
+                    "shapes, plus /segment pipelines. API docs at /docs; an interactive page (click to segment, "
+                    "draw zones, export) at /.")
     parser.add_argument("-c", "--config", metavar="FILE", help="YAML with sam: and server: sections")
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                         help="override a config value, e.g. sam.model=vit_h or server.max_body_mb=32 (repeatable)")
@@ -71,6 +72,7 @@ def run(args: argparse.Namespace) -> int:
     keys = config.server.effective_api_keys()
     print(f"dtseg serve: {url}  model {model}  auth {'on (' + str(len(keys)) + ' keys)' if keys else 'off'}  docs {url}/docs",
           flush=True)
+    print(f"dtseg serve: open {url}/ in a browser to click, segment, draw zones and export", flush=True)
     # uvicorn shuts down gracefully on SIGINT/SIGTERM, then re-raises the signal: SIGTERM ends
     # the command with status 0 (a clean stop), SIGINT with 130 (KeyboardInterrupt, in main).
     signal.signal(signal.SIGTERM, _stop)

@@ -12,6 +12,7 @@ from fastapi_offline import FastAPIOffline
 from dtseg import __version__
 from dtseg.engine import SamEngine
 from dtseg.server import sam2_routes, sam_routes, segment_routes
+from dtseg.server.page_routes import install_page
 from dtseg.server.auth import client_namespace
 from dtseg.server.config import ServeConfig, ServerConfig
 from dtseg.server.errors import install_error_handlers
@@ -55,6 +56,7 @@ def create_app(engine: SamEngine, config: ServerConfig | None = None, sam2_engin
     app.include_router(sam_routes.router)
     app.include_router(sam2_routes.router)
     app.include_router(segment_routes.router)
+    install_page(app)  # the interactive page at / (static files), /fetch_image, /export
 
     @app.get("/healthz", tags=["server"])
     def healthz() -> dict[str, str]:

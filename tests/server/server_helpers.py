@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import socket
 
 import cv2
 import numpy as np
@@ -29,3 +30,10 @@ def png_bytes(rgb: np.ndarray) -> bytes:
 def b64_image(rgb: np.ndarray) -> dict[str, str]:
     """Roboflow's ``{"type": "base64", "value": ...}`` for an RGB array."""
     return {"type": "base64", "value": base64.b64encode(png_bytes(rgb)).decode()}
+
+
+def free_port() -> int:
+    """A free TCP port on 127.0.0.1 (for a live server)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]

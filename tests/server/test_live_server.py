@@ -6,7 +6,6 @@ from __future__ import annotations
 import base64
 import os
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -19,16 +18,10 @@ import pytest
 import requests
 import yaml
 
-from tests.server.server_helpers import png_bytes, synthetic_image
+from tests.server.server_helpers import free_port, png_bytes, synthetic_image
 
 API_KEY = "live-test-key"
 CLIENTS, REQUESTS_PER_CLIENT = 8, 25
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture(scope="module")

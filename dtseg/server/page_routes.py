@@ -1,0 +1,68 @@
+"""The interactive page at ``/`` (static files shipped in ``dtseg/server/static``) and its two helpers.
+
+* ``GET /``: the page; ``/static/...``: its script and style. No authentication (they hold no data).
+* ``POST /fetch_image``: an image URL fetched by the server's guarded fetch (the page cannot
+  read other origins), answered as the image bytes after checking that they decode.
+* ``POST /export``: objects drawn on the page -> COCO JSON, a zip of PNG masks or the annotated
+  image, written by the project's sinks (see :mod:`dtseg.server.export`).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, FastAPI
+from fastapi.responses import FileResponse, Response
+from fastapi.staticfiles import StaticFiles
+from pydantic import Field
+
+from dtseg.server.auth import Namespace
+from dtseg.server.export import MEDIA_TYPES, ExportRequest, download_name, export_bytes, to_detections
+from dtseg.server.images import decode_image, fetch_url, load_request_image
+from dtseg.server.schemas import ErrorResponse, Strict
+from dtseg.server.state import Services, get_services
+
+STATIC_DIR = Path(__file__).parent / "static"
+router = APIRouter(tags=["page"])
+ServicesDep = Annotated[Services, Depends(get_services)]
+_ERRORS = {400: {"model": ErrorResponse}, 401: {"model": ErrorResponse}, 413: {"model": ErrorResponse},
+           422: {"model": ErrorResponse}}
+_MAGIC = [(b"\x89PNG", "image/png"), (b"\xff\xd8", "image/jpeg"), (b"GIF8", "image/gif"), (b"BM", "image/bmp"),
+          (b"RIFF", "image/webp")]
+
+
+class FetchImageRequest(Strict):
+    url: str = Field(min_length=1, max_length=4096, description="an http(s) image URL")
+
+
+def install_page(app: FastAPI) -> None:
+    """Serve the page at ``/`` and its assets at ``/static``; add ``/fetch_image`` and ``/export``."""
+    app.include_router(router)
+    app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
+
+
+@router.get("/", include_in_schema=False)
+def page() -> FileResponse:
+    return FileResponse(STATIC_DIR / "index.html", media_type="text/html", headers={"Cache-Control": "no-cache"})
+
+
+@router.post("/fetch_image", responses={**_ERRORS, 200: {"content": {"image/*": {}}, "description": "the image bytes"}})
+def fetch_image(body: FetchImageRequest, namespace: Namespace, services: ServicesDep) -> Response:
+    """Fetch an image URL within the server's ``url_fetch`` limits and return its bytes (checked to decode)."""
+    data = fetch_url(body.url.strip(), services.config.url_fetch, "url")
+    decode_image(data, services.config.max_image_pixels, "url")
+    media = next((m for magic, m in _MAGIC if data.startswith(magic)), "application/octet-stream")
+    return Response(data, media_type=media)
+
+
+@router.post("/export", responses={**_ERRORS, 200: {
+    "content": {m: {} for m in MEDIA_TYPES.values()}, "description": "COCO JSON, a zip of PNG masks, or a PNG"}})
+def export(body: ExportRequest, namespace: Namespace, services: ServicesDep) -> Response:
+    """Objects (polygon masks, class names) on an image -> ``coco`` / ``masks_png`` / ``annotated``."""
+    frame = load_request_image(body.image, services.config.max_image_pixels, services.config.url_fetch)
+    detections = to_detections(body.objects, frame.shape[:2])
+    banner = "RANDOM WEIGHTS - masks are meaningless" if services.engine.random_weights else None
+    data = export_bytes(body.format, body.name, frame, detections, banner)
+    headers = {"Content-Disposition": f'attachment; filename="{download_name(body.format, body.name)}"'}
+    return Response(data, media_type=MEDIA_TYPES[body.format], headers=headers)

@@ -1,0 +1,76 @@
+// What the page hands out: prompts as JSON / Python, zones as YAML, server pipelines, exports.
+import { apiKey, request, requestJson } from "./api.js";
+import { pythonSnippet, segmentPayload, zonesYaml } from "./snippets.js";
+
+const $ = (id) => document.getElementById(id);
+
+async function show(app, text) {
+  $("snippet").value = text;
+  try {
+    await navigator.clipboard.writeText(text);
+    app.status("decodeStatus", "copied to the clipboard");
+  } catch {
+    app.status("decodeStatus", "select the text to copy it");
+  }
+}
+
+export function copyJson(app) {
+  const obj = app.store.object;
+  if (!obj || !app.imageId) return app.showError("select an object with prompts first");
+  show(app, JSON.stringify(segmentPayload(app.imageId, obj, app.multimask), null, 2));
+}
+
+export function copyPython(app) {
+  const obj = app.store.object;
+  if (!obj || !app.imageId) return app.showError("select an object with prompts first");
+  show(app, pythonSnippet(location.origin, segmentPayload(app.imageId, obj, app.multimask), Boolean(apiKey())));
+}
+
+export function copyYaml(app) {
+  if (!app.store.zones.length) return app.showError("draw a zone first (Zone tool)");
+  show(app, zonesYaml(app.store.zones, app.info?.model ?? "vit_b", app.imageName, [app.view.width, app.view.height]));
+}
+
+export async function runPipeline(app, config) {
+  if (!app.imageData) return app.showError("open an image first");
+  app.status("decodeStatus", `running ${config}…`);
+  const start = performance.now();
+  let answer;
+  try {
+    answer = await requestJson("/segment", { image: { type: "base64", value: app.imageData }, config, format: "rle" });
+  } catch (exc) {
+    app.status("decodeStatus", `${config} failed`);
+    return app.showError(exc.message);
+  }
+  app.decoder.lastToken = 0; // the pipeline's decode replaced the server's cached logits of this image
+  app.store.checkpoint();
+  for (const [i, det] of answer.detections.entries()) {
+    const obj = app.store.add(det.class_name ?? (det.class_id === null ? "object" : String(det.class_id)));
+    obj.box = det.box.map(Math.round);
+    obj.candidates = [{ rle: det.rle, lowRes: null, score: det.sam_score ?? det.confidence ?? 0, key: `${config}.${start}.${i}` }];
+  }
+  app.status("decodeStatus", `${config}: ${answer.detections.length} objects in ${((performance.now() - start) / 1000).toFixed(2)} s`);
+  app.refresh();
+}
+
+export async function exportAs(app, format) {
+  if (!app.imageData) return app.showError("open an image first");
+  const objects = app.store.objects.filter((o) => o.candidates[o.chosen]).map((o) => ({
+    rle: o.candidates[o.chosen].rle, class_name: o.name, sam_score: o.candidates[o.chosen].score }));
+  try {
+    const response = await request("/export", { image: { type: "base64", value: app.imageData }, name: app.imageName,
+                                                format, objects });
+    const disposition = response.headers.get("Content-Disposition") ?? "";
+    const filename = /filename="([^"]+)"/.exec(disposition)?.[1] ?? `${app.imageName}-${format}`;
+    const link = document.createElement("a");
+    link.href = URL.createObjectURL(await response.blob());
+    link.download = filename;
+    document.body.append(link);
+    link.click();
+    link.remove();
+    setTimeout(() => URL.revokeObjectURL(link.href), 60_000);
+    app.status("decodeStatus", `exported ${objects.length} objects to ${filename}`);
+  } catch (exc) {
+    app.showError(`export failed: ${exc.message}`);
+  }
+}

@@ -1,0 +1,100 @@
+"""A live ``dtseg serve`` (tiny random SAM, auth on, one pipeline config) and headless Chromium.
+
+Chromium is Debian's (``/usr/bin/chromium``, installed by ``make test``), driven by Playwright
+for Python; Playwright's own browser download is never used.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Any, Iterator
+
+import pytest
+import requests
+import yaml
+
+from tests.server.server_helpers import free_port
+
+CHROMIUM = Path(os.environ.get("DTSEG_CHROMIUM", "/usr/bin/chromium"))
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+                 "--disable-sync", "--no-first-run", "--disable-quic", "--disable-dev-shm-usage"]
+API_KEY = "browser-test-key"
+REPO = Path(__file__).resolve().parents[3]
+
+@pytest.fixture(scope="session")
+def live_server(tiny_checkpoint: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """``python -m dtseg.cli.serve`` on a free loopback port, API key on, ``configs/points.yaml`` served."""
+    root = tmp_path_factory.mktemp("page-serve")
+    (root / "configs").mkdir()
+    shutil.copy(REPO / "configs" / "points.yaml", root / "configs" / "points.yaml")
+    config = root / "serve.yaml"
+    config.write_text(yaml.safe_dump({
+        "sam": {"model": "tiny", "checkpoint": str(tiny_checkpoint), "device": "cpu"},
+        "server": {"api_keys": [API_KEY], "configs_dir": str(root / "configs")}}))
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if k != "DTSEG_API_KEYS"}
+    proc = subprocess.Popen([sys.executable, "-m", "dtseg.cli.serve", "--config", str(config), "--port", str(port),
+                             "--log-level", "warning"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                            env=env)
+    base_url = f"http://127.0.0.1:{port}"
+    output: list[str] = []
+    threading.Thread(target=lambda: output.extend(proc.stdout), daemon=True).start()
+    try:
+        deadline = time.monotonic() + 90
+        while time.monotonic() < deadline and proc.poll() is None:
+            try:
+                if requests.get(f"{base_url}/healthz", timeout=1).ok:
+                    break
+            except requests.ConnectionError:
+                time.sleep(0.2)
+        else:
+            pytest.fail(f"server did not start: {''.join(output)}")
+        assert any(f"open {base_url}/ in a browser" in line for line in output), output
+        yield base_url
+        assert proc.poll() is None, f"the server died: {''.join(output)}"
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(timeout=10)
+
+
+@pytest.fixture(scope="session")
+def browser(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+    if not CHROMIUM.exists():
+        pytest.skip(f"{CHROMIUM} is missing: `make test` installs it (apt-get install chromium)")
+    sync_api = pytest.importorskip("playwright.sync_api", reason="pip install playwright (the test extra)")
+    profile = tmp_path_factory.mktemp("chromium-profile")
+    with sync_api.sync_playwright() as playwright:
+        context = playwright.chromium.launch_persistent_context(
+            str(profile), executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS,
+            accept_downloads=True, viewport={"width": 1280, "height": 860})
+        yield context
+        context.close()
+
+
+@pytest.fixture
+def page(browser: Any, live_server: str) -> Iterator[Any]:
+    """A fresh tab on the page, the API key given through the page's own key dialog."""
+    tab = browser.new_page()
+    errors: list[str] = []
+    tab.on("pageerror", lambda exc: errors.append(str(exc)))
+    tab.goto(live_server + "/")
+    tab.evaluate("sessionStorage.clear()")
+    tab.reload()
+    tab.wait_for_selector("#keyDialog[open]")
+    tab.fill("#keyInput", API_KEY)
+    tab.click("#keyForm button[value=ok]")
+    tab.wait_for_function("document.getElementById('serverStatus').textContent.includes('tiny')")
+    yield tab
+    tab.close()
+    assert not errors, errors
