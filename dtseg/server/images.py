@@ -44,6 +44,13 @@ def load_request_image(image: ImageInput, config: ServerConfig, budget: DecodeBu
         data = fetch_url(value, config.url_fetch, f"{field}.value")
     else:
         data = decode_base64(value, f"{field}.value")
+    return decode_image(data, config, budget, auto_orient, field)
+
+
+def decode_image(data: bytes, config: ServerConfig, budget: DecodeBudget, auto_orient: bool = True,
+                 field: str = "image") -> np.ndarray:
+    """Encoded bytes -> RGB uint8 ``(H, W, 3)``: the declared size checked first, its pixels reserved
+    from ``budget`` while decoding, EXIF orientation applied (``auto_orient`` and ``config.auto_orient``)."""
     size = declared_size(data)
     with budget.reserve(size[0] * size[1] if size else 0):
         return load_image(data, field, max_pixels=config.max_image_pixels, auto_orient=auto_orient and config.auto_orient)

@@ -51,7 +51,7 @@ def page() -> FileResponse:
 def fetch_image(body: FetchImageRequest, namespace: Namespace, services: ServicesDep) -> Response:
     """Fetch an image URL within the server's ``url_fetch`` limits and return its bytes (checked to decode)."""
     data = fetch_url(body.url.strip(), services.config.url_fetch, "url")
-    decode_image(data, services.config.max_image_pixels, "url")
+    decode_image(data, services.config, services.decode_budget, field="url")
     media = next((m for magic, m in _MAGIC if data.startswith(magic)), "application/octet-stream")
     return Response(data, media_type=media)
 
@@ -60,7 +60,7 @@ def fetch_image(body: FetchImageRequest, namespace: Namespace, services: Service
     "content": {m: {} for m in MEDIA_TYPES.values()}, "description": "COCO JSON, a zip of PNG masks, or a PNG"}})
 def export(body: ExportRequest, namespace: Namespace, services: ServicesDep) -> Response:
     """Objects (polygon masks, class names) on an image -> ``coco`` / ``masks_png`` / ``annotated``."""
-    frame = load_request_image(body.image, services.config.max_image_pixels, services.config.url_fetch)
+    frame = load_request_image(body.image, services.config, services.decode_budget)
     detections = to_detections(body.objects, frame.shape[:2])
     banner = "RANDOM WEIGHTS - masks are meaningless" if services.engine.random_weights else None
     data = export_bytes(body.format, body.name, frame, detections, banner)
