@@ -233,14 +233,14 @@ def build_stage(registry: Registry, entry: dict[str, dict[str, Any]], index: int
 
 
 def build_engine(config: PipelineConfig, allow_random: bool = False) -> Any:
-    """``config.sam.build_engine()``; with ``allow_random``, missing weights become random ones."""
+    """``config.sam.build_engine(config.cache)``; with ``allow_random``, missing weights become random ones."""
     try:
-        return config.sam.build_engine()
+        return config.sam.build_engine(config.cache)
     except CheckpointNotFoundError as exc:
         if not allow_random:
             raise
         log.warning("%s\n*** --allow-random: SAM falls back to RANDOM weights ***", exc)
-        return config.sam.model_copy(update={"checkpoint": "random"}).build_engine()
+        return config.sam.model_copy(update={"checkpoint": "random"}).build_engine(config.cache)
 
 
 def empty_detections(prompts: Prompts) -> sv.Detections:

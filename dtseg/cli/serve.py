@@ -7,6 +7,7 @@ import json
 import os
 import signal
 import sys
+from pathlib import Path
 
 from dtseg.errors import DtsegError
 
@@ -26,8 +27,12 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--allow-private-urls", action="store_true",
                         help="let image URLs reach loopback/private/link-local addresses (server.url_fetch.allow_private)")
     parser.add_argument("--workers", type=int, default=1,
-                        help="uvicorn worker processes (default 1); each holds its own model and embedding "
-                             "cache, so an image_id embedded by one worker is unknown to the others")
+                        help="uvicorn worker processes (default 1); each holds its own model and in-process "
+                             "embedding cache: with cache.redis_url they share embeddings through Redis, "
+                             "without it an image_id embedded by one worker is unknown to the others")
+    parser.add_argument("--redis-url", metavar="URL", help="shared embedding cache, e.g. redis://127.0.0.1:6379/0 "
+                                                           "(sets cache.redis_url)")
+    parser.add_argument("--cache-dir", metavar="DIR", help="persistent embedding cache folder (sets cache.dir)")
     parser.add_argument("--log-level", default="info", choices=["critical", "error", "warning", "info", "debug"])
     parser.set_defaults(run=run)
 
@@ -38,6 +43,10 @@ def _overrides(args: argparse.Namespace) -> list[str]:
         items.append("sam.checkpoint=" + json.dumps(args.sam_checkpoint))
     if args.device:
         items.append("sam.device=" + json.dumps(args.device))
+    if args.redis_url:
+        items.append("cache.redis_url=" + json.dumps(args.redis_url))
+    if args.cache_dir:
+        items.append("cache.dir=" + json.dumps(str(Path(args.cache_dir).resolve())))
     if args.allow_private_urls:
         items.append("server.url_fetch.allow_private=true")
     return items
@@ -46,6 +55,7 @@ def _overrides(args: argparse.Namespace) -> list[str]:
 def run(args: argparse.Namespace) -> int:
     import uvicorn
 
+    from dtseg.engine.tiers import build_tiers
     from dtseg.server.app import create_app
     from dtseg.server.config import load_serve_config
     from dtseg.server.factory import CONFIG_ENV
@@ -55,7 +65,9 @@ def run(args: argparse.Namespace) -> int:
         return 2
     try:
         config = load_serve_config(args.config, _overrides(args))
-        engine = config.sam.build_engine() if args.workers == 1 else None
+        if args.workers > 1 and config.cache.redis_url:
+            build_tiers(config.cache)  # Redis unreachable: say so once, before starting the workers
+        engine = config.sam.build_engine(config.cache) if args.workers == 1 else None
     except (DtsegError, ValueError, OSError) as exc:
         print(f"dtseg: error: {exc}", file=sys.stderr)
         return 2

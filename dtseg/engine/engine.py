@@ -17,6 +17,7 @@ import torch
 from segment_anything.modeling import Sam
 
 from dtseg.engine.cache import ByteLRUCache
+from dtseg.engine.tiers import TieredCache, build_tiers, cache_scope
 from dtseg.engine.models import (RANDOM, CheckpointArg, ModelArg, build_sam, resolve_checkpoint, resolve_spec,
                                  select_device, select_dtype)
 from dtseg.engine.postprocess import masks_from_low_res
@@ -92,13 +93,18 @@ class SamEngine:
         chunk_size: int = 32,
         random_weights: bool = False,
         model_name: str = "custom",
+        cache_tiers: Any = None,
     ) -> None:
         self.sam = sam.to(device=device, dtype=dtype).eval()
         self.device, self.dtype = device, dtype
         self.model_name, self.random_weights = model_name, random_weights
         self.cache_fp16, self.chunk_size = cache_fp16, max(1, int(chunk_size))
-        self.embeddings: ByteLRUCache[Embedding] = ByteLRUCache(cache_bytes)
-        self.mask_logits: ByteLRUCache[_Logits] = ByteLRUCache(max(64 * MiB, cache_bytes // 16))
+        # cache_tiers: a CacheConfig (Redis, a folder) behind the in-process LRU; see dtseg.engine.tiers
+        tiers = build_tiers(cache_tiers)
+        scope = cache_scope(model_name, dtype, self.sam) if tiers else model_name
+        self.embeddings = TieredCache(ByteLRUCache(cache_bytes), tiers, Embedding, "embedding", scope)
+        self.mask_logits = TieredCache(ByteLRUCache(max(64 * MiB, cache_bytes // 16)),
+                                       tiers if getattr(cache_tiers, "mask_logits", False) else [], _Logits, "logits", scope)
         self.image_encoder = self._image_encoder(encoder, encoder_int8, encoder_compile)
         self.mask_decoder = self._mask_decoder(decoder)
         self.encoder_calls = 0  # images through the encoder, for tests and /info

@@ -6,12 +6,12 @@ from contextlib import asynccontextmanager
 from typing import Any, AsyncIterator
 
 import anyio.to_thread
-from fastapi import Depends, FastAPI
+from fastapi import FastAPI
 
 from dtseg import __version__
 from dtseg.engine import SamEngine
 from dtseg.server import sam_routes, segment_routes
-from dtseg.server.auth import client_namespace
+from dtseg.server.auth import Namespace
 from dtseg.server.config import ServeConfig, ServerConfig
 from dtseg.server.errors import install_error_handlers
 from dtseg.server.limits import BodySizeLimit
@@ -41,6 +41,9 @@ def create_app(engine: SamEngine, config: ServerConfig | None = None) -> FastAPI
     app = FastAPI(title="dtseg", version=__version__, description=DESCRIPTION, lifespan=lifespan)
     app.state.services = Services(engine, config)
     app.state.api_keys = config.effective_api_keys()
+    share = config.cache_share_of(len(app.state.api_keys))
+    for cache in (engine.embeddings, engine.mask_logits):  # each key's share of the in-process cache
+        cache.set_share(None if share is None else int(cache.max_bytes * share))
     install_error_handlers(app)
     app.add_middleware(BodySizeLimit, max_bytes=config.max_body_bytes)
     app.include_router(sam_routes.router)
@@ -51,12 +54,16 @@ def create_app(engine: SamEngine, config: ServerConfig | None = None) -> FastAPI
         """Liveness: no authentication."""
         return {"status": "ok"}
 
-    @app.get("/info", tags=["server"], dependencies=[Depends(client_namespace)])
-    def info() -> dict[str, Any]:
-        """Model, device, cache counters (``encoder_calls`` counts images through the encoder)."""
+    @app.get("/info", tags=["server"])
+    def info(namespace: Namespace) -> dict[str, Any]:
+        """Model, device, cache counters (``encoder_calls`` counts images through the encoder).
+
+        With API keys, the cache counters are the caller's own: its entries, bytes, share
+        (``max_bytes``), hits, misses and evictions, and its hits in the shared tiers."""
         services: Services = app.state.services
         return {
             **services.engine.info(),
+            **cache_info(services.engine, namespace if app.state.api_keys else None),
             "version": __version__,
             "auth": bool(app.state.api_keys),
             "limits": {"max_body_mb": config.max_body_mb, "max_image_pixels": config.max_image_pixels,
@@ -67,6 +74,19 @@ def create_app(engine: SamEngine, config: ServerConfig | None = None) -> FastAPI
     return app
 
 
+def cache_info(engine: SamEngine, namespace: str | None) -> dict[str, Any]:
+    """``cache`` / ``mask_logits_cache`` / ``cache_tiers`` of ``/info``: of the whole process, or
+    (``namespace`` given) of one API key, which then sees nothing of the others."""
+    def counters(cache: Any) -> dict[str, int]:
+        stats = cache.stats() if namespace is None else cache.stats(namespace)
+        return {"entries": stats.entries, "bytes": stats.bytes, "max_bytes": stats.max_bytes, "hits": stats.hits,
+                "misses": stats.misses, "evictions": stats.evictions}
+
+    tiers = engine.embeddings.tier_info() if namespace is None else engine.embeddings.tier_info(namespace)
+    return {"cache": counters(engine.embeddings), "mask_logits_cache": counters(engine.mask_logits),
+            "cache_tiers": tiers}
+
+
 def app_from_config(serve: ServeConfig) -> FastAPI:
     """Build the engine from the ``sam:`` section and serve it."""
-    return create_app(serve.sam.build_engine(), serve.server)
+    return create_app(serve.sam.build_engine(serve.cache), serve.server)
