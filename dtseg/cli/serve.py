@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import inspect
 import json
 import os
 import signal
@@ -10,6 +11,8 @@ import sys
 from pathlib import Path
 
 from dtseg.errors import DtsegError
+
+WORKER_STARTUP_S = 300  # seconds a worker may take to load the model
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -87,8 +90,12 @@ def run(args: argparse.Namespace) -> int:
                     timeout_graceful_shutdown=10)
     else:
         os.environ[CONFIG_ENV] = config.model_dump_json()
+        # each worker imports torch and loads the model before it answers uvicorn's health pings:
+        # far longer than uvicorn's 5 s default on a busy machine, which then kills it over and over
+        health = {"timeout_worker_healthcheck": WORKER_STARTUP_S} if "timeout_worker_healthcheck" in \
+            inspect.signature(uvicorn.run).parameters else {}
         uvicorn.run("dtseg.server.factory:build", factory=True, host=args.host, port=args.port,
-                    workers=args.workers, log_level=args.log_level, timeout_graceful_shutdown=10)
+                    workers=args.workers, log_level=args.log_level, timeout_graceful_shutdown=10, **health)
     print("dtseg serve: stopped", flush=True)
     return 0
 
