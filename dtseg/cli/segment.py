@@ -80,7 +80,8 @@ def run(args: argparse.Namespace) -> int:
     finally:
         for sink in sinks:
             sink.close()
-    _summary(done, failed, time.perf_counter() - start, args.out, pipeline.random_label)
+    _summary(done, failed, time.perf_counter() - start, args.out, pipeline.random_label,
+             getattr(pipeline.engine, "encoder_calls", None))
     return 1 if failed or not items else 0
 
 
@@ -178,9 +179,11 @@ def read_image(source: str) -> Any:
     return load_image(data, "image")
 
 
-def _summary(done: int, failed: list[tuple[str, str]], seconds: float, out: str, random_label: str | None) -> None:
+def _summary(done: int, failed: list[tuple[str, str]], seconds: float, out: str, random_label: str | None,
+             encoder_calls: int | None = None) -> None:
     total = done + len(failed)
-    line = f"segmented {done} of {total} image{'s' * (total != 1)} in {seconds:.1f} s -> {out}"
+    passes = "" if encoder_calls is None else f" ({encoder_calls} encoder pass{'es' * (encoder_calls != 1)})"
+    line = f"segmented {done} of {total} image{'s' * (total != 1)} in {seconds:.1f} s{passes} -> {out}"
     print(line + (f"; {len(failed)} failed:" if failed else ""), file=sys.stderr)
     for source, why in failed:
         print(f"  {source}: {why}", file=sys.stderr)
