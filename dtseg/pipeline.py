@@ -109,9 +109,11 @@ class Pipeline:
         """A loud label when any model has random weights, else ``None``."""
         return RANDOM_LABEL.format(", ".join(self.random_parts)) if self.random_parts else None
 
-    def open_sinks(self, out_dir: str | Path) -> list[Any]:
+    def open_sinks(self, out_dir: str | Path, per_run: bool | None = None) -> list[Any]:
         """The config's sinks, writing under ``out_dir`` (created). Close each when done. A sink
-        with a ``banner`` attribute left at ``None`` gets the random-weights label, if any."""
+        with a ``banner`` attribute left at ``None`` gets the random-weights label, if any.
+        ``per_run``: only the sinks whose class sets ``per_run = True`` (one output for the
+        whole run, like ``coco``), or only the others (``False``); ``None``: all."""
         if self.loaded is None:
             return []
         out = Path(out_dir)
@@ -120,6 +122,8 @@ class Pipeline:
         for i, entry in enumerate(self.loaded.config.sinks):
             name, options = next(iter(entry.items()))
             info = self.registry.sink(name)
+            if per_run is not None and bool(getattr(info.cls, "per_run", False)) != per_run:
+                continue
             config = validate(info.config_model, options, self.loaded.source, prefix=f"sinks[{i}].{name}",
                               base_dir=self.loaded.base_dir)
             sink = info.cls(config, out)

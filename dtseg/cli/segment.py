@@ -42,11 +42,21 @@ def add_parser(subparsers: Any) -> None:
     parser.add_argument("sources", nargs="+", metavar="SOURCE", help="an image, a folder, a glob or an http(s) URL")
     parser.add_argument("-o", "--out", default="out", metavar="DIR", help="output folder (default: out)")
     add_pipeline_options(parser)
+    ray = parser.add_argument_group("ray")
+    ray.add_argument("--ray", nargs="?", const="local", metavar="ADDRESS",
+                     help="run on Ray Data: a cluster's address (ray://host:10001, auto), or none for a local "
+                          "Ray instance; the outputs are those of a local run")
+    ray.add_argument("--ray-actors", type=int, metavar="N",
+                     help="engines in the actor pool (default: one per GPU, else one per 4 CPUs)")
     parser.set_defaults(run=run)
 
 
 def run(args: argparse.Namespace) -> int:
     items, missing = expand_sources(args.sources)
+    if args.ray is not None:
+        from dtseg.cli.ray_run import run_on_ray
+
+        return run_on_ray(args, items, missing)
     try:
         pipeline = build_pipeline(args)
         sinks = pipeline.open_sinks(args.out)
@@ -60,7 +70,7 @@ def run(args: argparse.Namespace) -> int:
 
     def failure(source: str, exc: Exception) -> None:
         log.debug("failed on %s", source, exc_info=exc)
-        why = str(exc) if isinstance(exc, (DtsegError, OSError)) else f"{type(exc).__name__}: {exc}"
+        why = describe(exc)
         failed.append((source, why))
         tqdm.write(f"error: {source}: {why}", file=sys.stderr)
 
@@ -80,7 +90,7 @@ def run(args: argparse.Namespace) -> int:
     finally:
         for sink in sinks:
             sink.close()
-    _summary(done, failed, time.perf_counter() - start, args.out, pipeline.random_label,
+    summary(done, failed, time.perf_counter() - start, args.out, pipeline.random_label,
              getattr(pipeline.engine, "encoder_calls", None))
     return 1 if failed or not items else 0
 
@@ -125,6 +135,11 @@ def segment_each(pipeline: Any, frames: list[Any]) -> tuple[list[Any], bool]:
         except Exception as exc:  # noqa: BLE001
             results.append(exc)
     return results, len(frames) > 1
+
+
+def describe(exc: BaseException) -> str:
+    """What the run reports for an image that failed."""
+    return str(exc) if isinstance(exc, (DtsegError, OSError)) else f"{type(exc).__name__}: {exc}"
 
 
 def expand_sources(sources: list[str]) -> tuple[list[Item], list[str]]:
@@ -179,7 +194,7 @@ def read_image(source: str) -> Any:
     return load_image(data, "image")
 
 
-def _summary(done: int, failed: list[tuple[str, str]], seconds: float, out: str, random_label: str | None,
+def summary(done: int, failed: list[tuple[str, str]], seconds: float, out: str, random_label: str | None,
              encoder_calls: int | None = None) -> None:
     total = done + len(failed)
     passes = "" if encoder_calls is None else f" ({encoder_calls} encoder pass{'es' * (encoder_calls != 1)})"
