@@ -11,7 +11,7 @@ else
 TORCH  := torch==2.14.1 torchvision==0.29.1
 endif
 
-.PHONY: setup test test-fast demo bench clean
+.PHONY: setup redis test test-fast demo bench clean
 
 setup: $(STAMP)
 
@@ -22,10 +22,15 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install -q -e '.[test]'
 	touch $@
 
-test: setup
+# the cache tests run a real redis-server (Debian's package)
+redis:
+	@command -v redis-server >/dev/null || { apt-get update -qq && apt-get install -y -qq redis-server; } \
+	  || { sudo apt-get update -qq && sudo apt-get install -y -qq redis-server; }
+
+test: setup redis
 	$(BIN)/python -m pytest -q -p no:cacheprovider
 
-test-fast: setup  ## skip the vit_b-sized cases
+test-fast: setup redis  ## skip the vit_b-sized cases
 	$(BIN)/python -m pytest -q -p no:cacheprovider -m "not slow"
 
 # The default pipeline (yolo boxes -> SAM vit_b -> annotated PNG + JSON) on ultralytics' bus.jpg.
@@ -35,12 +40,13 @@ DEMO_ARGS ?= --allow-random
 demo: setup
 	$(BIN)/dtseg segment "$(BUS)" --config configs/default.yaml --out out $(DEMO_ARGS)
 
-bench: setup
+bench: setup redis
 	$(BIN)/python bench/engine.py
 	$(BIN)/python bench/encoder.py
 	$(BIN)/python bench/decoder.py
 	$(BIN)/python bench/server.py
 	$(BIN)/python bench/video.py
+	$(BIN)/python bench/cache.py
 
 clean:
 	rm -rf $(VENV) out build *.egg-info .pytest_cache

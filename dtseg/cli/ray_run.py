@@ -179,5 +179,6 @@ def _dataset(ray: Any, args: argparse.Namespace, items: list[Item], config: Any,
           file=sys.stderr)
     rows = [{"index": i, "source": item.source, "name": item.name} for i, item in enumerate(items)]
     return ray.data.from_items(rows).map_batches(
-        SegmentActor, fn_constructor_kwargs={"spec": spec}, batch_size=config.batch_size, concurrency=actors,
-        num_cpus=cpus_per_actor, num_gpus=1 if gpus else 0, batch_format="numpy")
+        SegmentActor, fn_constructor_kwargs={"spec": spec}, batch_size=config.batch_size,
+        compute=ray.data.ActorPoolStrategy(size=actors), num_cpus=cpus_per_actor, num_gpus=1 if gpus else 0,
+        batch_format="numpy")
