@@ -8,13 +8,9 @@ import time
 
 import numpy as np
 import pytest
-import torch
 
 from dtseg.config import CacheConfig
-from dtseg.engine.cache import ByteLRUCache
 from dtseg.engine.disk_tier import DiskTier
-from dtseg.engine.engine import Embedding
-from dtseg.engine.tiers import TieredCache
 from dtseg.errors import CacheTierError
 from tests.engine.conftest import make_engine, synthetic_image
 
@@ -111,9 +107,18 @@ def test_a_torn_file_on_disk_is_ignored_and_replaced(tmp_path, caplog):
     assert path.stat().st_size > 4 * MiB
 
 
-def test_tier_one_keeps_its_bound_and_namespaced_stats():
-    cache = TieredCache(ByteLRUCache(100), [], Embedding, "embedding", "scope")
-    assert cache.max_bytes == 100 and len(cache) == 0 and cache.stats().entries == 0
+def test_a_folder_that_fails_mid_run_never_fails_a_request(tmp_path, caplog):
+    engine = engine_with(tmp_path)
+    disk = engine.embeddings.tiers[0]
+    blocked = disk.path(engine.embeddings.name(("", "x")))
+    blocked.mkdir(parents=True)  # where the file should go: reads and writes fail with OSError
+    image = synthetic_image(48, 48)
+    with caplog.at_level(logging.WARNING, "dtseg.cache"):
+        engine.embed_image(image, "x")
+        engine.embeddings.clear()
+        engine.segment_image(image, image_id="x", boxes=[2, 2, 30, 30])
+    assert engine.encoder_calls == 2 and disk.info()["errors"] >= 2
+    assert len([r for r in caplog.records if "disk cache" in r.getMessage()]) == 1  # one warning a minute
 
 
 # -- Redis ---------------------------------------------------------------------------------
