@@ -113,7 +113,6 @@ class PipelineConfig(StrictModel):
     """A pipeline file: the SAM engine, where plugins come from, prompt stages and sinks."""
 
     sam: SamConfig = Field(default_factory=SamConfig)
-    cache: CacheConfig = Field(default_factory=CacheConfig)
     plugins: list[str] = Field(default_factory=list, description="dotted module paths to load as plugins")
     plugins_dir: ConfigPath | None = Field(None, description="a folder whose *.py files are plugins")
     prompts: StageList = Field(default_factory=lambda: [{"yolo": {}}], min_length=1,
@@ -123,6 +122,8 @@ class PipelineConfig(StrictModel):
     multimask_output: bool = Field(False, description="SAM predicts 3 masks per object and keeps the best")
     batch_size: int = Field(1, ge=1, le=64, description="images `dtseg segment` embeds together (for GPUs; "
                                                         "a CPU gains nothing)")
+    cache: CacheConfig = Field(default_factory=CacheConfig, description="Redis and disk tiers behind the "
+                                                                         "in-process embedding cache")
 
     @field_validator("prompts", "sinks", mode="before")
     @classmethod
