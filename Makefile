@@ -16,7 +16,7 @@ endif
 CHROMIUM := /usr/bin/chromium
 SUDO     := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: setup browser test test-fast test-browser demo bench clean
+.PHONY: setup browser redis test test-fast test-browser demo bench clean
 
 setup: $(STAMP)
 
@@ -35,10 +35,14 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install -q --no-deps 'inference-sdk>=1.8'
 	touch $@
 
-test: setup browser
+# the cache tests run a real redis-server (Debian's package)
+redis:
+	@command -v redis-server >/dev/null || { $(SUDO) apt-get update -qq && $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server; }
+
+test: setup browser redis
 	$(BIN)/python -m pytest -q -p no:cacheprovider
 
-test-fast: setup browser  ## skip the vit_b-sized cases
+test-fast: setup browser redis  ## skip the vit_b-sized cases
 	$(BIN)/python -m pytest -q -p no:cacheprovider -m "not slow"
 
 test-browser: setup browser  ## the page in headless chromium (also part of test)
@@ -55,13 +59,14 @@ DEMO_ARGS ?= --allow-random
 demo: setup
 	$(BIN)/dtseg segment "$(BUS)" --config configs/default.yaml --out out $(DEMO_ARGS)
 
-bench: setup
+bench: setup redis
 	$(BIN)/python bench/models.py
 	$(BIN)/python bench/engine.py
 	$(BIN)/python bench/encoder.py
 	$(BIN)/python bench/decoder.py
 	$(BIN)/python bench/server.py
 	$(BIN)/python bench/video.py
+	$(BIN)/python bench/cache.py
 
 clean:
 	rm -rf $(VENV) out build *.egg-info .pytest_cache

@@ -50,6 +50,33 @@ class SpecConfig(StrictModel):
     encoder_global_attn_indexes: list[int]
 
 
+class CacheConfig(StrictModel):
+    """The ``cache:`` section: tiers behind the in-process embedding cache (``sam.cache_mb``).
+
+    ```yaml
+    cache:
+      redis_url: redis://127.0.0.1:6379/0   # shared by processes and machines; null: none
+      ttl_s: 86400                           # Redis entries expire (null: never; Redis' policy evicts)
+      dir: ~/.cache/dtseg/embeddings         # persistent across runs; null: none
+      dir_max_mb: 10240                      # the folder's bound (least recently used files go first)
+    ```
+    """
+
+    redis_url: str | None = None
+    ttl_s: int | None = Field(86400, gt=0)
+    redis_timeout_s: float = Field(1.0, gt=0)  # connect and each command; a slower Redis counts as down
+    dir: ConfigPath | None = None
+    dir_max_mb: float = Field(10240, gt=0)
+    mask_logits: bool = False  # refinement logits through the tiers too (the server's default: true)
+
+    @field_validator("redis_url")
+    @classmethod
+    def _redis_url(cls, value: str | None) -> str | None:
+        if value and not value.startswith(("redis://", "rediss://", "unix://")):
+            raise ValueError(f"expected redis://host:port/db, rediss://... or unix://..., got {value!r}")
+        return value or None
+
+
 class SamConfig(StrictModel):
     """The ``sam:`` section: which model, which weights, where it runs."""
 
@@ -77,14 +104,15 @@ class SamConfig(StrictModel):
                 raise ValueError(f"unknown model {value!r}; known models: {', '.join(model_names())}")
         return value
 
-    def build_engine(self) -> "SamEngine":  # noqa: F821
+    def build_engine(self, cache: CacheConfig | None = None) -> "SamEngine":  # noqa: F821
+        """The engine; ``cache`` adds the Redis and disk tiers (``CacheTierError`` if unusable)."""
         from dtseg.engine import SamEngine
 
         model = self.model if isinstance(self.model, str) else self.model.model_dump()
         return SamEngine.load(model, self.checkpoint, device=self.device, dtype=self.dtype,
                               cache_bytes=self.cache_mb << 20, cache_fp16=self.cache_fp16, encoder=self.encoder,
                               decoder=self.decoder, encoder_int8=self.encoder_int8,
-                              encoder_compile=self.encoder_compile, threads=self.threads)
+                              encoder_compile=self.encoder_compile, threads=self.threads, cache_tiers=cache)
 
 
 #: A chain of stages: ``[{yolo: {conf: 0.3}}, {zones: {...}}]`` (a bare name means no options).
@@ -104,6 +132,8 @@ class PipelineConfig(StrictModel):
     multimask_output: bool = Field(False, description="SAM predicts 3 masks per object and keeps the best")
     batch_size: int = Field(1, ge=1, le=64, description="images `dtseg segment` embeds together (for GPUs; "
                                                         "a CPU gains nothing)")
+    cache: CacheConfig = Field(default_factory=CacheConfig, description="Redis and disk tiers behind the "
+                                                                         "in-process embedding cache")
 
     @field_validator("prompts", "sinks", mode="before")
     @classmethod

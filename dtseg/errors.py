@@ -64,3 +64,7 @@ class ConfigError(DtsegError, ValueError):
 
 class RandomWeightsWarning(UserWarning):
     """Emitted whenever SAM is built with random weights (tests, benchmarks, ``--allow-random``)."""
+
+
+class CacheTierError(DtsegError):
+    """A configured cache tier (Redis, a cache folder) that cannot be used when the engine starts."""

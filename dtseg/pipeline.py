@@ -113,10 +113,13 @@ class Pipeline:
         """A loud label when any model has random weights, else ``None``."""
         return RANDOM_LABEL.format(", ".join(self.random_parts)) if self.random_parts else None
 
-    def open_sinks(self, out_dir: str | Path, sinks: Sequence[str | dict[str, Any]] | None = None) -> list[Sink]:
+    def open_sinks(self, out_dir: str | Path, sinks: Sequence[str | dict[str, Any]] | None = None,
+                   per_run: bool | None = None) -> list[Sink]:
         """The config's sinks, or ``sinks`` given like the config's ``sinks:`` (names, or
         ``{name: options}``), writing under ``out_dir`` (created). Close each when done. A sink
-        with a ``banner`` attribute left at ``None`` gets the random-weights label, if any."""
+        with a ``banner`` attribute left at ``None`` gets the random-weights label, if any.
+        ``per_run``: only the sinks whose class sets ``per_run = True`` (one output for the
+        whole run, like ``coco``), or only the others (``False``); ``None``: all."""
         source, base_dir = (self.loaded.source, self.loaded.base_dir) if self.loaded else ("<pipeline>", None)
         if sinks is not None:
             source = "the sinks argument"
@@ -129,6 +132,8 @@ class Pipeline:
         for i, entry in enumerate(entries):
             name, options = next(iter(entry.items()))
             info = self.registry.sink(name)
+            if per_run is not None and bool(getattr(info.cls, "per_run", False)) != per_run:
+                continue
             config = validate(info.config_model, options, source, prefix=f"sinks[{i}].{name}", base_dir=base_dir)
             sink = info.cls(config, out)
             if self.random_label and getattr(sink, "banner", "") is None:  # e.g. the annotated sink
@@ -264,12 +269,12 @@ def build_engine(config: PipelineConfig, allow_random: bool = False) -> Engine:
     """``config.sam.build_engine()``; with ``allow_random``, weights that cannot be downloaded become
     random ones. A checkpoint path that was given and is missing is always an error."""
     try:
-        return config.sam.build_engine()
+        return config.sam.build_engine(config.cache)
     except CheckpointNotFoundError as exc:
         if not allow_random or config.sam.checkpoint is not None:
             raise
         log.warning("%s\n*** --allow-random: SAM falls back to RANDOM weights ***", exc)
-        return config.sam.model_copy(update={"checkpoint": "random"}).build_engine()
+        return config.sam.model_copy(update={"checkpoint": "random"}).build_engine(config.cache)
 
 
 def empty_detections(prompts: Prompts) -> sv.Detections:

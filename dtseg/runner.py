@@ -56,6 +56,7 @@ class RunSummary:
     interrupted: bool = False
     random_weights: str | None = None  # the pipeline's random-weights label, if any
     skipped: int = 0  # images left out because an earlier run finished them (--skip-existing)
+    encoder_calls: int | None = None  # images through the SAM encoder (cache hits cost none)
 
     @property
     def total(self) -> int:
@@ -70,7 +71,9 @@ class RunSummary:
         """The run in a few lines of text (what ``dtseg segment`` prints at the end)."""
         total, done = self.total, len(self.done)
         verb = "interrupted after" if self.interrupted else "segmented"
-        line = f"{verb} {done} of {total} image{'s' * (total != 1)} in {self.seconds:.1f} s -> {self.out}"
+        calls = self.encoder_calls
+        passes = "" if calls is None else f" ({calls} encoder pass{'es' * (calls != 1)})"
+        line = f"{verb} {done} of {total} image{'s' * (total != 1)} in {self.seconds:.1f} s{passes} -> {self.out}"
         if self.skipped:
             line += f" ({self.skipped} skipped: done before)"
         lines = [line + (f"; {len(self.failed)} failed:" if self.failed else "")]
@@ -108,6 +111,7 @@ def run_items(
     from dtseg.sinks._common import recording_writes
 
     summary = RunSummary(Path(out), random_weights=pipeline.random_label, skipped=skipped)
+    calls_before = getattr(pipeline.engine, "encoder_calls", None)
     for source in missing:
         summary.failed.append((source, MISSING))
         on_error(source, MISSING)
@@ -127,7 +131,7 @@ def run_items(
                     summary.done.append(item.name)
                 except Exception as exc:  # noqa: BLE001 - one bad image must not stop the run
                     log.debug("failed on %s", item.source, exc_info=exc)
-                    why = str(exc) if isinstance(exc, (DtsegError, OSError)) else f"{type(exc).__name__}: {exc}"
+                    why = describe(exc)
                     summary.failed.append((item.source, why))
                     on_error(item.source, why)
                 bar.update()
@@ -137,7 +141,14 @@ def run_items(
         for sink in sinks:
             sink.close()
         summary.seconds = time.perf_counter() - start
+        if calls_before is not None:
+            summary.encoder_calls = pipeline.engine.encoder_calls - calls_before
     return summary
+
+
+def describe(exc: BaseException) -> str:
+    """What a run reports for an image that failed."""
+    return str(exc) if isinstance(exc, (DtsegError, OSError)) else f"{type(exc).__name__}: {exc}"
 
 
 def segment_items(pipeline: Any, items: list[Item]) -> Iterator[tuple[Item, Any, Any]]:

@@ -56,3 +56,13 @@ def small_frame() -> np.ndarray:
     frame[20:60, 20:60] = (220, 30, 30)
     cv2.circle(frame, (110, 80), 25, (30, 200, 60), -1)
     return frame
+
+
+@pytest.fixture
+def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Any:
+    """A real redis-server on a free port (``.url``, ``.stop()``, ``.start()``), stopped at the end."""
+    from tests.redis_server import RedisServer
+
+    server = RedisServer(tmp_path_factory.mktemp("redis")).start()
+    yield server
+    server.stop()

@@ -27,6 +27,8 @@ def add_pipeline_options(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--sam-checkpoint", metavar="PATH", help="SAM weights file (sets sam.checkpoint)")
     group.add_argument("--device", help="cpu, cuda, cuda:1, mps (sets sam.device and the stages' device)")
     group.add_argument("--plugins-dir", metavar="DIR", help="load every *.py in DIR as a plugin")
+    group.add_argument("--cache-dir", metavar="DIR",
+                       help="keep embeddings in DIR across runs: a re-run pays no encoder pass (sets cache.dir)")
     group.add_argument("--strict", action="store_true", help="a plugin that fails to load is an error")
     group.add_argument("--allow-random", action="store_true",
                        help="where weights are missing, use RANDOM weights instead of failing (demos "
@@ -64,6 +66,8 @@ def overrides(args: argparse.Namespace) -> list[str]:
         items.append(f"prompts.yolo.conf={args.conf}")
     if getattr(args, "classes", None):
         items.append(f"prompts.yolo.classes={json.dumps(class_list(args.classes))}")
+    if getattr(args, "cache_dir", None):  # relative to the current folder, like every command-line path
+        items.append(f"cache.dir={_yaml_string(str(Path(args.cache_dir).resolve()))}")
     return items
 
 

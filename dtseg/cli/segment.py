@@ -25,6 +25,12 @@ def add_parser(subparsers: Any) -> None:
                              f"outputs are intact (recorded in OUT/{LEDGER_NAME}): resumes a killed run")
     add_pipeline_options(parser)
     add_detector_shortcuts(parser)
+    ray = parser.add_argument_group("ray")
+    ray.add_argument("--ray", nargs="?", const="local", metavar="ADDRESS",
+                     help="run on Ray Data: a cluster's address (ray://host:10001, auto), or none for a local "
+                          "Ray instance; the outputs are those of a local run")
+    ray.add_argument("--ray-actors", type=int, metavar="N",
+                     help="engines in the actor pool (default: one per GPU, else one per 4 CPUs)")
     parser.set_defaults(run=run)
 
 
@@ -34,6 +40,10 @@ def run(args: argparse.Namespace) -> int:
     from dtseg.runner import expand_sources, run_items  # supervision: not needed for --help
 
     items, missing = expand_sources(args.sources, recursive=args.recursive, exclude=Path(args.out))
+    if args.ray is not None:
+        from dtseg.cli.ray_run import run_on_ray
+
+        return run_on_ray(args, items, missing)
     try:
         pipeline = build_pipeline(args)
         ledger = Ledger(args.out, config_hash(pipeline.loaded.config if pipeline.loaded else {})).load()

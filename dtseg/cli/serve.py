@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 import argparse
+import inspect
 import json
 import os
 import signal
 import sys
+from pathlib import Path
 
 from dtseg.cli.common import checkpoint_argument
 from dtseg.errors import DtsegError
+
+WORKER_STARTUP_S = 300  # seconds a worker may take to load the model
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -28,8 +32,12 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--allow-private-urls", action="store_true",
                         help="let image URLs reach loopback/private/link-local addresses (server.url_fetch.allow_private)")
     parser.add_argument("--workers", type=int, default=1,
-                        help="uvicorn worker processes (default 1); each holds its own model and embedding "
-                             "cache, so an image_id embedded by one worker is unknown to the others")
+                        help="uvicorn worker processes (default 1); each holds its own model and in-process "
+                             "embedding cache: with cache.redis_url they share embeddings through Redis, "
+                             "without it an image_id embedded by one worker is unknown to the others")
+    parser.add_argument("--redis-url", metavar="URL", help="shared embedding cache, e.g. redis://127.0.0.1:6379/0 "
+                                                           "(sets cache.redis_url)")
+    parser.add_argument("--cache-dir", metavar="DIR", help="persistent embedding cache folder (sets cache.dir)")
     parser.add_argument("--log-level", default="info", choices=["critical", "error", "warning", "info", "debug"])
     parser.set_defaults(run=run)
 
@@ -40,6 +48,10 @@ def _overrides(args: argparse.Namespace) -> list[str]:
         items.append("sam.checkpoint=" + json.dumps(checkpoint_argument(args.sam_checkpoint)))
     if args.device:
         items.append("sam.device=" + json.dumps(args.device))
+    if args.redis_url:
+        items.append("cache.redis_url=" + json.dumps(args.redis_url))
+    if args.cache_dir:
+        items.append("cache.dir=" + json.dumps(str(Path(args.cache_dir).resolve())))
     if args.allow_private_urls:
         items.append("server.url_fetch.allow_private=true")
     return items
@@ -48,6 +60,7 @@ def _overrides(args: argparse.Namespace) -> list[str]:
 def run(args: argparse.Namespace) -> int:
     import uvicorn
 
+    from dtseg.engine.tiers import build_tiers
     from dtseg.server.app import create_app
     from dtseg.server.config import load_serve_config
     from dtseg.server.factory import CONFIG_ENV
@@ -57,8 +70,10 @@ def run(args: argparse.Namespace) -> int:
         return 2
     try:
         config = load_serve_config(args.config, _overrides(args))  # raises for a missing --sam-checkpoint
-        engine = config.sam.build_engine() if args.workers == 1 else None
-        sam2_engine = config.sam2.build_engine() if config.sam2 and engine is not None else None
+        if args.workers > 1 and config.cache.redis_url:
+            build_tiers(config.cache)  # Redis unreachable: say so once, before starting the workers
+        engine = config.sam.build_engine(config.cache) if args.workers == 1 else None
+        sam2_engine = config.sam2.build_engine(config.cache) if config.sam2 and engine is not None else None
         app = create_app(engine, config.server, sam2_engine) if engine is not None else None
     except (DtsegError, ValueError, OSError) as exc:
         print(f"dtseg: error: {exc}", file=sys.stderr)
@@ -81,8 +96,12 @@ def run(args: argparse.Namespace) -> int:
                     timeout_graceful_shutdown=10)
     else:
         os.environ[CONFIG_ENV] = config.model_dump_json()
+        # each worker imports torch and loads the model before it answers uvicorn's health pings:
+        # far longer than uvicorn's 5 s default on a busy machine, which then kills it over and over
+        health = {"timeout_worker_healthcheck": WORKER_STARTUP_S} if "timeout_worker_healthcheck" in \
+            inspect.signature(uvicorn.run).parameters else {}
         uvicorn.run("dtseg.server.factory:build", factory=True, host=args.host, port=args.port,
-                    workers=args.workers, log_level=args.log_level, timeout_graceful_shutdown=10)
+                    workers=args.workers, log_level=args.log_level, timeout_graceful_shutdown=10, **health)
     print("dtseg serve: stopped", flush=True)
     return 0
 

@@ -22,6 +22,7 @@ from dtseg.engine.cache import ByteLRUCache
 from dtseg.engine.families import IMAGE_EMBED, Family
 from dtseg.engine.models import (RANDOM, CheckpointArg, ModelArg, build_model, resolve_checkpoint, select_device,
                                  select_dtype)
+from dtseg.engine.tiers import TieredCache, build_tiers, cache_scope
 from dtseg.engine.postprocess import masks_from_low_res
 from dtseg.engine.transforms import ImageTransform
 from dtseg.errors import EmbeddingMismatchError, ImageNotEmbeddedError, InputError, PromptError
@@ -108,6 +109,7 @@ class SamEngine:
         encoder_compile: bool = False,
         chunk_size: int = 32,
         random_weights: bool = False,
+        cache_tiers: Any = None,
     ) -> None:
         model.configure(device, dtype, encoder=encoder, decoder=decoder, encoder_int8=encoder_int8,
                         encoder_compile=encoder_compile)
@@ -115,8 +117,12 @@ class SamEngine:
         self.device, self.dtype = device, dtype
         self.model_name, self.random_weights = model.model_name, random_weights
         self.cache_fp16, self.chunk_size = cache_fp16, max(1, int(chunk_size))
-        self.embeddings: ByteLRUCache[Embedding] = ByteLRUCache(cache_bytes)
-        self.mask_logits: ByteLRUCache[_Logits] = ByteLRUCache(max(64 * MiB, cache_bytes // 16))
+        # cache_tiers: a CacheConfig (Redis, a folder) behind the in-process LRU; see dtseg.engine.tiers
+        tiers = build_tiers(cache_tiers)
+        scope = cache_scope(self.model_name, dtype, model.net) if tiers else self.model_name
+        self.embeddings = TieredCache(ByteLRUCache(cache_bytes), tiers, Embedding, "embedding", scope)
+        self.mask_logits = TieredCache(ByteLRUCache(max(64 * MiB, cache_bytes // 16)),
+                                       tiers if getattr(cache_tiers, "mask_logits", False) else [], _Logits, "logits", scope)
         self.encoder_calls = 0  # images through the encoder, for tests and /info
         self._encoder_lock, self._decoder_lock = threading.Lock(), threading.Lock()
 

@@ -6,14 +6,14 @@ from contextlib import asynccontextmanager
 from typing import Any, AsyncIterator
 
 import anyio.to_thread
-from fastapi import Depends, FastAPI
+from fastapi import FastAPI
 from fastapi_offline import FastAPIOffline
 
 from dtseg import __version__
 from dtseg.engine import SamEngine
 from dtseg.server import sam2_routes, sam_routes, segment_routes
+from dtseg.server.auth import Namespace
 from dtseg.server.page_routes import install_page
-from dtseg.server.auth import client_namespace
 from dtseg.server.config import ServeConfig, ServerConfig
 from dtseg.server.errors import install_error_handlers
 from dtseg.server.limits import BodySizeLimit
@@ -51,6 +51,9 @@ def create_app(engine: SamEngine, config: ServerConfig | None = None, sam2_engin
                          swagger_ui_parameters={"validatorUrl": None})
     app.state.services = Services(engine, config, sam2_engine=sam2_engine)
     app.state.api_keys = config.effective_api_keys()
+    share = config.cache_share_of(len(app.state.api_keys))
+    for cache in (engine.embeddings, engine.mask_logits):  # each key's share of the in-process cache
+        cache.set_share(None if share is None else int(cache.max_bytes * share))
     install_error_handlers(app)
     app.add_middleware(BodySizeLimit, max_bytes=config.max_body_bytes)
     app.include_router(sam_routes.router)
@@ -63,14 +66,19 @@ def create_app(engine: SamEngine, config: ServerConfig | None = None, sam2_engin
         """Liveness: no authentication."""
         return {"status": "ok"}
 
-    @app.get("/info", tags=["server"], dependencies=[Depends(client_namespace)])
-    def info() -> dict[str, Any]:
-        """Model, device, cache counters (``encoder_calls`` counts images through the encoder)."""
+    @app.get("/info", tags=["server"])
+    def info(namespace: Namespace) -> dict[str, Any]:
+        """Model, device, cache counters (``encoder_calls`` counts images through the encoder).
+
+        With API keys, the cache counters are the caller's own: its entries, bytes, share
+        (``max_bytes``), hits, misses and evictions, and its hits in the shared tiers."""
         services: Services = app.state.services
         sam2 = services.sam2_engine
         return {
             **services.engine.info(),
-            "sam2": None if sam2 is None else sam2.info() if sam2 is not services.engine else "same as sam",
+            **cache_info(services.engine, namespace if app.state.api_keys else None),
+            "sam2": None if sam2 is None else "same as sam" if sam2 is services.engine else
+                    {k: v for k, v in sam2.info().items() if "cache" not in k},  # no other key's counters
             "version": __version__,
             "auth": bool(app.state.api_keys),
             "limits": {"max_body_mb": config.max_body_mb, "max_image_pixels": config.max_image_pixels,
@@ -82,6 +90,20 @@ def create_app(engine: SamEngine, config: ServerConfig | None = None, sam2_engin
     return app
 
 
+def cache_info(engine: SamEngine, namespace: str | None) -> dict[str, Any]:
+    """``cache`` / ``mask_logits_cache`` / ``cache_tiers`` of ``/info``: of the whole process, or
+    (``namespace`` given) of one API key, which then sees nothing of the others."""
+    def counters(cache: Any) -> dict[str, int]:
+        stats = cache.stats() if namespace is None else cache.stats(namespace)
+        return {"entries": stats.entries, "bytes": stats.bytes, "max_bytes": stats.max_bytes, "hits": stats.hits,
+                "misses": stats.misses, "evictions": stats.evictions}
+
+    tiers = engine.embeddings.tier_info() if namespace is None else engine.embeddings.tier_info(namespace)
+    return {"cache": counters(engine.embeddings), "mask_logits_cache": counters(engine.mask_logits),
+            "cache_tiers": tiers}
+
+
 def app_from_config(serve: ServeConfig) -> FastAPI:
     """Build the engines of the ``sam:`` (and ``sam2:``) sections and serve them."""
-    return create_app(serve.sam.build_engine(), serve.server, serve.sam2.build_engine() if serve.sam2 else None)
+    sam2 = serve.sam2.build_engine(serve.cache) if serve.sam2 else None
+    return create_app(serve.sam.build_engine(serve.cache), serve.server, sam2)

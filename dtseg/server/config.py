@@ -3,6 +3,7 @@
 ```yaml
 sam: {model: vit_b, checkpoint: null, device: auto}   # /sam/* and /segment
 sam2: {model: sam2.1_t}                               # /sam2/* (optional; default: sam, if it is SAM 2)
+cache: {redis_url: redis://127.0.0.1:6379/0, ttl_s: 86400}   # shared by workers/replicas (optional)
 server:
   api_keys: [key-one, key-two]     # or DTSEG_API_KEYS="key-one,key-two"; empty: no auth
   max_body_mb: 64                  # larger request bodies -> 413
@@ -15,6 +16,8 @@ server:
   allow_random: false              # /segment pipelines: detectors without weights get random ones (demos)
   url_fetch: {allow_private: false, timeout_s: 10, max_mb: 20, max_redirects: 3}
   configs_dir: configs             # pipeline YAML files served by POST /segment (default: none)
+  cache_share: null                # fraction of the in-process cache one API key may hold
+                                   # (null: 1 / number of keys, so no key evicts another's entries)
 ```
 """
 
@@ -26,7 +29,7 @@ from typing import Any, Optional
 
 from pydantic import Field
 
-from dtseg.config import SamConfig, StrictModel, apply_overrides, load_yaml, validate
+from dtseg.config import CacheConfig, SamConfig, StrictModel, apply_overrides, load_yaml, validate
 
 API_KEYS_ENV = "DTSEG_API_KEYS"
 
@@ -54,6 +57,7 @@ class ServerConfig(StrictModel):
     auto_orient: bool = True
     allow_random: bool = False
     configs_dir: str | None = None
+    cache_share: float | None = Field(None, gt=0, le=1)
 
     @property
     def max_body_bytes(self) -> int:
@@ -65,6 +69,18 @@ class ServerConfig(StrictModel):
         keys.update(k.strip() for k in os.environ.get(API_KEYS_ENV, "").split(",") if k.strip())
         return frozenset(keys)
 
+    def cache_share_of(self, num_keys: int) -> float | None:
+        """The fraction of the in-process cache each API key may hold (``None``: no bound)."""
+        if self.cache_share is not None:
+            return self.cache_share
+        return 1.0 / num_keys if num_keys > 1 else None
+
+
+class ServeCacheConfig(CacheConfig):
+    """``cache:`` of a server: refinement logits go through the shared tiers by default."""
+
+    mask_logits: bool = True
+
 
 class ServeConfig(StrictModel):
     """A ``dtseg serve --config`` file."""
@@ -72,6 +88,7 @@ class ServeConfig(StrictModel):
     sam: SamConfig = Field(default_factory=SamConfig)
     sam2: Optional[SamConfig] = Field(None, description="the model of /sam2/* (a SAM 2 model); default: sam's, "
                                                         "when that is a SAM 2 model")
+    cache: ServeCacheConfig = Field(default_factory=ServeCacheConfig)
     server: ServerConfig = Field(default_factory=ServerConfig)
 
 

@@ -43,6 +43,7 @@ class CocoSink:
     """Collects RLE annotations per image; writes the dataset JSON once, at ``close()``."""
 
     Config = Config
+    per_run = True  # one file for the whole run: on Ray, the driver runs it (``frame`` is then zeros)
 
     def __init__(self, config: Config, out_dir: Path) -> None:
         self.config = config

@@ -205,3 +205,28 @@ def test_embed_images_batches_the_encoder_once_per_distinct_image():
         np.testing.assert_allclose(embedding.embedding, single.embedding, atol=1e-4)
     engine.embed_images([c, a], batch_size=2)
     assert passes == [2, 1]  # all cached
+
+
+def test_a_namespace_over_its_share_evicts_only_its_own_entries():
+    cache = ByteLRUCache(max_bytes=100, share_bytes=50)
+    cache.put(("bob", "b1"), Blob(20))
+    cache.put(("bob", "b2"), Blob(20))
+    for i in range(10):  # alice writes far more than her share
+        assert cache.put(("alice", f"a{i}"), Blob(20))
+    assert [k for k in cache.keys() if k[0] == "bob"] == [("bob", "b1"), ("bob", "b2")]
+    assert [k[1] for k in cache.keys() if k[0] == "alice"] == ["a8", "a9"]
+    alice, bob = cache.stats("alice"), cache.stats("bob")
+    assert (alice.entries, alice.bytes, alice.max_bytes, alice.evictions) == (2, 40, 50, 8)
+    assert (bob.entries, bob.bytes, bob.evictions) == (2, 40, 0)
+    assert not cache.put(("alice", "huge"), Blob(60))  # larger than her share
+    cache.get(("bob", "b1")), cache.get(("bob", "nope"))
+    assert (cache.stats("bob").hits, cache.stats("bob").misses, cache.stats("alice").hits) == (1, 1, 0)
+    assert cache.stats().bytes == 80 and cache.stats().evictions == 8
+
+
+def test_without_a_share_one_namespace_may_fill_the_cache():
+    cache = ByteLRUCache(max_bytes=100)
+    cache.put(("bob", "b"), Blob(20))
+    for i in range(5):
+        cache.put(("alice", f"a{i}"), Blob(20))
+    assert ("bob", "b") not in cache and cache.stats("bob").evictions == 1

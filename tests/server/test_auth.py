@@ -51,3 +51,24 @@ def test_image_ids_are_private_to_each_key(make_client, engine: SamEngine, image
     assert client.post("/sam/embed_image", params=beta, json={"image_id": "mine"}).status_code == 404
     # nor through the no-auth namespace of the same engine
     assert engine.embeddings.get(("", "mine")) is None
+
+
+def test_each_key_has_its_share_of_the_cache_and_sees_only_its_own_counters(
+        tiny_checkpoint, monkeypatch: pytest.MonkeyPatch) -> None:
+    from dtseg.server import ServerConfig, create_app
+    from tests.server.server_helpers import synthetic_image
+
+    monkeypatch.delenv("DTSEG_API_KEYS", raising=False)
+    engine = SamEngine.load("tiny", tiny_checkpoint, device="cpu", cache_bytes=4 * 4 * 2**20)  # 4 embeddings
+    with TestClient(create_app(engine, ServerConfig(api_keys=["alpha", "beta"]))) as client:
+        alpha, beta = {"api_key": "alpha"}, {"api_key": "beta"}
+        assert client.post("/sam/embed_image", params=beta, json={"image": b64_image(synthetic_image(seed=9)),
+                                                                  "image_id": "keep"}).status_code == 200
+        for i in range(5):  # alpha alone could fill the whole cache: her share is half of it
+            assert client.post("/sam/embed_image", params=alpha, json={"image": b64_image(synthetic_image(seed=i)),
+                                                                       "image_id": f"a{i}"}).status_code == 200
+        assert client.post("/sam/segment_image", params=beta, json={"image_id": "keep", **POINT}).status_code == 200
+        mine, theirs = (client.get("/info", params=p).json()["cache"] for p in (beta, alpha))
+    assert (mine["entries"], mine["evictions"], mine["max_bytes"]) == (1, 0, 8 * 2**20)
+    assert mine["hits"] >= 1 and theirs["hits"] == 0
+    assert (theirs["entries"], theirs["evictions"]) == (2, 3)

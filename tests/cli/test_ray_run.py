@@ -1,0 +1,75 @@
+"""``dtseg segment --ray``: Ray Data in the test process (2 CPUs) gives the outputs of a local run."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from dtseg.cli import main
+
+ray = pytest.importorskip("ray")
+CONFIGS = Path(__file__).parents[2] / "configs"
+
+
+@pytest.fixture(scope="module")
+def local_ray():
+    ray.init(num_cpus=2, include_dashboard=False, logging_level="WARNING")
+    yield
+    ray.shutdown()
+
+
+@pytest.fixture
+def folder(tmp_path, small_frame) -> Path:
+    images = tmp_path / "images"
+    images.mkdir()
+    for i in range(5):
+        cv2.imwrite(str(images / f"im{i}.png"), np.roll(small_frame, 11 * i, axis=1)[:, :, ::-1])
+    (images / "im2_broken.jpg").write_bytes(b"\xff\xd8\xff\xe0 not a jpeg")
+    return images
+
+
+def run(folder: Path, out: Path, checkpoint: Path, *extra: str) -> int:
+    return main(["segment", str(folder), "--config", str(CONFIGS / "points.yaml"), "--out", str(out),
+                 "--sam-checkpoint", str(checkpoint), "--set", "sam.model=tiny", "--device", "cpu",
+                 "--set", "sam.threads=1", "--set", "batch_size=2",
+                 "--set", "sinks=[json, {coco: {indent: 1}}, masks_png]",
+                 "--set", "prompts.points.objects=[{points: [[40, 40]], class_name: a}, {box: [10, 10, 90, 80]}]",
+                 *extra])
+
+
+def contents(out: Path) -> dict[str, object]:
+    files: dict[str, object] = {}
+    for path in sorted(p for p in out.rglob("*") if p.is_file()):
+        name = str(path.relative_to(out))
+        if path.suffix == ".json":
+            data = json.loads(path.read_text())
+            data.get("info", {}).pop("date_created", None)  # the COCO file's creation time
+            files[name] = data
+        else:
+            files[name] = path.read_bytes()
+    return files
+
+
+def test_ray_writes_what_a_local_run_writes(local_ray, folder, tmp_path, tiny_sam_checkpoint, capsys):
+    assert run(folder, tmp_path / "local", tiny_sam_checkpoint) == 1  # the broken file fails the run
+    local_err = capsys.readouterr().err
+    assert run(folder, tmp_path / "ray", tiny_sam_checkpoint, "--ray", "--ray-actors", "2") == 1
+    ray_err = capsys.readouterr().err
+    assert "6 images on Ray Data: 2 actors, 1 CPU each" in ray_err
+    local, remote = contents(tmp_path / "local"), contents(tmp_path / "ray")
+    assert sorted(local) == sorted(remote) and len([n for n in local if n.startswith("json/")]) == 5
+    assert local == remote
+    coco = remote["coco.json"]
+    assert [im["file_name"] for im in coco["images"]] == [f"im{i}" for i in range(5)]  # input order
+    for err in (local_err, ray_err):
+        assert f"error: {folder / 'im2_broken.jpg'}: image: not a decodable image" in err
+        assert "segmented 5 of 6 images" in err and "(5 encoder passes)" in err
+
+
+def test_ray_with_a_config_error_fails_before_starting(local_ray, folder, tmp_path, tiny_sam_checkpoint, capsys):
+    code = run(folder, tmp_path / "out", tiny_sam_checkpoint, "--ray", "--set", "sinks=[nope]")
+    assert code == 2 and "nope" in capsys.readouterr().err
