@@ -13,8 +13,12 @@ from dtseg.engine.serialize import CacheFormatError, dumps, loads
 
 
 def embedding(dtype: torch.dtype = torch.float32) -> Embedding:
-    tensor = torch.randn(256, 64, 64, generator=torch.Generator().manual_seed(0)).to(dtype)
-    return Embedding("photo-1", tensor, (480, 640), (768, 1024), "abc123")
+    """A SAM 2-shaped embedding: the image embedding and two high-resolution levels."""
+    gen = torch.Generator().manual_seed(0)
+    features = {"image_embed": torch.randn(256, 64, 64, generator=gen).to(dtype),
+                "high_res_0": torch.randn(32, 256, 256, generator=gen).to(dtype),
+                "high_res_1": torch.randn(64, 128, 128, generator=gen).to(dtype)}
+    return Embedding("photo-1", features, (480, 640), (1024, 1024), "abc123", "sam2.1_t", str(dtype).removeprefix("torch."))
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float16, torch.bfloat16])
@@ -22,9 +26,11 @@ def test_embedding_round_trip_keeps_every_field_and_bit(dtype):
     original = embedding(dtype)
     data = dumps(original)
     back = loads(data, Embedding)
-    assert (back.image_id, back.original_size, back.input_size, back.image_hash) == \
-        ("photo-1", (480, 640), (768, 1024), "abc123")
-    assert back.embedding.dtype == dtype and torch.equal(back.embedding, original.embedding)
+    assert (back.image_id, back.original_size, back.input_size, back.image_hash, back.model, back.dtype) == \
+        ("photo-1", (480, 640), (1024, 1024), "abc123", "sam2.1_t", str(dtype).removeprefix("torch."))
+    assert set(back.features) == set(original.features)
+    for name, tensor in original.features.items():
+        assert back.features[name].dtype == dtype and torch.equal(back.features[name], tensor)
     assert len(data) < original.nbytes + 1024  # compact: the tensor plus a small header
 
 
@@ -55,7 +61,8 @@ def test_the_bytes_are_a_plain_safetensors_file(tmp_path):
     path.write_bytes(dumps(embedding()))
     with safe_open(str(path), "pt") as f:
         assert f.metadata()["format"] == "dtseg.cache" and f.metadata()["type"] == "Embedding"
-        assert f.get_tensor("embedding").shape == (256, 64, 64)
+        assert f.get_tensor("features/image_embed").shape == (256, 64, 64)
+        assert f.get_tensor("features/high_res_0").shape == (32, 256, 256)
 
 
 @pytest.mark.parametrize("cut", [0, 7, 100, -1, -4096])
