@@ -43,6 +43,8 @@ def run(args: argparse.Namespace) -> int:
     if args.ray is not None:
         from dtseg.cli.ray_run import run_on_ray
 
+        if args.skip_existing:
+            return fail(ConfigError("--skip-existing works on local runs only, not with --ray"))
         return run_on_ray(args, items, missing)
     try:
         pipeline = build_pipeline(args)

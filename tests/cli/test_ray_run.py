@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 from dtseg.cli import main
+from dtseg.cli.ledger import LEDGER_NAME
 
 ray = pytest.importorskip("ray")
 CONFIGS = Path(__file__).parents[2] / "configs"
@@ -43,7 +44,7 @@ def run(folder: Path, out: Path, checkpoint: Path, *extra: str) -> int:
 
 def contents(out: Path) -> dict[str, object]:
     files: dict[str, object] = {}
-    for path in sorted(p for p in out.rglob("*") if p.is_file()):
+    for path in sorted(p for p in out.rglob("*") if p.is_file() and p.name != LEDGER_NAME):  # local runs' bookkeeping
         name = str(path.relative_to(out))
         if path.suffix == ".json":
             data = json.loads(path.read_text())
