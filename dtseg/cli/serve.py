@@ -41,7 +41,7 @@ def _overrides(args: argparse.Namespace) -> list[str]:
         items.append("sam.checkpoint=" + json.dumps(checkpoint_argument(args.sam_checkpoint)))
     if args.device:
         items.append("sam.device=" + json.dumps(args.device))
-    if args.dtype:
+    if getattr(args, "dtype", None):
         items.append("sam.dtype=" + args.dtype)
     if args.allow_private_urls:
         items.append("server.url_fetch.allow_private=true")
