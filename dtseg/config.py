@@ -83,7 +83,8 @@ class SamConfig(StrictModel):
     model: Union[str, SpecConfig] = "vit_b"  # any name `dtseg models` lists, or a SAM ViT spec
     checkpoint: ConfigPath | None = None  # a path, "random" (tests only), or None: cache, then download
     device: str = "auto"
-    dtype: Literal["fp32", "fp16", "bf16"] = "fp32"
+    # auto: bf16 where the device runs it natively (CUDA with bf16, CPUs with AMX/AVX512-BF16), else fp32
+    dtype: Literal["auto", "fp32", "fp16", "bf16"] = "auto"
     cache_mb: int = 1024
     cache_fp16: bool = False
     encoder: Literal["fast", "reference"] = "fast"
