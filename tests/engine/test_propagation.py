@@ -3,7 +3,7 @@
 The clip (the video tests' moving shapes, 128 x 96) is written as JPEGs for Meta's predictor,
 which reads a folder of JPEGs; dtseg gets the very same decoded frames, one at a time. Per object
 and frame the low-res logits must be close and the masks at video size agree (IoU >= 0.99).
-The tiny model runs at a 256 input (16 x 16 memory grid) so the test stays fast on a CPU.
+The tiny model runs at a 128 input (8 x 8 memory grid) so the test stays fast on a CPU.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ from dtseg.engine.propagation import FILL_HOLE_AREA, ObjectPrompt, Propagator
 from tests.video import synthetic
 
 FRAMES = 30
-SPEC = Sam2Spec(TINY_SAM2_SPEC.config, (*TINY_SAM2_SPEC.overrides, ("image_size", 256)))
+SPEC = Sam2Spec(TINY_SAM2_SPEC.config, (*TINY_SAM2_SPEC.overrides, ("image_size", 128)))
 # object 1: a click on the red square (frame 0); object 2: a box on the green disc
 CLICK = (np.array([[4.0, 30.0]]), np.array([1]))
 DISC_BOX = np.array([80.0, 2.0, 112.0, 30.0])
@@ -58,7 +58,7 @@ def clip(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, list[np.ndarra
 
 
 def meta_run(meta: Any, folder: Path, late_at: int | None) -> dict[int, dict[int, torch.Tensor]]:
-    """{frame: {obj_id: low-res logits (1, 1, 64, 64)}} from Meta's predictor. ``late_at``: the
+    """{frame: {obj_id: low-res logits (1, 1, 32, 32)}} from Meta's predictor. ``late_at``: the
     disc (object 2) is added on that frame after propagating up to it, else on frame 0."""
     state = meta.init_state(str(folder))
     meta.add_new_points_or_box(state, 0, 1, points=CLICK[0], labels=CLICK[1])
