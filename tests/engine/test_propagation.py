@@ -27,6 +27,15 @@ CLICK = (np.array([[4.0, 30.0]]), np.array([1]))
 DISC_BOX = np.array([80.0, 2.0, 112.0, 30.0])
 
 
+@pytest.fixture(autouse=True)
+def _one_torch_thread() -> Any:
+    """On a small shared CPU one torch thread is much faster than two fighting for cores."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 @pytest.fixture(scope="module")
 def nets() -> tuple[Any, Any]:
     """(dtseg's SAM2Base, Meta's SAM2VideoPredictor) with identical random weights."""

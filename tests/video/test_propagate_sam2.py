@@ -3,8 +3,8 @@ SAM 2.1 at a 128 input): encoder, memory attention, memory encoder, on the synth
 ``--resume``.
 
 Random weights make the object-score head say "absent" or "present" at random; the checkpoint
-here is random weights with that head's bias set high, so objects are present and the
-bookkeeping has something to do. (Its masks are still meaningless: they cover the frame, so every
+(``present_sam2_checkpoint``) is random weights with that head's bias set high, so objects are
+present and the bookkeeping has something to do. (Its masks are still meaningless: they cover the frame, so every
 detection overlaps the first object and re-anchors it.)
 """
 
@@ -13,29 +13,15 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import pytest
-import torch
 import yaml
 
 from dtseg.cli import main
-from dtseg.engine.families.sam2 import TINY_SAM2_SPEC, Sam2Family
-from dtseg.engine.models import save_checkpoint
 from tests.video import synthetic
 
 PLUGINS = Path(__file__).parent / "plugins"
 
 
-@pytest.fixture(scope="module")
-def present_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    torch.manual_seed(0)
-    net = Sam2Family.build_net(TINY_SAM2_SPEC)
-    head = net.sam_mask_decoder.pred_obj_score_head
-    with torch.no_grad():
-        (head.layers[-1] if hasattr(head, "layers") else head).bias.fill_(10.0)
-    return save_checkpoint(net, tmp_path_factory.mktemp("ckpt") / "tiny_sam2_present.pt")
-
-
-def test_propagate_mode_runs_real_sam2_and_resumes(tmp_path: Path, present_checkpoint: Path,
+def test_propagate_mode_runs_real_sam2_and_resumes(tmp_path: Path, present_sam2_checkpoint: Path,
                                                    one_torch_thread: None) -> None:
     video = synthetic.write_video(tmp_path / "in.mp4", 16)
     config = tmp_path / "c.yaml"
@@ -44,8 +30,8 @@ def test_propagate_mode_runs_real_sam2_and_resumes(tmp_path: Path, present_check
     out, jsonl = tmp_path / "o.mp4", tmp_path / "o.jsonl"
     args = ["video", str(video), "--config", str(config), "--out", str(out), "--jsonl", str(jsonl),
             "--set", "video.mode=propagate", "--set", "sam.model=tiny_sam2.1",
-            "--sam-checkpoint", str(present_checkpoint), "--set", "video.image_size=128",
-            "--set", "video.detect_every=5", "--no-progress"]
+            "--sam-checkpoint", str(present_sam2_checkpoint), "--set", "video.image_size=128",
+            "--set", "video.detect_every=5", "--set", "sam.threads=1", "--no-progress"]
     assert main(args + ["--max-frames", "11"]) == 0
     lines = [json.loads(line) for line in jsonl.read_text().splitlines()]
     assert [line["frame"] for line in lines] == list(range(11))
