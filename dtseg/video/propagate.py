@@ -82,9 +82,11 @@ class ObjectBook:
         object, ``tracker_id`` = object ID) and the raw outputs by ID."""
         t0 = time.perf_counter()
         frame = self.propagator.encode(rgb)
+        ta = time.perf_counter()
         outputs = self.propagator.track(frame)
         t1 = time.perf_counter()
-        seconds["propagate"] = seconds.get("propagate", 0.0) + t1 - t0
+        seconds["encode"] = seconds.get("encode", 0.0) + ta - t0
+        seconds["propagate"] = seconds.get("propagate", 0.0) + t1 - ta
         if self.is_keyframe():
             prompts = detect(rgb)
             t2 = time.perf_counter()
@@ -194,7 +196,8 @@ def iter_propagated(pipeline: Any, video: Any, book: ObjectBook, *, start: int =
                     max_frames: int | None = None,
                     should_stop: Callable[[], bool] = lambda: False) -> Iterator[FrameResult]:
     """``iter_results`` for propagate mode: ``FrameResult`` per frame, seconds split into
-    ``propagate`` (encoder, memory attention, decoder) and ``detect`` (the prompt stages)."""
+    ``encode`` (SAM 2's image encoder), ``propagate`` (memory attention, decoder, memory encoder,
+    previews and conditioning on keyframes) and ``detect`` (the prompt stages)."""
     for index, time_s, rgb in video.frames(start, stride, max_frames):
         seconds: dict[str, float] = {}
         detections, _ = book.step(index, time_s, rgb, pipeline.prompts, seconds)
