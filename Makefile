@@ -47,6 +47,7 @@ bench: setup
 	$(BIN)/python bench/decoder.py
 	$(BIN)/python bench/server.py
 	$(BIN)/python bench/video.py
+	$(BIN)/python bench/video.py --modes 2
 
 clean:
 	rm -rf $(VENV) out build *.egg-info .pytest_cache

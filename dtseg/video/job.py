@@ -125,14 +125,14 @@ class VideoJob:
         return summary
 
     def _video_config(self, pipeline: Any) -> Any:
-        if self.video is not None:
-            return self.video
-        config = getattr(getattr(pipeline, "loaded", None), "config", None)
-        if config is not None:
-            return config.video
-        from dtseg.config import VideoConfig
+        from dtseg.video.process import _pipeline_video_config
 
-        return VideoConfig()
+        config = self.video if self.video is not None else _pipeline_video_config(pipeline)
+        if config is None:
+            from dtseg.config import VideoConfig
+
+            config = VideoConfig()
+        return config
 
     def _aligned_state(self) -> JsonlState:
         """The JSONL's complete frames, cut to the frames the video holds (a killed run's video

@@ -149,3 +149,13 @@ def test_propagate_needs_sam2(tmp_path: Path, video_30: Path, tiny_sam_engine: A
     job = VideoJob(video_30, tmp_path / "o.mp4", progress=False, video=VideoConfig(mode="propagate"))
     with pytest.raises(ValueError, match="SAM 2.1"):
         job.run(shapes_pipeline(tiny_sam_engine))
+
+
+def test_process_video_propagates(video_30: Path, stand_in: ColorPropagator) -> None:
+    from dtseg.video import process_video
+
+    results = list(process_video(shapes_pipeline(BoxEngine()), video_30, max_frames=12,
+                                 video_config=VideoConfig(mode="propagate", detect_every=0)))
+    assert [index for index, _ in results] == list(range(12))
+    assert all(sorted(d.tracker_id.tolist()) == [0, 1] for _, d in results[1:])  # red and green, from frame 0
+    assert all(d.data["keyframe"].tolist() == [0, 0] for _, d in results[1:])
