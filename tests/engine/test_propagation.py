@@ -140,3 +140,41 @@ def test_object_added_on_a_later_frame_matches_meta(nets: tuple[Any, Any], clip:
     reference = meta_run(meta, folder, late_at=12)
     assert all(sorted(reference[t]) == [1] for t in range(12))  # the disc exists from frame 12 on
     assert compare(reference, ours_run(ours, frames, late_at=12)) == FRAMES + FRAMES - 12
+
+
+def test_reanchor_mask_prompt_bounds_and_remove(nets: tuple[Any, Any], clip: tuple[Path, list[np.ndarray]]) -> None:
+    ours, _ = nets
+    _, frames = clip
+    prop = Propagator(ours, max_cond_frames=2)
+    square = np.zeros((96, 128), bool)
+    square[30:60, 40:80] = True
+    for t, rgb in enumerate(frames[:25]):
+        frame = prop.encode(rgb)
+        prompts = {}
+        if t == 0:
+            prompts[7] = ObjectPrompt(mask=square)
+        if t in (0, 5, 10):
+            prompts[3] = ObjectPrompt(box=DISC_BOX)  # re-anchored on 5 and 10
+        out = prop.condition(frame, prompts)
+        out.update(prop.track(frame))
+        assert sorted(out) == [3, 7]
+        if t == 0:  # a mask prompt is taken as the mask (use_mask_input_as_output_without_sam)
+            mask = out[7].mask
+            assert (mask & square).sum() / (mask | square).sum() > 0.9
+        assert out[3].conditioned == (t in (0, 5, 10)) and not (t > 0 and out[7].conditioned)
+    bank = prop.tracks[3]
+    assert list(bank.cond) == [0, 10]  # the first and the latest
+    assert list(bank.recent) == list(range(11, 25))  # pointers of the last 15 frames but 10, a cond frame
+    assert sum(m.maskmem_features is not None for m in bank.recent.values()) == 6
+    assert prop.memory_bytes() > 0
+    prop.remove(3)
+    assert prop.live_ids == [7]
+
+
+def test_bad_prompts_are_refused() -> None:
+    with pytest.raises(ValueError, match="mask prompt goes alone"):
+        ObjectPrompt(mask=np.ones((4, 4), bool), box=np.array([0, 0, 2, 2]))
+    with pytest.raises(ValueError, match="give points, a box or a mask"):
+        ObjectPrompt()
+    with pytest.raises(ValueError, match="points and labels go together"):
+        ObjectPrompt(points=np.array([[1.0, 2.0]]))
