@@ -359,7 +359,7 @@ class Propagator:
             coords.append(points)
             labels.append(point_labels)
         xy = torch.from_numpy(np.concatenate(coords)) / torch.tensor([w, h], dtype=torch.float32) * self.image_size
-        return ({"point_coords": xy[None].to(device),
+        return ({"point_coords": xy[None].to(device, self._dtype),
                  "point_labels": torch.from_numpy(np.concatenate(labels).astype(np.int32))[None].to(device)}, None)
 
     def _fill_holes(self, logits: Tensor) -> Tensor:

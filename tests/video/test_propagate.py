@@ -159,3 +159,15 @@ def test_process_video_propagates(video_30: Path, stand_in: ColorPropagator) -> 
     assert [index for index, _ in results] == list(range(12))
     assert all(sorted(d.tracker_id.tolist()) == [0, 1] for _, d in results[1:])  # red and green, from frame 0
     assert all(d.data["keyframe"].tolist() == [0, 0] for _, d in results[1:])
+
+
+def test_a_stop_request_leaves_readable_outputs(tmp_path: Path, video_30: Path, stand_in: ColorPropagator) -> None:
+    from tests.video import synthetic
+
+    asked = []
+    job = VideoJob(video_30, tmp_path / "o.mp4", tmp_path / "o.jsonl", progress=False,
+                   video=VideoConfig(mode="propagate", detect_every=5))
+    summary = job.run(shapes_pipeline(BoxEngine()), should_stop=lambda: asked.append(1) or len(asked) >= 7)
+    assert summary.interrupted and summary.frames == 7
+    assert synthetic.read_video(tmp_path / "o.mp4")[0] == 7
+    assert len((tmp_path / "o.jsonl").read_text().splitlines()) == 7
