@@ -116,8 +116,9 @@ MODE_ROWS = [("propagate", "sam2.1_t", 1), ("propagate", "sam2.1_t", 5), ("propa
 
 
 def bench_mode(mode: str, model: str, every: int, size: tuple[int, int], frames: int, out: Path) -> list[object]:
-    """One ``VideoJob`` in ``mode`` (random weights; the precision ``auto`` picks): frames/s, the
-    share of each stage and the peak RSS sampled after every frame."""
+    """One ``VideoJob`` in ``mode`` (random weights; the precision ``auto`` picks) after a one-frame
+    warm-up run: frames/s, the share of each stage and the peak RSS sampled after every frame
+    (the process's, so it includes the models loaded for earlier rows)."""
     import psutil
     from dtseg.config import VideoConfig
 
@@ -138,6 +139,7 @@ def bench_mode(mode: str, model: str, every: int, size: tuple[int, int], frames:
         peak[0] = max(peak[0], process.memory_info().rss)
         return False
 
+    VideoJob(video, out / "warm.mp4", None, max_frames=1, progress=False, video=config).run(pipeline)  # warm-up
     summary = VideoJob(video, out / "m.mp4", out / "m.jsonl", max_frames=frames, progress=False,
                        video=config).run(pipeline, sample)
     st = summary.stage_seconds
