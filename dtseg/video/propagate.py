@@ -6,8 +6,9 @@ memory (``dtseg.engine.propagation.Propagator``). On a keyframe (the run's first
 ``detect_every`` frames; 0 = the first only) the prompt stages run and each detection, most
 confident first, is decoded without memory (a preview) and matched to the live objects by mask IoU:
 
-* IoU >= ``match_iou`` with a live object not matched yet: the detection re-anchors it (the
-  keyframe becomes one of its conditioning frames; ``reanchor: false`` only refreshes its class);
+* IoU >= ``match_iou`` with a live object not matched yet (its propagated mask, or where it was
+  last seen while it is absent): the detection re-anchors it (the keyframe becomes one of its
+  conditioning frames; ``reanchor: false`` only refreshes its class);
 * otherwise it **joins** as a new object with a new ID (IDs only grow, never reused), unless
   ``max_objects`` are live (logged, once per keyframe);
 * an object whose mask is empty or whose object score says "absent" for ``lost_s`` seconds
@@ -55,6 +56,7 @@ class TrackedObject:
     confidence: float | None
     anchored_at: int  # the keyframe of its latest (re-)anchoring
     absent_since: float | None = None  # time_s it was first seen absent, while absent
+    last_mask: np.ndarray | None = None  # (H, W) bool: where it was last seen (matched while absent)
 
 
 class ObjectBook:
@@ -108,7 +110,11 @@ class ObjectBook:
         previews = self.propagator.preview(frame, object_prompts)
         confidence = prompts.confidence
         order = np.argsort(-np.asarray(confidence, float), kind="stable") if confidence is not None else range(n)
-        live_masks = {obj_id: out.mask for obj_id, out in tracked.items() if obj_id in self.objects}
+        live_masks = {obj_id: out.mask for obj_id, out in tracked.items()
+                      if obj_id in self.objects and out.score > 0 and out.mask.any()}
+        for obj_id, obj in self.objects.items():  # absent ones: where they were last seen
+            if obj_id not in live_masks and obj.last_mask is not None:
+                live_masks[obj_id] = obj.last_mask
         chosen: dict[int, Any] = {}
         chosen_previews: dict[int, Any] = {}
         skipped = 0
@@ -158,7 +164,7 @@ class ObjectBook:
             out = outputs.get(obj_id)
             present = out is not None and out.score > 0 and bool(out.mask.any())
             if present:
-                obj.absent_since = None
+                obj.absent_since, obj.last_mask = None, out.mask
                 continue
             if obj.absent_since is None:
                 obj.absent_since = time_s

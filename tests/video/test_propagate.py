@@ -171,3 +171,44 @@ def test_a_stop_request_leaves_readable_outputs(tmp_path: Path, video_30: Path, 
     assert summary.interrupted and summary.frames == 7
     assert synthetic.read_video(tmp_path / "o.mp4")[0] == 7
     assert len((tmp_path / "o.jsonl").read_text().splitlines()) == 7
+
+
+class LosingPropagator(ColorPropagator):
+    """Loses an object for good once its colour vanishes (as a propagator may after an occlusion)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.lost: set[int] = set()
+
+    def track(self, frame: np.ndarray) -> dict[int, Out]:
+        outs = super().track(frame)
+        for i, out in outs.items():
+            if i in self.lost or out.score <= 0:
+                self.lost.add(i)
+                outs[i] = Out(np.zeros_like(out.mask), -1.0)
+        return outs
+
+    def condition(self, frame: np.ndarray, prompts: dict[int, Any], previews: dict[int, Out] | None = None) -> dict[int, Out]:
+        self.lost -= set(prompts)
+        return super().condition(frame, prompts, previews)
+
+
+def test_a_briefly_hidden_object_is_re_anchored_where_it_was_last_seen() -> None:
+    from dtseg.video.propagate import ObjectBook
+    from tests.video.plugins.shapes import ShapePrompts
+
+    def scene(hidden: bool) -> np.ndarray:
+        img = np.full((48, 64, 3), 60, np.uint8)
+        if not hidden:
+            img[10:30, 20:40] = (230, 30, 30)
+        return img
+
+    prop = LosingPropagator()
+    book = ObjectBook(prop, VideoConfig(mode="propagate", detect_every=1, lost_s=1.0))
+    detect = ShapePrompts(ShapePrompts.Config())
+    ids = []
+    for t, hidden in enumerate([False, False, True, True, False, False]):
+        detections, _ = book.step(t, t / 10, scene(hidden), lambda rgb: detect(rgb, None), {})
+        ids.append(detections.tracker_id.tolist())
+    assert ids == [[0], [0], [], [], [0], [0]]  # back under its old ID, not a new one
+    assert (4, 0) in prop.conditions and book.next_id == 1
