@@ -79,6 +79,7 @@ class ObjectOutput:
     conditioned: bool = False
     _mask: np.ndarray | None = field(default=None, repr=False)
     _size: tuple[int, int] = (0, 0)
+    _ptr: Tensor | None = field(default=None, repr=False)  # a preview's object pointer (1, C)
 
     @property
     def present(self) -> bool:
@@ -319,14 +320,14 @@ class Propagator:
             logits = self._fill_holes(out["pred_masks"])
             scores = out["object_score_logits"].float()
             for k, i in enumerate(rows):
-                output = ObjectOutput(i, logits[k:k + 1], float(scores[k, 0]), conditioned=True, _size=frame.size)
-                output._ptr = out["obj_ptr"][k:k + 1]  # type: ignore[attr-defined]
-                results[i] = (output, out["obj_ptr"][k:k + 1])
+                ptr = out["obj_ptr"][k:k + 1]
+                results[i] = (ObjectOutput(i, logits[k:k + 1], float(scores[k, 0]), conditioned=True,
+                                           _size=frame.size, _ptr=ptr), ptr)
         return results
 
     @staticmethod
     def _ptr_of(output: ObjectOutput) -> Tensor:
-        ptr = getattr(output, "_ptr", None)
+        ptr = output._ptr
         if ptr is None:
             raise ValueError("previews: pass outputs of this propagator's preview()")
         return ptr
