@@ -50,9 +50,9 @@ def _overrides(args: argparse.Namespace) -> list[str]:
         items.append("sam.checkpoint=" + json.dumps(checkpoint_argument(args.sam_checkpoint)))
     if args.device:
         items.append("sam.device=" + json.dumps(args.device))
-    if args.redis_url:
+    if getattr(args, "redis_url", None):
         items.append("cache.redis_url=" + json.dumps(args.redis_url))
-    if args.cache_dir:
+    if getattr(args, "cache_dir", None):
         items.append("cache.dir=" + json.dumps(str(Path(args.cache_dir).resolve())))
     if getattr(args, "dtype", None):
         items.append("sam.dtype=" + args.dtype)
