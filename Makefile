@@ -67,6 +67,7 @@ bench: setup redis
 	$(BIN)/python bench/server.py
 	$(BIN)/python bench/video.py
 	$(BIN)/python bench/cache.py
+	$(BIN)/python bench/video.py --modes 2
 
 clean:
 	rm -rf $(VENV) out build *.egg-info .pytest_cache

@@ -12,19 +12,28 @@ import torch
 
 def best_of(fn: Callable[[], object], repeat: int = 5, warmup: int = 1) -> float:
     """Minimum wall time of ``fn()`` over ``repeat`` runs, in seconds (the least noisy estimate)."""
+    sync = torch.cuda.synchronize if torch.cuda.is_available() else (lambda: None)
     for _ in range(warmup):
         fn()
     times = []
     for _ in range(repeat):
+        sync()
         start = time.perf_counter()
         fn()
+        sync()
         times.append(time.perf_counter() - start)
     return min(times)
 
 
 def machine() -> str:
+    """The machine line: CPU model, usable CPUs, AVX2 / AVX-512 / AVX512-BF16 / AMX, GPU, torch."""
+    from dtseg.engine.precision import cpu_info
+
     cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    return f"{platform.processor() or platform.machine()}, {cpus} CPUs, torch {torch.__version__}, {torch.get_num_threads()} threads"
+    cpu = cpu_info()
+    gpu = f", GPU {torch.cuda.get_device_name()}" if torch.cuda.is_available() else ""
+    return (f"{cpu.model or platform.processor() or platform.machine()}, {cpus} CPUs ({cpu.isa}){gpu}, "
+            f"torch {torch.__version__}, {torch.get_num_threads()} threads")
 
 
 def print_table(title: str, header: Sequence[str], rows: Sequence[Sequence[object]]) -> None:

@@ -1,10 +1,14 @@
 """Every family side by side: dtseg's engine vs the family's reference predictor (and ultralytics'
-``SAM`` predictor where it has the model), the same random weights on all sides.
+``SAM`` predictor where it has the model), the same random weights on all sides, in each precision.
 
-Run: ``python bench/models.py [--models vit_b mobile_sam sam2.1_t sam2.1_b+] [--quick]``.
-One 1920x1080 image. Rows: embed (and the encoder's FLOPs and its floor at the fp32 matmul
-rate measured in the same run), decode 1 point (multimask), 20 boxes (one call vs the
-reference's loop). Targets: embed <= 0.5x the reference, 1 point <= 0.25x, 20 boxes <= 0.1x.
+Run: ``python bench/models.py [--models vit_b mobile_sam sam2.1_t] [--dtypes fp32 auto] [--device cpu|cuda] [--quick]``.
+One 1920x1080 image. The machine line names the CPU and its AVX2 / AVX-512 / AVX512-BF16 / AMX;
+the matmul rate of each precision is measured in the same run. Per model and precision: embed
+time, the encoder's FLOPs and its floor (FLOPs / that precision's matmul rate), ratio to the
+floor, to the reference predictor (fp32) and to ultralytics' (fp32), and the mask IoU of 20 box
+masks against fp32's. Then decode 1 point (multimask) and 20 boxes (one call vs the reference's
+loop), in the default precision. Targets: embed <= 1.3x floor (vit_b), <= 2x (light encoders);
+1 point <= 0.25x, 20 boxes <= 0.1x the reference.
 """
 
 from __future__ import annotations
@@ -24,17 +28,26 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import best_of, machine, print_table  # noqa: E402
 
 from dtseg import SamEngine  # noqa: E402
+from dtseg.engine.precision import dtype_name, resolve_dtype  # noqa: E402
 from dtseg.errors import RandomWeightsWarning  # noqa: E402
 
 ULTRALYTICS_NAMES = {"mobile_sam": "mobile_sam.pt", "sam2.1_t": "sam2.1_t.pt", "sam2.1_s": "sam2.1_s.pt",
                      "sam2.1_b+": "sam2.1_b.pt", "sam2.1_l": "sam2.1_l.pt"}
 
 
-def matmul_rate(repeat: int = 3) -> float:
-    """fp32 GFLOP/s of ``(4096, 768) @ (768, 3072)`` products (a ViT MLP's shape)."""
-    a, b, out = torch.randn(4096, 768), torch.randn(768, 3072), torch.empty(4096, 3072)
-    seconds = best_of(lambda: [torch.mm(a, b, out=out) for _ in range(5)], repeat)
-    return 5 * 2 * 4096 * 768 * 3072 / seconds / 1e9
+def matmul_rate(dtype: torch.dtype, device: torch.device, repeat: int = 3) -> float:
+    """GFLOP/s of ``(4096, 768) @ (768, 3072)`` products in ``dtype`` (a ViT MLP's shape)."""
+    a, b = torch.randn(4096, 768, device=device, dtype=dtype), torch.randn(768, 3072, device=device, dtype=dtype)
+    out = torch.empty(4096, 3072, device=device, dtype=dtype)
+    n = 50 if device.type == "cuda" else 5
+    seconds = best_of(lambda: [torch.mm(a, b, out=out) for _ in range(n)], repeat)
+    return n * 2 * 4096 * 768 * 3072 / seconds / 1e9
+
+
+def load(model: str, device: torch.device, dtype: str) -> SamEngine:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RandomWeightsWarning)
+        return SamEngine.load(model, "random", device=device, dtype=dtype)
 
 
 def reference(engine: SamEngine) -> Any:
@@ -67,14 +80,21 @@ def ultralytics_predictor(engine: SamEngine, model: str, folder: Path) -> Any | 
 def encoder_flops(engine: SamEngine, image: np.ndarray) -> float:
     """FLOPs of one encoder pass on ``image`` (FlopCounterMode, an untimed run)."""
     with torch.inference_mode(), FlopCounterMode(display=False) as counter:
-        engine.model.encode(engine.model.preprocess([image], [engine.model.transform(*image.shape[:2])]))
+        engine.model.embed([image], [engine.model.transform(*image.shape[:2])])
     return float(counter.get_total_flops())
 
 
-def bench_model(model: str, image: np.ndarray, rate: float, quick: bool, folder: Path) -> list[tuple]:
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", RandomWeightsWarning)
-        engine = SamEngine.load(model, "random", device="cpu")
+def mask_iou(a: np.ndarray, b: np.ndarray) -> float:
+    """Mean IoU of boolean masks ``(N, ...)`` pairwise (an empty pair counts 1)."""
+    inter = (a & b).reshape(len(a), -1).sum(1)
+    union = (a | b).reshape(len(a), -1).sum(1)
+    return float(np.where(union > 0, inter / np.maximum(union, 1), 1.0).mean())
+
+
+def bench_model(model: str, image: np.ndarray, rates: dict[str, float], dtypes: list[str], device: torch.device,
+                quick: bool, folder: Path) -> tuple[list[tuple], list[tuple]]:
+    """Embed rows (one per precision) and decode rows of ``model``."""
+    engine = load(model, device, "fp32")
     predictor = reference(engine)
     try:
         ultra = ultralytics_predictor(engine, model, folder)
@@ -83,26 +103,34 @@ def bench_model(model: str, image: np.ndarray, rate: float, quick: bool, folder:
         ultra = None
     light = engine.model.parameters_m() < 50
     repeat_embed, repeat = (1, 3) if quick else (2 if light else 1, 5)
-    flops = encoder_flops(engine, image)
     counter = iter(range(10**9))
     point, label = np.array([[900.0, 500.0]]), np.array([1])
     rng = np.random.default_rng(0)
     xy = rng.uniform([0, 0], [1500, 800], (20, 2))
     boxes = np.concatenate([xy, xy + rng.uniform(50, 400, (20, 2))], axis=1).astype(np.float32)
-    rows = []
-
-    def row(case: str, ours: float, ref: float, ultra_s: float | None, target: str) -> None:
-        rows.append((model, case, ours * 1000, ref * 1000, ours / ref,
-                     "-" if ultra_s is None else f"{ours / ultra_s:.2f} ({ultra_s * 1000:.0f} ms)", target))
+    flops = encoder_flops(engine, image)
+    embed_rows, decode_rows = [], []
 
     with torch.inference_mode():
         ref_embed = best_of(lambda: predictor.set_image(image), repeat_embed, warmup=0)
-        our_embed = best_of(lambda: engine.embed_image(image, f"new-{next(counter)}"), repeat_embed, warmup=0)
         ultra_embed = None if ultra is None else best_of(lambda: ultra.set_image(image), repeat_embed, warmup=0)
-        floor = flops / (rate * 1e9)
-        row(f"embed ({flops / 1e9:.0f} GFLOP, floor {floor:.2f} s, ours {our_embed / floor:.2f}x floor)",
-            our_embed, ref_embed, ultra_embed, "<= 0.5")
         engine.embed_image(image, "bench")
+        fp32_masks = engine.segment_image(image_id="bench", boxes=boxes, multimask_output=False).masks
+        for dtype in dtypes:
+            chosen = dtype_name(resolve_dtype(dtype, device))
+            low = engine if chosen == "float32" else load(model, device, dtype)
+            ours = best_of(lambda: low.embed_image(image, f"new-{next(counter)}"), repeat_embed, warmup=1)
+            low.embed_image(image, "bench")
+            iou = mask_iou(low.segment_image(image_id="bench", boxes=boxes, multimask_output=False).masks, fp32_masks)
+            floor = flops / (rates[chosen] * 1e9)
+            embed_rows.append((model, f"{dtype} ({chosen})" if dtype == "auto" else chosen, f"{flops / 1e9:.0f}",
+                               ours * 1000, floor * 1000, ours / floor, ours / ref_embed,
+                               "-" if ultra_embed is None else f"{ours / ultra_embed:.2f} ({ultra_embed * 1000:.0f} ms)",
+                               f"{iou:.4f}"))
+
+        def row(case: str, ours: float, ref: float, ultra_s: float | None, target: str) -> None:
+            decode_rows.append((model, case, ours * 1000, ref * 1000, ours / ref,
+                                "-" if ultra_s is None else f"{ours / ultra_s:.2f} ({ultra_s * 1000:.0f} ms)", target))
 
         def ultra_call(**kwargs: Any) -> Callable[[], object]:
             return lambda: ultra(**kwargs)  # type: ignore[misc]
@@ -116,23 +144,37 @@ def bench_model(model: str, image: np.ndarray, rate: float, quick: bool, folder:
         our_boxes = best_of(lambda: engine.segment_image(image_id="bench", boxes=boxes, multimask_output=False), repeat)
         ultra_boxes = None if ultra is None else best_of(ultra_call(bboxes=boxes.tolist()), max(1, repeat // 2))
         row("20 boxes, one call vs reference loop", our_boxes, ref_loop, ultra_boxes, "<= 0.1")
-    return rows
+    return embed_rows, decode_rows
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--models", nargs="+", default=["vit_b", "mobile_sam", "sam2.1_t", "sam2.1_b+"])
+    parser.add_argument("--models", nargs="+", default=["vit_b", "mobile_sam", "sam2.1_t", "sam2.1_s"])
+    parser.add_argument("--dtypes", nargs="+", default=["fp32", "bf16"], choices=["auto", "fp32", "bf16", "fp16"],
+                        help="precisions of the embed rows (fp32 is always the reference for mask IoU)")
+    parser.add_argument("--device", default="cpu", help="cpu or cuda")
     parser.add_argument("--quick", action="store_true", help="fewer repeats")
     args = parser.parse_args()
+    device = torch.device(args.device)
     image = np.random.default_rng(0).integers(0, 256, (1080, 1920, 3), dtype=np.uint8)
-    rate = matmul_rate()
-    rows = []
+    rates = {name: matmul_rate(dt, device) for name, dt in
+             (("float32", torch.float32), ("bfloat16", torch.bfloat16), ("float16", torch.float16))
+             if name != "float16" or device.type == "cuda" or "fp16" in args.dtypes}
+    embed_rows, decode_rows = [], []
     with tempfile.TemporaryDirectory() as folder:
         for model in args.models:
-            rows += bench_model(model, image, rate, args.quick, Path(folder))
-    print(f"machine: {machine()}; fp32 matmul {rate:.0f} GFLOP/s; random weights, same on every side; 1920x1080")
-    print_table("every family vs its reference predictor (and ultralytics' SAM predictor)",
-                ["model", "case", "ours ms", "reference ms", "ours/ref", "ours/ultralytics", "target"], rows)
+            embed, decode = bench_model(model, image, rates, args.dtypes, device, args.quick, Path(folder))
+            embed_rows += embed
+            decode_rows += decode
+    print(f"machine: {machine()}; device {device}; matmul GFLOP/s: "
+          + ", ".join(f"{k} {v:.0f}" for k, v in rates.items())
+          + f"; auto -> {dtype_name(resolve_dtype('auto', device))}; random weights, same on every side; "
+            "1920x1080; min of N runs")
+    print_table("embed: each precision vs its floor, the fp32 reference and ultralytics (fp32)",
+                ["model", "dtype", "GFLOP", "ours ms", "floor ms", "x floor", "x reference", "x ultralytics",
+                 "mask IoU vs fp32"], embed_rows)
+    print_table("decode vs the reference predictor (fp32)",
+                ["model", "case", "ours ms", "reference ms", "ours/ref", "ours/ultralytics", "target"], decode_rows)
 
 
 if __name__ == "__main__":

@@ -1,7 +1,10 @@
 """``dtseg video`` end to end: frames/s on a 640x360 synthetic video, and where the time goes.
 
 Run: ``python bench/video.py [--tiny-frames 8] [--vit-b-frames 1]``; ``--memory N`` instead runs N
-frames with the tiny SAM and prints the process's RSS along the way and its peak. The detector is YOLOv8n
+frames with the tiny SAM and prints the process's RSS along the way and its peak; ``--modes [N]
+[--full]`` instead compares ``video.mode: propagate`` (sam2.1_t, detect every 1/5/15 frames) with
+``detect`` (mobile_sam, vit_b) at 640x360 (and 1280x720 with ``--full``): frames/s, time shares,
+peak RSS. The detector is YOLOv8n
 built from ``yolov8n.yaml`` with random weights (conf 1e-4, at most 5 boxes: 5 objects per
 frame); SAM is the tiny test architecture and vit_b, both with random weights (timings only).
 End to end = ``VideoJob.run`` with tracking, the annotated mp4 and the JSONL. The stage shares
@@ -37,15 +40,16 @@ WIDTH, HEIGHT, FPS = 640, 360, 30.0
 DETECTOR = {"yolo": {"model": "yolov8n.yaml", "conf": 0.0001, "max_det": 5, "imgsz": 640, "device": "cpu"}}
 
 
-def synthetic_video(path: Path, frames: int) -> Path:
-    """Moving coloured shapes on grey (wrapping around), ``WIDTH`` x ``HEIGHT``, mp4v."""
-    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), FPS, (WIDTH, HEIGHT))
+def synthetic_video(path: Path, frames: int, width: int = WIDTH, height: int = HEIGHT) -> Path:
+    """Moving coloured shapes on grey (wrapping around), ``width`` x ``height``, mp4v."""
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), FPS, (width, height))
+    k = width / WIDTH
     for t in range(frames):
-        img = np.full((HEIGHT, WIDTH, 3), 70, np.uint8)
-        x, y, e = (12 * t) % WIDTH, (8 * t) % HEIGHT, (6 * t) % WIDTH
-        cv2.rectangle(img, (x, 60), (x + 100, 160), (40, 40, 220), -1)
-        cv2.circle(img, (480, y), 50, (40, 200, 40), -1)
-        cv2.ellipse(img, (WIDTH - e, 280), (80, 40), 15, 0, 360, (220, 60, 40), -1)
+        img = np.full((height, width, 3), 70, np.uint8)
+        x, y, e = int(12 * k * t) % width, int(8 * k * t) % height, int(6 * k * t) % width
+        cv2.rectangle(img, (x, int(60 * k)), (x + int(100 * k), int(160 * k)), (40, 40, 220), -1)
+        cv2.circle(img, (int(480 * k), y), int(50 * k), (40, 200, 40), -1)
+        cv2.ellipse(img, (width - e, int(280 * k)), (int(80 * k), int(40 * k)), 15, 0, 360, (220, 60, 40), -1)
         writer.write(img)
     writer.release()
     return path
@@ -106,15 +110,82 @@ def memory(frames: int) -> None:
           f"peak RSS {peak:.1f} MiB; {machine()}")
 
 
+#: ``--modes``: (mode, SAM model, detect_every) rows; ``detect_every`` only matters for propagate.
+MODE_ROWS = [("propagate", "sam2.1_t", 1), ("propagate", "sam2.1_t", 5), ("propagate", "sam2.1_t", 15),
+             ("detect", "mobile_sam", 1), ("detect", "vit_b", 1)]
+
+
+def bench_mode(mode: str, model: str, every: int, size: tuple[int, int], frames: int, out: Path) -> list[object]:
+    """One ``VideoJob`` in ``mode`` (random weights; the precision ``auto`` picks) after a one-frame
+    warm-up run: frames/s, the share of each stage and the peak RSS sampled after every frame
+    (the process's, so it includes the models loaded for earlier rows)."""
+    import psutil
+    from dtseg.config import VideoConfig
+
+    width, height = size
+    video = synthetic_video(out / f"in_{width}.mp4", frames + 1, width, height)
+    pipeline = Pipeline.from_config({"sam": {"model": model, "checkpoint": "random", "device": "cpu"},
+                                     "prompts": [DETECTOR], "sinks": [{"annotated": {}}]})
+    config = VideoConfig(mode=mode, detect_every=every)
+    if mode == "propagate":  # random weights say "absent" at random: force "present", so every object costs
+        import torch
+
+        head = pipeline.engine.model.net.sam_mask_decoder.pred_obj_score_head
+        with torch.no_grad():
+            (head.layers[-1] if hasattr(head, "layers") else head).bias.fill_(10.0)
+    process, peak = psutil.Process(), [0]
+
+    def sample() -> bool:
+        peak[0] = max(peak[0], process.memory_info().rss)
+        return False
+
+    VideoJob(video, out / "warm.mp4", None, max_frames=1, progress=False, video=config).run(pipeline)  # warm-up
+    summary = VideoJob(video, out / "m.mp4", out / "m.jsonl", max_frames=frames, progress=False,
+                       video=config).run(pipeline, sample)
+    st = summary.stage_seconds
+    if mode == "propagate":
+        parts = (st.get("detect", 0.0), st.get("encode", 0.0), st.get("propagate", 0.0), st.get("write", 0.0))
+    else:  # the detector, encoder and decoder run as one call per frame here
+        parts = (st.get("segment", 0.0), 0.0, st.get("track", 0.0), st.get("write", 0.0))
+    total = sum(parts) or 1.0
+    shares = [f"{100 * p / total:.0f}%" for p in parts]
+    if mode == "detect":
+        shares[0], shares[1] = f"{shares[0]} (det+enc+dec)", "-"
+    return [mode, model, every if mode == "propagate" else "-", f"{width}x{height}", summary.frames,
+            summary.objects / max(1, summary.frames), summary.fps, *shares, peak[0] / 2**20]
+
+
+def modes_table(frames: int, sizes: list[tuple[int, int]], rows: list[tuple[str, str, int]]) -> None:
+    started = time.perf_counter()
+    table = []
+    with tempfile.TemporaryDirectory() as tmp:
+        for size in sizes:
+            for mode, model, every in rows:
+                table.append(bench_mode(mode, model, every, size, frames, Path(tmp)))
+                print(table[-1], flush=True)
+    print_table(f"dtseg video modes, YOLOv8n (random, 5 boxes) + SAM (random), CPU: {machine()}",
+                ["mode", "SAM", "detect every", "size", "frames", "objects/frame", "frames/s", "detector",
+                 "encoder", "memory attn + decoder", "writing", "peak RSS MiB"], table)
+    print(f"\n(whole table {time.perf_counter() - started:.0f} s; propagate's 'memory attn + decoder' also holds "
+          "keyframe previews and conditioning; detect mode's ByteTrack is in that column)")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--tiny-frames", type=int, default=8)
     parser.add_argument("--vit-b-frames", type=int, default=1)
     parser.add_argument("--memory", type=int, metavar="N", help="RSS over N frames with the tiny SAM, then exit")
+    parser.add_argument("--modes", type=int, metavar="N", nargs="?", const=3,
+                        help="the detect-vs-propagate table instead: N frames per row (default 3) of propagate "
+                             "with sam2.1_t (detect every 1, 5, 15) and detect with mobile_sam, vit_b, at 640x360")
+    parser.add_argument("--full", action="store_true", help="with --modes: also at 1280x720")
     args = parser.parse_args()
     warnings.simplefilter("ignore", RandomWeightsWarning)
     if args.memory:
         return memory(args.memory)
+    if args.modes:
+        sizes = [(640, 360), (1280, 720)] if args.full else [(640, 360)]
+        return modes_table(args.modes, sizes, MODE_ROWS)
     started = time.perf_counter()
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp)

@@ -83,7 +83,8 @@ class SamConfig(StrictModel):
     model: Union[str, SpecConfig] = "vit_b"  # any name `dtseg models` lists, or a SAM ViT spec
     checkpoint: ConfigPath | None = None  # a path, "random" (tests only), or None: cache, then download
     device: str = "auto"
-    dtype: Literal["fp32", "fp16", "bf16"] = "fp32"
+    # auto: bf16 where the device runs it natively (CUDA with bf16, CPUs with AMX/AVX512-BF16), else fp32
+    dtype: Literal["auto", "fp32", "fp16", "bf16"] = "auto"
     cache_mb: int = 1024
     cache_fp16: bool = False
     encoder: Literal["fast", "reference"] = "fast"
@@ -119,6 +120,27 @@ class SamConfig(StrictModel):
 StageList = list[dict[str, dict[str, Any]]]
 
 
+class VideoConfig(StrictModel):
+    """The ``video:`` section (``dtseg video``): how frames become objects (docs/video.md)."""
+
+    mode: Literal["detect", "propagate"] = Field(
+        "detect", description="detect: the whole pipeline on every frame, IDs by ByteTrack; propagate: SAM 2.x "
+                              "carries each object by its memory, the prompt stages run on keyframes only")
+    detect_every: int = Field(0, ge=0, description="propagate: run the prompt stages every N processed frames "
+                                                   "(0: on the first frame only)")
+    match_iou: float = Field(0.5, gt=0, le=1, description="propagate: mask IoU at which a detection is a live "
+                                                          "object (re-anchors it) rather than a new one")
+    reanchor: bool = Field(True, description="propagate: a matching detection makes its keyframe a "
+                                             "conditioning frame of the object")
+    lost_s: float = Field(1.0, ge=0, description="propagate: seconds an object may stay absent before it is "
+                                                 "retired (its ID is never reused)")
+    max_objects: int = Field(32, ge=1, description="propagate: live objects at most; new detections beyond "
+                                                   "it are skipped (logged)")
+    max_cond_frames: int = Field(4, ge=1, description="propagate: conditioning frames kept per object")
+    image_size: int | None = Field(None, ge=64, description="propagate: SAM 2 input side for the video "
+                                                            "(multiple of 64; default: the model's 1024)")
+
+
 class PipelineConfig(StrictModel):
     """A pipeline file: the SAM engine, where plugins come from, prompt stages and sinks."""
 
@@ -130,6 +152,7 @@ class PipelineConfig(StrictModel):
     sinks: StageList = Field(default_factory=lambda: [{"annotated": {}}, {"json": {}}],
                              description="output writers")
     multimask_output: bool = Field(False, description="SAM predicts 3 masks per object and keeps the best")
+    video: VideoConfig = Field(default_factory=VideoConfig)
     batch_size: int = Field(1, ge=1, le=64, description="images `dtseg segment` embeds together (for GPUs; "
                                                         "a CPU gains nothing)")
     cache: CacheConfig = Field(default_factory=CacheConfig, description="Redis and disk tiers behind the "

@@ -26,6 +26,9 @@ def add_pipeline_options(parser: argparse.ArgumentParser) -> None:
                             "(value parsed as YAML; repeatable)")
     group.add_argument("--sam-checkpoint", metavar="PATH", help="SAM weights file (sets sam.checkpoint)")
     group.add_argument("--device", help="cpu, cuda, cuda:1, mps (sets sam.device and the stages' device)")
+    group.add_argument("--dtype", choices=["auto", "fp32", "bf16", "fp16"],
+                       help="SAM precision (sets sam.dtype; default auto: bf16 where the device runs it "
+                            "natively, else fp32)")
     group.add_argument("--plugins-dir", metavar="DIR", help="load every *.py in DIR as a plugin")
     group.add_argument("--cache-dir", metavar="DIR",
                        help="keep embeddings in DIR across runs: a re-run pays no encoder pass (sets cache.dir)")
@@ -62,6 +65,8 @@ def overrides(args: argparse.Namespace) -> list[str]:
     items = list(args.overrides)
     if args.sam_checkpoint:
         items.append(f"sam.checkpoint={_yaml_string(checkpoint_argument(args.sam_checkpoint))}")
+    if getattr(args, "dtype", None):
+        items.append(f"sam.dtype={args.dtype}")
     if getattr(args, "conf", None) is not None:
         items.append(f"prompts.yolo.conf={args.conf}")
     if getattr(args, "classes", None):
@@ -83,13 +88,17 @@ def build_pipeline(args: argparse.Namespace) -> Any:
 
     config: Any = args.config if args.config is not None else {}
     try:
-        return Pipeline.from_config(config, overrides(args), plugins_dir=args.plugins_dir, strict=args.strict,
-                                    device=args.device, allow_random=args.allow_random)
+        pipeline = Pipeline.from_config(config, overrides(args), plugins_dir=args.plugins_dir, strict=args.strict,
+                                        device=args.device, allow_random=args.allow_random)
     except ConfigError as exc:
         if "prompts.yolo." in str(exc) and "no entry named 'yolo'" in str(exc):
             raise ConfigError("--conf and --classes set options of the yolo stage, and this config has none "
                               "(use --set for other stages)") from None
         raise
+    summary = getattr(pipeline.engine, "summary", None)
+    if summary is not None:  # the first line: which model, device and precision (auto's choice)
+        print(f"dtseg: {summary()}", file=sys.stderr, flush=True)
+    return pipeline
 
 
 def fail(error: BaseException, code: int = 2) -> int:

@@ -49,4 +49,20 @@ def run(args: argparse.Namespace) -> int:
     from dtseg.engine.models import checkpoint_dir
 
     print(f"\ncheckpoint cache: {checkpoint_dir()}  (put downloaded files there, or pass --sam-checkpoint PATH)")
+    print(precision_line())
     return 0
+
+
+def precision_line() -> str:
+    """What ``dtype: auto`` picks here, per device, and the CPU features it read."""
+    import torch
+
+    from dtseg.engine.models import select_device
+    from dtseg.engine.precision import auto_dtype, cpu_info, dtype_name
+
+    cpu = cpu_info()
+    picks = [f"cpu -> {dtype_name(auto_dtype(torch.device('cpu')))} ({cpu.model or 'CPU'}: {cpu.isa})"]
+    device = select_device("auto")
+    if device.type != "cpu":
+        picks.append(f"{device} -> {dtype_name(auto_dtype(device))}")
+    return "dtype auto: " + "; ".join(picks)

@@ -29,6 +29,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--port", type=int, default=9001, help="port (default 9001, Roboflow's)")
     parser.add_argument("--sam-checkpoint", metavar="PATH", help="SAM weights file (sets sam.checkpoint)")
     parser.add_argument("--device", help="cpu, cuda, cuda:1, mps (sets sam.device)")
+    parser.add_argument("--dtype", choices=["auto", "fp32", "bf16", "fp16"],
+                        help="SAM precision (sets sam.dtype; default auto: bf16 where the device runs it natively)")
     parser.add_argument("--allow-private-urls", action="store_true",
                         help="let image URLs reach loopback/private/link-local addresses (server.url_fetch.allow_private)")
     parser.add_argument("--workers", type=int, default=1,
@@ -48,10 +50,12 @@ def _overrides(args: argparse.Namespace) -> list[str]:
         items.append("sam.checkpoint=" + json.dumps(checkpoint_argument(args.sam_checkpoint)))
     if args.device:
         items.append("sam.device=" + json.dumps(args.device))
-    if args.redis_url:
+    if getattr(args, "redis_url", None):
         items.append("cache.redis_url=" + json.dumps(args.redis_url))
-    if args.cache_dir:
+    if getattr(args, "cache_dir", None):
         items.append("cache.dir=" + json.dumps(str(Path(args.cache_dir).resolve())))
+    if getattr(args, "dtype", None):
+        items.append("sam.dtype=" + args.dtype)
     if args.allow_private_urls:
         items.append("server.url_fetch.allow_private=true")
     return items
@@ -80,8 +84,7 @@ def run(args: argparse.Namespace) -> int:
         return 2
     url = f"http://{args.host}:{args.port}"
     if engine is not None:
-        model = ", ".join(f"{e.model_name} on {e.device} {e.dtype_name}" + (" (RANDOM WEIGHTS: masks are meaningless)" if e.random_weights else "")
-                          for e in (engine, sam2_engine) if e is not None)
+        model = ", ".join(e.summary() for e in (engine, sam2_engine) if e is not None)
     else:
         model = f"{config.sam.model if isinstance(config.sam.model, str) else 'custom'} (loaded by each of {args.workers} workers)"
     keys = config.server.effective_api_keys()

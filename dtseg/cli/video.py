@@ -20,9 +20,12 @@ INTERRUPTED = 130
 def add_parser(subparsers: Any) -> None:
     parser = subparsers.add_parser(
         "video", help="segment a video, a folder of frames, a webcam or a stream, with tracking",
-        description="Run the prompt stages and SAM on every processed frame; write an annotated video "
-                    "(--out) and per-frame JSON lines (--jsonl). Ctrl-C stops after the current frame "
-                    "with both files closed; --resume continues a JSONL run.")
+        description="video.mode=detect (default): run the prompt stages and SAM on every processed frame, "
+                    "IDs by ByteTrack. video.mode=propagate (SAM 2.1: --set sam.model=sam2.1_t): SAM 2 carries "
+                    "each object by its memory, the prompt stages run every video.detect_every frames (0: the "
+                    "first only), objects join and leave (video.match_iou, video.lost_s, video.max_objects; "
+                    "docs/video.md). Writes an annotated video (--out) and per-frame JSON lines (--jsonl). "
+                    "Ctrl-C stops after the current frame with both files closed; --resume continues a JSONL run.")
     parser.add_argument("source", metavar="SOURCE",
                         help="a video file, a folder of frames, a webcam index (0) or a stream URL (rtsp://, http://)")
     parser.add_argument("-o", "--out", required=True, metavar="OUT.mp4", help="annotated video (fragmented H.264 MP4: plays even if the run is killed)")
@@ -32,7 +35,7 @@ def add_parser(subparsers: Any) -> None:
     parser.add_argument("--max-frames", type=_non_negative, metavar="N", help="process at most N frames")
     parser.add_argument("--track", action=argparse.BooleanOptionalAction, default=True,
                         help="stable object IDs across frames with ByteTrack (default: on); --no-track keeps "
-                             "the providers' own tracker_id, if any")
+                             "the providers' own tracker_id, if any (detect mode; propagate mode always has IDs)")
     parser.add_argument("--track-thresh", type=float, default=0.5, metavar="CONF",
                         help="confidence a detection needs to start a track (default 0.5)")
     parser.add_argument("--track-lost", type=float, default=1.0, metavar="SECONDS",

@@ -31,7 +31,6 @@ from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
-from segment_anything.modeling import MaskDecoder
 from segment_anything.modeling.transformer import Attention, TwoWayAttentionBlock
 from torch import Tensor, nn
 
@@ -41,19 +40,26 @@ __all__ = ["FastMaskDecoder"]
 class FastMaskDecoder(nn.Module):
     """Drop-in, batched replacement for ``MaskDecoder.forward`` (one image, N objects).
 
+    Works for segment-anything's ``MaskDecoder`` (SAM, MobileSAM) and for ``sam2``'s (SAM 2),
+    whose differences it follows from the module itself: an object-score token in front of the
+    IoU and mask tokens (``pred_obj_scores``), high-resolution features added inside the output
+    upscaling (``use_high_res_features``), and, for single-mask output, the fallback to the most
+    stable multimask candidate (``dynamic_multimask_via_stability``, the decoder's own method).
     Inference only: some residuals are updated in place, so there is no backward pass.
 
     Args:
-        decoder: the SAM mask decoder whose parameters (and submodules) are used as is.
+        decoder: the mask decoder whose parameters (and submodules) are used as is.
         chunk_size: objects decoded per internal pass.
     """
 
-    def __init__(self, decoder: MaskDecoder, chunk_size: int = 8) -> None:
+    def __init__(self, decoder: nn.Module, chunk_size: int = 8) -> None:
         super().__init__()
         if chunk_size < 1:
             raise ValueError(f"chunk_size must be >= 1, got {chunk_size}")
         self.decoder = decoder
         self.chunk_size = chunk_size
+        self.first = 1 if getattr(decoder, "pred_obj_scores", False) else 0  # index of the IoU token
+        self.dynamic = bool(getattr(decoder, "dynamic_multimask_via_stability", False))
 
     def forward(
         self,
@@ -62,6 +68,7 @@ class FastMaskDecoder(nn.Module):
         sparse_prompt_embeddings: Tensor,
         dense_prompt_embeddings: Tensor,
         multimask_output: bool,
+        high_res_features: list[Tensor] | None = None,
     ) -> tuple[Tensor, Tensor]:
         """Predict masks for N objects on one image.
 
@@ -72,6 +79,8 @@ class FastMaskDecoder(nn.Module):
             dense_prompt_embeddings: ``(1, C, h, w)`` or ``(N, C, h, w)``; batch 1 (or a
                 stride-0 batch dim, as the prompt encoder returns without masks) is shared.
             multimask_output: return the 3 multimask outputs instead of the single one.
+            high_res_features: SAM 2 only: ``[(1, C/8, 4h, 4w), (1, C/4, 2h, 2w)]``, the
+                projected ``feat_s0`` and ``feat_s1`` of the image.
 
         Returns:
             Low-res mask logits ``(N, M, 4h, 4w)`` and predicted IoUs ``(N, M)``, with
@@ -81,11 +90,14 @@ class FastMaskDecoder(nn.Module):
         n, (b, c, h, w) = sparse_prompt_embeddings.shape[0], image_embeddings.shape
         if b != 1:
             raise ValueError(f"expected one image embedding (1, C, h, w), got {tuple(image_embeddings.shape)}")
-        selected = range(dec.num_mask_tokens)[slice(1, None) if multimask_output else slice(0, 1)]
+        dynamic = self.dynamic and not multimask_output  # all candidates, then the decoder's choice
+        selected = range(dec.num_mask_tokens)[slice(1, None) if multimask_output else slice(0, None if dynamic else 1)]
         if n == 0:
-            return image_embeddings.new_empty((0, len(selected), 4 * h, 4 * w)), image_embeddings.new_empty((0, len(selected)))
+            m = 1 if dynamic else len(selected)
+            return image_embeddings.new_empty((0, m, 4 * h, 4 * w)), image_embeddings.new_empty((0, m))
 
-        output_tokens = torch.cat([dec.iou_token.weight, dec.mask_tokens.weight]).expand(n, -1, -1)
+        extra = [dec.obj_score_token.weight] if self.first else []
+        output_tokens = torch.cat([*extra, dec.iou_token.weight, dec.mask_tokens.weight]).expand(n, -1, -1)
         tokens = torch.cat([output_tokens, sparse_prompt_embeddings], dim=1)  # (N, T, C)
         pe = _pixels(image_pe)[0]  # (P, C)
         # A shared image side pays its q/k/v projections once (1.5 P C^2 multiply-adds), the
@@ -96,18 +108,22 @@ class FastMaskDecoder(nn.Module):
             first = _SharedImage.project(dec.transformer.layers[0], src, pe)
         else:
             src = _pixels(image_embeddings) + _pixels(dense_prompt_embeddings)  # (1 or N, P, C)
+        high_res = None if high_res_features is None else _high_res_rows(*high_res_features)
 
         # Only the IoU token and the returned mask tokens are read after the final attention.
-        used = [0, *(1 + j for j in selected)]
+        used = [self.first, *(self.first + 1 + j for j in selected)]
         masks, ious = [], []
         for i in range(0, n, self.chunk_size):
             chunk = slice(i, i + self.chunk_size)
             image = first if shared else src[chunk]
             queries, keys = self._transformer(tokens[chunk], image, pe, used)
             hyper = torch.stack([dec.output_hypernetworks_mlps[j](queries[:, k]) for k, j in enumerate(selected, 1)], dim=1)
-            masks.append(self._masks(keys, hyper, h, w))
+            masks.append(self._masks(keys, hyper, h, w, high_res))
             ious.append(dec.iou_prediction_head(queries[:, 0])[:, selected.start : selected.stop])
-        return torch.cat(masks), torch.cat(ious)
+        masks_out, ious_out = torch.cat(masks), torch.cat(ious)
+        if dynamic:
+            return dec._dynamic_multimask_via_stability(masks_out, ious_out)
+        return masks_out, ious_out
 
     def _transformer(
         self, tokens: Tensor, image: Tensor | _SharedImage, pe: Tensor, used: list[int]
@@ -125,8 +141,11 @@ class FastMaskDecoder(nn.Module):
         out = _tokens_to_image(transformer.final_attn_token_to_image, queries + tokens, keys, keys + pe)
         return transformer.norm_final_attn(queries + out), keys
 
-    def _masks(self, keys: Tensor, hyper: Tensor, h: int, w: int) -> Tensor:
+    def _masks(self, keys: Tensor, hyper: Tensor, h: int, w: int,
+               high_res: tuple[Tensor, Tensor] | None = None) -> Tensor:
         """Upscale image ``(N, P, C)`` x4 and dot with ``hyper`` ``(N, M, C / 8)`` -> ``(N, M, 4h, 4w)``.
+        ``high_res`` (SAM 2): ``feat_s1``, ``feat_s0`` as rows in the same order (``_high_res_rows``),
+        added after each transposed convolution.
 
         ``ConvTranspose2d(k=2, s=2)`` maps each input pixel to a 2x2 output patch independently,
         i.e. a GEMM ``(C_in) -> (2, 2, C_out)`` per pixel; we keep the patch offsets as extra
@@ -139,8 +158,13 @@ class FastMaskDecoder(nn.Module):
         masks = []
         for i in range(n):  # one object at a time keeps the x4 / x16 temporaries small
             x = torch.addmm(b1, keys[i], w1).view(-1, w1.shape[1] // 4)  # (P*4, C/4)
+            if high_res is not None:
+                x += high_res[0]
             x = act1(F.layer_norm(x, x.shape[-1:], norm.weight, norm.bias, norm.eps))
-            x = act2(torch.addmm(b2, x, w2).view(-1, w2.shape[1] // 4))  # (P*16, C/8)
+            x = torch.addmm(b2, x, w2).view(-1, w2.shape[1] // 4)  # (P*16, C/8)
+            if high_res is not None:
+                x += high_res[1]
+            x = act2(x)
             masks.append(x @ hyper[i].T)  # (P*16, M), rows (y, x, dy1, dx1, dy2, dx2)
         # Output row 4y + 2dy1 + dy2, column 4x + 2dx1 + dx2.
         masks = torch.stack(masks).view(n, h, w, 2, 2, 2, 2, -1).permute(0, 7, 1, 3, 5, 2, 4, 6)
@@ -280,6 +304,20 @@ def _pixel_linear(conv: nn.ConvTranspose2d) -> tuple[Tensor, Tensor]:
     """
     c_in, c_out = conv.weight.shape[:2]
     return conv.weight.permute(0, 2, 3, 1).reshape(c_in, 4 * c_out), conv.bias.repeat(4)
+
+
+def _high_res_rows(feat_s0: Tensor, feat_s1: Tensor) -> tuple[Tensor, Tensor]:
+    """SAM 2's high-res features in the row order of ``FastMaskDecoder._masks``.
+
+    ``feat_s1`` ``(1, C1, 2h, 2w)`` -> ``(h*w*4, C1)``, rows ``(y, x, dy, dx)``; ``feat_s0``
+    ``(1, C0, 4h, 4w)`` -> ``(h*w*16, C0)``, rows ``(y, x, dy1, dx1, dy2, dx2)`` (pixel
+    ``(4y + 2dy1 + dy2, 4x + 2dx1 + dx2)``). Done once per image, shared by all objects.
+    """
+    c1, c0 = feat_s1.shape[1], feat_s0.shape[1]
+    h, w = feat_s1.shape[2] // 2, feat_s1.shape[3] // 2
+    s1 = feat_s1[0].reshape(c1, h, 2, w, 2).permute(1, 3, 2, 4, 0).reshape(-1, c1)
+    s0 = feat_s0[0].reshape(c0, h, 2, 2, w, 2, 2).permute(1, 4, 2, 5, 3, 6, 0).reshape(-1, c0)
+    return s1, s0
 
 
 def _pixels(x: Tensor) -> Tensor:

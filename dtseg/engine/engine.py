@@ -23,6 +23,7 @@ from dtseg.engine.families import IMAGE_EMBED, Family
 from dtseg.engine.models import (RANDOM, CheckpointArg, ModelArg, build_model, resolve_checkpoint, select_device,
                                  select_dtype)
 from dtseg.engine.tiers import TieredCache, build_tiers, cache_scope
+from dtseg.engine.precision import auto_dtype, describe, dtype_name
 from dtseg.engine.postprocess import masks_from_low_res
 from dtseg.engine.transforms import ImageTransform
 from dtseg.errors import EmbeddingMismatchError, ImageNotEmbeddedError, InputError, PromptError
@@ -114,7 +115,7 @@ class SamEngine:
         model.configure(device, dtype, encoder=encoder, decoder=decoder, encoder_int8=encoder_int8,
                         encoder_compile=encoder_compile)
         self.model = model
-        self.device, self.dtype = device, dtype
+        self.device, self.dtype = device, model.dtype  # decoder inputs; model.precision: the encoder's
         self.model_name, self.random_weights = model.model_name, random_weights
         self.cache_fp16, self.chunk_size = cache_fp16, max(1, int(chunk_size))
         # cache_tiers: a CacheConfig (Redis, a folder) behind the in-process LRU; see dtseg.engine.tiers
@@ -133,7 +134,8 @@ class SamEngine:
 
     @property
     def dtype_name(self) -> str:
-        return str(self.dtype).removeprefix("torch.")
+        """The precision chosen (``float32``, ``bfloat16``, ``float16``), which embeddings carry."""
+        return str(self.model.precision).removeprefix("torch.")
 
     @classmethod
     def load(
@@ -150,7 +152,9 @@ class SamEngine:
         """Build an engine. ``model``: a model name (``dtseg models`` lists them: ``vit_b``,
         ``mobile_sam``, ``sam2.1_t``, ...; ``tiny*`` for tests) or an architecture (``SamSpec``).
         ``checkpoint``: a path, ``None`` (cache, then download) or ``"random"`` (tests only).
-        ``threads``: torch CPU threads (default: the process's real CPU quota)."""
+        ``dtype``: ``fp32``, ``bf16``, ``fp16`` or ``auto`` (bf16 where the device runs it natively,
+        see ``dtseg.engine.precision``). ``threads``: torch CPU threads (default: the process's
+        real CPU quota)."""
         from dtseg.engine.encoder import configure_threads
 
         configure_threads(threads)
@@ -254,7 +258,7 @@ class SamEngine:
             raise InputError("embeddings", "expected finite numbers")
         height, width = int(original_size[0]), int(original_size[1])
         digest = "embedding-" + hashlib.blake2b(array.tobytes() + f"{height}x{width}".encode(), digest_size=16).hexdigest()
-        tensor = torch.from_numpy(np.ascontiguousarray(array, dtype=np.float32)).to(self.device, self.dtype)
+        tensor = torch.from_numpy(np.ascontiguousarray(array, dtype=np.float32)).to(self.device, self.model.precision)
         transform = self.model.transform(height, width)
         return Embedding(image_id or digest, {IMAGE_EMBED: tensor}, (height, width), transform.input_size, digest,
                          self.model_name, self.dtype_name)
@@ -266,7 +270,7 @@ class SamEngine:
     def _encode(self, images: list[np.ndarray]) -> list[tuple[dict[str, torch.Tensor], ImageTransform]]:
         transforms = [self.model.transform(*im.shape[:2]) for im in images]
         with torch.inference_mode(), self._encoder_lock:
-            features = self.model.encode(self.model.preprocess(images, transforms))
+            features = self.model.embed(images, transforms)
             self.encoder_calls += len(images)
         return [({k: v[i] for k, v in features.items()}, t) for i, t in enumerate(transforms)]
 
@@ -445,6 +449,11 @@ class SamEngine:
         return torch.as_tensor(array, device=self.device, dtype=self.dtype)
 
     # -- stats ----------------------------------------------------------------------------
+    def summary(self) -> str:
+        """One line for a command's first output: model, device, precision and why."""
+        random = " (RANDOM WEIGHTS: masks are meaningless)" if self.random_weights else ""
+        return f"{self.model_name} on {self.device}, {describe(self.device, self.model.precision)}{random}"
+
     def info(self) -> dict[str, Any]:
         """Model, device and cache counters (what the server's ``/info`` shows)."""
         stats, logits = self.embeddings.stats(), self.mask_logits.stats()
@@ -454,6 +463,8 @@ class SamEngine:
             "random_weights": self.random_weights,
             "device": str(self.device),
             "dtype": self.dtype_name,
+            "dtype_auto": dtype_name(auto_dtype(self.device)),
+            "autocast": self.model.autocast,
             "encoder_calls": self.encoder_calls,
             "cache": {"entries": stats.entries, "bytes": stats.bytes, "max_bytes": stats.max_bytes,
                       "hits": stats.hits, "misses": stats.misses, "evictions": stats.evictions},

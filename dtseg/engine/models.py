@@ -233,15 +233,9 @@ def select_device(device: str | torch.device = "auto") -> torch.device:
     return chosen
 
 
-_DTYPES = {"fp32": torch.float32, "float32": torch.float32, "fp16": torch.float16,
-           "float16": torch.float16, "bf16": torch.bfloat16, "bfloat16": torch.bfloat16}
-
-
 def select_dtype(dtype: str | torch.dtype, device: torch.device) -> torch.dtype:
-    """``fp32`` anywhere; ``fp16``/``bf16`` on CUDA (or MPS for fp16)."""
-    resolved = dtype if isinstance(dtype, torch.dtype) else _DTYPES.get(str(dtype))
-    if resolved is None:
-        raise ValueError(f"dtype: expected one of {sorted(_DTYPES)}, got {dtype!r}")
-    if resolved != torch.float32 and device.type == "cpu":
-        raise ValueError("dtype: half precision is for CUDA; on CPU use fp32 (or the int8 encoder option)")
-    return resolved
+    """``auto`` (bf16 where ``device`` runs it natively, else fp32), ``fp32``, ``bf16`` or ``fp16``
+    -> the torch dtype (see ``dtseg.engine.precision``)."""
+    from dtseg.engine.precision import resolve_dtype
+
+    return resolve_dtype(dtype, device)

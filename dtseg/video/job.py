@@ -84,6 +84,7 @@ class VideoJob:
     resume: bool = False
     fps: float | None = None
     progress: bool = True
+    video: Any = None  # the ``video`` config section (``VideoConfig``); None: the pipeline's
 
     def run(self, pipeline: Any, should_stop: Callable[[], bool] = lambda: False) -> JobSummary:
         """Process the frames; outputs are closed (playable, readable) however the loop ends."""
@@ -100,7 +101,14 @@ class VideoJob:
                     raise InputError("resume", f"{info.name} is a live {info.kind}: it cannot be resumed")
                 plan = plan_resume(self._aligned_state(), self.start, self.stride, self.max_frames)
             summary.resumed = plan.done
-            tracker = ObjectTracker(info.fps, self.tracker, plan.first_id) if self.track else None
+            config = self._video_config(pipeline)
+            tracker: Any = None
+            if config.mode == "propagate":
+                from dtseg.video.propagate import ObjectBook, propagator_for
+
+                tracker = ObjectBook(propagator_for(pipeline, config), config, plan.first_id)
+            elif self.track:
+                tracker = ObjectTracker(info.fps, self.tracker, plan.first_id)
             outputs: list[Any] = []
             try:
                 if self.out is not None:
@@ -115,6 +123,16 @@ class VideoJob:
                     output.close()
         summary.interrupted = bool(should_stop())
         return summary
+
+    def _video_config(self, pipeline: Any) -> Any:
+        from dtseg.video.process import _pipeline_video_config
+
+        config = self.video if self.video is not None else _pipeline_video_config(pipeline)
+        if config is None:
+            from dtseg.config import VideoConfig
+
+            config = VideoConfig()
+        return config
 
     def _aligned_state(self) -> JsonlState:
         """The JSONL's complete frames, cut to the frames the video holds (a killed run's video
@@ -131,12 +149,18 @@ class VideoJob:
             state = scan_jsonl(self.jsonl, max_lines=video_frames)
         return state
 
-    def _loop(self, pipeline: Any, video: VideoSource, plan: ResumePlan, tracker: ObjectTracker | None,
+    def _loop(self, pipeline: Any, video: VideoSource, plan: ResumePlan, tracker: Any,
               outputs: list[Any], should_stop: Callable[[], bool], summary: JobSummary) -> None:
         remaining = video.info.expected_frames(plan.start, self.stride, plan.max_frames)
         started = time.perf_counter()
-        results = iter_results(pipeline, video, start=plan.start, stride=self.stride, max_frames=plan.max_frames,
-                               tracker=tracker, should_stop=should_stop)
+        if tracker is not None and not isinstance(tracker, ObjectTracker):  # propagate mode's ObjectBook
+            from dtseg.video.propagate import iter_propagated
+
+            results = iter_propagated(pipeline, video, tracker, start=plan.start, stride=self.stride,
+                                      max_frames=plan.max_frames, should_stop=should_stop)
+        else:
+            results = iter_results(pipeline, video, start=plan.start, stride=self.stride,
+                                   max_frames=plan.max_frames, tracker=tracker, should_stop=should_stop)
         with tqdm(total=None if remaining is None else plan.done + remaining, initial=plan.done, unit="frame",
                   file=sys.stderr, disable=not self.progress, dynamic_ncols=True, smoothing=0.1) as bar:
             for result in results:
@@ -148,14 +172,15 @@ class VideoJob:
                         output.write(frame_record(result.index, result.time_s, result.frame.shape[:2],
                                                   result.detections))
                 for stage, seconds in result.seconds.items():
-                    summary.stage_seconds[stage] += seconds
+                    summary.stage_seconds[stage] = summary.stage_seconds.get(stage, 0.0) + seconds
                 summary.stage_seconds["write"] += time.perf_counter() - t0
                 summary.frames += 1
                 summary.objects += len(result.detections)
                 summary.first_frame = result.index if summary.first_frame is None else summary.first_frame
                 summary.last_frame = result.index
                 summary.seconds = time.perf_counter() - started
-                bar.set_postfix(frame=result.index, objects=len(result.detections), refresh=False)
+                bar.set_postfix(frame=result.index, objects=len(result.detections),
+                                fps=f"{summary.frames / max(summary.seconds, 1e-9):.2f}", refresh=False)
                 bar.update(1)
 
 

@@ -78,17 +78,33 @@ def process_video(
     track: bool = True,
     tracker_config: TrackerConfig | None = None,
     fps: float | None = None,
+    video_config: Any = None,
 ) -> Iterator[tuple[int, sv.Detections]]:
     """Yield ``(frame_index, sv.Detections)`` for frames ``start, start + stride, ...`` of ``source``
     (a video file, a folder of frames, a webcam index or a stream URL), at most ``max_frames``.
 
     ``track``: stable ``tracker_id`` across frames (ByteTrack; -1 = not tracked yet), else the
     providers' own ``tracker_id``, if any. ``fps`` overrides the source's frame rate.
-    ``detections.metadata["time_s"]`` is the frame's timestamp in seconds. The source is closed
+    ``detections.metadata["time_s"]`` is the frame's timestamp in seconds. ``video_config``: a
+    ``VideoConfig`` (default: the pipeline config's ``video`` section); with ``mode: propagate``
+    SAM 2 carries the objects (``dtseg.video.propagate``) and ``tracker_id`` is the object ID. The source is closed
     when the generator finishes or is closed (``break`` out of the loop is fine).
     """
+    config = video_config if video_config is not None else _pipeline_video_config(pipeline)
     with VideoSource(source, fps) as video:
-        tracker = ObjectTracker(video.info.fps, tracker_config or TrackerConfig()) if track else None
-        for result in iter_results(pipeline, video, start=start, stride=stride, max_frames=max_frames,
-                                   tracker=tracker):
+        if config is not None and config.mode == "propagate":
+            from dtseg.video.propagate import ObjectBook, iter_propagated, propagator_for
+
+            book = ObjectBook(propagator_for(pipeline, config), config)
+            results = iter_propagated(pipeline, video, book, start=start, stride=stride, max_frames=max_frames)
+        else:
+            tracker = ObjectTracker(video.info.fps, tracker_config or TrackerConfig()) if track else None
+            results = iter_results(pipeline, video, start=start, stride=stride, max_frames=max_frames,
+                                   tracker=tracker)
+        for result in results:
             yield result.index, result.detections
+
+
+def _pipeline_video_config(pipeline: Any) -> Any:
+    """The pipeline config's ``video`` section, if the pipeline came from a config."""
+    return getattr(getattr(getattr(pipeline, "loaded", None), "config", None), "video", None)

@@ -147,8 +147,10 @@ def test_device_and_dtype_choice():
     if not torch.cuda.is_available():
         with pytest.raises(ValueError, match="cuda"):
             select_device("cuda")
-    with pytest.raises(ValueError, match="half precision"):
-        select_dtype("fp16", torch.device("cpu"))
+    assert select_dtype("fp16", torch.device("cpu")) is torch.float16  # autocast on the CPU
+    assert select_dtype(torch.bfloat16, torch.device("cpu")) is torch.bfloat16
+    with pytest.raises(ValueError, match="dtype"):
+        select_dtype(torch.float64, torch.device("cpu"))
     with pytest.raises(ValueError, match="dtype"):
         select_dtype("fp8", torch.device("cpu"))
     assert select_dtype("fp32", torch.device("cpu")) is torch.float32

@@ -81,7 +81,9 @@ class Family(ABC):
     def __init__(self, net: nn.Module, model_name: str) -> None:
         self.net = net.eval()
         self.model_name = model_name
-        self.device, self.dtype = torch.device("cpu"), torch.float32
+        #: ``dtype``: the weights' (and so every decoder input's); ``precision``: what the encoder
+        #: computes in and the features are kept in. They differ only under CPU autocast.
+        self.device, self.dtype, self.precision = torch.device("cpu"), torch.float32, torch.float32
 
     # -- building -------------------------------------------------------------------------
     @classmethod
@@ -102,15 +104,34 @@ class Family(ABC):
 
     def configure(self, device: torch.device, dtype: torch.dtype, *, encoder: str = "fast",
                   decoder: str = "fast", encoder_int8: bool = False, encoder_compile: bool = False) -> None:
-        """Move to ``device``/``dtype`` and choose implementations; families extend this."""
+        """Move to ``device``/``dtype`` and choose implementations; families extend this.
+
+        Low precision on the CPU keeps the weights fp32 and runs the encoder under
+        ``torch.autocast`` (matmuls and convolutions in ``dtype``; layer norms, softmax
+        statistics and the residual stream in fp32); the decoder stays fp32 there. On CUDA/MPS
+        the weights are cast."""
         for kind, value, known in (("encoder", encoder, self.encoders), ("decoder", decoder, self.decoders)):
             if value not in known:
                 raise ValueError(f"{kind}: the {self.name} family has {list(known)}, got {value!r}")
         if encoder_int8 or encoder_compile:
             option = "encoder_int8" if encoder_int8 else "encoder_compile"
             raise ValueError(f"{option}: only the sam family (vit_b/l/h) has it, not {self.name}")
-        self.net.to(device=device, dtype=dtype)
-        self.device, self.dtype = device, dtype
+        weights = torch.float32 if device.type == "cpu" else dtype
+        self.net.to(device=device, dtype=weights)
+        self.device, self.dtype, self.precision = device, weights, dtype
+
+    @property
+    def autocast(self) -> bool:
+        """Whether the encoder runs under ``torch.autocast`` (low precision, fp32 weights)."""
+        return self.precision != self.dtype
+
+    def embed(self, images: list[np.ndarray], transforms: list[ImageTransform]) -> dict[str, Tensor]:
+        """``preprocess`` then ``encode`` in the chosen precision -> features ``(B, ...)`` in
+        ``precision`` (what an ``Embedding`` keeps)."""
+        x = self.preprocess(images, transforms)
+        with torch.autocast(self.device.type, self.precision, enabled=self.autocast):
+            features = self.encode(x)
+        return {name: t.to(self.precision) for name, t in features.items()}
 
     # -- the seam -------------------------------------------------------------------------
     def transform(self, height: int, width: int) -> ImageTransform:

@@ -90,6 +90,7 @@ class Sam2Family(Family):
     stretch = True
     single_upsample = True
     logit_clamp = 32.0
+    decoders = ("fast", "reference")
 
     @classmethod
     def build_net(cls, arch: Sam2Spec) -> nn.Module:
@@ -111,6 +112,10 @@ class Sam2Family(Family):
 
     def configure(self, device: torch.device, dtype: torch.dtype, **options: Any) -> None:
         super().configure(device, dtype, **options)
+        from dtseg.engine.decoder import FastMaskDecoder
+
+        reference = options.get("decoder", "fast") == "reference"
+        self.fast_decoder = None if reference else FastMaskDecoder(self.net.sam_mask_decoder)
         with torch.inference_mode():
             self._dense_pe = self.net.sam_prompt_encoder.get_dense_pe()
 
@@ -146,6 +151,9 @@ class Sam2Family(Family):
             labels = corner_labels if labels is None else torch.cat([corner_labels, labels.int()], dim=1)
         points = None if coords is None else (coords, labels)
         sparse, dense = self.net.sam_prompt_encoder(points=points, boxes=None, masks=masks)
+        high_res = [features[HIGH_RES[0]], features[HIGH_RES[1]]]
+        if self.fast_decoder is not None:  # batched: the image features are not repeated per object
+            return self.fast_decoder(features[IMAGE_EMBED], self._dense_pe, sparse, dense, multimask, high_res)
         low_res, iou, _, _ = self.net.sam_mask_decoder(
             image_embeddings=features[IMAGE_EMBED],
             image_pe=self._dense_pe,
@@ -153,7 +161,7 @@ class Sam2Family(Family):
             dense_prompt_embeddings=dense,
             multimask_output=multimask,
             repeat_image=len(sparse) > 1,
-            high_res_features=[features[HIGH_RES[0]], features[HIGH_RES[1]]],
+            high_res_features=high_res,
         )
         return low_res, iou
 

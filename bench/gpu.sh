@@ -1,0 +1,20 @@
+#!/usr/bin/env bash
+# The benchmark table on a CUDA machine (bench/models.py --device cuda), in under 8 minutes.
+# Usage: bash bench/gpu.sh [extra bench/models.py options]
+# Installs what it needs into .venv-gpu (reusing a CUDA torch already on the system, else
+# pip's CUDA wheel), then prints the machine line, the matmul rate of each precision and the
+# embed/decode tables for fp32, bf16 and fp16 (weights cast on CUDA; SDPA picks its flash kernels).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+VENV=${VENV:-.venv-gpu}
+if [ ! -x "$VENV/bin/python" ]; then
+    python3 -m venv --system-site-packages "$VENV"
+fi
+PY="$VENV/bin/python"
+if ! "$PY" -c "import torch, sys; sys.exit(0 if torch.cuda.is_available() else 1)" 2>/dev/null; then
+    "$PY" -m pip install -q torch torchvision
+fi
+"$PY" -m pip install -q -e . 2>&1 | tail -n 3
+"$PY" -c "import torch; assert torch.cuda.is_available(), 'no CUDA device visible to torch'; print(torch.cuda.get_device_name())"
+nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader || true
+timeout 420 "$PY" bench/models.py --device cuda --dtypes fp32 bf16 fp16 --models vit_b mobile_sam sam2.1_t sam2.1_s --quick "$@"
