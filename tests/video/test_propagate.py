@@ -87,12 +87,12 @@ def _frames_by_id(lines: list[dict]) -> dict[int, list[int]]:
     seen: dict[int, list[int]] = {}
     for line in lines:
         for obj in line["objects"]:
-            seen.setdefault(obj["id"], []).append(line["frame"])
+            seen.setdefault(obj["tracker_id"], []).append(line["frame"])
     return seen
 
 
 def _class_by_id(lines: list[dict]) -> dict[int, str]:
-    return {obj["id"]: obj["class_name"] for line in lines for obj in line["objects"]}
+    return {obj["tracker_id"]: obj["class_name"] for line in lines for obj in line["objects"]}
 
 
 def test_objects_join_on_keyframes_and_leave(tmp_path: Path, video_30: Path, stand_in: ColorPropagator) -> None:

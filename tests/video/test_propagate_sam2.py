@@ -37,7 +37,7 @@ def test_propagate_mode_runs_real_sam2_and_resumes(tmp_path: Path, present_sam2_
     assert [line["frame"] for line in lines] == list(range(11))
     assert synthetic.read_video(out)[0] == 11
     objects = [o for line in lines for o in line["objects"]]
-    assert objects and {o["id"] for o in objects} == {0}  # full-frame masks: one object, re-anchored
+    assert objects and {o["tracker_id"] for o in objects} == {0}  # full-frame masks: one object, re-anchored
     assert [line["frame"] for line in lines if line["objects"][0]["data"]["conditioned"]] == [0, 5, 10]
     assert [o["data"]["anchored_at"] for o in objects] == [0] * 5 + [5] * 5 + [10]
     assert all(o["data"]["keyframe"] == 0 and o["class_name"] in ("red", "green") for o in objects)
@@ -46,6 +46,6 @@ def test_propagate_mode_runs_real_sam2_and_resumes(tmp_path: Path, present_sam2_
     lines = [json.loads(line) for line in jsonl.read_text().splitlines()]
     assert [line["frame"] for line in lines] == list(range(16))
     assert synthetic.read_video(out)[0] == 16
-    resumed = {o["id"] for line in lines[11:] for o in line["objects"]}
+    resumed = {o["tracker_id"] for line in lines[11:] for o in line["objects"]}
     assert resumed == {1}  # re-seeded on the first resumed frame, above the old IDs
     assert lines[11]["objects"][0]["data"]["keyframe"] == 11
