@@ -13,7 +13,7 @@ from typing import Literal, Optional
 from pydantic import BaseModel, Field
 
 from dtseg.server.roboflow import InferenceFields
-from dtseg.server.schemas import ImageInput, Strict
+from dtseg.server.schemas import ImageInput, RoboflowBase, Strict
 
 Sam2Version = Literal["hiera_tiny", "hiera_small", "hiera_b_plus", "hiera_large"]
 #: Roboflow's version ids and the dtseg model of each.
@@ -21,23 +21,11 @@ SAM2_VERSIONS: dict[str, str] = {"hiera_tiny": "sam2.1_t", "hiera_small": "sam2.
                                  "hiera_large": "sam2.1_l"}
 
 
-class Sam2Compat(Strict):
-    """Fields of Roboflow's ``BaseRequest``/``Sam2InferenceRequest``: accepted, validated, ignored.
-
-    ``sam2_version_id`` does not switch models: the server holds one SAM 2 model (``sam2.model``
-    in its config, reported as ``resolved_model``)."""
+class Sam2Compat(RoboflowBase):
+    """Roboflow's ``Sam2InferenceRequest``: ``sam2_version_id`` does not switch models: the server
+    holds one SAM 2 model (``sam2.model`` in its config, reported as ``resolved_model``)."""
 
     sam2_version_id: Optional[Sam2Version] = Field(None, description="validated; the configured model answers")
-    api_key: Optional[str] = Field(None, description="ignored in the body: pass ?api_key= or a Bearer token")
-    id: Optional[str] = None
-    model_id: Optional[str] = None
-    model_type: Optional[str] = None
-    usage_billable: Optional[bool] = None
-    start: Optional[float] = None
-    source: Optional[str] = None
-    source_info: Optional[str] = None
-    disable_model_monitoring: Optional[bool] = None
-    disable_preproc_auto_orient: Optional[bool] = None
 
 
 class Sam2EmbedRequest(Sam2Compat):

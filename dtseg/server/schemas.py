@@ -33,16 +33,11 @@ class ImageInput(Strict):
     value: str = Field(min_length=1, description="base64 image bytes, or an http(s) URL")
 
 
-class RoboflowCompat(Strict):
-    """Fields of Roboflow's ``BaseRequest``/``SamInferenceRequest``: accepted, validated, ignored,
-    except ``disable_preproc_auto_orient`` (true: EXIF orientation is not applied).
+class RoboflowBase(Strict):
+    """Fields of Roboflow's ``BaseRequest``: accepted, validated, ignored, except
+    ``disable_preproc_auto_orient`` (true: EXIF orientation is not applied). Authentication reads
+    ``api_key`` from the query string or ``Authorization: Bearer``; a body ``api_key`` is ignored."""
 
-    ``sam_version_id`` is validated but does not switch models: one model is served (see /info).
-    Authentication reads ``api_key`` from the query string or ``Authorization: Bearer``; a
-    body ``api_key`` is ignored.
-    """
-
-    sam_version_id: Optional[SamVersion] = Field(None, description="vit_h, vit_l or vit_b; validated, ignored")
     api_key: Optional[str] = Field(None, description="ignored in the body: pass ?api_key= or a Bearer token")
     id: Optional[str] = None
     model_id: Optional[str] = None
@@ -54,6 +49,13 @@ class RoboflowCompat(Strict):
     disable_model_monitoring: Optional[bool] = None
     disable_preproc_auto_orient: Optional[bool] = Field(
         None, description="true: use the pixels as stored, without applying EXIF orientation")
+
+
+class RoboflowCompat(RoboflowBase):
+    """Roboflow's ``SamInferenceRequest``: ``sam_version_id`` is validated but does not switch
+    models: one model is served (see /info)."""
+
+    sam_version_id: Optional[SamVersion] = Field(None, description="vit_h, vit_l or vit_b; validated, ignored")
     use_embeddings_cache: Optional[bool] = None
 
 
