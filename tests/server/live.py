@@ -1,4 +1,4 @@
-"""Start real ``dtseg serve`` processes for tests (a context manager; always killed at the end)."""
+"""Start real ``dtseg serve`` processes for tests (context managers; always stopped at the end)."""
 
 from __future__ import annotations
 
@@ -9,6 +9,8 @@ import subprocess
 import sys
 import threading
 import time
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Iterator
 
 import requests
@@ -16,33 +18,59 @@ import requests
 from tests.redis_server import free_port
 
 
+@dataclass
+class Served:
+    """A running ``dtseg serve``: its URL, process, and the output lines read so far."""
+
+    url: str
+    process: subprocess.Popen
+    output: list[str]
+    reader: threading.Thread
+
+    def stop(self) -> int:
+        """SIGTERM (a clean shutdown), then wait; returns the exit status. The output is complete after."""
+        self.process.send_signal(signal.SIGTERM)
+        status = self.process.wait(timeout=30)
+        self.reader.join(timeout=10)
+        return status
+
+
 @contextlib.contextmanager
-def serve(config_path: str, *args: str, timeout_s: float = 120) -> Iterator[tuple[str, list[str]]]:
-    """``python -m dtseg.cli.serve --config config_path *args`` on a free port: ``(base_url, output lines)``."""
+def serving(config_path: str | Path, *args: str, timeout_s: float = 120) -> Iterator[Served]:
+    """``python -m dtseg.cli.serve --config config_path *args`` on a free loopback port, ready
+    (``/healthz``) when yielded; stopped (SIGTERM, killed if need be) at the end. ``$DTSEG_API_KEYS``
+    is not passed on: the config alone decides auth."""
     port = free_port()
     env = {k: v for k, v in os.environ.items() if k != "DTSEG_API_KEYS"}
-    proc = subprocess.Popen([sys.executable, "-m", "dtseg.cli.serve", "--config", config_path, "--port", str(port),
-                             "--log-level", "warning", *args], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                            text=True, env=env)
-    lines: list[str] = []
-    threading.Thread(target=lambda: lines.extend(proc.stdout), daemon=True).start()  # type: ignore[arg-type]
-    base_url = f"http://127.0.0.1:{port}"
+    process = subprocess.Popen([sys.executable, "-m", "dtseg.cli.serve", "--config", str(config_path), "--port",
+                                str(port), "--log-level", "warning", *args], stdout=subprocess.PIPE,
+                               stderr=subprocess.STDOUT, text=True, env=env)
+    output: list[str] = []
+    reader = threading.Thread(target=lambda: output.extend(process.stdout), daemon=True)  # type: ignore[arg-type]
+    reader.start()
+    served = Served(f"http://127.0.0.1:{port}", process, output, reader)
     try:
         deadline = time.monotonic() + timeout_s
         while True:
-            if proc.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(f"server did not start: {''.join(lines)}")
+            if process.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"server did not start: {''.join(output)}")
             try:
-                if requests.get(f"{base_url}/healthz", timeout=1).ok:
+                if requests.get(f"{served.url}/healthz", timeout=1).ok:
                     break
             except requests.ConnectionError:
                 time.sleep(0.2)
-        yield base_url, lines
+        yield served
     finally:
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGTERM)
+        if process.poll() is None:
             try:
-                proc.wait(timeout=30)
+                served.stop()
             except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait(timeout=10)
+                process.kill()
+                process.wait(timeout=10)
+
+
+@contextlib.contextmanager
+def serve(config_path: str, *args: str, timeout_s: float = 120) -> Iterator[tuple[str, list[str]]]:
+    """``serving`` as ``(base_url, output lines)``."""
+    with serving(config_path, *args, timeout_s=timeout_s) as served:
+        yield served.url, served.output

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import base64
-import socket
 
 import cv2
 import numpy as np
@@ -32,8 +31,3 @@ def b64_image(rgb: np.ndarray) -> dict[str, str]:
     return {"type": "base64", "value": base64.b64encode(png_bytes(rgb)).decode()}
 
 
-def free_port() -> int:
-    """A free TCP port on 127.0.0.1 (for a live server)."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]

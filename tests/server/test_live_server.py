@@ -4,12 +4,7 @@ style of Roboflow's guide (requests, ?api_key=), then 8 concurrent clients."""
 from __future__ import annotations
 
 import base64
-import os
-import signal
-import subprocess
-import sys
 import threading
-import time
 from pathlib import Path
 from typing import Iterator
 
@@ -18,7 +13,8 @@ import pytest
 import requests
 import yaml
 
-from tests.server.server_helpers import free_port, png_bytes, synthetic_image
+from tests.server.live import serving
+from tests.server.server_helpers import png_bytes, synthetic_image
 
 API_KEY = "live-test-key"
 CLIENTS, REQUESTS_PER_CLIENT = 8, 25
@@ -30,36 +26,12 @@ def server(tiny_checkpoint: Path, tmp_path_factory: pytest.TempPathFactory) -> I
     config = tmp_path_factory.mktemp("serve") / "serve.yaml"
     config.write_text(yaml.safe_dump({"sam": {"model": "tiny", "checkpoint": str(tiny_checkpoint), "device": "cpu"},
                                       "server": {"api_keys": [API_KEY]}}))
-    port = free_port()
-    env = {k: v for k, v in os.environ.items() if k != "DTSEG_API_KEYS"}
-    proc = subprocess.Popen([sys.executable, "-m", "dtseg.cli.serve", "--config", str(config), "--port", str(port),
-                             "--log-level", "warning"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                            env=env)
-    base_url = f"http://127.0.0.1:{port}"
-    banner: list[str] = []
-    reader = threading.Thread(target=lambda: banner.extend(proc.stdout), daemon=True)
-    reader.start()
-    try:
-        deadline = time.monotonic() + 90
-        while time.monotonic() < deadline and proc.poll() is None:
-            try:
-                if requests.get(f"{base_url}/healthz", timeout=1).ok:
-                    break
-            except requests.ConnectionError:
-                time.sleep(0.2)
-        else:
-            pytest.fail(f"server did not start: {''.join(banner)}")
-        assert any(f"{base_url}" in line and "tiny" in line for line in banner), banner
-        yield base_url
-        assert proc.poll() is None, "the server died during the tests"
-        proc.send_signal(signal.SIGTERM)
-        assert proc.wait(timeout=30) == 0, "clean shutdown on SIGTERM"
-        reader.join(timeout=10)
-        assert "dtseg serve: stopped" in "".join(banner)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait(timeout=10)
+    with serving(config, timeout_s=90) as served:
+        assert any(served.url in line and "tiny" in line for line in served.output), served.output
+        yield served.url
+        assert served.process.poll() is None, "the server died during the tests"
+        assert served.stop() == 0, "clean shutdown on SIGTERM"
+        assert "dtseg serve: stopped" in "".join(served.output)
 
 
 def encoder_calls(base_url: str) -> int:

@@ -4,10 +4,6 @@
 from __future__ import annotations
 
 import io
-import os
-import subprocess
-import sys
-import time
 import warnings
 from pathlib import Path
 from typing import Iterator
@@ -22,6 +18,7 @@ from dtseg import SamEngine
 from dtseg.errors import RandomWeightsWarning
 from dtseg.masks import mask_to_polygons, rle_to_mask
 from dtseg.server import ServerConfig, create_app
+from tests.server.live import serving
 from tests.server.server_helpers import b64_image, png_bytes, synthetic_image
 
 IMAGE = synthetic_image(96, 128, seed=4)
@@ -130,30 +127,11 @@ def test_sam_routes_carry_roboflow_response_fields(client: TestClient) -> None:
 @pytest.fixture(scope="module")
 def live_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """``dtseg serve`` with a random tiny SAM 2.1 on /sam2, auth on."""
-    from tests.server.test_live_server import free_port
-
     config = tmp_path_factory.mktemp("serve2") / "serve.yaml"
     config.write_text(yaml.safe_dump({"sam": {"model": "tiny_sam2.1", "checkpoint": "random", "device": "cpu"},
                                       "server": {"api_keys": ["sdk-key"]}}))
-    port = free_port()
-    env = {k: v for k, v in os.environ.items() if k != "DTSEG_API_KEYS"}
-    proc = subprocess.Popen([sys.executable, "-m", "dtseg.cli.serve", "--config", str(config), "--port", str(port),
-                             "--log-level", "warning"], stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT, env=env)
-    base_url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 120
-        while proc.poll() is None and time.monotonic() < deadline:
-            try:
-                if requests.get(f"{base_url}/healthz", timeout=1).ok:
-                    break
-            except requests.ConnectionError:
-                time.sleep(0.3)
-        else:
-            pytest.fail("dtseg serve did not start")
-        yield base_url
-    finally:
-        proc.kill()
-        proc.wait(timeout=10)
+    with serving(config) as served:
+        yield served.url
 
 
 def test_inference_sdk_client_works_unchanged(live_server: str, tmp_path: Path) -> None:

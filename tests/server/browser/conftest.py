@@ -8,19 +8,13 @@ from __future__ import annotations
 
 import os
 import shutil
-import signal
-import subprocess
-import sys
-import threading
-import time
 from pathlib import Path
 from typing import Any, Iterator
 
 import pytest
-import requests
 import yaml
 
-from tests.server.server_helpers import free_port
+from tests.server.live import serving
 
 CHROMIUM = Path(os.environ.get("DTSEG_CHROMIUM", "/usr/bin/chromium"))
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
@@ -38,34 +32,10 @@ def live_server(tiny_checkpoint: Path, tmp_path_factory: pytest.TempPathFactory)
     config.write_text(yaml.safe_dump({
         "sam": {"model": "tiny", "checkpoint": str(tiny_checkpoint), "device": "cpu"},
         "server": {"api_keys": [API_KEY], "configs_dir": str(root / "configs")}}))
-    port = free_port()
-    env = {k: v for k, v in os.environ.items() if k != "DTSEG_API_KEYS"}
-    proc = subprocess.Popen([sys.executable, "-m", "dtseg.cli.serve", "--config", str(config), "--port", str(port),
-                             "--log-level", "warning"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                            env=env)
-    base_url = f"http://127.0.0.1:{port}"
-    output: list[str] = []
-    threading.Thread(target=lambda: output.extend(proc.stdout), daemon=True).start()
-    try:
-        deadline = time.monotonic() + 90
-        while time.monotonic() < deadline and proc.poll() is None:
-            try:
-                if requests.get(f"{base_url}/healthz", timeout=1).ok:
-                    break
-            except requests.ConnectionError:
-                time.sleep(0.2)
-        else:
-            pytest.fail(f"server did not start: {''.join(output)}")
-        assert any(f"open {base_url}/ in a browser" in line for line in output), output
-        yield base_url
-        assert proc.poll() is None, f"the server died: {''.join(output)}"
-    finally:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(timeout=10)
+    with serving(config, timeout_s=90) as served:
+        assert any(f"open {served.url}/ in a browser" in line for line in served.output), served.output
+        yield served.url
+        assert served.process.poll() is None, f"the server died: {''.join(served.output)}"
 
 
 @pytest.fixture(scope="session")
