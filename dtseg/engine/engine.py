@@ -155,9 +155,11 @@ class SamEngine:
         ``dtype``: ``fp32``, ``bf16``, ``fp16`` or ``auto`` (bf16 where the device runs it natively,
         see ``dtseg.engine.precision``). ``threads``: torch CPU threads (default: the process's
         real CPU quota)."""
+        from dtseg.engine.allocator import keep_freed_memory
         from dtseg.engine.encoder import configure_threads
 
         configure_threads(threads)
+        keep_freed_memory()
         weights = resolve_checkpoint(model, checkpoint)
         chosen = select_device(device)
         family_model = build_model(model, weights, seed=seed)
@@ -374,7 +376,7 @@ class SamEngine:
         logits = torch.empty((n, m, low_len, low_len), dtype=torch.float32)
         scores = torch.empty((n, m), dtype=torch.float32)
         counts, has_box = prompts.num_points, prompts.has_box
-        features = {k: t.to(self.device, self.dtype)[None] for k, t in embedding.features.items()}
+        features = {k: t.to(self.device, self.model.decoder_dtype)[None] for k, t in embedding.features.items()}
         transform = embedding.transform
         for layout in sorted(set(zip(counts.tolist(), has_box.tolist()))):
             index = np.flatnonzero((counts == layout[0]) & (has_box == layout[1]))

@@ -12,6 +12,7 @@ import torch
 from dtseg import SamEngine
 from dtseg.config import SamConfig
 from dtseg.engine import precision
+from dtseg.engine.families.base import cast_shared
 from dtseg.errors import RandomWeightsWarning
 from tests.engine.conftest import synthetic_image
 
@@ -67,6 +68,10 @@ def test_low_precision_matches_fp32(fp32, low, dtype, torch_dtype):
     assert engine.dtype_name == str(torch_dtype).removeprefix("torch.")
     assert engine.info()["autocast"] is True
     assert all(p.dtype == torch.float32 for p in engine.model.net.parameters())  # weights stay fp32 on the CPU
+    decoder = engine.model.fast_decoder if engine.family == "sam2.1" else engine.model.mask_decoder
+    expected = torch.bfloat16 if dtype == "bf16" else torch.float32  # fp16 has no CPU matrix units: fp32
+    assert engine.model.decoder_dtype == expected
+    assert all(p.dtype == expected for p in decoder.parameters())  # a cast copy; the net keeps fp32
     assert embedding.dtype == engine.dtype_name
     assert set(embedding.features) == set(ref_embedding.features)
     for name, tensor in embedding.features.items():
@@ -98,6 +103,16 @@ def test_embedding_of_another_precision_is_decoded_in_the_engines(fp32, low):
     ours = reference.segment(embedding, _prompts())
     ref = reference.segment(ref_embedding, _prompts())
     assert ours.mask.shape == ref.mask.shape and (ours.mask == ref.mask).mean() >= 0.98
+
+
+def test_cast_shared_keeps_one_dense_map_for_all_objects():
+    dense = torch.randn(1, 8, 4, 4).expand(5, -1, -1, -1)
+    cast = cast_shared(dense, torch.bfloat16)
+    assert cast.shape == dense.shape and cast.stride(0) == 0 and cast.dtype == torch.bfloat16
+    per_object = torch.randn(5, 8, 4, 4)
+    assert cast_shared(per_object, torch.bfloat16).stride(0) != 0
+    torch.testing.assert_close(cast_shared(per_object, torch.bfloat16).float(), per_object, atol=0.02, rtol=0.01)
+    assert cast_shared(per_object, torch.float32) is per_object
 
 
 def _prompts():

@@ -46,6 +46,16 @@ class OfficialModel:
     params_m: float | None = field(compare=False, default=None)  # parameters, millions
 
 
+def cast_shared(x: Tensor, dtype: torch.dtype) -> Tensor:
+    """``x.to(dtype)``, keeping a stride-0 (expanded) batch dim expanded: without mask inputs the
+    prompt encoder's dense embedding is one map shared by every object, and stays one."""
+    if x.dtype == dtype:
+        return x
+    if x.dim() and x.shape[0] > 1 and x.stride(0) == 0:
+        return x[:1].to(dtype).expand(x.shape)
+    return x.to(dtype)
+
+
 def count_blocks(state: dict[str, Tensor], prefix: str) -> int:
     """How many ``{prefix}{i}.`` blocks ``state`` has."""
     return len({key[len(prefix):].split(".", 1)[0] for key in state if key.startswith(prefix)})
@@ -81,9 +91,11 @@ class Family(ABC):
     def __init__(self, net: nn.Module, model_name: str) -> None:
         self.net = net.eval()
         self.model_name = model_name
-        #: ``dtype``: the weights' (and so every decoder input's); ``precision``: what the encoder
-        #: computes in and the features are kept in. They differ only under CPU autocast.
+        #: ``dtype``: the weights' (and so the prompt encoder's); ``precision``: what the encoder
+        #: computes in and the features are kept in (they differ only under CPU autocast);
+        #: ``decoder_dtype``: what the mask decoder computes in.
         self.device, self.dtype, self.precision = torch.device("cpu"), torch.float32, torch.float32
+        self.decoder_dtype = torch.float32
 
     # -- building -------------------------------------------------------------------------
     @classmethod
@@ -108,8 +120,9 @@ class Family(ABC):
 
         Low precision on the CPU keeps the weights fp32 and runs the encoder under
         ``torch.autocast`` (matmuls and convolutions in ``dtype``; layer norms, softmax
-        statistics and the residual stream in fp32); the decoder stays fp32 there. On CUDA/MPS
-        the weights are cast."""
+        statistics and the residual stream in fp32). In bf16 the fast mask decoder runs on a bf16
+        copy of its weights (``decoder_weights``); the prompt encoder (coordinates -> Fourier
+        features) and the mask post-processing stay fp32. On CUDA/MPS the weights are cast."""
         for kind, value, known in (("encoder", encoder, self.encoders), ("decoder", decoder, self.decoders)):
             if value not in known:
                 raise ValueError(f"{kind}: the {self.name} family has {list(known)}, got {value!r}")
@@ -119,6 +132,17 @@ class Family(ABC):
         weights = torch.float32 if device.type == "cpu" else dtype
         self.net.to(device=device, dtype=weights)
         self.device, self.dtype, self.precision = device, weights, dtype
+        low_cpu_decoder = device.type == "cpu" and dtype == torch.bfloat16 and decoder == "fast"
+        self.decoder_dtype = torch.bfloat16 if low_cpu_decoder else weights
+
+    def decoder_weights(self, module: nn.Module) -> nn.Module:
+        """``module`` (a mask decoder) in ``decoder_dtype``: itself, or a cast copy (a few MB)
+        when the decoder computes in another precision than the network's weights."""
+        if next(module.parameters()).dtype == self.decoder_dtype:
+            return module
+        import copy
+
+        return copy.deepcopy(module).to(self.decoder_dtype)
 
     @property
     def autocast(self) -> bool:

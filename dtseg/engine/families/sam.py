@@ -16,7 +16,7 @@ from segment_anything.build_sam import _build_sam
 from segment_anything.modeling import Sam
 from torch import Tensor, nn
 
-from dtseg.engine.families.base import IMAGE_EMBED, Family, OfficialModel, count_blocks
+from dtseg.engine.families.base import IMAGE_EMBED, Family, OfficialModel, cast_shared, count_blocks
 from dtseg.engine.transforms import ImageTransform
 
 
@@ -91,7 +91,7 @@ class SamFamily(Family):
         self.image_encoder = self._image_encoder(encoder, encoder_int8, encoder_compile)
         self.mask_decoder = self._mask_decoder(decoder)
         with torch.inference_mode():
-            self._dense_pe = self.net.prompt_encoder.get_dense_pe()
+            self._dense_pe = self.net.prompt_encoder.get_dense_pe().to(self.decoder_dtype)
 
     def _image_encoder(self, kind: str, int8: bool, compile: bool) -> nn.Module:
         if kind == "reference" and not int8:
@@ -105,7 +105,7 @@ class SamFamily(Family):
             return self.net.mask_decoder
         from dtseg.engine.decoder import FastMaskDecoder
 
-        return FastMaskDecoder(self.net.mask_decoder)
+        return FastMaskDecoder(self.decoder_weights(self.net.mask_decoder))
 
     def preprocess(self, images: list[np.ndarray], transforms: list[ImageTransform]) -> Tensor:
         """Resize with PIL as ``SamPredictor`` does, normalize, zero-pad to ``(B, 3, S, S)``."""
@@ -123,12 +123,12 @@ class SamFamily(Family):
     def decode(self, features: dict[str, Tensor], coords: Tensor | None, labels: Tensor | None,
                boxes: Tensor | None, masks: Tensor | None, multimask: bool) -> tuple[Tensor, Tensor]:
         points = None if coords is None else (coords, labels)
-        sparse, dense = self.net.prompt_encoder(points=points, boxes=boxes, masks=masks)
+        sparse, dense = self.net.prompt_encoder(points=points, boxes=boxes, masks=masks)  # in fp32
         return self.mask_decoder(
             image_embeddings=features[IMAGE_EMBED],
             image_pe=self._dense_pe,
-            sparse_prompt_embeddings=sparse,
-            dense_prompt_embeddings=dense,
+            sparse_prompt_embeddings=sparse.to(self.decoder_dtype),
+            dense_prompt_embeddings=cast_shared(dense, self.decoder_dtype),
             multimask_output=multimask,
         )
 

@@ -21,7 +21,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from dtseg.engine.families.base import IMAGE_EMBED, Family, OfficialModel, count_blocks
+from dtseg.engine.families.base import IMAGE_EMBED, Family, OfficialModel, cast_shared, count_blocks
 from dtseg.engine.transforms import ImageTransform
 
 HIGH_RES = ("high_res_0", "high_res_1")  # (32, 256, 256) and (64, 128, 128) for the official models
@@ -115,9 +115,9 @@ class Sam2Family(Family):
         from dtseg.engine.decoder import FastMaskDecoder
 
         reference = options.get("decoder", "fast") == "reference"
-        self.fast_decoder = None if reference else FastMaskDecoder(self.net.sam_mask_decoder)
+        self.fast_decoder = None if reference else FastMaskDecoder(self.decoder_weights(self.net.sam_mask_decoder))
         with torch.inference_mode():
-            self._dense_pe = self.net.sam_prompt_encoder.get_dense_pe()
+            self._dense_pe = self.net.sam_prompt_encoder.get_dense_pe().to(self.decoder_dtype)
 
     def preprocess(self, images: list[np.ndarray], transforms: list[ImageTransform]) -> Tensor:
         """``SAM2Transforms``: to [0, 1], bilinear (antialiased) resize to S x S, ImageNet normalize."""
@@ -150,7 +150,8 @@ class Sam2Family(Family):
             coords = corners if coords is None else torch.cat([corners, coords], dim=1)
             labels = corner_labels if labels is None else torch.cat([corner_labels, labels.int()], dim=1)
         points = None if coords is None else (coords, labels)
-        sparse, dense = self.net.sam_prompt_encoder(points=points, boxes=None, masks=masks)
+        sparse, dense = self.net.sam_prompt_encoder(points=points, boxes=None, masks=masks)  # in fp32
+        sparse, dense = sparse.to(self.decoder_dtype), cast_shared(dense, self.decoder_dtype)
         high_res = [features[HIGH_RES[0]], features[HIGH_RES[1]]]
         if self.fast_decoder is not None:  # batched: the image features are not repeated per object
             return self.fast_decoder(features[IMAGE_EMBED], self._dense_pe, sparse, dense, multimask, high_res)
