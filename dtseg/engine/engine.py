@@ -126,6 +126,7 @@ class SamEngine:
                                        tiers if getattr(cache_tiers, "mask_logits", False) else [], _Logits, "logits", scope)
         self.encoder_calls = 0  # images through the encoder, for tests and /info
         self._encoder_lock, self._decoder_lock = threading.Lock(), threading.Lock()
+        self._last_features: tuple[Embedding, dict[str, torch.Tensor]] | None = None
 
     @property
     def family(self) -> str:
@@ -376,7 +377,7 @@ class SamEngine:
         logits = torch.empty((n, m, low_len, low_len), dtype=torch.float32)
         scores = torch.empty((n, m), dtype=torch.float32)
         counts, has_box = prompts.num_points, prompts.has_box
-        features = {k: t.to(self.device, self.model.decoder_dtype)[None] for k, t in embedding.features.items()}
+        features = self._decoder_features(embedding)
         transform = embedding.transform
         for layout in sorted(set(zip(counts.tolist(), has_box.tolist()))):
             index = np.flatnonzero((counts == layout[0]) & (has_box == layout[1]))
@@ -384,6 +385,18 @@ class SamEngine:
                 low, iou = self._decode_group(features, transform, prompts, chunk, layout, masks_in, multimask)
                 logits[chunk], scores[chunk] = low.float().cpu(), iou.float().cpu()
         return logits, scores
+
+    def _decoder_features(self, embedding: Embedding) -> dict[str, torch.Tensor]:
+        """``embedding``'s features as ``decode`` takes them (batch dim 1, on device, in the
+        decoder's precision, plus what the family derives per image), kept for the last
+        embedding decoded: repeated calls on one image pay for this once."""
+        last = self._last_features
+        if last is not None and last[0] is embedding:
+            return last[1]
+        features = self.model.prepare(
+            {k: t.to(self.device, self.model.decoder_dtype)[None] for k, t in embedding.features.items()})
+        self._last_features = (embedding, features)
+        return features
 
     def _decode_group(
         self,
