@@ -22,10 +22,9 @@ from typing import Any, Callable
 
 import numpy as np
 import torch
-from torch.utils.flop_counter import FlopCounterMode
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import best_of, machine, print_table  # noqa: E402
+from common import best_of, flop_counter, machine, print_table  # noqa: E402
 
 from dtseg import SamEngine  # noqa: E402
 from dtseg.engine.precision import dtype_name, resolve_dtype  # noqa: E402
@@ -79,7 +78,7 @@ def ultralytics_predictor(engine: SamEngine, model: str, folder: Path) -> Any | 
 
 def encoder_flops(engine: SamEngine, image: np.ndarray) -> float:
     """FLOPs of one encoder pass on ``image`` (FlopCounterMode, an untimed run)."""
-    with torch.inference_mode(), FlopCounterMode(display=False) as counter:
+    with torch.inference_mode(), flop_counter() as counter:
         engine.model.embed([image], [engine.model.transform(*image.shape[:2])])
     return float(counter.get_total_flops())
 

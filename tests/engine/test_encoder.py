@@ -7,6 +7,7 @@ from functools import partial
 
 import pytest
 import torch
+import torch.nn.functional as F
 from segment_anything.build_sam import _build_sam
 from segment_anything.modeling import ImageEncoderViT, Sam
 
@@ -52,11 +53,11 @@ def _structured_image(sam: Sam) -> torch.Tensor:
     return sam.preprocess(rgb[None])
 
 
-def _small_encoder() -> ImageEncoderViT:
+def _small_encoder(img_size: int = 128) -> ImageEncoderViT:
     """A 128 px vit with random weights and rel-pos tables, window 14 (global in block 1)."""
     torch.manual_seed(6)
     encoder = ImageEncoderViT(
-        img_size=128, embed_dim=48, depth=2, num_heads=3, out_chans=32, qkv_bias=True,
+        img_size=img_size, embed_dim=48, depth=2, num_heads=3, out_chans=32, qkv_bias=True,
         norm_layer=partial(torch.nn.LayerNorm, eps=1e-6), use_rel_pos=True, window_size=14,
         global_attn_indexes=(1,),
     ).eval()
@@ -130,6 +131,47 @@ def test_bf16_runs_through_sdpa() -> None:
         out = fast_encoder(encoder.to(torch.bfloat16))(x.to(torch.bfloat16))
     assert out.dtype == torch.bfloat16
     assert _compare(out, reference)[1] >= 0.99
+
+
+@pytest.mark.parametrize("chunk_bytes", [1, 3 * 4 * 32 * 32 * 32 * 2 * 3, 1 << 30])  # 1 row, 3 rows (32 % 3 != 0), all
+def test_low_precision_attention_matches_fp32_sdpa(chunk_bytes: int) -> None:
+    """bf16 global attention as explicit GEMMs in row chunks, in-place bias adds and softmax,
+    against fp32 SDPA with the bias as its mask."""
+    from dtseg.engine.encoder import _low_precision_attention
+
+    g = torch.Generator().manual_seed(8)
+    B, heads, h, w, d = 1, 4, 32, 32, 16
+    q, k, v = (torch.randn(B, heads, h * w, d, generator=g) for _ in range(3))
+    rel_h, rel_w = torch.randn(B, heads, h, w, h, generator=g), torch.randn(B, heads, h, w, w, generator=g)
+    mask = (rel_h[..., :, None] + rel_w[..., None, :]).reshape(B, heads, h * w, h * w)
+    expected = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, scale=d**-0.5).transpose(1, 2)
+    low = [t.to(torch.bfloat16) for t in (q, k, v, rel_h, rel_w)]
+    out = _low_precision_attention(*low, d**-0.5, chunk_bytes)
+    assert out.shape == (B, h, w, heads * d) and out.dtype == torch.bfloat16
+    assert _compare(out.reshape(B, h * w, heads, d), expected)[1] >= 0.999
+    assert (out.float().reshape(B, h * w, heads, d) - expected).abs().max() < 0.05
+
+
+def test_bf16_autocast_encoder_close_to_fp32() -> None:
+    """The CPU bf16 path (fp32 weights under autocast: the global block's 32 x 32 = 1024 tokens
+    through ``_low_precision_attention``, windows through SDPA) against the fp32 encoder."""
+    from dtseg.engine import encoder as module
+
+    encoder = _small_encoder(512)
+    x = torch.randn(1, 3, 512, 512, generator=torch.Generator().manual_seed(4))
+    fast = fast_encoder(encoder)
+    calls = []
+    spy = lambda *args: calls.append(args[0].shape) or real(*args)  # noqa: E731
+    real, module._low_precision_attention = module._low_precision_attention, spy
+    try:
+        with torch.inference_mode():
+            reference = fast(x)
+            with torch.autocast("cpu", torch.bfloat16):
+                out = fast(x)
+    finally:
+        module._low_precision_attention = real
+    assert calls == [(1, 3, 1024, 16)]  # the global block only
+    assert _compare(out, reference)[1] >= 0.999
 
 
 def test_shares_parameters_with_the_wrapped_encoder(tiny: Sam) -> None:
