@@ -108,10 +108,10 @@ class FastMaskDecoder(nn.Module):
         # reassociated per-object attention ~3 P C H T per object: shared pays from ~2 objects.
         shared = n > 1 and (dense_prompt_embeddings.shape[0] == 1 or dense_prompt_embeddings.stride(0) == 0)
         if shared:
-            src = (self._pixel_major(image_embeddings) + _pixel_view(dense_prompt_embeddings[:1]))[0]  # (P, C)
+            src = (self._pixel_major(image_embeddings) + _dense_rows(dense_prompt_embeddings[:1]))[0]  # (P, C)
             first = _SharedImage.project(dec.transformer.layers[0], src, pe)
         else:
-            src = self._pixel_major(image_embeddings) + _pixel_view(dense_prompt_embeddings)  # (1 or N, P, C)
+            src = self._pixel_major(image_embeddings) + _dense_rows(dense_prompt_embeddings)  # (1 or N, P, C)
         high_res = high_res_rows
         if high_res is None and high_res_features is not None:
             high_res = to_high_res_rows(*high_res_features)
@@ -342,9 +342,13 @@ def _pixels(x: Tensor) -> Tensor:
     return x.flatten(2).transpose(1, 2).contiguous()
 
 
-def _pixel_view(x: Tensor) -> Tensor:
-    """``(B, C, h, w)`` -> ``(B, h * w, C)`` as a view (an expanded, constant map stays one)."""
-    return x.flatten(2).transpose(1, 2)
+def _dense_rows(dense: Tensor) -> Tensor:
+    """Dense prompt embeddings ``(B, C, h, w)`` as rows broadcastable to ``(B, h * w, C)``: a view.
+    Without a mask input the map is one vector expanded over the grid (strides 0): then just
+    that vector ``(B, 1, C)``, which adds ~4x faster than a stride-0 view of the whole grid."""
+    if dense.stride(2) == 0 and dense.stride(3) == 0:
+        return dense[:, :, :1, 0].transpose(1, 2)
+    return dense.flatten(2).transpose(1, 2)
 
 
 def _heads(x: Tensor, heads: int) -> Tensor:

@@ -109,6 +109,9 @@ def test_cast_shared_keeps_one_dense_map_for_all_objects():
     dense = torch.randn(1, 8, 4, 4).expand(5, -1, -1, -1)
     cast = cast_shared(dense, torch.bfloat16)
     assert cast.shape == dense.shape and cast.stride(0) == 0 and cast.dtype == torch.bfloat16
+    torch.testing.assert_close(cast.float(), dense, atol=0.02, rtol=0.01)
+    no_mask = torch.randn(1, 8, 1, 1).expand(1, -1, 4, 4)  # what SAM's prompt encoder returns for one object
+    assert cast_shared(no_mask, torch.bfloat16).stride() == (8, 1, 0, 0)
     per_object = torch.randn(5, 8, 4, 4)
     assert cast_shared(per_object, torch.bfloat16).stride(0) != 0
     torch.testing.assert_close(cast_shared(per_object, torch.bfloat16).float(), per_object, atol=0.02, rtol=0.01)

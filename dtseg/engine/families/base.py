@@ -47,13 +47,16 @@ class OfficialModel:
 
 
 def cast_shared(x: Tensor, dtype: torch.dtype) -> Tensor:
-    """``x.to(dtype)``, keeping a stride-0 (expanded) batch dim expanded: without mask inputs the
-    prompt encoder's dense embedding is one map shared by every object, and stays one."""
+    """``x.to(dtype)``, keeping expanded (stride-0) dims expanded: without mask inputs the prompt
+    encoder's dense embedding is one vector expanded over objects and grid, and stays one
+    (``Tensor.to`` would write out all ``N x C x 64 x 64`` values)."""
     if x.dtype == dtype:
         return x
-    if x.dim() and x.shape[0] > 1 and x.stride(0) == 0:
-        return x[:1].to(dtype).expand(x.shape)
-    return x.to(dtype)
+    compact = x
+    for dim, (size, stride) in enumerate(zip(x.shape, x.stride())):
+        if stride == 0 and size > 1:
+            compact = compact.narrow(dim, 0, 1)
+    return compact.to(dtype).expand(x.shape)
 
 
 def count_blocks(state: dict[str, Tensor], prefix: str) -> int:
