@@ -42,7 +42,7 @@ class FastImageEncoder(nn.Module):
     """
 
     def __init__(self, encoder: ImageEncoderViT, mask_chunk_bytes: int = 192 << 20,
-                 score_chunk_bytes: int = 24 << 20) -> None:
+                 score_chunk_bytes: int = 48 << 20) -> None:
         super().__init__()
         self.encoder = encoder
         self.img_size = encoder.img_size
