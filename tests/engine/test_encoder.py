@@ -152,6 +152,17 @@ def test_low_precision_attention_matches_fp32_sdpa(chunk_bytes: int) -> None:
     assert (out.float().reshape(B, h * w, heads, d) - expected).abs().max() < 0.05
 
 
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_bias_mask_equals_the_broadcast_add(dtype: torch.dtype) -> None:
+    from dtseg.engine.encoder import _bias_mask
+
+    g = torch.Generator().manual_seed(9)
+    rel_h, rel_w = torch.randn(2, 3, 5, 7, 7, generator=g).to(dtype), torch.randn(2, 3, 5, 7, 9, generator=g).to(dtype)
+    out = torch.empty(2, 3, 5, 7, 7, 9, dtype=dtype)
+    _bias_mask(rel_h, rel_w, out=out)
+    assert torch.equal(out, rel_h[..., :, None] + rel_w[..., None, :])  # exact, not just close
+
+
 def test_bf16_autocast_encoder_close_to_fp32() -> None:
     """The CPU bf16 path (fp32 weights under autocast: the global block's 32 x 32 = 1024 tokens
     through ``_low_precision_attention``, windows through SDPA) against the fp32 encoder."""
