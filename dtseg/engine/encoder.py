@@ -129,25 +129,26 @@ def _low_precision_attention(q: Tensor, k: Tensor, v: Tensor, rel_h: Tensor, rel
 
     ``q``, ``k``, ``v`` ``(B, heads, h * w, d)``; ``rel_h`` ``(B, heads, h, w, h)``, ``rel_w``
     ``(B, heads, h, w, w)``. Returns ``(B, h, w, heads * d)``. The CPU flash kernel runs bf16 at
-    about a third of the bf16 matmul rate; here the two GEMMs run at that rate, and the bias adds
-    and the softmax run in place on one score buffer of ``chunk_bytes`` that stays in cache.
+    about a third of the bf16 matmul rate; here the two GEMMs run at that rate: the bias is
+    written into the score buffer (``_bias_mask``) and ``q k^T`` accumulated onto it, and the
+    softmax runs in place, on one buffer of ``chunk_bytes`` that stays in cache.
     Scores are rounded to ``q``'s dtype before the softmax (the flash kernel keeps them fp32);
     docs/encoder.md has the mask IoU this costs.
     """
     B, heads, h, w, _ = rel_h.shape
     P, d = h * w, q.shape[-1]
-    kt = (k * scale).transpose(-1, -2)  # (B, heads, d, P)
+    kt = (k * scale).transpose(-1, -2).reshape(B * heads, d, P)  # a view
     rows = max(1, min(h, chunk_bytes // (B * heads * w * P * q.element_size())))
     scores = q.new_empty(B * heads * rows * w * P)
     out = q.new_empty(B, P, heads, d)
     for y in range(0, h, rows):
         r = min(rows, h - y)
         tokens = slice(y * w, (y + r) * w)
-        s = torch.matmul(q[:, :, tokens], kt, out=scores[: B * heads * r * w * P].view(B, heads, r * w, P))
-        grid = s.view(B, heads, r, w, h, w)
-        grid.add_(rel_h[:, :, y : y + r, :, :, None]).add_(rel_w[:, :, y : y + r, :, None, :])
+        s = scores[: B * heads * r * w * P].view(B * heads, r * w, P)
+        _bias_mask(rel_h[:, :, y : y + r], rel_w[:, :, y : y + r], out=s.view(B, heads, r, w, h, w))
+        s.baddbmm_(q[:, :, tokens].reshape(B * heads, r * w, d), kt)  # + q k^T, summed in fp32, rounded once
         torch.ops.aten._softmax.out(s, -1, False, out=s)  # row by row: safe in place
-        out[:, tokens] = torch.matmul(s, v).transpose(1, 2)
+        out[:, tokens] = torch.matmul(s.view(B, heads, r * w, P), v).transpose(1, 2)
     return out.view(B, h, w, heads * d)
 
 
