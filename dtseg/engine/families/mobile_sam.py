@@ -91,7 +91,12 @@ class MobileSamFamily(SamFamily):
         return None
 
     def _image_encoder(self, kind: str, int8: bool, compile: bool) -> nn.Module:
-        return fold_batch_norms(self.net.image_encoder)
+        """dtseg's TinyViT forward pass over a folded copy of the encoder; in low precision on
+        the CPU that copy holds the weights in ``precision`` (no autocast casts per call)."""
+        from dtseg.engine.tinyvit import fast_tinyvit
+
+        low = self.precision if self.precision != self.dtype else None
+        return fast_tinyvit(fold_batch_norms(self.net.image_encoder), dtype=low)
 
 
 def fold_batch_norms(encoder: nn.Module) -> nn.Module:
