@@ -59,7 +59,7 @@ class FastTinyViT(nn.Module):
         enc = self.encoder
         stem1, _, stem2 = enc.patch_embed.seq
         x = x.contiguous(memory_format=torch.channels_last)
-        x = F.gelu(stem1(x))
+        x = F.gelu(stem1(x).permute(0, 2, 3, 1)).permute(0, 3, 1, 2)  # GELU on the NHWC view: 2x faster
         x = stem2(x).permute(0, 2, 3, 1).contiguous()  # (B, S/4, S/4, C0) tokens
         conv_layer = enc.layers[0]
         for block in conv_layer.blocks:
@@ -116,10 +116,11 @@ class FastTinyViT(nn.Module):
 
     # -- attention stages -------------------------------------------------------------------
     def _bias(self, attn: nn.Module, dtype: torch.dtype) -> Tensor:
-        """The attention-bias table gathered to ``(heads, N, N)`` in ``dtype`` (cached)."""
+        """The attention-bias table gathered to ``(1, heads, N, N)`` in ``dtype`` (cached; 4-D, as
+        SDPA's CPU flash kernel takes it: a 3-D mask falls back to the ~2x slower math path)."""
         key = (id(attn), dtype)
         if key not in self._biases:
-            self._biases[key] = attn.attention_biases[:, attn.attention_bias_idxs].detach().to(dtype)
+            self._biases[key] = attn.attention_biases[:, attn.attention_bias_idxs][None].detach().to(dtype)
         return self._biases[key]
 
     def _vit_block(self, block: nn.Module, x: Tensor) -> Tensor:
