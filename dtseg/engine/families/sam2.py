@@ -90,6 +90,7 @@ class Sam2Family(Family):
     stretch = True
     single_upsample = True
     logit_clamp = 32.0
+    encoders = ("fast", "reference")
     decoders = ("fast", "reference")
 
     @classmethod
@@ -114,8 +115,13 @@ class Sam2Family(Family):
         super().configure(device, dtype, **options)
         from dtseg.engine.decoder import FastMaskDecoder
 
+        from dtseg.engine.hiera import fast_sam2_encoder
+
         reference = options.get("decoder", "fast") == "reference"
         self.fast_decoder = None if reference else FastMaskDecoder(self.net.sam_mask_decoder)
+        # the fast encoder pass; in low precision on the CPU over its own copy in ``precision``
+        low = self.precision if self.precision != self.dtype else None
+        self.fast_encoder = None if options.get("encoder", "fast") == "reference" else fast_sam2_encoder(self.net, low)
         with torch.inference_mode():
             self._dense_pe = self.net.sam_prompt_encoder.get_dense_pe()
 
@@ -133,6 +139,9 @@ class Sam2Family(Family):
     def encode(self, x: Tensor) -> dict[str, Tensor]:
         """The image embedding ``(B, 256, 64, 64)`` (``no_mem_embed`` added, as the predictor does)
         and the two projected high-resolution levels ``(B, 32, 256, 256)``, ``(B, 64, 128, 128)``."""
+        if self.fast_encoder is not None:
+            high_res_0, high_res_1, embed = self.fast_encoder(x)
+            return {HIGH_RES[0]: high_res_0, HIGH_RES[1]: high_res_1, IMAGE_EMBED: embed}
         net = self.net
         backbone_out = net.forward_image(x)
         _, vision_feats, _, sizes = net._prepare_backbone_features(backbone_out)
