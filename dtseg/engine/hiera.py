@@ -31,6 +31,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from dtseg.engine.encoder import _window_partition, _window_unpartition
+from dtseg.engine.fused import linear_gelu
 
 __all__ = ["FastSam2Encoder", "fast_sam2_encoder"]
 
@@ -121,7 +122,10 @@ class FastSam2Encoder(nn.Module):
             Ho, Wo = shortcut.shape[1:3]
             o = _window_unpartition(o, B, Ho, Wo)
         x = shortcut + attn.proj(o)
-        return x + block.mlp(block.norm2(x))
+        mlp = block.mlp
+        if mlp.num_layers == 2 and type(mlp.act) is nn.GELU and mlp.act.approximate == "none" and not mlp.sigmoid_output:
+            return x + mlp.layers[1](linear_gelu(block.norm2(x), mlp.layers[0].weight, mlp.layers[0].bias))
+        return x + mlp(block.norm2(x))
 
     @staticmethod
     def _attention(q: Tensor, k: Tensor, v: Tensor) -> Tensor:
