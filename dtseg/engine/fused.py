@@ -1,4 +1,5 @@
-"""Linear/convolution + GELU as one oneDNN call on the CPU (the kernels inductor fuses into).
+"""CPU compute shared by the light encoders (TinyViT, Hiera): linear/convolution + GELU as one
+oneDNN call, and softmax attention per head for low precision.
 
 ``torch.ops.mkldnn._linear_pointwise`` / ``_convolution_pointwise`` apply the exact (erf)
 GELU to the output while it is still in cache: in bf16 a separate GELU pass over an expanded
@@ -13,7 +14,10 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-__all__ = ["conv_gelu", "linear_gelu"]
+__all__ = ["attention", "conv_gelu", "linear_gelu"]
+
+#: Query rows per chunk of ``attention`` (bounds the score matrix to chunk x keys per head).
+QUERY_CHUNK = 256
 
 
 def _fused(x: Tensor) -> bool:
@@ -35,6 +39,34 @@ def conv_gelu(x: Tensor, weight: Tensor, bias: Tensor | None, stride: int, paddi
         return torch.ops.mkldnn._convolution_pointwise(x, weight, bias, [padding] * 2, [stride] * 2, [1, 1],
                                                        groups, "gelu", [], "none")
     return F.gelu(F.conv2d(x, weight, bias, stride, padding, groups=groups))
+
+
+def attention(q: Tensor, k: Tensor, v: Tensor, scale: float, bias: Tensor | None = None) -> Tensor:
+    """Softmax attention, token-major: ``q`` ``(n, Lq, heads, d)``, ``k``/``v`` ``(n, L, heads, d)``
+    (strided views of a qkv projection are fine) -> ``(n, Lq, heads, d)``; ``bias``: additive
+    ``(1, heads, Lq, L)`` or ``None``.
+
+    fp32: SDPA's flash kernel (the faster one there). bf16/fp16: per head and per chunk of
+    ``QUERY_CHUNK`` queries, ``bmm`` -> softmax -> ``bmm`` straight on the strided views: on
+    this CPU 25-35% faster than the flash kernel for TinyViT's/Hiera's 16-196-token windows and
+    ~40% faster for Hiera's 4096-token global attention (the flash kernel runs far below the
+    bf16 matmul rate)."""
+    if q.dtype == torch.float32:
+        o = F.scaled_dot_product_attention(q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2),
+                                           attn_mask=bias, scale=scale)
+        return o.transpose(1, 2)
+    n, Lq, heads, _ = q.shape
+    out = v.new_empty(n, Lq, heads, v.shape[-1])
+    for h in range(heads):
+        kt, vh = k[:, :, h].transpose(1, 2), v[:, :, h]
+        for c in range(0, Lq, QUERY_CHUNK):
+            rows = slice(c, c + QUERY_CHUNK)
+            if bias is None:
+                scores = torch.bmm(q[:, rows, h], kt).mul_(scale)
+            else:
+                scores = torch.baddbmm(bias[0, h, rows].expand(n, -1, -1), q[:, rows, h], kt, alpha=scale)
+            out[:, rows, h] = torch.bmm(scores.softmax(-1), vh)
+    return out
 
 
 def _register_flop_formulas() -> None:

@@ -11,8 +11,9 @@ pass differs from ``SAM2Base.forward_image`` + ``_prepare_backbone_features``:
 * ``qkv`` on the real tokens only (padded keys/values get ``qkv(0)``, as in the reference),
   ``proj`` after the window un-partition (real tokens only);
 * 2x2 query/shortcut max pooling as a reshape + ``amax`` on the token layout;
-* global attention in bf16/fp16 as explicit chunked ``softmax(q k^T) v`` (the CPU flash kernel
-  runs at a fraction of the bf16 matmul rate; in fp32 it is the faster one and is kept);
+* attention in bf16/fp16 as per-head, query-chunked ``softmax(q k^T) v`` matmuls
+  (``fused.attention``: the CPU flash kernel runs far below the bf16 matmul rate; in fp32 it
+  is the faster one and is kept);
 * the windowed positional embedding (a bicubic interpolation) computed once per size/dtype;
 * the neck skips the position encodings (images do not use them) and folds each 1x1 lateral
   convolution of a level that takes no top-down input into the decoder's ``conv_s0``/``conv_s1``
@@ -31,14 +32,12 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from dtseg.engine.encoder import _window_partition, _window_unpartition
-from dtseg.engine.fused import linear_gelu
+from dtseg.engine.fused import attention, linear_gelu
 
 __all__ = ["FastSam2Encoder", "fast_sam2_encoder"]
 
 #: Bytes of one band's largest intermediate (the MLP's hidden tokens).
 BAND_BYTES = 4 << 20
-#: Query rows per chunk of the explicit (low-precision) global attention.
-QUERY_CHUNK = 256
 
 
 class FastSam2Encoder(nn.Module):
@@ -116,8 +115,7 @@ class FastSam2Encoder(nn.Module):
             q = _max_pool(q.reshape(n, h, w, -1), block.q_stride)
             h, w = q.shape[1:3]
             q = q.reshape(n, h * w, heads, -1)
-        o = self._attention(q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2))  # (n, L', heads, hd)
-        o = o.reshape(n, h, w, -1)
+        o = attention(q, k, v, q.shape[-1] ** -0.5).reshape(n, h, w, -1)  # (n, h, w, D)
         if ws > 0:
             Ho, Wo = shortcut.shape[1:3]
             o = _window_unpartition(o, B, Ho, Wo)
@@ -126,21 +124,6 @@ class FastSam2Encoder(nn.Module):
         if mlp.num_layers == 2 and type(mlp.act) is nn.GELU and mlp.act.approximate == "none" and not mlp.sigmoid_output:
             return x + mlp.layers[1](linear_gelu(block.norm2(x), mlp.layers[0].weight, mlp.layers[0].bias))
         return x + mlp(block.norm2(x))
-
-    @staticmethod
-    def _attention(q: Tensor, k: Tensor, v: Tensor) -> Tensor:
-        """Softmax attention ``(n, heads, L, hd)`` -> ``(n, L, heads, hd)``. Long fp32 sequences
-        use SDPA's flash kernel; in low precision, query chunks of explicit matmuls."""
-        n, heads, L, hd = q.shape
-        if q.dtype == torch.float32 or L <= QUERY_CHUNK:
-            return F.scaled_dot_product_attention(q, k, v).transpose(1, 2)
-        q = q * hd**-0.5
-        kt, v = k.transpose(-1, -2).contiguous(), v.contiguous()
-        out = q.new_empty(n, L, heads, hd)
-        for s in range(0, L, QUERY_CHUNK):
-            scores = torch.matmul(q[:, :, s : s + QUERY_CHUNK], kt).softmax(-1)
-            out[:, s : s + QUERY_CHUNK] = torch.matmul(scores, v).transpose(1, 2)
-        return out
 
     # -- neck + SAM heads' projections -------------------------------------------------------
     def _neck(self, stages: list[Tensor]) -> tuple[Tensor, Tensor, Tensor]:

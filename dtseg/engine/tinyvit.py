@@ -13,8 +13,9 @@ only the forward pass differs from ``TinyViT.forward``:
   hidden map is never whole, so each band is small enough for malloc to recycle its memory
   (a whole 256x256x256 map is a fresh ``mmap`` per op, and its page faults cost as much as
   the op) and stays in cache between the ops;
-* window attention through ``F.scaled_dot_product_attention`` with the attention-bias table
-  as its ``attn_mask`` (gathered once per dtype), ``qkv`` on the real tokens only; padded
+* window attention with the attention-bias table as an additive mask (gathered once per
+  dtype; ``fused.attention``: SDPA in fp32, per-head matmuls in bf16), ``qkv`` on the real
+  tokens only; padded
   tokens get exactly what the reference computes for its zero padding, ``qkv(norm(0))``.
 
 The wrapped encoder may hold bf16 weights (``fast_tinyvit(..., dtype=torch.bfloat16)``): the
@@ -29,7 +30,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from dtseg.engine.encoder import _window_partition, _window_unpartition
-from dtseg.engine.fused import conv_gelu, linear_gelu
+from dtseg.engine.fused import attention, conv_gelu, linear_gelu
 
 __all__ = ["FastTinyViT", "fast_tinyvit"]
 
@@ -124,24 +125,6 @@ class FastTinyViT(nn.Module):
             self._biases[key] = attn.attention_biases[:, attn.attention_bias_idxs][None].detach().to(dtype)
         return self._biases[key]
 
-    @staticmethod
-    def _attention(q: Tensor, k: Tensor, v: Tensor, bias: Tensor, scale: float) -> Tensor:
-        """Softmax attention with an additive ``bias`` ``(1, heads, N, N)``: ``q``, ``k``, ``v``
-        ``(n, N, heads, d)`` (strided views of the windows' qkv) -> ``(n, N, heads, d)``.
-        fp32: SDPA's flash kernel. Low precision: per head ``baddbmm`` -> softmax -> ``bmm`` on
-        the strided views (no copies); ~25% faster than the flash kernel on these short
-        (49/196-token) windows in bf16, slower in fp32."""
-        if q.dtype == torch.float32:
-            o = F.scaled_dot_product_attention(q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2),
-                                               attn_mask=bias, scale=scale)
-            return o.transpose(1, 2).contiguous()
-        n, N, heads, d = v.shape
-        out = v.new_empty(n, N, heads, d)
-        for h in range(heads):
-            scores = torch.baddbmm(bias[0, h].expand(n, N, N), q[:, :, h], k[:, :, h].transpose(1, 2), alpha=scale)
-            out[:, :, h] = torch.bmm(scores.softmax(-1), v[:, :, h])
-        return out
-
     def _vit_block(self, block: nn.Module, x: Tensor) -> Tensor:
         """Window attention, residual, 3x3 depthwise ``local_conv``, MLP with residual, on
         tokens ``(B, H, W, C)``."""
@@ -153,7 +136,7 @@ class FastTinyViT(nn.Module):
             qkv = _window_partition(qkv, ws, pad_value=pad)
         n, heads = qkv.shape[0], attn.num_heads
         q, k, v = qkv.view(n, ws * ws, heads, -1).split([attn.key_dim, attn.key_dim, attn.d], dim=3)
-        o = self._attention(q, k, v, self._bias(attn, q.dtype), attn.scale).view(n, ws, ws, attn.dh)
+        o = attention(q, k, v, attn.scale, self._bias(attn, q.dtype)).reshape(n, ws, ws, attn.dh)
         if (H, W) != (ws, ws):
             o = _window_unpartition(o, B, H, W)
         x = x + attn.proj(o)

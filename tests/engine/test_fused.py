@@ -44,3 +44,24 @@ def test_plain_path_where_fusion_is_unavailable(monkeypatch):
     monkeypatch.setattr(fused, "_fused", lambda x: False)
     x, w = torch.randn(3, 8), torch.randn(5, 8)
     assert torch.equal(fused.linear_gelu(x, w, None), F.gelu(F.linear(x, w)))
+
+
+def cosine(a: torch.Tensor, b: torch.Tensor) -> float:
+    a, b = a.double().flatten(), b.double().flatten()
+    return float(a @ b / (a.norm() * b.norm()))
+
+
+@pytest.mark.parametrize("with_bias", [False, True])
+def test_low_precision_attention_matches_sdpa(with_bias):
+    """Per head, three query chunks (700 queries), on strided views of one qkv tensor."""
+    g = torch.Generator().manual_seed(3)
+    qkv = torch.randn(2, 700, 3, 3, 24, generator=g)  # (n, L, q/k/v, heads, d)
+    q, k, v = qkv.unbind(2)
+    bias = torch.randn(1, 3, 700, 700, generator=g) if with_bias else None
+    ref = F.scaled_dot_product_attention(q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2),
+                                         attn_mask=bias, scale=0.3).transpose(1, 2)
+    q16, k16, v16 = qkv.bfloat16().unbind(2)
+    ours = fused.attention(q16, k16, v16, 0.3, None if bias is None else bias.bfloat16())
+    assert ours.shape == ref.shape and ours.dtype == torch.bfloat16
+    assert cosine(ours, ref) >= 0.999
+    assert torch.allclose(fused.attention(q, k, v, 0.3, bias), ref, atol=1e-6)  # fp32: SDPA itself
