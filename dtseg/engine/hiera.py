@@ -32,7 +32,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from dtseg.engine.encoder import _window_partition, _window_unpartition
-from dtseg.engine.fused import attention, linear_gelu
+from dtseg.engine.fused import attention, linear, linear_gelu
 
 __all__ = ["FastSam2Encoder", "fast_sam2_encoder"]
 
@@ -104,8 +104,8 @@ class FastSam2Encoder(nn.Module):
         attn, ws = block.attn, block.window_size
         B, H, W, C = x.shape
         xn = block.norm1(x)
-        shortcut = x if block.dim == block.dim_out else _max_pool(block.proj(xn), block.q_stride)
-        qkv = attn.qkv(xn)  # (B, H, W, 3 D)
+        shortcut = x if block.dim == block.dim_out else _max_pool(linear(xn, block.proj.weight, block.proj.bias), block.q_stride)
+        qkv = linear(xn, attn.qkv.weight, attn.qkv.bias)  # (B, H, W, 3 D)
         if ws > 0:
             qkv = _window_partition(qkv, ws, pad_value=attn.qkv(xn.new_zeros(1, C))[0])
         n, h, w, _ = qkv.shape
@@ -119,10 +119,11 @@ class FastSam2Encoder(nn.Module):
         if ws > 0:
             Ho, Wo = shortcut.shape[1:3]
             o = _window_unpartition(o, B, Ho, Wo)
-        x = shortcut + attn.proj(o)
+        x = shortcut + linear(o, attn.proj.weight, attn.proj.bias)
         mlp = block.mlp
         if mlp.num_layers == 2 and type(mlp.act) is nn.GELU and mlp.act.approximate == "none" and not mlp.sigmoid_output:
-            return x + mlp.layers[1](linear_gelu(block.norm2(x), mlp.layers[0].weight, mlp.layers[0].bias))
+            hidden = linear_gelu(block.norm2(x), mlp.layers[0].weight, mlp.layers[0].bias)
+            return x + linear(hidden, mlp.layers[1].weight, mlp.layers[1].bias)
         return x + mlp(block.norm2(x))
 
     # -- neck + SAM heads' projections -------------------------------------------------------
@@ -142,10 +143,10 @@ class FastSam2Encoder(nn.Module):
             top_down = i in neck.fpn_top_down_levels and prev is not None
             if i in heads and not top_down and (i == 0 or i - 1 not in neck.fpn_top_down_levels):
                 weight, bias = self._fold(conv, heads[i])  # nobody reads this level's neck output
-                out[i] = F.linear(stages[i], weight, bias)
+                out[i] = linear(stages[i], weight, bias)
                 prev = None
                 continue
-            lateral = F.linear(stages[i], conv.weight[:, :, 0, 0], conv.bias)
+            lateral = linear(stages[i], conv.weight[:, :, 0, 0], conv.bias)
             if top_down:
                 up = _upsample2x(prev, neck.fpn_interp_model)
                 prev = lateral + up
@@ -153,7 +154,7 @@ class FastSam2Encoder(nn.Module):
                     prev = prev / 2
             else:
                 prev = lateral
-            out[i] = F.linear(prev, heads[i].weight[:, :, 0, 0], heads[i].bias) if i in heads else prev
+            out[i] = linear(prev, heads[i].weight[:, :, 0, 0], heads[i].bias) if i in heads else prev
         maps = [out[i] for i in kept][-net.num_feature_levels:]
         maps[-1] = maps[-1] + net.no_mem_embed.view(-1) if net.directly_add_no_mem_embed else maps[-1]
         return tuple(m.permute(0, 3, 1, 2).contiguous() for m in maps)  # type: ignore[return-value]

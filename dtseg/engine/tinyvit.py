@@ -30,7 +30,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from dtseg.engine.encoder import _window_partition, _window_unpartition
-from dtseg.engine.fused import attention, conv_gelu, linear_gelu
+from dtseg.engine.fused import attention, conv_gelu, linear, linear_gelu
 
 __all__ = ["FastTinyViT", "fast_tinyvit"]
 
@@ -100,7 +100,7 @@ class FastTinyViT(nn.Module):
         out = torch.empty_like(x)
         for r0, r1 in self._bands(H, W, block.hidden_chans, x.element_size()):
             h = self._expand_depthwise(x, block.conv1, block.conv2, r0, r1)
-            y = F.linear(h, block.conv3.weight[:, :, 0, 0], block.conv3.bias)
+            y = linear(h, block.conv3.weight[:, :, 0, 0], block.conv3.bias)
             out[:, r0:r1] = F.gelu(y.add_(x[:, r0:r1]))
         return out
 
@@ -113,7 +113,7 @@ class FastTinyViT(nn.Module):
         out = x.new_empty(B, Ho, Wo, merge.conv3.out_channels)
         for r0, r1 in self._bands(Ho, W * s, D, x.element_size()):
             h = self._expand_depthwise(x, merge.conv1, merge.conv2, r0, r1)
-            out[:, r0:r1] = F.linear(h, merge.conv3.weight[:, :, 0, 0], merge.conv3.bias)
+            out[:, r0:r1] = linear(h, merge.conv3.weight[:, :, 0, 0], merge.conv3.bias)
         return out
 
     # -- attention stages -------------------------------------------------------------------
@@ -130,7 +130,7 @@ class FastTinyViT(nn.Module):
         tokens ``(B, H, W, C)``."""
         attn, ws = block.attn, block.window_size
         B, H, W, C = x.shape
-        qkv = attn.qkv(attn.norm(x))  # (B, H, W, heads * (2 key_dim + d))
+        qkv = linear(attn.norm(x), attn.qkv.weight, attn.qkv.bias)  # (B, H, W, heads * (2 key_dim + d))
         if (H, W) != (ws, ws):  # one window of the whole map otherwise, as in the reference
             pad = attn.qkv(attn.norm(x.new_zeros(1, C)))[0]
             qkv = _window_partition(qkv, ws, pad_value=pad)
@@ -139,19 +139,19 @@ class FastTinyViT(nn.Module):
         o = attention(q, k, v, attn.scale, self._bias(attn, q.dtype)).reshape(n, ws, ws, attn.dh)
         if (H, W) != (ws, ws):
             o = _window_unpartition(o, B, H, W)
-        x = x + attn.proj(o)
+        x = x + linear(o, attn.proj.weight, attn.proj.bias)
         conv = block.local_conv
         x = F.conv2d(x.permute(0, 3, 1, 2), conv.weight, conv.bias, 1, conv.padding, groups=conv.groups)
         x = x.permute(0, 2, 3, 1)
         mlp = block.mlp
-        return x + mlp.fc2(linear_gelu(mlp.norm(x), mlp.fc1.weight, mlp.fc1.bias))
+        return x + linear(linear_gelu(mlp.norm(x), mlp.fc1.weight, mlp.fc1.bias), mlp.fc2.weight, mlp.fc2.bias)
 
     # -- neck -------------------------------------------------------------------------------
     @staticmethod
     def _neck(neck: nn.Sequential, x: Tensor) -> Tensor:
         """1x1 conv, LayerNorm2d, 3x3 conv, LayerNorm2d: ``(B, h, w, C)`` -> ``(B, 256, h, w)``."""
         conv1, norm1, conv2, norm2 = neck
-        x = F.layer_norm(F.linear(x, conv1.weight[:, :, 0, 0], conv1.bias), norm1.weight.shape,
+        x = F.layer_norm(linear(x, conv1.weight[:, :, 0, 0], conv1.bias), norm1.weight.shape,
                          norm1.weight, norm1.bias, norm1.eps)
         x = conv2(x.permute(0, 3, 1, 2)).permute(0, 2, 3, 1)
         x = F.layer_norm(x, norm2.weight.shape, norm2.weight, norm2.bias, norm2.eps)
