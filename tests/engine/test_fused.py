@@ -65,3 +65,13 @@ def test_low_precision_attention_matches_sdpa(with_bias):
     assert ours.shape == ref.shape and ours.dtype == torch.bfloat16
     assert cosine(ours, ref) >= 0.999
     assert torch.allclose(fused.attention(q, k, v, 0.3, bias), ref, atol=1e-6)  # fp32: SDPA itself
+
+
+def test_linear_equals_plain_in_each_precision():
+    g = torch.Generator().manual_seed(4)
+    x, w, b = torch.randn(3, 50, 24, generator=g), torch.randn(40, 24, generator=g), torch.randn(40, generator=g)
+    assert torch.equal(fused.linear(x, w, b), F.linear(x, w, b))  # fp32: the plain call itself
+    low = fused.linear(x.bfloat16(), w.bfloat16(), b.bfloat16())
+    assert low.dtype == torch.bfloat16 and low.shape == (3, 50, 40)
+    assert cosine(low, F.linear(x, w, b)) >= 0.999
+    assert flops(lambda: fused.linear(x.bfloat16(), w.bfloat16(), None)) == flops(lambda: F.linear(x, w)) > 0
