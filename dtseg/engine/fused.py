@@ -14,7 +14,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-__all__ = ["attention", "conv_gelu", "linear", "linear_gelu"]
+__all__ = ["attention", "conv_gelu", "linear", "linear_gelu", "window_partition"]
 
 #: Query rows per chunk of ``attention`` (bounds the score matrix to chunk x keys per head).
 QUERY_CHUNK = 256
@@ -77,6 +77,28 @@ def attention(q: Tensor, k: Tensor, v: Tensor, scale: float, bias: Tensor | None
                 scores = torch.baddbmm(bias[0, h, rows].expand(n, -1, -1), q[:, rows, h], kt, alpha=scale)
             out[:, rows, h] = torch.bmm(scores.softmax(-1), vh)
     return out
+
+
+def window_partition(x: Tensor, ws: int, pad_value: Tensor) -> Tensor:
+    """``(B, H, W, D)`` -> ``(B * nH * nW, ws, ws, D)`` windows in one pass over the data (the
+    ``pad + transpose + reshape`` of the reference modules writes it twice); padding tokens,
+    bottom and right, are ``pad_value`` ``(D,)``. Same layout as ``encoder._window_partition``."""
+    B, H, W, D = x.shape
+    fh, fw = H // ws, W // ws  # whole windows
+    rh, rw = H - fh * ws, W - fw * ws  # real rows/columns of the last, partial windows
+    nH, nW = fh + (rh > 0), fw + (rw > 0)
+    out = x.new_empty(B, nH, nW, ws, ws, D)
+    grid = out.permute(0, 1, 3, 2, 4, 5)  # (B, nH, ws, nW, ws, D): image order
+    grid[:, :fh, :, :fw] = x[:, : fh * ws, : fw * ws].view(B, fh, ws, fw, ws, D)
+    if rh:
+        grid[:, fh, :rh, :fw] = x[:, fh * ws :, : fw * ws].view(B, rh, fw, ws, D)
+        grid[:, fh, rh:] = pad_value
+    if rw:
+        grid[:, :fh, :, fw, :rw] = x[:, : fh * ws, fw * ws :].view(B, fh, ws, rw, D)
+        grid[:, :, :, fw, rw:] = pad_value
+    if rh and rw:
+        grid[:, fh, :rh, fw, :rw] = x[:, fh * ws :, fw * ws :]
+    return out.view(B * nH * nW, ws, ws, D)
 
 
 def _register_flop_formulas() -> None:

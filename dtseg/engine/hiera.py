@@ -31,8 +31,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from dtseg.engine.encoder import _window_partition, _window_unpartition
-from dtseg.engine.fused import attention, linear, linear_gelu
+from dtseg.engine.encoder import _window_unpartition
+from dtseg.engine.fused import attention, linear, linear_gelu, window_partition
 
 __all__ = ["FastSam2Encoder", "fast_sam2_encoder"]
 
@@ -107,7 +107,7 @@ class FastSam2Encoder(nn.Module):
         shortcut = x if block.dim == block.dim_out else _max_pool(linear(xn, block.proj.weight, block.proj.bias), block.q_stride)
         qkv = linear(xn, attn.qkv.weight, attn.qkv.bias)  # (B, H, W, 3 D)
         if ws > 0:
-            qkv = _window_partition(qkv, ws, pad_value=attn.qkv(xn.new_zeros(1, C))[0])
+            qkv = window_partition(qkv, ws, pad_value=attn.qkv(xn.new_zeros(1, C))[0])
         n, h, w, _ = qkv.shape
         heads = attn.num_heads
         q, k, v = qkv.reshape(n, h * w, 3, heads, -1).unbind(2)  # (n, L, heads, hd)

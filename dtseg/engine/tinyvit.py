@@ -29,8 +29,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from dtseg.engine.encoder import _window_partition, _window_unpartition
-from dtseg.engine.fused import attention, conv_gelu, linear, linear_gelu
+from dtseg.engine.encoder import _window_unpartition
+from dtseg.engine.fused import attention, conv_gelu, linear, linear_gelu, window_partition
 
 __all__ = ["FastTinyViT", "fast_tinyvit"]
 
@@ -61,7 +61,7 @@ class FastTinyViT(nn.Module):
         enc = self.encoder
         stem1, _, stem2 = enc.patch_embed.seq
         x = x.contiguous(memory_format=torch.channels_last)
-        x = F.gelu(stem1(x).permute(0, 2, 3, 1)).permute(0, 3, 1, 2)  # GELU on the NHWC view: 2x faster
+        x = conv_gelu(x, stem1.weight, stem1.bias, stem1.stride[0], stem1.padding[0], stem1.groups)
         x = stem2(x).permute(0, 2, 3, 1).contiguous()  # (B, S/4, S/4, C0) tokens
         conv_layer = enc.layers[0]
         for block in conv_layer.blocks:
@@ -133,7 +133,7 @@ class FastTinyViT(nn.Module):
         qkv = linear(attn.norm(x), attn.qkv.weight, attn.qkv.bias)  # (B, H, W, heads * (2 key_dim + d))
         if (H, W) != (ws, ws):  # one window of the whole map otherwise, as in the reference
             pad = attn.qkv(attn.norm(x.new_zeros(1, C)))[0]
-            qkv = _window_partition(qkv, ws, pad_value=pad)
+            qkv = window_partition(qkv, ws, pad_value=pad)
         n, heads = qkv.shape[0], attn.num_heads
         q, k, v = qkv.view(n, ws * ws, heads, -1).split([attn.key_dim, attn.key_dim, attn.d], dim=3)
         o = attention(q, k, v, attn.scale, self._bias(attn, q.dtype)).reshape(n, ws, ws, attn.dh)

@@ -75,3 +75,15 @@ def test_linear_equals_plain_in_each_precision():
     assert low.dtype == torch.bfloat16 and low.shape == (3, 50, 40)
     assert cosine(low, F.linear(x, w, b)) >= 0.999
     assert flops(lambda: fused.linear(x.bfloat16(), w.bfloat16(), None)) == flops(lambda: F.linear(x, w)) > 0
+
+
+@pytest.mark.parametrize("shape,ws", [((2, 14, 21, 3), 7), ((1, 16, 13, 4), 8), ((1, 13, 16, 4), 8),
+                                      ((2, 9, 11, 5), 4), ((1, 3, 3, 2), 7)])
+def test_window_partition_equals_pad_then_partition(shape, ws):
+    """One pass vs ``encoder._window_partition`` (pad, then transpose + reshape): whole windows,
+    padding in rows only, columns only, both, and a map smaller than one window."""
+    from dtseg.engine.encoder import _window_partition
+
+    g = torch.Generator().manual_seed(5)
+    x, pad = torch.randn(shape, generator=g), torch.randn(shape[-1], generator=g)
+    assert torch.equal(fused.window_partition(x, ws, pad), _window_partition(x, ws, pad))
