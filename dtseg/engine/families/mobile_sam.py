@@ -3,7 +3,8 @@ with SAM's own prompt encoder and mask decoder.
 
 The TinyViT module comes from ultralytics (already a dependency; a copy of MobileSAM's own),
 the rest from segment-anything, so the official ``mobile_sam.pt`` loads as it is and
-segment-anything's ``SamPredictor`` runs it as the reference. Everything after the encoder is
+segment-anything's ``SamPredictor`` runs it as the reference. The encoder runs dtseg's own
+forward pass (``dtseg.engine.tinyvit``) over a batch-norm-folded copy; everything after it is
 the ``sam`` family's, fast decoder included.
 """
 
@@ -52,7 +53,7 @@ class MobileSamFamily(SamFamily):
     """SAM with ultralytics' TinyViT as its image encoder."""
 
     name = "mobile_sam"
-    encoders = ("fast",)  # TinyViT's own forward pass
+    encoders = ("fast",)  # dtseg.engine.tinyvit over the folded copy
 
     @classmethod
     def build_net(cls, arch: MobileSamSpec) -> nn.Module:

@@ -9,6 +9,9 @@ beside the 64x64 embedding, which gets ``no_mem_embed`` added; a box is two corn
 labelled 2 and 3 in front of the clicks; the single-mask output falls back to the most stable
 multimask candidate (``dynamic_multimask_via_stability``); masks are upsampled in one step;
 returned low-res logits are clamped to [-32, 32].
+
+The encoder runs dtseg's own forward pass (``dtseg.engine.hiera``; ``encoder: reference`` runs
+``forward_image`` instead), over its own copy of the encoder in low precision on the CPU.
 """
 
 from __future__ import annotations
