@@ -54,13 +54,13 @@ def attention(q: Tensor, k: Tensor, v: Tensor, scale: float, bias: Tensor | None
     (strided views of a qkv projection are fine) -> ``(n, Lq, heads, d)``; ``bias``: additive
     ``(1, heads, Lq, L)`` or ``None``.
 
-    fp32: SDPA's flash kernel (the faster one there). bf16/fp16: per head and per chunk of
+    fp32 (and any non-CPU device): SDPA. bf16/fp16 on the CPU: per head and per chunk of
     ``QUERY_CHUNK`` queries, ``bmm`` -> softmax -> ``bmm`` (queries straight from the strided
     views, each head's keys/values packed once): on
     this CPU 25-35% faster than the flash kernel for TinyViT's/Hiera's 16-196-token windows and
     ~40% faster for Hiera's 4096-token global attention (the flash kernel runs far below the
     bf16 matmul rate)."""
-    if q.dtype == torch.float32:
+    if q.dtype == torch.float32 or q.device.type != "cpu":  # GPUs: their fused kernels
         o = F.scaled_dot_product_attention(q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2),
                                            attn_mask=bias, scale=scale)
         return o.transpose(1, 2)
