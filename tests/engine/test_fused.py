@@ -9,6 +9,7 @@ import torch.nn.functional as F
 from torch.utils.flop_counter import FlopCounterMode
 
 from dtseg.engine import fused
+from tests.engine.similarity import cosine
 
 
 def flops(fn) -> int:
@@ -45,10 +46,6 @@ def test_plain_path_where_fusion_is_unavailable(monkeypatch):
     x, w = torch.randn(3, 8), torch.randn(5, 8)
     assert torch.equal(fused.linear_gelu(x, w, None), F.gelu(F.linear(x, w)))
 
-
-def cosine(a: torch.Tensor, b: torch.Tensor) -> float:
-    a, b = a.double().flatten(), b.double().flatten()
-    return float(a @ b / (a.norm() * b.norm()))
 
 
 @pytest.mark.parametrize("with_bias", [False, True])

@@ -12,6 +12,7 @@ from torch import nn
 from dtseg import SamEngine
 from dtseg.engine.hiera import FastSam2Encoder, _max_pool, _upsample2x, fast_sam2_encoder
 from dtseg.errors import RandomWeightsWarning
+from tests.engine.similarity import cosine, rel_error
 
 
 def load(model: str, dtype: str = "fp32", **options) -> SamEngine:
@@ -40,13 +41,6 @@ def reference(net: nn.Module, x: torch.Tensor) -> list[torch.Tensor]:
     return [f.permute(1, 2, 0).reshape(len(x), -1, *size) for f, size in zip(feats, sizes)]
 
 
-def rel_error(ours: torch.Tensor, ref: torch.Tensor) -> float:
-    return float((ours.float() - ref).abs().max() / ref.abs().max())
-
-
-def cosine(a: torch.Tensor, b: torch.Tensor) -> float:
-    a, b = a.double().flatten(), b.double().flatten()
-    return float(a @ b / (a.norm() * b.norm()))
 
 
 @pytest.fixture(scope="module")

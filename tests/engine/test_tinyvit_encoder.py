@@ -12,6 +12,7 @@ from dtseg import SamEngine
 from dtseg.engine.families.mobile_sam import fold_batch_norms
 from dtseg.engine.tinyvit import FastTinyViT
 from dtseg.errors import RandomWeightsWarning
+from tests.engine.similarity import cosine, rel_error
 
 
 def load(model: str, dtype: str = "fp32") -> SamEngine:
@@ -38,13 +39,6 @@ def perturbed(encoder: nn.Module) -> nn.Module:
     return encoder.eval()  # refreshes TinyViT's cached eval-mode bias tables
 
 
-def rel_error(ours: torch.Tensor, ref: torch.Tensor) -> float:
-    return float((ours.float() - ref).abs().max() / ref.abs().max())
-
-
-def cosine(a: torch.Tensor, b: torch.Tensor) -> float:
-    a, b = a.double().flatten(), b.double().flatten()
-    return float(a @ b / (a.norm() * b.norm()))
 
 
 @pytest.fixture(scope="module")
