@@ -10,7 +10,7 @@ pass differs from ``SAM2Base.forward_image`` + ``_prepare_backbone_features``:
   band stays in cache between ops;
 * ``qkv`` on the real tokens only (padded keys/values get ``qkv(0)``, as in the reference),
   ``proj`` after the window un-partition (real tokens only);
-* 2x2 query/shortcut max pooling as a reshape + ``amax`` on the token layout;
+* 2x2 query/shortcut max pooling as elementwise maxima of strided views of the tokens;
 * attention in bf16/fp16 as per-head, query-chunked ``softmax(q k^T) v`` matmuls
   (``fused.attention``: the CPU flash kernel runs far below the bf16 matmul rate; in fp32 it
   is the faster one and is kept);
@@ -104,7 +104,9 @@ class FastSam2Encoder(nn.Module):
         attn, ws = block.attn, block.window_size
         B, H, W, C = x.shape
         xn = block.norm1(x)
-        shortcut = x if block.dim == block.dim_out else _max_pool(linear(xn, block.proj.weight, block.proj.bias), block.q_stride)
+        shortcut = x
+        if block.dim != block.dim_out:
+            shortcut = _max_pool(linear(xn, block.proj.weight, block.proj.bias), block.q_stride)
         qkv = linear(xn, attn.qkv.weight, attn.qkv.bias)  # (B, H, W, 3 D)
         if ws > 0:
             qkv = window_partition(qkv, ws, pad_value=attn.qkv(xn.new_zeros(1, C))[0])
@@ -121,7 +123,8 @@ class FastSam2Encoder(nn.Module):
             o = _window_unpartition(o, B, Ho, Wo)
         x = shortcut + linear(o, attn.proj.weight, attn.proj.bias)
         mlp = block.mlp
-        if mlp.num_layers == 2 and type(mlp.act) is nn.GELU and mlp.act.approximate == "none" and not mlp.sigmoid_output:
+        exact_gelu = type(mlp.act) is nn.GELU and mlp.act.approximate == "none"
+        if mlp.num_layers == 2 and exact_gelu and not mlp.sigmoid_output:
             hidden = linear_gelu(block.norm2(x), mlp.layers[0].weight, mlp.layers[0].bias)
             return x + linear(hidden, mlp.layers[1].weight, mlp.layers[1].bias)
         return x + mlp(block.norm2(x))

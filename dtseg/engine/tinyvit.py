@@ -15,8 +15,9 @@ only the forward pass differs from ``TinyViT.forward``:
   the op) and stays in cache between the ops;
 * window attention with the attention-bias table as an additive mask (gathered once per
   dtype; ``fused.attention``: SDPA in fp32, per-head matmuls in bf16), ``qkv`` on the real
-  tokens only; padded
-  tokens get exactly what the reference computes for its zero padding, ``qkv(norm(0))``.
+  tokens only, windows cut and padded in one copy; padded tokens get exactly what the
+  reference computes for its zero padding, ``qkv(norm(0))``;
+* linear/convolution + GELU as one oneDNN call where available (``fused``).
 
 The wrapped encoder may hold bf16 weights (``fast_tinyvit(..., dtype=torch.bfloat16)``): the
 whole pass then runs in bf16 without autocast's per-call casts; layer norms, softmax and
