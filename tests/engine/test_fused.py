@@ -38,7 +38,8 @@ def test_depthwise_conv_gelu_equals_plain(stride):
     ours = fused.conv_gelu(x, w, b, stride, 1, 16)
     assert ours.shape == plain.shape
     assert torch.allclose(ours, plain, atol=2e-6, rtol=1e-5)
-    assert flops(lambda: fused.conv_gelu(x, w, b, stride, 1, 16)) == flops(lambda: F.conv2d(x, w, b, stride, 1, groups=16))
+    plain_flops = flops(lambda: F.conv2d(x, w, b, stride, 1, groups=16))
+    assert flops(lambda: fused.conv_gelu(x, w, b, stride, 1, 16)) == plain_flops > 0
 
 
 def test_plain_path_where_fusion_is_unavailable(monkeypatch):
