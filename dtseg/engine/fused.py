@@ -21,7 +21,10 @@ QUERY_CHUNK = 256
 
 
 def _fused(x: Tensor) -> bool:
-    return (x.device.type == "cpu" and torch.backends.mkldnn.is_available()
+    """Whether oneDNN's fused ops serve ``x``: CPU, fp32/bf16 (oneDNN's fp16 needs AVX512-FP16
+    or AVX-NE-CONVERT; the plain ops have a fallback), not while tracing for ``torch.compile``."""
+    return (x.device.type == "cpu" and x.dtype in (torch.float32, torch.bfloat16)
+            and torch.backends.mkldnn.is_available()
             and hasattr(torch.ops.mkldnn, "_linear_pointwise") and not torch.compiler.is_compiling())
 
 

@@ -85,3 +85,14 @@ def test_window_partition_equals_pad_then_partition(shape, ws):
     g = torch.Generator().manual_seed(5)
     x, pad = torch.randn(shape, generator=g), torch.randn(shape[-1], generator=g)
     assert torch.equal(fused.window_partition(x, ws, pad), _window_partition(x, ws, pad))
+
+
+def test_fp16_takes_the_plain_ops():
+    """oneDNN's fp16 kernels need AVX512-FP16/AVX-NE-CONVERT: fp16 must not reach them."""
+    g = torch.Generator().manual_seed(6)
+    x, w, b = torch.randn(4, 6, 8, generator=g), torch.randn(12, 8, generator=g), torch.randn(12, generator=g)
+    ours = fused.linear_gelu(x.half(), w.half(), b.half())
+    assert ours.dtype == torch.float16
+    assert torch.equal(ours, F.gelu(F.linear(x.half(), w.half(), b.half())))
+    conv = fused.conv_gelu(x[None].half(), torch.randn(4, 1, 3, 3, generator=g).half(), None, 1, 1, 4)
+    assert conv.dtype == torch.float16 and conv.shape == (1, 4, 6, 8)
