@@ -3,7 +3,8 @@ with SAM's own prompt encoder and mask decoder.
 
 The TinyViT module comes from ultralytics (already a dependency; a copy of MobileSAM's own),
 the rest from segment-anything, so the official ``mobile_sam.pt`` loads as it is and
-segment-anything's ``SamPredictor`` runs it as the reference. Everything after the encoder is
+segment-anything's ``SamPredictor`` runs it as the reference. The encoder runs dtseg's own
+forward pass (``dtseg.engine.tinyvit``) over a batch-norm-folded copy; everything after it is
 the ``sam`` family's, fast decoder included.
 """
 
@@ -52,7 +53,7 @@ class MobileSamFamily(SamFamily):
     """SAM with ultralytics' TinyViT as its image encoder."""
 
     name = "mobile_sam"
-    encoders = ("fast",)  # TinyViT's own forward pass
+    encoders = ("fast",)  # dtseg.engine.tinyvit over the folded copy
 
     @classmethod
     def build_net(cls, arch: MobileSamSpec) -> nn.Module:
@@ -91,7 +92,12 @@ class MobileSamFamily(SamFamily):
         return None
 
     def _image_encoder(self, kind: str, int8: bool, compile: bool) -> nn.Module:
-        return fold_batch_norms(self.net.image_encoder)
+        """dtseg's TinyViT forward pass over a folded copy of the encoder; in low precision on
+        the CPU that copy holds the weights in ``precision`` (no autocast casts per call)."""
+        from dtseg.engine.tinyvit import fast_tinyvit
+
+        low = self.precision if self.precision != self.dtype else None
+        return fast_tinyvit(fold_batch_norms(self.net.image_encoder), dtype=low)
 
 
 def fold_batch_norms(encoder: nn.Module) -> nn.Module:

@@ -9,6 +9,9 @@ beside the 64x64 embedding, which gets ``no_mem_embed`` added; a box is two corn
 labelled 2 and 3 in front of the clicks; the single-mask output falls back to the most stable
 multimask candidate (``dynamic_multimask_via_stability``); masks are upsampled in one step;
 returned low-res logits are clamped to [-32, 32].
+
+The encoder runs dtseg's own forward pass (``dtseg.engine.hiera``; ``encoder: reference`` runs
+``forward_image`` instead), over its own copy of the encoder in low precision on the CPU.
 """
 
 from __future__ import annotations
@@ -92,6 +95,7 @@ class Sam2Family(Family):
     stretch = True
     single_upsample = True
     logit_clamp = 32.0
+    encoders = ("fast", "reference")
     decoders = ("fast", "reference")
 
     @classmethod
@@ -115,9 +119,13 @@ class Sam2Family(Family):
     def configure(self, device: torch.device, dtype: torch.dtype, **options: Any) -> None:
         super().configure(device, dtype, **options)
         from dtseg.engine.decoder import FastMaskDecoder
+        from dtseg.engine.hiera import fast_sam2_encoder
 
         reference = options.get("decoder", "fast") == "reference"
         self.fast_decoder = None if reference else FastMaskDecoder(self.decoder_weights(self.net.sam_mask_decoder))
+        # the fast encoder pass; in low precision on the CPU over its own copy in ``precision``
+        low = self.precision if self.precision != self.dtype else None
+        self.fast_encoder = None if options.get("encoder", "fast") == "reference" else fast_sam2_encoder(self.net, low)
         with torch.inference_mode():
             self._dense_pe = self.net.sam_prompt_encoder.get_dense_pe().to(self.decoder_dtype)
 
@@ -135,6 +143,9 @@ class Sam2Family(Family):
     def encode(self, x: Tensor) -> dict[str, Tensor]:
         """The image embedding ``(B, 256, 64, 64)`` (``no_mem_embed`` added, as the predictor does)
         and the two projected high-resolution levels ``(B, 32, 256, 256)``, ``(B, 64, 128, 128)``."""
+        if self.fast_encoder is not None:
+            high_res_0, high_res_1, embed = self.fast_encoder(x)
+            return {HIGH_RES[0]: high_res_0, HIGH_RES[1]: high_res_1, IMAGE_EMBED: embed}
         net = self.net
         backbone_out = net.forward_image(x)
         _, vision_feats, _, sizes = net._prepare_backbone_features(backbone_out)

@@ -1,0 +1,98 @@
+"""Fused linear/convolution + GELU (``dtseg.engine.fused``): same results and same FLOP count as
+the plain calls."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+import torch.nn.functional as F
+from torch.utils.flop_counter import FlopCounterMode
+
+from dtseg.engine import fused
+from tests.engine.similarity import cosine
+
+
+def flops(fn) -> int:
+    with FlopCounterMode(display=False) as counter:
+        fn()
+    return counter.get_total_flops()
+
+
+@pytest.mark.parametrize("shape", [(37, 24), (2, 5, 7, 24)])
+def test_linear_gelu_equals_plain(shape):
+    g = torch.Generator().manual_seed(0)
+    x, w, b = torch.randn(shape, generator=g), torch.randn(40, 24, generator=g), torch.randn(40, generator=g)
+    plain = F.gelu(F.linear(x, w, b))
+    assert torch.allclose(fused.linear_gelu(x, w, b), plain, atol=2e-6, rtol=1e-5)
+    assert torch.allclose(fused.linear_gelu(x.bfloat16(), w.bfloat16(), b.bfloat16()).float(), plain,
+                          atol=0.05, rtol=0.02)
+    assert flops(lambda: fused.linear_gelu(x, w, b)) == flops(lambda: F.linear(x, w, b)) > 0
+
+
+@pytest.mark.parametrize("stride", [1, 2])
+def test_depthwise_conv_gelu_equals_plain(stride):
+    g = torch.Generator().manual_seed(1)
+    x = torch.randn(2, 16, 9, 10, generator=g).contiguous(memory_format=torch.channels_last)
+    w, b = torch.randn(16, 1, 3, 3, generator=g), torch.randn(16, generator=g)
+    plain = F.gelu(F.conv2d(x, w, b, stride, 1, groups=16))
+    ours = fused.conv_gelu(x, w, b, stride, 1, 16)
+    assert ours.shape == plain.shape
+    assert torch.allclose(ours, plain, atol=2e-6, rtol=1e-5)
+    plain_flops = flops(lambda: F.conv2d(x, w, b, stride, 1, groups=16))
+    assert flops(lambda: fused.conv_gelu(x, w, b, stride, 1, 16)) == plain_flops > 0
+
+
+def test_plain_path_where_fusion_is_unavailable(monkeypatch):
+    monkeypatch.setattr(fused, "_fused", lambda x: False)
+    x, w = torch.randn(3, 8), torch.randn(5, 8)
+    assert torch.equal(fused.linear_gelu(x, w, None), F.gelu(F.linear(x, w)))
+
+
+
+@pytest.mark.parametrize("with_bias", [False, True])
+def test_low_precision_attention_matches_sdpa(with_bias):
+    """Per head, three query chunks (700 queries), on strided views of one qkv tensor."""
+    g = torch.Generator().manual_seed(3)
+    qkv = torch.randn(2, 700, 3, 3, 24, generator=g)  # (n, L, q/k/v, heads, d)
+    q, k, v = qkv.unbind(2)
+    bias = torch.randn(1, 3, 700, 700, generator=g) if with_bias else None
+    ref = F.scaled_dot_product_attention(q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2),
+                                         attn_mask=bias, scale=0.3).transpose(1, 2)
+    q16, k16, v16 = qkv.bfloat16().unbind(2)
+    ours = fused.attention(q16, k16, v16, 0.3, None if bias is None else bias.bfloat16())
+    assert ours.shape == ref.shape and ours.dtype == torch.bfloat16
+    assert cosine(ours, ref) >= 0.999
+    assert torch.allclose(fused.attention(q, k, v, 0.3, bias), ref, atol=1e-6)  # fp32: SDPA itself
+
+
+def test_linear_equals_plain_in_each_precision():
+    g = torch.Generator().manual_seed(4)
+    x, w, b = torch.randn(3, 50, 24, generator=g), torch.randn(40, 24, generator=g), torch.randn(40, generator=g)
+    assert torch.equal(fused.linear(x, w, b), F.linear(x, w, b))  # fp32: the plain call itself
+    low = fused.linear(x.bfloat16(), w.bfloat16(), b.bfloat16())
+    assert low.dtype == torch.bfloat16 and low.shape == (3, 50, 40)
+    assert cosine(low, F.linear(x, w, b)) >= 0.999
+    assert flops(lambda: fused.linear(x.bfloat16(), w.bfloat16(), None)) == flops(lambda: F.linear(x, w)) > 0
+
+
+@pytest.mark.parametrize("shape,ws", [((2, 14, 21, 3), 7), ((1, 16, 13, 4), 8), ((1, 13, 16, 4), 8),
+                                      ((2, 9, 11, 5), 4), ((1, 3, 3, 2), 7)])
+def test_window_partition_equals_pad_then_partition(shape, ws):
+    """One pass vs ``encoder._window_partition`` (pad, then transpose + reshape): whole windows,
+    padding in rows only, columns only, both, and a map smaller than one window."""
+    from dtseg.engine.encoder import _window_partition
+
+    g = torch.Generator().manual_seed(5)
+    x, pad = torch.randn(shape, generator=g), torch.randn(shape[-1], generator=g)
+    assert torch.equal(fused.window_partition(x, ws, pad), _window_partition(x, ws, pad))
+
+
+def test_fp16_takes_the_plain_ops():
+    """oneDNN's fp16 kernels need AVX512-FP16/AVX-NE-CONVERT: fp16 must not reach them."""
+    g = torch.Generator().manual_seed(6)
+    x, w, b = torch.randn(4, 6, 8, generator=g), torch.randn(12, 8, generator=g), torch.randn(12, generator=g)
+    ours = fused.linear_gelu(x.half(), w.half(), b.half())
+    assert ours.dtype == torch.float16
+    assert torch.equal(ours, F.gelu(F.linear(x.half(), w.half(), b.half())))
+    conv = fused.conv_gelu(x[None].half(), torch.randn(4, 1, 3, 3, generator=g).half(), None, 1, 1, 4)
+    assert conv.dtype == torch.float16 and conv.shape == (1, 4, 6, 8)
