@@ -467,7 +467,7 @@ class SamEngine:
     def summary(self) -> str:
         """One line for a command's first output: model, device, precision and why."""
         random = " (RANDOM WEIGHTS: masks are meaningless)" if self.random_weights else ""
-        return f"{self.model_name} on {self.device}, {describe(self.device, self.model.precision)}{random}"
+        return f"{self.model_name} on {self.device}, {describe(self.device, self.model.precision, self.model.autocast)}{random}"
 
     def info(self) -> dict[str, Any]:
         """Model, device and cache counters (what the server's ``/info`` shows)."""

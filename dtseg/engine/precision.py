@@ -92,10 +92,12 @@ def dtype_name(dtype: torch.dtype) -> str:
     return str(dtype).removeprefix("torch.")
 
 
-def describe(device: torch.device, dtype: torch.dtype) -> str:
+def describe(device: torch.device, dtype: torch.dtype, autocast: bool = True) -> str:
     """One line on the precision an engine runs in and why ``auto`` picks what it picks, e.g.
-    ``bfloat16 (autocast, fp32 weights; auto on this cpu: bfloat16, AVX2 AVX-512 AVX512-BF16)``."""
-    how = " (autocast, fp32 weights)" if device.type == "cpu" and dtype != torch.float32 else ""
+    ``bfloat16 (autocast, fp32 weights; auto on this cpu: bfloat16, AVX2 AVX-512 AVX512-BF16)``;
+    ``autocast=False``: the encoder runs on its own low-precision weight copy."""
+    low_cpu = device.type == "cpu" and dtype != torch.float32
+    how = (" (autocast, fp32 weights)" if autocast else f" ({dtype_name(dtype)} encoder weights)") if low_cpu else ""
     auto = dtype_name(auto_dtype(device))
     why = f", {cpu_info().isa}" if device.type == "cpu" else ""
     return f"{dtype_name(dtype)}{how}; auto on this {device.type}: {auto}{why}"

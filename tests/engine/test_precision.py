@@ -66,8 +66,11 @@ def test_low_precision_matches_fp32(fp32, low, dtype, torch_dtype):
     reference, ref_embedding = fp32
     engine, embedding = low(reference.model_name, dtype)
     assert engine.dtype_name == str(torch_dtype).removeprefix("torch.")
-    assert engine.info()["autocast"] is True
-    assert all(p.dtype == torch.float32 for p in engine.model.net.parameters())  # weights stay fp32 on the CPU
+    # SAM's ViT runs under autocast; TinyViT and Hiera on their own copy of the weights in low precision
+    own_copy = engine.family != "sam"
+    assert engine.info()["autocast"] is not own_copy
+    assert ("encoder weights" in engine.summary()) is own_copy
+    assert all(p.dtype == torch.float32 for p in engine.model.net.parameters())  # the network stays fp32 on the CPU
     decoder = engine.model.fast_decoder if engine.family == "sam2.1" else engine.model.mask_decoder
     expected = torch.bfloat16 if dtype == "bf16" else torch.float32  # fp16 has no CPU matrix units: fp32
     assert engine.model.decoder_dtype == expected

@@ -99,6 +99,7 @@ class Family(ABC):
         #: ``decoder_dtype``: what the mask decoder computes in.
         self.device, self.dtype, self.precision = torch.device("cpu"), torch.float32, torch.float32
         self.decoder_dtype = torch.float32
+        self.encoder_copy = False  # the encoder holds its own low-precision weights (encoder_copy_dtype)
 
     # -- building -------------------------------------------------------------------------
     @classmethod
@@ -135,6 +136,7 @@ class Family(ABC):
         weights = torch.float32 if device.type == "cpu" else dtype
         self.net.to(device=device, dtype=weights)
         self.device, self.dtype, self.precision = device, weights, dtype
+        self.encoder_copy = False
         low_cpu_decoder = device.type == "cpu" and dtype == torch.bfloat16 and decoder == "fast"
         self.decoder_dtype = torch.bfloat16 if low_cpu_decoder else weights
 
@@ -147,10 +149,18 @@ class Family(ABC):
 
         return copy.deepcopy(module).to(self.decoder_dtype)
 
+    def encoder_copy_dtype(self) -> torch.dtype | None:
+        """For a family whose fast encoder runs on its own copy of the weights in low precision
+        (TinyViT, Hiera: faster than autocast's casts on every call): that copy's dtype, or
+        ``None`` at full precision. Calling it records the choice: such an encoder runs without
+        autocast (``autocast`` is then ``False``)."""
+        self.encoder_copy = self.precision != self.dtype
+        return self.precision if self.encoder_copy else None
+
     @property
     def autocast(self) -> bool:
-        """Whether the encoder runs under ``torch.autocast`` (low precision, fp32 weights)."""
-        return self.precision != self.dtype
+        """Whether the encoder runs under ``torch.autocast`` (low precision over fp32 weights)."""
+        return self.precision != self.dtype and not self.encoder_copy
 
     def embed(self, images: list[np.ndarray], transforms: list[ImageTransform]) -> dict[str, Tensor]:
         """``preprocess`` then ``encode`` in the chosen precision -> features ``(B, ...)`` in

@@ -96,8 +96,7 @@ class MobileSamFamily(SamFamily):
         the CPU that copy holds the weights in ``precision`` (no autocast casts per call)."""
         from dtseg.engine.tinyvit import fast_tinyvit
 
-        low = self.precision if self.precision != self.dtype else None
-        return fast_tinyvit(fold_batch_norms(self.net.image_encoder), dtype=low)
+        return fast_tinyvit(fold_batch_norms(self.net.image_encoder), dtype=self.encoder_copy_dtype())
 
 
 def fold_batch_norms(encoder: nn.Module) -> nn.Module:
