@@ -29,6 +29,8 @@ from segment_anything.modeling import ImageEncoderViT
 from segment_anything.modeling.image_encoder import Attention, Block, get_rel_pos
 from torch import Tensor, nn
 
+from dtseg.engine.fused import bias_mask, rel_pos_attention, window_partition, window_unpartition
+
 __all__ = ["FastImageEncoder", "configure_threads", "fast_encoder"]
 
 
@@ -38,7 +40,7 @@ class FastImageEncoder(nn.Module):
     ``forward``: ``(B, 3, S, S)`` float, normalized and padded as ``Sam.preprocess`` does
     (``S = encoder.img_size``, 1024 for the official models) -> ``(B, 256, S/16, S/16)``.
     ``mask_chunk_bytes`` bounds the attention-mask buffer (bytes, fp32); ``score_chunk_bytes`` the
-    score buffer of bf16/fp16 attention (``_low_precision_attention``); they change speed, not results.
+    score buffer of bf16/fp16 attention (``fused.rel_pos_attention``); they change speed, not results.
     """
 
     def __init__(self, encoder: ImageEncoderViT, mask_chunk_bytes: int = 192 << 20,
@@ -67,10 +69,10 @@ class FastImageEncoder(nn.Module):
         B, H, W, C = x.shape
         qkv = attn.qkv(x)  # (B, H, W, 3C)
         if ws > 0:
-            qkv = _window_partition(qkv, ws, pad_value=attn.qkv(x.new_zeros(1, C))[0])
+            qkv = window_partition(qkv, ws, pad_value=attn.qkv(x.new_zeros(1, C))[0])
         out = self._attention(attn, qkv)  # (B * windows, h, w, C)
         if ws > 0:
-            out = _window_unpartition(out, B, H, W)
+            out = window_unpartition(out, B, H, W)
         return attn.proj(out)
 
     def _attention(self, attn: Attention, qkv: Tensor) -> Tensor:
@@ -92,7 +94,7 @@ class FastImageEncoder(nn.Module):
             return out.transpose(1, 2).reshape(B, h, w, C)
         if q.dtype != torch.float32 and q.device.type == "cpu" and h * w >= 1024:  # global blocks only:
             # windows (196 tokens) measured faster through the flash kernel
-            return _low_precision_attention(q, k, v, rel_h, rel_w, attn.scale, self.score_chunk_bytes)
+            return rel_pos_attention(q, k, v, rel_h, rel_w, attn.scale, self.score_chunk_bytes)
         k, v = k.contiguous(), v.contiguous()  # read once per query chunk: in order is ~6% faster
         row_bytes = B * heads * w * h * w * qkv.element_size()
         rows = max(1, min(h, self.mask_chunk_bytes // row_bytes))
@@ -101,80 +103,13 @@ class FastImageEncoder(nn.Module):
         for y in range(0, h, rows):
             r = min(rows, h - y)
             mask = buffer[: B * heads * r * w * h * w].view(B, heads, r, w, h, w)
-            _bias_mask(rel_h[:, :, y : y + r], rel_w[:, :, y : y + r], out=mask)
+            bias_mask(rel_h[:, :, y : y + r], rel_w[:, :, y : y + r], out=mask)
             tokens = slice(y * w, (y + r) * w)
             chunk = F.scaled_dot_product_attention(
                 q[:, :, tokens], k, v, attn_mask=mask.view(B, heads, r * w, h * w), scale=attn.scale
             )
             out[:, tokens] = chunk.transpose(1, 2)
         return out.view(B, h, w, C)
-
-
-def _bias_mask(rel_h: Tensor, rel_w: Tensor, out: Tensor) -> None:
-    """``out[..., ky, kx] = rel_h[..., ky] + rel_w[..., kx]``: ``rel_h`` ``(..., h)``, ``rel_w``
-    ``(..., w)``, ``out`` ``(..., h, w)``. In bf16/fp16 as a matmul with an inner dimension of 2,
-    ``[rel_h, 1] @ [1; rel_w]`` (exact: the sum is formed in fp32 and rounded once, as the add
-    does): bf16 broadcast adds ran ~3x slower on the CPU than this; in fp32 the add is faster."""
-    if out.dtype == torch.float32:
-        torch.add(rel_h[..., :, None], rel_w[..., None, :], out=out)
-        return
-    torch.matmul(torch.stack([rel_h, torch.ones_like(rel_h)], -1), torch.stack([torch.ones_like(rel_w), rel_w], -2),
-                 out=out)
-
-
-def _low_precision_attention(q: Tensor, k: Tensor, v: Tensor, rel_h: Tensor, rel_w: Tensor, scale: float,
-                             chunk_bytes: int) -> Tensor:
-    """bf16/fp16 attention with the decomposed rel-pos bias, as explicit GEMMs over a few query
-    rows at a time: ``softmax(q k^T * scale + rel_h + rel_w) v``.
-
-    ``q``, ``k``, ``v`` ``(B, heads, h * w, d)``; ``rel_h`` ``(B, heads, h, w, h)``, ``rel_w``
-    ``(B, heads, h, w, w)``. Returns ``(B, h, w, heads * d)``. The CPU flash kernel runs bf16 at
-    about a third of the bf16 matmul rate; here the two GEMMs run at that rate: the bias is
-    written into the score buffer (``_bias_mask``) and ``q k^T`` accumulated onto it, and the
-    softmax runs in place, on one buffer of ``chunk_bytes`` that stays in cache.
-    Scores are rounded to ``q``'s dtype before the softmax (the flash kernel keeps them fp32);
-    docs/encoder.md has the mask IoU this costs.
-    """
-    B, heads, h, w, _ = rel_h.shape
-    P, d = h * w, q.shape[-1]
-    kt = (k * scale).transpose(-1, -2).reshape(B * heads, d, P)  # a view
-    rows = max(1, min(h, chunk_bytes // (B * heads * w * P * q.element_size())))
-    scores = q.new_empty(B * heads * rows * w * P)
-    out = q.new_empty(B, P, heads, d)
-    for y in range(0, h, rows):
-        r = min(rows, h - y)
-        tokens = slice(y * w, (y + r) * w)
-        s = scores[: B * heads * r * w * P].view(B * heads, r * w, P)
-        _bias_mask(rel_h[:, :, y : y + r], rel_w[:, :, y : y + r], out=s.view(B, heads, r, w, h, w))
-        s.baddbmm_(q[:, :, tokens].reshape(B * heads, r * w, d), kt)  # + q k^T, summed in fp32, rounded once
-        torch.ops.aten._softmax.out(s, -1, False, out=s)  # row by row: safe in place
-        out[:, tokens] = torch.matmul(s.view(B, heads, r * w, P), v).transpose(1, 2)
-    return out.view(B, h, w, heads * d)
-
-
-def _window_partition(x: Tensor, ws: int, pad_value: Tensor) -> Tensor:
-    """``(B, H, W, D)`` -> ``(B * nH * nW, ws, ws, D)`` windows; padding tokens are ``pad_value``
-    ``(D,)`` (what the reference's ``qkv`` gives for its zero padding)."""
-    B, H, W, D = x.shape
-    Hp, Wp = math.ceil(H / ws) * ws, math.ceil(W / ws) * ws
-    if (Hp, Wp) != (H, W):  # pad without zero-filling the whole tensor first
-        padded = x.new_empty(B, Hp, Wp, D)
-        padded[:, :H, :W] = x
-        padded[:, H:] = pad_value
-        padded[:, :H, W:] = pad_value
-        x = padded
-    x = x.view(B, Hp // ws, ws, Wp // ws, ws, D).transpose(2, 3)
-    return x.reshape(-1, ws, ws, D)
-
-
-def _window_unpartition(windows: Tensor, B: int, H: int, W: int) -> Tensor:
-    """``(B * nH * nW, ws, ws, D)`` -> contiguous ``(B, H, W, D)``, dropping the padding."""
-    ws, D = windows.shape[1], windows.shape[-1]
-    nH, nW = math.ceil(H / ws), math.ceil(W / ws)
-    x = windows.view(B, nH, nW, ws, ws, D).transpose(2, 3).reshape(B, nH * ws, nW * ws, D)
-    # contiguous: a linear on the cropped view became a batched matmul with the weight copied
-    # per row of windows under bf16 autocast (~0.3 s per vit_b image)
-    return x[:, :H, :W].contiguous() if (nH * ws, nW * ws) != (H, W) else x
 
 
 def fast_encoder(image_encoder: ImageEncoderViT, *, compile: bool = False, int8: bool = False) -> nn.Module:

@@ -1,5 +1,7 @@
-"""CPU compute shared by the light encoders (TinyViT, Hiera): linear/convolution + GELU as one
-oneDNN call, and softmax attention per head for low precision.
+"""CPU compute shared by the image encoders: linear/convolution + GELU as one oneDNN call
+(TinyViT, Hiera), softmax attention for low precision (``attention`` with a dense bias for
+TinyViT's and Hiera's windows; ``rel_pos_attention`` with SAM ViT's decomposed rel-pos bias,
+written in place), and the window partition every windowed encoder uses.
 
 ``torch.ops.mkldnn._linear_pointwise`` / ``_convolution_pointwise`` apply the exact (erf)
 GELU to the output while it is still in cache: in bf16 a separate GELU pass over an expanded
@@ -10,11 +12,14 @@ results agree to rounding (fp32: <= 2e-6, tested in the encoders' parity tests).
 
 from __future__ import annotations
 
+import math
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-__all__ = ["attention", "conv_gelu", "linear", "linear_gelu", "window_partition"]
+__all__ = ["attention", "bias_mask", "conv_gelu", "linear", "linear_gelu", "rel_pos_attention", "window_partition",
+           "window_unpartition"]
 
 #: Query rows per chunk of ``attention`` (bounds the score matrix to chunk x keys per head).
 QUERY_CHUNK = 256
@@ -86,7 +91,7 @@ def attention(q: Tensor, k: Tensor, v: Tensor, scale: float, bias: Tensor | None
 def window_partition(x: Tensor, ws: int, pad_value: Tensor) -> Tensor:
     """``(B, H, W, D)`` -> ``(B * nH * nW, ws, ws, D)`` windows in one pass over the data (the
     ``pad + transpose + reshape`` of the reference modules writes it twice); padding tokens,
-    bottom and right, are ``pad_value`` ``(D,)``. Same layout as ``encoder._window_partition``."""
+    bottom and right, are ``pad_value`` ``(D,)``. Undone by ``window_unpartition``."""
     B, H, W, D = x.shape
     fh, fw = H // ws, W // ws  # whole windows
     rh, rw = H - fh * ws, W - fw * ws  # real rows/columns of the last, partial windows
@@ -103,6 +108,58 @@ def window_partition(x: Tensor, ws: int, pad_value: Tensor) -> Tensor:
     if rh and rw:
         grid[:, fh, :rh, fw, :rw] = x[:, fh * ws :, fw * ws :]
     return out.view(B * nH * nW, ws, ws, D)
+
+
+def window_unpartition(windows: Tensor, B: int, H: int, W: int) -> Tensor:
+    """``(B * nH * nW, ws, ws, D)`` -> contiguous ``(B, H, W, D)``, dropping the padding."""
+    ws, D = windows.shape[1], windows.shape[-1]
+    nH, nW = math.ceil(H / ws), math.ceil(W / ws)
+    x = windows.view(B, nH, nW, ws, ws, D).transpose(2, 3).reshape(B, nH * ws, nW * ws, D)
+    # contiguous: a linear on the cropped view became a batched matmul with the weight copied
+    # per row of windows under bf16 autocast (~0.3 s per vit_b image)
+    return x[:, :H, :W].contiguous() if (nH * ws, nW * ws) != (H, W) else x
+
+
+def bias_mask(rel_h: Tensor, rel_w: Tensor, out: Tensor) -> None:
+    """``out[..., ky, kx] = rel_h[..., ky] + rel_w[..., kx]``: ``rel_h`` ``(..., h)``, ``rel_w``
+    ``(..., w)``, ``out`` ``(..., h, w)``. In bf16/fp16 as a matmul with an inner dimension of 2,
+    ``[rel_h, 1] @ [1; rel_w]`` (exact: the sum is formed in fp32 and rounded once, as the add
+    does): bf16 broadcast adds ran ~3x slower on the CPU than this; in fp32 the add is faster."""
+    if out.dtype == torch.float32:
+        torch.add(rel_h[..., :, None], rel_w[..., None, :], out=out)
+        return
+    torch.matmul(torch.stack([rel_h, torch.ones_like(rel_h)], -1), torch.stack([torch.ones_like(rel_w), rel_w], -2),
+                 out=out)
+
+
+def rel_pos_attention(q: Tensor, k: Tensor, v: Tensor, rel_h: Tensor, rel_w: Tensor, scale: float,
+                             chunk_bytes: int) -> Tensor:
+    """bf16/fp16 attention with the decomposed rel-pos bias, as explicit GEMMs over a few query
+    rows at a time: ``softmax(q k^T * scale + rel_h + rel_w) v``.
+
+    ``q``, ``k``, ``v`` ``(B, heads, h * w, d)``; ``rel_h`` ``(B, heads, h, w, h)``, ``rel_w``
+    ``(B, heads, h, w, w)``. Returns ``(B, h, w, heads * d)``. The CPU flash kernel runs bf16 at
+    about a third of the bf16 matmul rate; here the two GEMMs run at that rate: the bias is
+    written into the score buffer (``bias_mask``) and ``q k^T`` accumulated onto it, and the
+    softmax runs in place, on one buffer of ``chunk_bytes`` that stays in cache.
+    Scores are rounded to ``q``'s dtype before the softmax (the flash kernel keeps them fp32);
+    docs/encoder.md has the mask IoU this costs.
+    """
+    B, heads, h, w, _ = rel_h.shape
+    P, d = h * w, q.shape[-1]
+    kt = (k * scale).transpose(-1, -2).reshape(B * heads, d, P)  # a view
+    rows = max(1, min(h, chunk_bytes // (B * heads * w * P * q.element_size())))
+    scores = q.new_empty(B * heads * rows * w * P)
+    out = q.new_empty(B, P, heads, d)
+    for y in range(0, h, rows):
+        r = min(rows, h - y)
+        tokens = slice(y * w, (y + r) * w)
+        s = scores[: B * heads * r * w * P].view(B * heads, r * w, P)
+        bias_mask(rel_h[:, :, y : y + r], rel_w[:, :, y : y + r], out=s.view(B, heads, r, w, h, w))
+        s.baddbmm_(q[:, :, tokens].reshape(B * heads, r * w, d), kt)  # + q k^T, summed in fp32, rounded once
+        torch.ops.aten._softmax.out(s, -1, False, out=s)  # row by row: safe in place
+        out[:, tokens] = torch.matmul(s.view(B, heads, r * w, P), v).transpose(1, 2)
+    return out.view(B, h, w, heads * d)
 
 
 def _register_flop_formulas() -> None:

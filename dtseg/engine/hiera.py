@@ -31,8 +31,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from dtseg.engine.encoder import _window_unpartition
-from dtseg.engine.fused import attention, linear, linear_gelu, window_partition
+from dtseg.engine.fused import attention, linear, linear_gelu, window_partition, window_unpartition
 
 __all__ = ["FastSam2Encoder", "fast_sam2_encoder"]
 
@@ -120,7 +119,7 @@ class FastSam2Encoder(nn.Module):
         o = attention(q, k, v, q.shape[-1] ** -0.5).reshape(n, h, w, -1)  # (n, h, w, D)
         if ws > 0:
             Ho, Wo = shortcut.shape[1:3]
-            o = _window_unpartition(o, B, Ho, Wo)
+            o = window_unpartition(o, B, Ho, Wo)
         x = shortcut + linear(o, attn.proj.weight, attn.proj.bias)
         mlp = block.mlp
         exact_gelu = type(mlp.act) is nn.GELU and mlp.act.approximate == "none"

@@ -30,8 +30,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from dtseg.engine.encoder import _window_unpartition
-from dtseg.engine.fused import attention, conv_gelu, linear, linear_gelu, window_partition
+from dtseg.engine.fused import attention, conv_gelu, linear, linear_gelu, window_partition, window_unpartition
 
 __all__ = ["FastTinyViT", "fast_tinyvit"]
 
@@ -139,7 +138,7 @@ class FastTinyViT(nn.Module):
         q, k, v = qkv.view(n, ws * ws, heads, -1).split([attn.key_dim, attn.key_dim, attn.d], dim=3)
         o = attention(q, k, v, attn.scale, self._bias(attn, q.dtype)).reshape(n, ws, ws, attn.dh)
         if (H, W) != (ws, ws):
-            o = _window_unpartition(o, B, H, W)
+            o = window_unpartition(o, B, H, W)
         x = x + linear(o, attn.proj.weight, attn.proj.bias)
         conv = block.local_conv
         x = F.conv2d(x.permute(0, 3, 1, 2), conv.weight, conv.bias, 1, conv.padding, groups=conv.groups)

@@ -7,7 +7,6 @@ from functools import partial
 
 import pytest
 import torch
-import torch.nn.functional as F
 from segment_anything.build_sam import _build_sam
 from segment_anything.modeling import ImageEncoderViT, Sam
 
@@ -133,39 +132,9 @@ def test_bf16_runs_through_sdpa() -> None:
     assert _compare(out, reference)[1] >= 0.99
 
 
-@pytest.mark.parametrize("chunk_bytes", [1, 3 * 4 * 32 * 32 * 32 * 2 * 3, 1 << 30])  # 1 row, 3 rows (32 % 3 != 0), all
-def test_low_precision_attention_matches_fp32_sdpa(chunk_bytes: int) -> None:
-    """bf16 global attention as explicit GEMMs in row chunks, in-place bias adds and softmax,
-    against fp32 SDPA with the bias as its mask."""
-    from dtseg.engine.encoder import _low_precision_attention
-
-    g = torch.Generator().manual_seed(8)
-    B, heads, h, w, d = 1, 4, 32, 32, 16
-    q, k, v = (torch.randn(B, heads, h * w, d, generator=g) for _ in range(3))
-    rel_h, rel_w = torch.randn(B, heads, h, w, h, generator=g), torch.randn(B, heads, h, w, w, generator=g)
-    mask = (rel_h[..., :, None] + rel_w[..., None, :]).reshape(B, heads, h * w, h * w)
-    expected = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, scale=d**-0.5).transpose(1, 2)
-    low = [t.to(torch.bfloat16) for t in (q, k, v, rel_h, rel_w)]
-    out = _low_precision_attention(*low, d**-0.5, chunk_bytes)
-    assert out.shape == (B, h, w, heads * d) and out.dtype == torch.bfloat16
-    assert _compare(out.reshape(B, h * w, heads, d), expected)[1] >= 0.999
-    assert (out.float().reshape(B, h * w, heads, d) - expected).abs().max() < 0.05
-
-
-@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
-def test_bias_mask_equals_the_broadcast_add(dtype: torch.dtype) -> None:
-    from dtseg.engine.encoder import _bias_mask
-
-    g = torch.Generator().manual_seed(9)
-    rel_h, rel_w = torch.randn(2, 3, 5, 7, 7, generator=g).to(dtype), torch.randn(2, 3, 5, 7, 9, generator=g).to(dtype)
-    out = torch.empty(2, 3, 5, 7, 7, 9, dtype=dtype)
-    _bias_mask(rel_h, rel_w, out=out)
-    assert torch.equal(out, rel_h[..., :, None] + rel_w[..., None, :])  # exact, not just close
-
-
 def test_bf16_autocast_encoder_close_to_fp32() -> None:
     """The CPU bf16 path (fp32 weights under autocast: the global block's 32 x 32 = 1024 tokens
-    through ``_low_precision_attention``, windows through SDPA) against the fp32 encoder."""
+    through ``fused.rel_pos_attention``, windows through SDPA) against the fp32 encoder."""
     from dtseg.engine import encoder as module
 
     encoder = _small_encoder(512)
@@ -173,14 +142,14 @@ def test_bf16_autocast_encoder_close_to_fp32() -> None:
     fast = fast_encoder(encoder)
     calls = []
     spy = lambda *args: calls.append(args[0].shape) or real(*args)  # noqa: E731
-    real, module._low_precision_attention = module._low_precision_attention, spy
+    real, module.rel_pos_attention = module.rel_pos_attention, spy
     try:
         with torch.inference_mode():
             reference = fast(x)
             with torch.autocast("cpu", torch.bfloat16):
                 out = fast(x)
     finally:
-        module._low_precision_attention = real
+        module.rel_pos_attention = real
     assert calls == [(1, 3, 1024, 16)]  # the global block only
     assert _compare(out, reference)[1] >= 0.999
 

@@ -78,13 +78,44 @@ def test_linear_equals_plain_in_each_precision():
 @pytest.mark.parametrize("shape,ws", [((2, 14, 21, 3), 7), ((1, 16, 13, 4), 8), ((1, 13, 16, 4), 8),
                                       ((2, 9, 11, 5), 4), ((1, 3, 3, 2), 7)])
 def test_window_partition_equals_pad_then_partition(shape, ws):
-    """One pass vs ``encoder._window_partition`` (pad, then transpose + reshape): whole windows,
-    padding in rows only, columns only, both, and a map smaller than one window."""
-    from dtseg.engine.encoder import _window_partition
-
+    """One pass vs padding first, then transpose + reshape (as segment-anything's
+    ``window_partition`` does): whole windows, padding in rows only, columns only, both, and a
+    map smaller than one window; ``window_unpartition`` gives the map back."""
     g = torch.Generator().manual_seed(5)
     x, pad = torch.randn(shape, generator=g), torch.randn(shape[-1], generator=g)
-    assert torch.equal(fused.window_partition(x, ws, pad), _window_partition(x, ws, pad))
+    B, H, W, D = shape
+    Hp, Wp = -(-H // ws) * ws, -(-W // ws) * ws
+    padded = pad.expand(B, Hp, Wp, D).clone()
+    padded[:, :H, :W] = x
+    expected = padded.view(B, Hp // ws, ws, Wp // ws, ws, D).transpose(2, 3).reshape(-1, ws, ws, D)
+    windows = fused.window_partition(x, ws, pad)
+    assert torch.equal(windows, expected)
+    assert torch.equal(fused.window_unpartition(windows, B, H, W), x)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_bias_mask_equals_the_broadcast_add(dtype):
+    g = torch.Generator().manual_seed(9)
+    rel_h, rel_w = torch.randn(2, 3, 5, 7, 7, generator=g).to(dtype), torch.randn(2, 3, 5, 7, 9, generator=g).to(dtype)
+    out = torch.empty(2, 3, 5, 7, 7, 9, dtype=dtype)
+    fused.bias_mask(rel_h, rel_w, out=out)
+    assert torch.equal(out, rel_h[..., :, None] + rel_w[..., None, :])  # exact, not just close
+
+
+@pytest.mark.parametrize("chunk_bytes", [1, 3 * 4 * 32 * 32 * 32 * 2 * 3, 1 << 30])  # 1 row, 3 rows (32 % 3 != 0), all
+def test_rel_pos_attention_matches_fp32_sdpa(chunk_bytes):
+    """bf16 attention with SAM's decomposed rel-pos bias, in row chunks, against fp32 SDPA with
+    the bias as its mask."""
+    g = torch.Generator().manual_seed(8)
+    B, heads, h, w, d = 1, 4, 32, 32, 16
+    q, k, v = (torch.randn(B, heads, h * w, d, generator=g) for _ in range(3))
+    rel_h, rel_w = torch.randn(B, heads, h, w, h, generator=g), torch.randn(B, heads, h, w, w, generator=g)
+    mask = (rel_h[..., :, None] + rel_w[..., None, :]).reshape(B, heads, h * w, h * w)
+    expected = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, scale=d**-0.5).transpose(1, 2)
+    out = fused.rel_pos_attention(*(t.to(torch.bfloat16) for t in (q, k, v, rel_h, rel_w)), d**-0.5, chunk_bytes)
+    assert out.shape == (B, h, w, heads * d) and out.dtype == torch.bfloat16
+    assert cosine(out.reshape(B, h * w, heads, d), expected) >= 0.999
+    assert (out.float().reshape(B, h * w, heads, d) - expected).abs().max() < 0.05
 
 
 def test_fp16_takes_the_plain_ops():
