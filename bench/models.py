@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import sys
 import tempfile
+import time
 import warnings
 from pathlib import Path
 from typing import Any, Callable
@@ -34,11 +35,16 @@ ULTRALYTICS_NAMES = {"mobile_sam": "mobile_sam.pt", "sam2.1_t": "sam2.1_t.pt", "
                      "sam2.1_b+": "sam2.1_b.pt", "sam2.1_l": "sam2.1_l.pt"}
 
 
-def matmul_rate(dtype: torch.dtype, device: torch.device, repeat: int = 3) -> float:
-    """GFLOP/s of ``(4096, 768) @ (768, 3072)`` products in ``dtype`` (a ViT MLP's shape)."""
+def matmul_rate(dtype: torch.dtype, device: torch.device, repeat: int = 10) -> float:
+    """GFLOP/s of ``(4096, 768) @ (768, 3072)`` products in ``dtype`` (a ViT MLP's shape): the
+    best of ``repeat`` after a second of warm-up (a cold or briefly disturbed probe reads low,
+    and every "x floor" would then read low with it)."""
     a, b = torch.randn(4096, 768, device=device, dtype=dtype), torch.randn(768, 3072, device=device, dtype=dtype)
     out = torch.empty(4096, 3072, device=device, dtype=dtype)
     n = 50 if device.type == "cuda" else 5
+    deadline = time.perf_counter() + 1.0
+    while time.perf_counter() < deadline:
+        torch.mm(a, b, out=out)
     seconds = best_of(lambda: [torch.mm(a, b, out=out) for _ in range(n)], repeat)
     return n * 2 * 4096 * 768 * 3072 / seconds / 1e9
 
