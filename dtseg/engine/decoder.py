@@ -28,13 +28,18 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import Any, Callable
 
 import torch
 import torch.nn.functional as F
 from segment_anything.modeling.transformer import Attention, TwoWayAttentionBlock
 from torch import Tensor, nn
 
-__all__ = ["FastMaskDecoder", "to_high_res_rows"]
+__all__ = ["FastMaskDecoder"]
+
+#: Per-image tensors ``FastMaskDecoder`` keeps derived layouts of: the positional encoding, the
+#: image embedding, SAM 2's finest high-res level.
+MEMO = 3
 
 
 class FastMaskDecoder(nn.Module):
@@ -60,7 +65,7 @@ class FastMaskDecoder(nn.Module):
         self.chunk_size = chunk_size
         self.first = 1 if getattr(decoder, "pred_obj_scores", False) else 0  # index of the IoU token
         self.dynamic = bool(getattr(decoder, "dynamic_multimask_via_stability", False))
-        self._memo: list[tuple[Tensor, Tensor]] = []  # (source, pixel-major copy), see _pixel_major
+        self._memo: list[tuple[Tensor, object]] = []  # (source tensor, what was derived from it), see _once
 
     def forward(
         self,
@@ -70,7 +75,6 @@ class FastMaskDecoder(nn.Module):
         dense_prompt_embeddings: Tensor,
         multimask_output: bool,
         high_res_features: list[Tensor] | None = None,
-        high_res_rows: tuple[Tensor, Tensor] | None = None,
     ) -> tuple[Tensor, Tensor]:
         """Predict masks for N objects on one image.
 
@@ -83,8 +87,6 @@ class FastMaskDecoder(nn.Module):
             multimask_output: return the 3 multimask outputs instead of the single one.
             high_res_features: SAM 2 only: ``[(1, C/8, 4h, 4w), (1, C/4, 2h, 2w)]``, the
                 projected ``feat_s0`` and ``feat_s1`` of the image.
-            high_res_rows: the same, already reordered by ``to_high_res_rows`` (done once per
-                image by the caller that decodes it many times; takes precedence).
 
         Returns:
             Low-res mask logits ``(N, M, 4h, 4w)`` and predicted IoUs ``(N, M)``, with
@@ -103,18 +105,19 @@ class FastMaskDecoder(nn.Module):
         extra = [dec.obj_score_token.weight] if self.first else []
         output_tokens = torch.cat([*extra, dec.iou_token.weight, dec.mask_tokens.weight]).expand(n, -1, -1)
         tokens = torch.cat([output_tokens, sparse_prompt_embeddings], dim=1)  # (N, T, C)
-        pe = self._pixel_major(image_pe)[0]  # (P, C)
+        pe = self._once(image_pe, _pixels)[0]  # (P, C)
         # A shared image side pays its q/k/v projections once (1.5 P C^2 multiply-adds), the
         # reassociated per-object attention ~3 P C H T per object: shared pays from ~2 objects.
         shared = n > 1 and (dense_prompt_embeddings.shape[0] == 1 or dense_prompt_embeddings.stride(0) == 0)
         if shared:
-            src = (self._pixel_major(image_embeddings) + _dense_rows(dense_prompt_embeddings[:1]))[0]  # (P, C)
+            src = (self._once(image_embeddings, _pixels) + _dense_rows(dense_prompt_embeddings[:1]))[0]  # (P, C)
             first = _SharedImage.project(dec.transformer.layers[0], src, pe)
         else:
-            src = self._pixel_major(image_embeddings) + _dense_rows(dense_prompt_embeddings)  # (1 or N, P, C)
-        high_res = high_res_rows
-        if high_res is None and high_res_features is not None:
-            high_res = to_high_res_rows(*high_res_features)
+            src = self._once(image_embeddings, _pixels) + _dense_rows(dense_prompt_embeddings)  # (1 or N, P, C)
+        high_res = None
+        if high_res_features is not None:
+            feat_s0, feat_s1 = high_res_features
+            high_res = self._once(feat_s0, lambda s0: _high_res_rows(s0, feat_s1))
 
         # Only the IoU token and the returned mask tokens are read after the final attention.
         used = [self.first, *(self.first + 1 + j for j in selected)]
@@ -131,16 +134,18 @@ class FastMaskDecoder(nn.Module):
             return dec._dynamic_multimask_via_stability(masks_out, ious_out)
         return masks_out, ious_out
 
-    def _pixel_major(self, x: Tensor) -> Tensor:
-        """``(B, C, h, w)`` -> contiguous ``(B, h * w, C)``, remembered for the last two tensors
-        seen (the positional encoding and the image being decoded): a click after a click on
-        the same image pays for the transposition once."""
-        for source, pixels in self._memo:
-            if source is x:
-                return pixels
-        pixels = _pixels(x)
-        self._memo = [(x, pixels), *self._memo[:1]]
-        return pixels
+    def _once(self, source: Tensor, derive: Callable[[Tensor], Any]) -> Any:
+        """``derive(source)``, remembered for the last ``MEMO`` source tensors (by identity): the
+        positional encoding, and the image being decoded (its pixel-major copy, SAM 2's high-res
+        rows). A click after a click on the same image pays for these layout copies once (SAM 2's
+        high-res permute alone took 6 of a click's 40 ms); the engine hands the decoder the same
+        tensors for the same image."""
+        for seen, derived in self._memo:
+            if seen is source:
+                return derived
+        derived = derive(source)
+        self._memo = [(source, derived), *self._memo[: MEMO - 1]]
+        return derived
 
     def _transformer(
         self, tokens: Tensor, image: Tensor | _SharedImage, pe: Tensor, used: list[int]
@@ -161,7 +166,7 @@ class FastMaskDecoder(nn.Module):
     def _masks(self, keys: Tensor, hyper: Tensor, h: int, w: int,
                high_res: tuple[Tensor, Tensor] | None = None) -> Tensor:
         """Upscale image ``(N, P, C)`` x4 and dot with ``hyper`` ``(N, M, C / 8)`` -> ``(N, M, 4h, 4w)``.
-        ``high_res`` (SAM 2): ``feat_s1``, ``feat_s0`` as rows in the same order (``to_high_res_rows``),
+        ``high_res`` (SAM 2): ``feat_s1``, ``feat_s0`` as rows in the same order (``_high_res_rows``),
         added after each transposed convolution.
 
         ``ConvTranspose2d(k=2, s=2)`` maps each input pixel to a 2x2 output patch independently,
@@ -323,7 +328,7 @@ def _pixel_linear(conv: nn.ConvTranspose2d) -> tuple[Tensor, Tensor]:
     return conv.weight.permute(0, 2, 3, 1).reshape(c_in, 4 * c_out), conv.bias.repeat(4)
 
 
-def to_high_res_rows(feat_s0: Tensor, feat_s1: Tensor) -> tuple[Tensor, Tensor]:
+def _high_res_rows(feat_s0: Tensor, feat_s1: Tensor) -> tuple[Tensor, Tensor]:
     """SAM 2's high-res features in the row order of ``FastMaskDecoder._masks``.
 
     ``feat_s1`` ``(1, C1, 2h, 2w)`` -> ``(h*w*4, C1)``, rows ``(y, x, dy, dx)``; ``feat_s0``

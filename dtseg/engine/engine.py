@@ -388,13 +388,13 @@ class SamEngine:
 
     def _decoder_features(self, embedding: Embedding) -> dict[str, torch.Tensor]:
         """``embedding``'s features as ``decode`` takes them (batch dim 1, on device, in the
-        decoder's precision, plus what the family derives per image), kept for the last
-        embedding decoded: repeated calls on one image pay for this once."""
+        decoder's precision), kept for the last embedding decoded: repeated calls on one image
+        cast once and hand the decoder the same tensors, so it reuses what it derived from them
+        (``FastMaskDecoder._once``)."""
         last = self._last_features
         if last is not None and last[0] is embedding:
             return last[1]
-        features = self.model.prepare(
-            {k: t.to(self.device, self.model.decoder_dtype)[None] for k, t in embedding.features.items()})
+        features = {k: t.to(self.device, self.model.decoder_dtype)[None] for k, t in embedding.features.items()}
         self._last_features = (embedding, features)
         return features
 

@@ -182,3 +182,38 @@ def test_rejects_image_batch(sam: Sam, image: torch.Tensor) -> None:
     with torch.inference_mode(), pytest.raises(ValueError, match="one image embedding"):
         sparse, dense = _embed(sam, {"boxes": _boxes(2, seed=14)})
         FastMaskDecoder(sam.mask_decoder)(image.expand(2, -1, -1, -1), sam.prompt_encoder.get_dense_pe(), sparse, dense, False)
+
+
+@pytest.mark.parametrize("model", ["tiny", "tiny_sam2.1"])
+def test_layouts_derived_once_per_image_and_never_stale(model: str, monkeypatch) -> None:
+    """A second call on the same image reuses the decoder's derived layouts (pixel-major image,
+    SAM 2's high-res rows); a call on another image derives them anew and decodes like a fresh
+    engine does."""
+    import warnings
+
+    import numpy as np
+
+    from dtseg import SamEngine
+    from dtseg.engine import decoder as module
+    from tests.engine.conftest import synthetic_image
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        engine, fresh = (SamEngine.load(model, "random", seed=3) for _ in range(2))
+    derived = []
+    real = module._pixels
+    monkeypatch.setattr(module, "_pixels", lambda x: derived.append(x.shape) or real(x))
+    prompts = {"point_coords": [[120.0, 90.0]], "point_labels": [1]}
+    engine.embed_image(synthetic_image(240, 320, seed=1), "a")
+    engine.embed_image(synthetic_image(240, 320, seed=2), "b")
+    engine.segment_image(image_id="a", **prompts)
+    first = len(derived)
+    assert first == 2  # the positional encoding and image a
+    engine.segment_image(image_id="a", **prompts)
+    assert len(derived) == first  # nothing derived again
+    ours = engine.segment_image(image_id="b", **prompts)
+    assert len(derived) == first + 1  # image b only
+    fresh.embed_image(synthetic_image(240, 320, seed=2), "b")
+    expected = fresh.segment_image(image_id="b", **prompts)
+    np.testing.assert_array_equal(ours.masks, expected.masks)
+    np.testing.assert_allclose(ours.low_res_logits, expected.low_res_logits, atol=1e-6)

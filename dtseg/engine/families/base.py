@@ -206,12 +206,6 @@ class Family(ABC):
             Low-res logits ``(N, M, L, L)`` and IoU predictions ``(N, M)``; M = 3 or 1.
         """
 
-    def prepare(self, features: dict[str, Tensor]) -> dict[str, Tensor]:
-        """Features of one image (batch dim 1, on device, in ``decoder_dtype``) -> what ``decode``
-        takes: the engine calls this once per image and reuses the result while the same image
-        is decoded again (a click after a click). Families add derived tensors here."""
-        return features
-
     @abstractmethod
     def feature_shapes(self) -> dict[str, tuple[int, ...]]:
         """The per-image shape of each feature ``encode`` returns (without the batch dim)."""

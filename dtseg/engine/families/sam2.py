@@ -28,8 +28,6 @@ from dtseg.engine.families.base import IMAGE_EMBED, Family, OfficialModel, cast_
 from dtseg.engine.transforms import ImageTransform
 
 HIGH_RES = ("high_res_0", "high_res_1")  # (32, 256, 256) and (64, 128, 128) for the official models
-#: Both high-res levels in the fast decoder's row order (``prepare``; never cached or stored).
-HIGH_RES_ROWS = ("high_res_rows_1", "high_res_rows_0")
 _MEAN, _STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
 #: What ``sam2.build_sam.build_sam2`` adds for image prediction (``apply_postprocessing``).
 _IMAGE_DECODER_ARGS = {"dynamic_multimask_via_stability": True, "dynamic_multimask_stability_delta": 0.05,
@@ -155,16 +153,6 @@ class Sam2Family(Family):
         maps = [feat.permute(1, 2, 0).reshape(b, -1, *size) for feat, size in zip(vision_feats, sizes)]
         return {HIGH_RES[0]: maps[0], HIGH_RES[1]: maps[1], IMAGE_EMBED: maps[-1]}
 
-    def prepare(self, features: dict[str, Tensor]) -> dict[str, Tensor]:
-        """Adds the high-res levels in the fast decoder's row order (a 2M-element permute that
-        took 6 of a click's 40 ms when done per call)."""
-        if self.fast_decoder is None:
-            return features
-        from dtseg.engine.decoder import to_high_res_rows
-
-        rows = to_high_res_rows(features[HIGH_RES[0]], features[HIGH_RES[1]])
-        return {**features, **dict(zip(HIGH_RES_ROWS, rows))}
-
     def decode(self, features: dict[str, Tensor], coords: Tensor | None, labels: Tensor | None,
                boxes: Tensor | None, masks: Tensor | None, multimask: bool) -> tuple[Tensor, Tensor]:
         if boxes is not None:  # SAM 2 takes a box as two corner points labelled 2, 3, in front
@@ -177,8 +165,7 @@ class Sam2Family(Family):
         sparse, dense = sparse.to(self.decoder_dtype), cast_shared(dense, self.decoder_dtype)
         high_res = [features[HIGH_RES[0]], features[HIGH_RES[1]]]
         if self.fast_decoder is not None:  # batched: the image features are not repeated per object
-            rows = (features[HIGH_RES_ROWS[0]], features[HIGH_RES_ROWS[1]]) if HIGH_RES_ROWS[0] in features else None
-            return self.fast_decoder(features[IMAGE_EMBED], self._dense_pe, sparse, dense, multimask, high_res, rows)
+            return self.fast_decoder(features[IMAGE_EMBED], self._dense_pe, sparse, dense, multimask, high_res)
         low_res, iou, _, _ = self.net.sam_mask_decoder(
             image_embeddings=features[IMAGE_EMBED],
             image_pe=self._dense_pe,
