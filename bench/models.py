@@ -82,15 +82,8 @@ def ultralytics_predictor(engine: SamEngine, model: str, folder: Path) -> Any | 
     return sam.predictor
 
 
-def encoder_flops(engine: SamEngine, image: np.ndarray) -> float:
-    """FLOPs of one encoder pass on ``image`` (FlopCounterMode, an untimed run)."""
-    with torch.inference_mode(), flop_counter() as counter:
-        engine.model.embed([image], [engine.model.transform(*image.shape[:2])])
-    return float(counter.get_total_flops())
-
-
 def call_flops(fn: Callable[[], object]) -> float:
-    """FLOPs of one call of ``fn`` (an untimed run)."""
+    """FLOPs of one call of ``fn`` (FlopCounterMode, an untimed run)."""
     with torch.inference_mode(), flop_counter() as counter:
         fn()
     return float(counter.get_total_flops())
@@ -120,7 +113,7 @@ def bench_model(model: str, image: np.ndarray, rates: dict[str, float], dtypes: 
     rng = np.random.default_rng(0)
     xy = rng.uniform([0, 0], [1500, 800], (20, 2))
     boxes = np.concatenate([xy, xy + rng.uniform(50, 400, (20, 2))], axis=1).astype(np.float32)
-    flops = encoder_flops(engine, image)
+    flops = call_flops(lambda: engine.model.embed([image], [engine.model.transform(*image.shape[:2])]))
     embed_rows, decode_rows = [], []
 
     with torch.inference_mode():
@@ -130,8 +123,6 @@ def bench_model(model: str, image: np.ndarray, rates: dict[str, float], dtypes: 
         fp32_masks = engine.segment_image(image_id="bench", boxes=boxes, multimask_output=False).masks
         one_point = dict(image_id="bench", point_coords=point, point_labels=label)
         twenty = dict(image_id="bench", boxes=boxes, multimask_output=False)
-        decode_flops = {case: call_flops(lambda: engine.segment_image(**kwargs))
-                        for case, kwargs in (("point", one_point), ("boxes", twenty))}
 
         def ultra_call(**kwargs: Any) -> Callable[[], object]:
             return lambda: ultra(**kwargs)  # type: ignore[misc]
@@ -141,6 +132,12 @@ def bench_model(model: str, image: np.ndarray, rates: dict[str, float], dtypes: 
         ultra_point = None if ultra is None else best_of(ultra_call(points=point.tolist(), labels=label.tolist(),
                                                                     multimask_output=True), repeat)
         ultra_boxes = None if ultra is None else best_of(ultra_call(bboxes=boxes.tolist()), max(1, repeat // 2))
+        cases = [  # (case, its segment_image arguments, runs, reference s, ultralytics s, GFLOP, target)
+            ("decode 1 point, multimask", one_point, repeat, ref_point, ultra_point,
+             call_flops(lambda: engine.segment_image(**one_point)) / 1e9, "<= 0.25"),
+            ("20 boxes, one call vs reference loop", twenty, max(2, repeat // 2), ref_loop, ultra_boxes,
+             call_flops(lambda: engine.segment_image(**twenty)) / 1e9, "<= 0.1"),
+        ]
 
         for dtype in dtypes:
             chosen = dtype_name(resolve_dtype(dtype, device))
@@ -154,13 +151,8 @@ def bench_model(model: str, image: np.ndarray, rates: dict[str, float], dtypes: 
                                ours / ref_embed,
                                "-" if ultra_embed is None else f"{ours / ultra_embed:.2f} ({ultra_embed * 1000:.0f} ms)",
                                f"{iou:.4f}"))
-            for case, ref, ultra_s, kwargs, target in (
-                ("decode 1 point, multimask", ref_point, ultra_point, one_point, "<= 0.25"),
-                ("20 boxes, one call vs reference loop", ref_loop, ultra_boxes, twenty, "<= 0.1"),
-            ):
-                n = repeat if "point" in case else max(2, repeat // 2)
+            for case, kwargs, n, ref, ultra_s, gflop, target in cases:
                 ours_s = best_of(lambda: low.segment_image(**kwargs), n)
-                gflop = decode_flops["point" if "point" in case else "boxes"] / 1e9
                 decode_rows.append((model, label_, case, ours_s * 1000, ref * 1000, ours_s / ref,
                                     "-" if ultra_s is None else f"{ours_s / ultra_s:.2f} ({ultra_s * 1000:.0f} ms)",
                                     f"{gflop:.1f}", gflop / rates[chosen] * 1000, target))
