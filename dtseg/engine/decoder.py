@@ -11,7 +11,8 @@ What it changes, all exact in real arithmetic (float results differ by rounding 
 * The image embedding and its positional encoding are never copied N times.
 * Without mask inputs every object gets the same dense embedding, so the image side of the
   first block is shared until the image->token attention updates it: its k/v (and q)
-  projections are computed once and all objects' tokens attend to it as one batch.
+  projections are computed once per image (kept for the next call on it, so a click after a
+  click skips them) and all objects' tokens attend to it as one batch.
 * Where the image side is per object, attention is reassociated to run at token width
   (H * T columns) instead of projecting all P pixels (see ``_tokens_to_image`` and
   ``_image_to_tokens``).
@@ -37,9 +38,9 @@ from torch import Tensor, nn
 
 __all__ = ["FastMaskDecoder"]
 
-#: Per-image tensors ``FastMaskDecoder`` keeps derived layouts of: the positional encoding, the
-#: image embedding, SAM 2's finest high-res level.
-MEMO = 3
+#: What ``FastMaskDecoder`` keeps derived from per-image tensors: the positional encoding's and
+#: the image's pixel-major layouts, the image's shared first block, SAM 2's high-res rows.
+MEMO = 4
 
 
 class FastMaskDecoder(nn.Module):
@@ -65,7 +66,7 @@ class FastMaskDecoder(nn.Module):
         self.chunk_size = chunk_size
         self.first = 1 if getattr(decoder, "pred_obj_scores", False) else 0  # index of the IoU token
         self.dynamic = bool(getattr(decoder, "dynamic_multimask_via_stability", False))
-        self._memo: list[tuple[Tensor, object]] = []  # (source tensor, what was derived from it), see _once
+        self._memo: list[tuple[Tensor, str, object]] = []  # (source tensor, kind, what was derived), see _once
 
     def forward(
         self,
@@ -105,19 +106,26 @@ class FastMaskDecoder(nn.Module):
         extra = [dec.obj_score_token.weight] if self.first else []
         output_tokens = torch.cat([*extra, dec.iou_token.weight, dec.mask_tokens.weight]).expand(n, -1, -1)
         tokens = torch.cat([output_tokens, sparse_prompt_embeddings], dim=1)  # (N, T, C)
-        pe = self._once(image_pe, _pixels)[0]  # (P, C)
+        pe = self._once(image_pe, "pixels", _pixels)[0]  # (P, C)
+        pixels = self._once(image_embeddings, "pixels", _pixels)  # (1, P, C)
         # A shared image side pays its q/k/v projections once (1.5 P C^2 multiply-adds), the
-        # reassociated per-object attention ~3 P C H T per object: shared pays from ~2 objects.
-        shared = n > 1 and (dense_prompt_embeddings.shape[0] == 1 or dense_prompt_embeddings.stride(0) == 0)
+        # reassociated per-object attention ~3 P C H T per object: shared pays from ~2 objects,
+        # or from the second call on an image without mask inputs, which reuses it.
+        dense = dense_prompt_embeddings
+        no_mask = dense.stride(2) == 0 and dense.stride(3) == 0  # the no-mask embedding, one vector
+        shared = (n > 1 or no_mask) and (dense.shape[0] == 1 or dense.stride(0) == 0)
         if shared:
-            src = (self._once(image_embeddings, _pixels) + _dense_rows(dense_prompt_embeddings[:1]))[0]  # (P, C)
-            first = _SharedImage.project(dec.transformer.layers[0], src, pe)
+            rows = _dense_rows(dense[:1])  # (1, 1 or P, C)
+            project = lambda _: (rows, _SharedImage.project(dec.transformer.layers[0], (pixels + rows)[0], pe))
+            kept, first = self._once(image_embeddings, "first block", project) if no_mask else project(None)
+            if not torch.equal(kept, rows):  # another no-mask vector than the kept one's
+                first = project(None)[1]
         else:
-            src = self._once(image_embeddings, _pixels) + _dense_rows(dense_prompt_embeddings)  # (1 or N, P, C)
+            src = pixels + _dense_rows(dense)  # (1 or N, P, C)
         high_res = None
         if high_res_features is not None:
             feat_s0, feat_s1 = high_res_features
-            high_res = self._once(feat_s0, lambda s0: _high_res_rows(s0, feat_s1))
+            high_res = self._once(feat_s0, "high-res rows", lambda s0: _high_res_rows(s0, feat_s1))
 
         # Only the IoU token and the returned mask tokens are read after the final attention.
         used = [self.first, *(self.first + 1 + j for j in selected)]
@@ -134,17 +142,18 @@ class FastMaskDecoder(nn.Module):
             return dec._dynamic_multimask_via_stability(masks_out, ious_out)
         return masks_out, ious_out
 
-    def _once(self, source: Tensor, derive: Callable[[Tensor], Any]) -> Any:
-        """``derive(source)``, remembered for the last ``MEMO`` source tensors (by identity): the
-        positional encoding, and the image being decoded (its pixel-major copy, SAM 2's high-res
-        rows). A click after a click on the same image pays for these layout copies once (SAM 2's
-        high-res permute alone took 6 of a click's 40 ms); the engine hands the decoder the same
-        tensors for the same image."""
-        for seen, derived in self._memo:
-            if seen is source:
+    def _once(self, source: Tensor, kind: str, derive: Callable[[Tensor], Any]) -> Any:
+        """``derive(source)``, remembered as ``kind`` for the last ``MEMO`` derivations (sources by
+        identity): from the positional encoding and the image being decoded (its pixel-major
+        copy, its shared first block, SAM 2's high-res rows). A click after a click on the same
+        image pays for these once (SAM 2's high-res permute alone took 6 of a click's 40 ms, the
+        first block's projections 0.8 GFLOP); the engine hands the decoder the same tensors for
+        the same image."""
+        for seen, seen_kind, derived in self._memo:
+            if seen is source and seen_kind == kind:
                 return derived
         derived = derive(source)
-        self._memo = [(source, derived), *self._memo[: MEMO - 1]]
+        self._memo = [(source, kind, derived), *self._memo[: MEMO - 1]]
         return derived
 
     def _transformer(
@@ -188,8 +197,10 @@ class FastMaskDecoder(nn.Module):
                 x += high_res[1]
             x = act2(x)
             masks.append(x @ hyper[i].T)  # (P*16, M), rows (y, x, dy1, dx1, dy2, dx2)
-        # Output row 4y + 2dy1 + dy2, column 4x + 2dx1 + dx2.
-        masks = torch.stack(masks).view(n, h, w, 2, 2, 2, 2, -1).permute(0, 7, 1, 3, 5, 2, 4, 6)
+        # Output row 4y + 2dy1 + dy2, column 4x + 2dx1 + dx2, in two permutes: one 8-d gather
+        # took 6x as long (1.6 ms for 3 masks): first whole (dy2, dx2, M) runs, then the rest.
+        masks = torch.stack(masks).view(n, h, w, 2, 2, -1).transpose(2, 3).contiguous()  # (N, y, dy1, x, dx1, 4M)
+        masks = masks.view(n, h, 2, w, 2, 2, 2, -1).permute(0, 7, 1, 2, 5, 3, 4, 6)  # (N, M, y, dy1, dy2, x, dx1, dx2)
         return masks.reshape(n, -1, 4 * h, 4 * w)
 
 
@@ -343,8 +354,11 @@ def _high_res_rows(feat_s0: Tensor, feat_s1: Tensor) -> tuple[Tensor, Tensor]:
 
 
 def _pixels(x: Tensor) -> Tensor:
-    """``(B, C, h, w)`` -> contiguous ``(B, h * w, C)``."""
-    return x.flatten(2).transpose(1, 2).contiguous()
+    """``(B, C, h, w)`` -> contiguous ``(B, h * w, C)``, with the standard batch stride: for
+    B = 1 ``.contiguous()`` may leave a batch stride of C, and ``bmm`` then copies every
+    transposed view of the result (~1.5 ms per attention for one object)."""
+    b, c = x.shape[:2]
+    return x.new_empty((b, x[0, 0].numel(), c)).copy_(x.flatten(2).transpose(1, 2))
 
 
 def _dense_rows(dense: Tensor) -> Tensor:

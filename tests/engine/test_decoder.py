@@ -186,9 +186,9 @@ def test_rejects_image_batch(sam: Sam, image: torch.Tensor) -> None:
 
 @pytest.mark.parametrize("model", ["tiny", "tiny_sam2.1"])
 def test_layouts_derived_once_per_image_and_never_stale(model: str, monkeypatch) -> None:
-    """A second call on the same image reuses the decoder's derived layouts (pixel-major image,
-    SAM 2's high-res rows); a call on another image derives them anew and decodes like a fresh
-    engine does."""
+    """A second call on the same image reuses what the decoder derived from it (pixel-major
+    image, the shared first block's projections, SAM 2's high-res rows); a call on another image
+    derives them anew and decodes like a fresh engine does."""
     import warnings
 
     import numpy as np
@@ -203,16 +203,20 @@ def test_layouts_derived_once_per_image_and_never_stale(model: str, monkeypatch)
     derived = []
     real = module._pixels
     monkeypatch.setattr(module, "_pixels", lambda x: derived.append(x.shape) or real(x))
+    projected = []
+    project = module._SharedImage.project
+    monkeypatch.setattr(module._SharedImage, "project", lambda *a: projected.append(1) or project(*a))
     prompts = {"point_coords": [[120.0, 90.0]], "point_labels": [1]}
     engine.embed_image(synthetic_image(240, 320, seed=1), "a")
     engine.embed_image(synthetic_image(240, 320, seed=2), "b")
     engine.segment_image(image_id="a", **prompts)
     first = len(derived)
     assert first == 2  # the positional encoding and image a
+    assert len(projected) == 1
     engine.segment_image(image_id="a", **prompts)
-    assert len(derived) == first  # nothing derived again
+    assert len(derived) == first and len(projected) == 1  # nothing derived again
     ours = engine.segment_image(image_id="b", **prompts)
-    assert len(derived) == first + 1  # image b only
+    assert len(derived) == first + 1 and len(projected) == 2  # image b only
     fresh.embed_image(synthetic_image(240, 320, seed=2), "b")
     expected = fresh.segment_image(image_id="b", **prompts)
     np.testing.assert_array_equal(ours.masks, expected.masks)
