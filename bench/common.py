@@ -41,6 +41,46 @@ def flop_counter() -> "FlopCounterMode":
 _counted: set = set()
 
 
+def ops_alone(fn: Callable[[], object], repeat: int = 5) -> tuple[float, int]:
+    """The time of ``fn``'s kernels without what lies between them: each aten op one call of
+    ``fn`` dispatches is run again on its own, right after it ran (inputs warm in cache), and
+    its best of ``repeat`` runs is summed, in seconds; with the number of ops. Ops that write to
+    an input get a copy of it. Compared with ``fn``'s own time it says how much is overhead
+    (Python, dispatch, cold caches) and how much is kernels that only fusing could shorten."""
+    from torch.utils._python_dispatch import TorchDispatchMode
+
+    total, count = 0.0, 0
+
+    class Replay(TorchDispatchMode):
+        def __torch_dispatch__(self, func, types, args=(), kwargs=None):  # type: ignore[override]
+            nonlocal total, count
+            kwargs = kwargs or {}
+            out = func(*args, **kwargs)
+            if not func._schema.is_mutable and _aliases(out, args):
+                return out  # a view: no kernel
+            params = func._schema.arguments
+            written = {a.name for a in params if a.alias_info is not None and a.alias_info.is_write}
+            copy = lambda name, value: value.clone() if name in written and isinstance(value, torch.Tensor) else value
+            replay_args = [copy(param.name, a) for param, a in zip(params, args)]
+            replay_kwargs = {k: copy(k, v) for k, v in kwargs.items()}
+            total += best_of(lambda: func(*replay_args, **replay_kwargs), repeat, warmup=0)
+            count += 1
+            return out
+
+    with Replay():
+        fn()
+    return total, count
+
+
+def _aliases(out: object, args: Sequence[object]) -> bool:
+    """Whether ``out`` (a tensor) shares storage with a tensor in ``args``: a view, or a no-op
+    such as ``contiguous`` of a contiguous tensor."""
+    if not isinstance(out, torch.Tensor):
+        return False
+    ptr = out.untyped_storage().data_ptr()
+    return any(isinstance(a, torch.Tensor) and a.untyped_storage().data_ptr() == ptr for a in args)
+
+
 def machine() -> str:
     """The machine line: CPU model, usable CPUs, AVX2 / AVX-512 / AVX512-BF16 / AMX, GPU, torch."""
     from dtseg.engine.precision import cpu_info

@@ -7,7 +7,8 @@ the matmul rate of each precision is measured in the same run. Per model and pre
 time, the encoder's FLOPs and its floor (FLOPs / that precision's matmul rate), ratio to the
 floor, to the reference predictor (fp32) and to ultralytics' (fp32), and the mask IoU of 20 box
 masks against fp32's. Then decode 1 point (multimask) and 20 boxes (one call vs the reference's
-loop), in the default precision. Targets: embed <= 1.3x floor (vit_b), <= 2x (light encoders);
+loop) in each precision, with the decode's FLOP floor and the time of its kernels alone
+(``common.ops_alone``). Targets: embed <= 1.3x floor (vit_b), <= 2x (light encoders);
 1 point <= 0.25x, 20 boxes <= 0.1x the reference.
 """
 
@@ -25,7 +26,7 @@ import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import best_of, flop_counter, machine, print_table  # noqa: E402
+from common import best_of, flop_counter, machine, ops_alone, print_table  # noqa: E402
 
 from dtseg import SamEngine  # noqa: E402
 from dtseg.engine.precision import dtype_name, resolve_dtype  # noqa: E402
@@ -153,9 +154,11 @@ def bench_model(model: str, image: np.ndarray, rates: dict[str, float], dtypes: 
                                f"{iou:.4f}"))
             for case, kwargs, n, ref, ultra_s, gflop, target in cases:
                 ours_s = best_of(lambda: low.segment_image(**kwargs), n)
+                kernels, ops = ops_alone(lambda: low.segment_image(**kwargs))
                 decode_rows.append((model, label_, case, ours_s * 1000, ref * 1000, ours_s / ref,
                                     "-" if ultra_s is None else f"{ours_s / ultra_s:.2f} ({ultra_s * 1000:.0f} ms)",
-                                    f"{gflop:.1f}", gflop / rates[chosen] * 1000, target))
+                                    f"{gflop:.1f}", gflop / rates[chosen] * 1000, f"{kernels * 1000:.1f} ({ops})",
+                                    target))
     return embed_rows, decode_rows
 
 
@@ -186,9 +189,11 @@ def main() -> None:
                 ["model", "dtype", "GFLOP", "ours ms", "floor ms", "x floor", "x reference", "x ultralytics",
                  "mask IoU vs fp32"], embed_rows)
     print_table("decode in each precision vs the reference predictor (fp32); floor = the decode's FLOPs at that "
-                "precision's matmul rate (what no arrangement of the work can beat)",
+                "precision's matmul rate (what no arrangement of the work can beat); kernels = the decode's aten "
+                "ops each run alone, summed (what is left without overhead, short of fusing kernels; the mask "
+                "post-processing in OpenCV is outside it)",
                 ["model", "dtype", "case", "ours ms", "reference ms", "ours/ref", "ours/ultralytics", "GFLOP",
-                 "floor ms", "target"], decode_rows)
+                 "floor ms", "kernels ms (ops)", "target"], decode_rows)
 
 
 if __name__ == "__main__":
