@@ -118,7 +118,7 @@ class FastMaskDecoder(nn.Module):
             rows = _dense_rows(dense[:1])  # (1, 1 or P, C)
             project = lambda _: (rows, _SharedImage.project(dec.transformer.layers[0], (pixels + rows)[0], pe))
             kept, first = self._once(image_embeddings, "first block", project) if no_mask else project(None)
-            if not torch.equal(kept, rows):  # another no-mask vector than the kept one's
+            if not _same(kept, rows):  # another no-mask vector than the kept one's
                 first = project(None)[1]
         else:
             src = pixels + _dense_rows(dense)  # (1 or N, P, C)
@@ -368,6 +368,12 @@ def _dense_rows(dense: Tensor) -> Tensor:
     if dense.stride(2) == 0 and dense.stride(3) == 0:
         return dense[:, :, :1, 0].transpose(1, 2)
     return dense.flatten(2).transpose(1, 2)
+
+
+def _same(a: Tensor, b: Tensor) -> bool:
+    """Whether small tensors ``a`` and ``b`` hold the same values; meta tensors (FLOP counting)
+    have none and count as the same."""
+    return a is b or a.is_meta or torch.equal(a, b)
 
 
 def _heads(x: Tensor, heads: int) -> Tensor:
