@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import copy
+
 import pytest
 import torch
 from segment_anything.build_sam import _build_sam
 from segment_anything.modeling import Sam
+from torch.utils.flop_counter import FlopCounterMode
 
 from dtseg.engine.decoder import FastMaskDecoder
 
@@ -221,3 +224,17 @@ def test_layouts_derived_once_per_image_and_never_stale(model: str, monkeypatch)
     expected = fresh.segment_image(image_id="b", **prompts)
     np.testing.assert_array_equal(ours.masks, expected.masks)
     np.testing.assert_allclose(ours.low_res_logits, expected.low_res_logits, atol=1e-6)
+
+
+@pytest.mark.parametrize("n", [1, 20])
+def test_runs_on_meta_tensors_for_flop_counting(sam: Sam, image: torch.Tensor, n: int) -> None:
+    """``bench/decoder.py`` counts FLOPs with the decoder on the meta device: shapes only, no data."""
+    with torch.inference_mode():
+        sparse, dense = _embed(sam, {"boxes": _boxes(n, seed=15)})
+        on_meta = FastMaskDecoder(copy.deepcopy(sam.mask_decoder).to("meta"))
+        inputs = (image.to("meta"), sam.prompt_encoder.get_dense_pe().to("meta"), sparse.to("meta"),
+                  dense[:1].to("meta").expand_as(dense))
+        with FlopCounterMode(display=False) as counter:
+            masks, ious = on_meta(*inputs, True)
+    assert masks.shape == (n, 3, 256, 256) and ious.shape == (n, 3)
+    assert counter.get_total_flops() > 0
