@@ -133,8 +133,9 @@ def test_bf16_runs_through_sdpa() -> None:
 
 
 def test_bf16_autocast_encoder_close_to_fp32() -> None:
-    """The CPU bf16 path (fp32 weights under autocast: the global block's 32 x 32 = 1024 tokens
-    through ``fused.rel_pos_attention``, windows through SDPA) against the fp32 encoder."""
+    """The CPU bf16 path (fp32 weights under autocast: every block's attention, the global
+    block's 32 x 32 = 1024 tokens and each windowed block's windows, through
+    ``fused.rel_pos_attention``) against the fp32 encoder."""
     from dtseg.engine import encoder as module
 
     encoder = _small_encoder(512)
@@ -150,7 +151,10 @@ def test_bf16_autocast_encoder_close_to_fp32() -> None:
                 out = fast(x)
     finally:
         module.rel_pos_attention = real
-    assert calls == [(1, 3, 1024, 16)]  # the global block only
+    windowed = [b for b in encoder.blocks if b.window_size > 0]
+    assert len(calls) == len(encoder.blocks) and (1, 3, 1024, 16) in calls  # the global block
+    assert all(shape[2] == b.window_size ** 2 for shape, b in zip(calls, encoder.blocks) if b.window_size > 0)
+    assert windowed
     assert _compare(out, reference)[1] >= 0.999
 
 
