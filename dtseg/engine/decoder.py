@@ -115,11 +115,7 @@ class FastMaskDecoder(nn.Module):
         no_mask = dense.stride(2) == 0 and dense.stride(3) == 0  # the no-mask embedding, one vector
         shared = (n > 1 or no_mask) and (dense.shape[0] == 1 or dense.stride(0) == 0)
         if shared:
-            rows = _dense_rows(dense[:1])  # (1, 1 or P, C)
-            project = lambda _: (rows, _SharedImage.project(dec.transformer.layers[0], (pixels + rows)[0], pe))
-            kept, first = self._once(image_embeddings, "first block", project) if no_mask else project(None)
-            if not _same(kept, rows):  # another no-mask vector than the kept one's
-                first = project(None)[1]
+            first = self._first_block(image_embeddings, pixels, _dense_rows(dense[:1]), pe, keep=no_mask)
         else:
             src = pixels + _dense_rows(dense)  # (1 or N, P, C)
         high_res = None
@@ -141,6 +137,16 @@ class FastMaskDecoder(nn.Module):
         if dynamic:
             return dec._dynamic_multimask_via_stability(masks_out, ious_out)
         return masks_out, ious_out
+
+    def _first_block(self, image: Tensor, pixels: Tensor, rows: Tensor, pe: Tensor, keep: bool) -> _SharedImage:
+        """The first block's shared image side for ``pixels`` ``(1, P, C)`` + dense ``rows``
+        ``(1, 1 or P, C)``; with ``keep`` (the no-mask vector, the same on every call) kept for
+        ``image`` and reused while the rows match."""
+        project = lambda: _SharedImage.project(self.decoder.transformer.layers[0], (pixels + rows)[0], pe)  # noqa: E731
+        if not keep:
+            return project()
+        kept_rows, first = self._once(image, "first block", lambda _: (rows, project()))
+        return first if _same(kept_rows, rows) else project()
 
     def _once(self, source: Tensor, kind: str, derive: Callable[[Tensor], Any]) -> Any:
         """``derive(source)``, remembered as ``kind`` for the last ``MEMO`` derivations (sources by
