@@ -5,7 +5,9 @@ parameters; only the forward pass differs from ``ImageEncoderViT.forward``:
 
 * attention runs through ``F.scaled_dot_product_attention`` (flash kernel on CPU) with the
   decomposed relative-position bias as its float ``attn_mask``; the 4096 x 4096 attention
-  matrices of the global blocks are never materialized;
+  matrices of the global blocks are never materialized. In bf16/fp16 on the CPU every block
+  (global and windowed) runs ``fused.rel_pos_attention`` instead: explicit GEMMs over a few
+  query rows at a time, where the flash kernel runs far below the matmul rate;
 * the mask is built chunk by chunk over query rows into one reused buffer, so its size stays
   bounded (``mask_chunk_bytes``) and no fresh pages are faulted in per chunk;
 * windowed blocks compute the ``qkv`` and ``proj`` linears on the real tokens only (the
@@ -77,7 +79,8 @@ class FastImageEncoder(nn.Module):
 
     def _attention(self, attn: Attention, qkv: Tensor) -> Tensor:
         """Multi-head attention with decomposed rel-pos bias: ``qkv`` ``(B, h, w, 3C)`` ->
-        ``(B, h, w, C)``. The bias goes to SDPA as its mask, built for a few query rows at a time."""
+        ``(B, h, w, C)``. The bias goes to SDPA as its mask, built for a few query rows at a time;
+        bf16/fp16 on the CPU: ``fused.rel_pos_attention``."""
         B, h, w, C3 = qkv.shape
         heads, C = attn.num_heads, C3 // 3
         q, k, v = qkv.view(B, h * w, 3, heads, C // heads).permute(2, 0, 3, 1, 4).unbind(0)
