@@ -68,6 +68,7 @@ def run(args: argparse.Namespace) -> int:
     from dtseg.server.app import create_app
     from dtseg.server.config import load_serve_config
     from dtseg.server.factory import CONFIG_ENV
+    from dtseg.server.transport import uvicorn_options
 
     if args.workers < 1:
         print("dtseg: error: --workers must be >= 1", file=sys.stderr)
@@ -91,12 +92,15 @@ def run(args: argparse.Namespace) -> int:
     print(f"dtseg serve: {url}  model {model}  auth {'on (' + str(len(keys)) + ' keys)' if keys else 'off'}  docs {url}/docs",
           flush=True)
     print(f"dtseg serve: open {url}/ in a browser to click, segment, draw zones and export", flush=True)
-    # uvicorn shuts down gracefully on SIGINT/SIGTERM, then re-raises the signal: SIGTERM ends
-    # the command with status 0 (a clean stop), SIGINT with 130 (KeyboardInterrupt, in main).
+    # uvicorn shuts down gracefully on SIGINT/SIGTERM (server.shutdown_grace_s), then re-raises the
+    # signal: SIGTERM ends the command with status 0 (a clean stop), SIGINT with 130 (KeyboardInterrupt,
+    # in main). Handlers still running at the end of the grace end the process with status 0.
     signal.signal(signal.SIGTERM, _stop)
+    # uvicorn's h11 protocol with a header deadline, keep-alive and shutdown grace from server:,
+    # and API keys kept out of the access log (dtseg/server/transport.py)
+    options = uvicorn_options(config.server, args.log_level)
     if engine is not None:
-        uvicorn.run(app, host=args.host, port=args.port, log_level=args.log_level,
-                    timeout_graceful_shutdown=10)
+        uvicorn.run(app, host=args.host, port=args.port, **options)
     else:
         os.environ[CONFIG_ENV] = config.model_dump_json()
         # each worker imports torch and loads the model before it answers uvicorn's health pings:
@@ -104,7 +108,7 @@ def run(args: argparse.Namespace) -> int:
         health = {"timeout_worker_healthcheck": WORKER_STARTUP_S} if "timeout_worker_healthcheck" in \
             inspect.signature(uvicorn.run).parameters else {}
         uvicorn.run("dtseg.server.factory:build", factory=True, host=args.host, port=args.port,
-                    workers=args.workers, log_level=args.log_level, timeout_graceful_shutdown=10, **health)
+                    workers=args.workers, **options, **health)
     print("dtseg serve: stopped", flush=True)
     return 0
 

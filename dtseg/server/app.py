@@ -13,10 +13,11 @@ from dtseg import __version__
 from dtseg.engine import SamEngine
 from dtseg.server import sam2_routes, sam_routes, segment_routes
 from dtseg.server.auth import Namespace
+from dtseg.server.body import BodyBudget
 from dtseg.server.page_routes import install_page
 from dtseg.server.config import ServeConfig, ServerConfig
 from dtseg.server.errors import install_error_handlers
-from dtseg.server.limits import BodySizeLimit
+from dtseg.server.limits import BodyLimits
 from dtseg.server.state import Services
 
 DESCRIPTION = """\
@@ -51,11 +52,12 @@ def create_app(engine: SamEngine, config: ServerConfig | None = None, sam2_engin
                          swagger_ui_parameters={"validatorUrl": None})
     app.state.services = Services(engine, config, sam2_engine=sam2_engine)
     app.state.api_keys = config.effective_api_keys()
+    app.state.body_budget = BodyBudget(config.body_budget_bytes)  # see body.py
     share = config.cache_share_of(len(app.state.api_keys))
     for cache in (engine.embeddings, engine.mask_logits):  # each key's share of the in-process cache
         cache.set_share(None if share is None else int(cache.max_bytes * share))
     install_error_handlers(app)
-    app.add_middleware(BodySizeLimit, max_bytes=config.max_body_bytes)
+    app.add_middleware(BodyLimits, max_bytes=config.max_body_bytes, timeout_s=config.body_timeout_s)
     app.include_router(sam_routes.router)
     app.include_router(sam2_routes.router)
     app.include_router(segment_routes.router)

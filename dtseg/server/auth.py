@@ -9,6 +9,7 @@ from typing import Annotated, Optional
 
 from fastapi import Depends, HTTPException, Request, status
 from fastapi.security import APIKeyQuery, HTTPAuthorizationCredentials, HTTPBearer
+from fastapi.security.utils import get_authorization_scheme_param
 
 _query_key = APIKeyQuery(name="api_key", auto_error=False, description="API key (Roboflow style)")
 _bearer = HTTPBearer(auto_error=False, description="API key as a Bearer token")
@@ -19,23 +20,30 @@ def namespace_for(key: str) -> str:
     return "key:" + hashlib.sha256(key.encode()).hexdigest()[:32]
 
 
-def client_namespace(
-    request: Request,
-    api_key: Annotated[Optional[str], Depends(_query_key)] = None,
-    bearer: Annotated[Optional[HTTPAuthorizationCredentials], Depends(_bearer)] = None,
-) -> str:
-    """Dependency: ``""`` when the server has no keys; else the caller's namespace, or 401."""
+def request_namespace(request: Request, close: bool = False) -> str:
+    """``""`` when the server has no keys; else the caller's namespace, or 401 (``close``: and
+    ``Connection: close``, for a request whose body is left unread)."""
     keys: frozenset[str] = request.app.state.api_keys
     if not keys:
         return ""
-    given = api_key if api_key else (bearer.credentials if bearer else None)
+    scheme, token = get_authorization_scheme_param(request.headers.get("authorization"))
+    given = request.query_params.get("api_key") or (token if scheme.lower() == "bearer" else None)
     if given and any(hmac.compare_digest(given.encode(), k.encode()) for k in keys):
         return namespace_for(given)
     raise HTTPException(
         status.HTTP_401_UNAUTHORIZED,
         "missing API key: pass ?api_key=KEY or 'Authorization: Bearer KEY'" if not given else "invalid API key",
-        headers={"WWW-Authenticate": "Bearer"},
+        headers={"WWW-Authenticate": "Bearer", **({"Connection": "close"} if close else {})},
     )
+
+
+def client_namespace(
+    request: Request,
+    api_key: Annotated[Optional[str], Depends(_query_key)] = None,
+    bearer: Annotated[Optional[HTTPAuthorizationCredentials], Depends(_bearer)] = None,
+) -> str:
+    """Dependency: ``request_namespace``. Its parameters declare the two ways to pass a key in OpenAPI."""
+    return request_namespace(request)
 
 
 Namespace = Annotated[str, Depends(client_namespace)]

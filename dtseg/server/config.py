@@ -18,6 +18,14 @@ server:
   configs_dir: configs             # pipeline YAML files served by POST /segment (default: none)
   cache_share: null                # fraction of the in-process cache one API key may hold
                                    # (null: 1 / number of keys, so no key evicts another's entries)
+  header_timeout_s: 10             # a request's headers must arrive within this (from connecting,
+                                   # or from its first byte on a kept-alive connection); else closed
+  body_timeout_s: 60               # its whole body within this, once the server starts reading it -> 408
+  keep_alive_s: 5                  # an idle kept-alive connection is closed after this
+  shutdown_grace_s: 10             # SIGTERM/SIGINT: running requests get this long (503 just before), then exit
+  max_json_values: 1500000         # values in one JSON body (counted by its commas) -> 413 beyond
+  body_budget_mb: 1024             # bodies being read, parsed and handled at once, in memory (each request
+                                   # reserves its size + 100 bytes per value it may hold); more wait their turn
 ```
 """
 
@@ -58,10 +66,20 @@ class ServerConfig(StrictModel):
     allow_random: bool = False
     configs_dir: str | None = None
     cache_share: float | None = Field(None, gt=0, le=1)
+    header_timeout_s: float = Field(10.0, gt=0)
+    body_timeout_s: float = Field(60.0, gt=0)
+    keep_alive_s: float = Field(5.0, gt=0)
+    shutdown_grace_s: float = Field(10.0, gt=0)
+    max_json_values: int = Field(1_500_000, ge=1)
+    body_budget_mb: float = Field(1024.0, gt=0)
 
     @property
     def max_body_bytes(self) -> int:
         return int(self.max_body_mb * (1 << 20))
+
+    @property
+    def body_budget_bytes(self) -> int:
+        return int(self.body_budget_mb * (1 << 20))
 
     def effective_api_keys(self) -> frozenset[str]:
         """Configured keys plus those in ``$DTSEG_API_KEYS`` (comma-separated)."""

@@ -20,6 +20,7 @@ from dtseg.errors import InputError
 from dtseg.masks import mask_to_polygons, masks_to_rle
 from dtseg.prompts import Prompts
 from dtseg.server.auth import Namespace
+from dtseg.server.body import BodyRoute
 from dtseg.server.encode import npz_bytes
 from dtseg.ids import check_image_id
 from dtseg.server.roboflow import inference_fields
@@ -29,7 +30,7 @@ from dtseg.server.schemas import ErrorResponse
 from dtseg.server.config import ServerConfig
 from dtseg.server.state import Services, get_services
 
-router = APIRouter(prefix="/sam2", tags=["sam2"])
+router = APIRouter(prefix="/sam2", tags=["sam2"], route_class=BodyRoute)
 ServicesDep = Annotated[Services, Depends(get_services)]
 NOT_CONFIGURED = ("no SAM 2 model is configured on this server: set sam2.model (e.g. sam2.1_t) in its config, "
                   "or serve a SAM 2 model as sam.model")

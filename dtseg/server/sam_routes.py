@@ -20,6 +20,7 @@ from dtseg.engine import Embedding
 from dtseg.errors import InputError
 from dtseg.ids import check_image_id, header_value
 from dtseg.server.auth import Namespace
+from dtseg.server.body import BodyRoute
 from dtseg.server.encode import json_payload, load_npy, mask_input_logits, npy_bytes, npz_bytes, numeric_array, rle_payload
 from dtseg.server.images import load_request_image
 from dtseg.server.prompt_limits import check_prompt_counts
@@ -27,7 +28,7 @@ from dtseg.server.roboflow import inference_fields
 from dtseg.server.schemas import EmbedRequest, EmbedResponse, ErrorResponse, SegmentRequest, SegmentResponse, SegmentRleResponse
 from dtseg.server.state import Services, get_services
 
-router = APIRouter(prefix="/sam", tags=["sam"])
+router = APIRouter(prefix="/sam", tags=["sam"], route_class=BodyRoute)
 ServicesDep = Annotated[Services, Depends(get_services)]
 OCTET = "application/octet-stream"
 

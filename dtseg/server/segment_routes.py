@@ -18,12 +18,13 @@ from pydantic import BaseModel, ConfigDict, Field
 from dtseg.errors import CheckpointNotFoundError, DtsegError, InputError
 from dtseg.records import RANDOM_WEIGHTS, object_records
 from dtseg.server.auth import Namespace
+from dtseg.server.body import BodyRoute
 from dtseg.server.config import ServerConfig
 from dtseg.server.images import load_request_image
 from dtseg.server.schemas import ErrorResponse, ImageInput, Strict
 from dtseg.server.state import Services, get_services
 
-router = APIRouter(tags=["pipelines"])
+router = APIRouter(tags=["pipelines"], route_class=BodyRoute)
 _build_lock = threading.Lock()
 
 

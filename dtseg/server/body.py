@@ -1,0 +1,100 @@
+"""How a route with a JSON body reads it (``BodyRoute``, the ``route_class`` of the routers).
+
+1. The API key is checked from the headers alone: a client without one gets its 401 before a
+   byte of its body is read or parsed (and the connection is closed, the body left unread).
+2. The request reserves its share of the body budget (``server.body_budget_mb``) and waits
+   while others hold it: its declared size plus ``VALUE_BYTES`` for each JSON value it may
+   hold (at most ``server.max_json_values``, at most one per two bytes: ``0,``). Chunked
+   bodies reserve for ``server.max_body_mb``. The share is held until the handler returns.
+3. The body is read, and its values are counted by their commas (a fast scan of the bytes, an
+   upper bound): more than ``server.max_json_values`` is a 413, before anything is parsed.
+4. FastAPI parses and validates it as usual. Both hold the GIL, so a worker thread would not
+   help: the event loop waits while one body is parsed. Step 3 bounds that wait.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import deque
+from contextlib import asynccontextmanager
+from typing import Any, AsyncIterator, Callable, Coroutine
+
+from fastapi import Request, Response
+from fastapi.dependencies.models import Dependant
+from fastapi.routing import APIRoute
+from starlette.exceptions import HTTPException
+
+from dtseg.server.auth import client_namespace, request_namespace
+from dtseg.server.config import ServerConfig
+
+VALUE_BYTES = 100
+"""Memory one JSON value may take once parsed and validated (a float in a list: 32 bytes, an
+empty list: 64; pydantic copies typed lists once more). Measured: docs/server.md."""
+
+
+class BodyBudget:
+    """An async byte budget: ``async with budget.reserve(n):`` waits until ``n`` bytes are free."""
+
+    def __init__(self, total: int) -> None:
+        self.total = max(1, int(total))
+        self.used = 0
+        self._waiters: deque[asyncio.Future[None]] = deque()
+
+    @asynccontextmanager
+    async def reserve(self, amount: int) -> AsyncIterator[None]:
+        amount = min(max(0, int(amount)), self.total)
+        while self.used + amount > self.total:
+            waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+            self._waiters.append(waiter)
+            try:
+                await waiter
+            finally:
+                if waiter in self._waiters:
+                    self._waiters.remove(waiter)
+        self.used += amount
+        try:
+            yield
+        finally:
+            self.used -= amount
+            while self._waiters:  # each waiter checks again whether its amount fits now
+                waiter = self._waiters.popleft()
+                if not waiter.done():
+                    waiter.set_result(None)
+
+
+def reservation(headers: Any, config: ServerConfig) -> int:
+    """Bytes a request reserves before its body is read: its size and what its values may take."""
+    declared = headers.get("content-length", "")
+    size = min(int(declared) if declared.isdigit() else config.max_body_bytes, config.max_body_bytes)
+    return size + VALUE_BYTES * min(config.max_json_values, size // 2 + 1)
+
+
+def check_json_values(body: bytes, limit: int) -> None:
+    """413 when ``body`` may hold more than ``limit`` JSON values (one more than its commas)."""
+    if body.count(b",") + 1 > limit:
+        raise HTTPException(413, f"request body has more than {limit} JSON values (server.max_json_values); "
+                                 "send large arrays as binary (embeddings_format / mask_input_format: binary)")
+
+
+class BodyRoute(APIRoute):
+    """An ``APIRoute`` whose body is read as the module docstring says."""
+
+    def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
+        handler = super().get_route_handler()
+        if self.body_field is None:
+            return handler
+        needs_key = _depends_on(self.dependant, client_namespace)
+
+        async def read_then_handle(request: Request) -> Response:
+            if needs_key:
+                request_namespace(request, close=True)
+            config: ServerConfig = request.app.state.services.config
+            async with request.app.state.body_budget.reserve(reservation(request.headers, config)):
+                check_json_values(await request.body(), config.max_json_values)  # cached for FastAPI
+                return await handler(request)
+
+        return read_then_handle
+
+
+def _depends_on(dependant: Dependant, call: Callable[..., Any]) -> bool:
+    return any(d.call is call or _depends_on(d, call) for d in dependant.dependencies)
