@@ -8,8 +8,10 @@
    bodies reserve for ``server.max_body_mb``. The share is held until the handler returns.
 3. The body is read, and its values are counted by their commas (a fast scan of the bytes, an
    upper bound): more than ``server.max_json_values`` is a 413, before anything is parsed.
-4. FastAPI parses and validates it as usual. Both hold the GIL, so a worker thread would not
-   help: the event loop waits while one body is parsed. Step 3 bounds that wait.
+4. A JSON body is parsed in steps that give the event loop its turn (``json_steps``), then
+   handed to FastAPI, which validates it as usual. Validation holds the GIL (so would a
+   thread): a field typed as numbers keeps the loop for its length, which step 3 bounds;
+   ``Any`` fields (embeddings, mask inputs) cost nothing.
 """
 
 from __future__ import annotations
@@ -17,19 +19,23 @@ from __future__ import annotations
 import asyncio
 from collections import deque
 from contextlib import asynccontextmanager
+from json import JSONDecodeError
 from typing import Any, AsyncIterator, Callable, Coroutine
 
 from fastapi import Request, Response
+from fastapi.exceptions import RequestValidationError
 from fastapi.dependencies.models import Dependant
 from fastapi.routing import APIRoute
 from starlette.exceptions import HTTPException
 
 from dtseg.server.auth import client_namespace, request_namespace
 from dtseg.server.config import ServerConfig
+from dtseg.server.json_steps import decode_body, parse_json
 
-VALUE_BYTES = 100
-"""Memory one JSON value may take once parsed and validated (a float in a list: 32 bytes, an
-empty list: 64; pydantic copies typed lists once more). Measured: docs/server.md."""
+VALUE_BYTES = 160
+"""Memory one JSON value (one comma) may take once parsed and validated: a float in a list
+takes 32 bytes, a small list about 72, and pydantic copies typed lists once more. Measured
+(docs/server.md): about 70 bytes per value for a JSON embedding, 150 for ``point_coords`` pairs."""
 
 
 class BodyBudget:
@@ -90,10 +96,44 @@ class BodyRoute(APIRoute):
                 request_namespace(request, close=True)
             config: ServerConfig = request.app.state.services.config
             async with request.app.state.body_budget.reserve(reservation(request.headers, config)):
-                check_json_values(await request.body(), config.max_json_values)  # cached for FastAPI
+                body = await request.body()
+                check_json_values(body, config.max_json_values)
+                if body and _is_json(request.headers.get("content-type", "")):
+                    request = ParsedRequest(request, body, await _parse(body))
                 return await handler(request)
 
         return read_then_handle
+
+
+class ParsedRequest(Request):
+    """A request whose body is already read and parsed: FastAPI's ``body()`` and ``json()`` return them."""
+
+    def __init__(self, request: Request, body: bytes, value: Any) -> None:
+        super().__init__(request.scope, request.receive)
+        self._raw, self._value = body, value
+
+    async def body(self) -> bytes:
+        return self._raw
+
+    async def json(self) -> Any:
+        return self._value
+
+
+async def _parse(body: bytes) -> Any:
+    """``parse_json``, with FastAPI's errors: 422 ``json_invalid`` at a position, else 400."""
+    try:
+        return await parse_json(decode_body(body))
+    except JSONDecodeError as exc:
+        raise RequestValidationError([{"type": "json_invalid", "loc": ("body", exc.pos), "msg": "JSON decode error",
+                                       "input": {}, "ctx": {"error": exc.msg}}], body=exc.doc) from None
+    except (ValueError, RecursionError) as exc:  # not UTF-8, or nested too deep for a string's scanner
+        raise HTTPException(400, "There was an error parsing the body") from exc
+
+
+def _is_json(content_type: str) -> bool:
+    """Whether FastAPI would parse a body of this type as JSON (``application/json`` or ``application/*+json``)."""
+    media = content_type.partition(";")[0].strip().lower()
+    return media == "application/json" or (media.startswith("application/") and media.endswith("+json"))
 
 
 def _depends_on(dependant: Dependant, call: Callable[..., Any]) -> bool:
