@@ -3,9 +3,10 @@
 1. The API key is checked from the headers alone: a client without one gets its 401 before a
    byte of its body is read or parsed (and the connection is closed, the body left unread).
 2. The request reserves its share of the body budget (``server.body_budget_mb``) and waits
-   while others hold it: its declared size plus ``VALUE_BYTES`` for each JSON value it may
-   hold (at most ``server.max_json_values``, at most one per two bytes: ``0,``). Chunked
-   bodies reserve for ``server.max_body_mb``. The share is held until the handler returns.
+   while others hold it: twice its declared size (the bytes and their text) plus
+   ``VALUE_BYTES`` for each JSON value it may hold (at most ``server.max_json_values``, at most
+   one per two bytes: ``0,``). Chunked bodies reserve as for ``server.max_body_mb``. The share
+   is held until the handler returns.
 3. The body is read, and its values are counted by their commas (a fast scan of the bytes, an
    upper bound): more than ``server.max_json_values`` is a 413, before anything is parsed.
 4. A JSON body is parsed in steps that give the event loop its turn (``json_steps``), then
@@ -69,10 +70,10 @@ class BodyBudget:
 
 
 def reservation(headers: Any, config: ServerConfig) -> int:
-    """Bytes a request reserves before its body is read: its size and what its values may take."""
+    """Bytes a request reserves before its body is read: its bytes, their text, what its values may take."""
     declared = headers.get("content-length", "")
     size = min(int(declared) if declared.isdigit() else config.max_body_bytes, config.max_body_bytes)
-    return size + VALUE_BYTES * min(config.max_json_values, size // 2 + 1)
+    return 2 * size + VALUE_BYTES * min(config.max_json_values, size // 2 + 1)
 
 
 def check_json_values(body: bytes, limit: int) -> None:

@@ -25,7 +25,7 @@ server:
   shutdown_grace_s: 10             # SIGTERM/SIGINT: running requests get this long (503 just before), then exit
   max_json_values: 1500000         # values in one JSON body (counted by its commas) -> 413 beyond
   body_budget_mb: 1024             # bodies being read, parsed and handled at once, in memory (each request
-                                   # reserves its size + 160 bytes per value it may hold); more wait their turn
+                                   # reserves 2 x its size + 160 bytes per value it may hold); more wait their turn
 ```
 """
 

@@ -35,10 +35,10 @@ def test_json_value_limit(make_client: Callable[..., TestClient]) -> None:
 
 def test_reservation_counts_size_and_values() -> None:
     config = ServerConfig(max_body_mb=1, max_json_values=1000)
-    assert reservation({"content-length": "300"}, config) == 300 + VALUE_BYTES * 151  # at most one value per 2 bytes
-    assert reservation({"content-length": "100000"}, config) == 100_000 + VALUE_BYTES * 1000
-    assert reservation({}, config) == (1 << 20) + VALUE_BYTES * 1000  # chunked: the largest body
-    assert reservation({"content-length": str(10 << 20)}, config) == (1 << 20) + VALUE_BYTES * 1000
+    assert reservation({"content-length": "300"}, config) == 600 + VALUE_BYTES * 151  # at most one value per 2 bytes
+    assert reservation({"content-length": "100000"}, config) == 200_000 + VALUE_BYTES * 1000
+    assert reservation({}, config) == (2 << 20) + VALUE_BYTES * 1000  # chunked: the largest body
+    assert reservation({"content-length": str(10 << 20)}, config) == (2 << 20) + VALUE_BYTES * 1000
 
 
 def test_body_budget_makes_requests_wait_their_turn() -> None:
