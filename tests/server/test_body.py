@@ -3,10 +3,15 @@
 from __future__ import annotations
 
 import asyncio
+import json
+import random
 from typing import Callable
 
+import httpx
 from fastapi.testclient import TestClient
 
+from dtseg import SamEngine
+from dtseg.server import create_app
 from dtseg.server.body import VALUE_BYTES, BodyBudget, reservation
 from dtseg.server.config import ServerConfig
 
@@ -72,3 +77,35 @@ def test_body_budget_makes_requests_wait_their_turn() -> None:
         return order
 
     assert asyncio.run(scenario()) == ["first in", "releasing", "first out", "second in", "huge in"]
+
+
+def test_healthz_answers_while_a_large_body_is_parsed(engine: SamEngine) -> None:
+    """A JSON embedding-sized body (1M numbers) and ``/healthz`` asked again and again on the same
+    event loop until the large request is answered: many answers meanwhile (with ``json.loads``
+    on the loop, the parse holds them all: one or two get through around it)."""
+    app = create_app(engine, ServerConfig())
+    rng = random.Random(0)
+    body = json.dumps({"image_id": "x", "embeddings": [[rng.random() for _ in range(64)] for _ in range(16384)],
+                       "format": "not-a-format"}).encode()  # answered 422 as soon as it is parsed and validated
+
+    async def scenario() -> int:
+        answered, large_done = 0, False
+        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://test") as client:
+            async def large() -> None:
+                nonlocal large_done
+                response = await client.post("/sam/segment_image", content=body,
+                                             headers={"Content-Type": "application/json"})
+                large_done = True
+                assert response.status_code == 422 and response.json()["field"] == "format", response.text
+
+            async def health() -> None:
+                nonlocal answered
+                await asyncio.sleep(0)  # the large request goes first
+                while not large_done:
+                    assert (await client.get("/healthz")).status_code == 200
+                    answered += 0 if large_done else 1
+
+            await asyncio.gather(large(), health())
+        return answered
+
+    assert asyncio.run(scenario()) >= 10
