@@ -28,6 +28,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.dependencies.models import Dependant
 from fastapi.routing import APIRoute
 from starlette.exceptions import HTTPException
+from starlette.requests import ClientDisconnect
 
 from dtseg.server.auth import client_namespace, request_namespace
 from dtseg.server.config import ServerConfig
@@ -97,7 +98,10 @@ class BodyRoute(APIRoute):
                 request_namespace(request, close=True)
             config: ServerConfig = request.app.state.services.config
             async with request.app.state.body_budget.reserve(reservation(request.headers, config)):
-                body = await request.body()
+                try:
+                    body = await request.body()
+                except ClientDisconnect:  # nobody to answer; not a server error
+                    raise HTTPException(400, "client disconnected before sending its whole body") from None
                 check_json_values(body, config.max_json_values)
                 if body and _is_json(request.headers.get("content-type", "")):
                     request = ParsedRequest(request, body, await _parse(body))

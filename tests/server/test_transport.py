@@ -124,6 +124,21 @@ def test_key_checked_before_the_body(served: Served) -> None:
     assert b"connection: close" in answer.lower()
 
 
+def test_client_hanging_up_mid_body_is_not_a_server_error(served: Served) -> None:
+    for _ in range(3):
+        sock = connect(served.url)
+        sock.sendall(request_head("/sam/embed_image", 1000) + b'{"image_id": "')
+        sock.close()
+    time.sleep(1)  # the server sees the hang-ups, then a marked request, logged after whatever they logged
+    assert requests.get(f"{served.url}/healthz", params={"after": "hang-ups"}, timeout=BOUND_S).ok
+    deadline = time.monotonic() + BOUND_S
+    while not any("/healthz?after=hang-ups" in line for line in served.output) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    log = "".join(served.output)
+    assert "/healthz?after=hang-ups" in log
+    assert "Traceback" not in log and "unexpected error" not in log, log[-3000:]
+
+
 def test_api_keys_stay_out_of_the_access_log(served: Served) -> None:
     assert requests.get(f"{served.url}/info", params={"api_key": KEY, "x": "1"}, timeout=BOUND_S).ok
     assert requests.get(f"{served.url}/info", headers={"Authorization": f"Bearer {KEY}"}, timeout=BOUND_S).ok
