@@ -85,7 +85,9 @@ def create_app(engine: SamEngine, config: ServerConfig | None = None, sam2_engin
             "auth": bool(app.state.api_keys),
             "limits": {"max_body_mb": config.max_body_mb, "max_image_pixels": config.max_image_pixels,
                        "threads": config.threads, "max_objects": config.max_objects,
-                       "max_points_per_object": config.max_points_per_object},
+                       "max_points_per_object": config.max_points_per_object,
+                       "max_json_values": config.max_json_values, "body_budget_mb": config.body_budget_mb,
+                       "header_timeout_s": config.header_timeout_s, "body_timeout_s": config.body_timeout_s},
             "pipelines": segment_routes.available_configs(config),
         }
 

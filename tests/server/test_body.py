@@ -36,6 +36,7 @@ def test_json_value_limit(make_client: Callable[..., TestClient]) -> None:
     large = client.post("/sam/segment_image", json={"image_id": "never-embedded", "point_coords": [[1, 2]] * 50,
                                                     "point_labels": [1] * 50})  # 150 commas
     assert large.status_code == 413 and "server.max_json_values" in large.json()["message"], large.text
+    assert client.get("/info").json()["limits"]["max_json_values"] == 100
 
 
 def test_reservation_counts_size_and_values() -> None:
