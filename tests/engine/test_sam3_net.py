@@ -1,8 +1,8 @@
 """Meta's SAM 3 reference on the CPU with ``tiny_sam3`` random weights, and ``sam3.pt`` loading.
 
-The reference runs through Meta's own entry points: ``Sam3Processor`` for concept prompts
-(a phrase, exemplar boxes, both) and ``Sam3Image.predict_inst`` for visual prompts, on one
-image state per image, as its users run it.
+The reference runs through Meta's own entry points (tests/engine/sam3_reference.py):
+``Sam3Processor`` for concept prompts (a phrase, exemplar boxes, both), the batched
+``Datapoint`` path Roboflow uses, and ``Sam3Image.predict_inst`` for visual prompts.
 """
 
 from __future__ import annotations
@@ -27,21 +27,24 @@ from dtseg.engine.families.sam3_net import (
     sam3_checkpoint,
     sam3_state,
     save_sam3_checkpoint,
+    spec_builder,
 )
 from dtseg.errors import CheckpointError, CheckpointNotFoundError
 from tests.engine.conftest import synthetic_image
+from tests.engine.sam3_reference import Concept, batched_concepts, processor_concepts
 
 pytest.importorskip("sam3")
 
 HEIGHT, WIDTH = 150, 220
-#: Concept prompts: phrases, and exemplar boxes (cx, cy, w, h normalized; True = positive).
+#: Concept prompts, by case: each ``Concept`` is one call (exemplar boxes in image pixels).
 CONCEPTS = {
-    "phrase": (["a red disc"], []),
-    "exemplar_box": ([], [([0.35, 0.4, 0.3, 0.4], True)]),
-    "phrase_negative_box": (["a red disc"], [([0.72, 0.75, 0.3, 0.3], False)]),
-    "three_phrases": (["a red disc", "a green box", "sky"], []),
+    "phrase": [Concept("a red disc")],
+    "exemplar_box": [Concept(None, (((30.0, 30.0, 100.0, 90.0), True),))],
+    "phrase_negative_box": [Concept("a red disc", (((125.0, 90.0, 190.0, 135.0), False),))],
+    "three_phrases": [Concept("a red disc"), Concept("a green box"), Concept("sky")],
 }
 POINT = {"point_coords": np.array([[70.0, 60.0]]), "point_labels": np.array([1])}
+RESOLUTION = TINY_SAM3_SPEC.resolution
 
 
 def tiny_net(seed: int = 0) -> torch.nn.Module:
@@ -60,23 +63,13 @@ def image() -> Image.Image:
 
 
 def run_reference(net: torch.nn.Module, image: Image.Image) -> dict[str, list[dict[str, np.ndarray]]]:
-    """Every concept case (one result per phrase, or one for boxes alone) and ``predict_inst``
-    for one point, all on one image state; all 200 queries kept (threshold 0)."""
+    """Every concept case through ``Sam3Processor`` (all 200 queries kept), and
+    ``predict_inst`` for one point (3 masks)."""
     from sam3.model.sam3_image_processor import Sam3Processor
 
-    results: dict[str, list[dict[str, np.ndarray]]] = {}
+    results = {case: processor_concepts(net, image, concepts, RESOLUTION) for case, concepts in CONCEPTS.items()}
     with torch.inference_mode(), on_device("cpu"):
-        processor = Sam3Processor(net, resolution=TINY_SAM3_SPEC.resolution, device="cpu", confidence_threshold=0.0)
-        state = processor.set_image(image)
-        for case, (phrases, boxes) in CONCEPTS.items():
-            results[case] = []
-            for phrase in phrases or [None]:
-                processor.reset_all_prompts(state)
-                if phrase is not None:
-                    processor.set_text_prompt(phrase, state)
-                for box, positive in boxes:
-                    processor.add_geometric_prompt(box, positive, state)
-                results[case].append({key: state[key].numpy().copy() for key in ("boxes", "scores", "masks_logits")})
+        state = Sam3Processor(net, resolution=RESOLUTION, device="cpu").set_image(image)
         masks, scores, logits = net.predict_inst(state, multimask_output=True, **POINT)
     results["predict_inst"] = [{"masks": masks, "scores": scores, "logits": logits}]
     return results
@@ -102,8 +95,8 @@ def test_bpe_vocabulary_is_metas():
 
 # -- building ------------------------------------------------------------------------------
 def test_official_spec_is_what_metas_builder_passes():
-    """Meta's ``build_sam3_image_model``, run with every class recording its arguments (and
-    built at tiny size): the official spec's values are Meta's."""
+    """Meta's ``build_sam3_image_model``, run with every overridden class recording the values
+    it is given (and built at tiny size): the official spec's values are Meta's."""
     from unittest import mock
 
     import sam3.model_builder as builder
@@ -112,8 +105,9 @@ def test_official_spec_is_what_metas_builder_passes():
 
     def recording(name, cls):
         def build(*args, **kwargs):
-            seen[name] = {key: kwargs[key] for key in official[name]}
-            return cls(*args, **{**kwargs, **tiny[name]})
+            given = {key: kwargs[key] for key in official[name] if kwargs[key] is not None}
+            seen.setdefault(name, []).append(given)
+            return cls(*args, **{**kwargs, **{key: tiny[name][key] for key in given}})
         return build
 
     patches = {name: recording(name, getattr(builder, name)) for name in official}
@@ -121,7 +115,11 @@ def test_official_spec_is_what_metas_builder_passes():
         net = builder.build_sam3_image_model(bpe_path=str(bpe_path()), device="cpu", load_from_HF=False,
                                              enable_inst_interactivity=True)
     net.inst_interactive_predictor.model.bf16_context.__exit__(None, None, None)
-    assert seen == official
+    assert seen.keys() == official.keys()
+    for name, calls in seen.items():
+        assert any(calls), name
+        for given in calls:
+            assert given == {key: official[name][key] for key in given}, name
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="Meta's builder works as it is where CUDA is")
@@ -152,13 +150,13 @@ def test_same_seed_same_weights_including_the_text_encoders_empty_tensors():
 # -- the reference on the CPU --------------------------------------------------------------
 def test_concept_outputs(reference):
     queries, side = 200, (HEIGHT, WIDTH)
-    for case, (phrases, _) in CONCEPTS.items():
+    for case, concepts in CONCEPTS.items():
         results = reference[case]
-        assert len(results) == max(len(phrases), 1)
+        assert len(results) == len(concepts)
         for result in results:
             assert result["boxes"].shape == (queries, 4)
             assert result["scores"].shape == (queries,)
-            assert result["masks_logits"].shape == (queries, 1, *side)
+            assert result["masks"].shape == (queries, *side) and result["masks"].dtype == bool
             assert ((result["scores"] > 0) & (result["scores"] < 1)).all()
             assert np.isfinite(result["boxes"]).all()
 
@@ -170,6 +168,19 @@ def test_prompts_change_the_outputs(reference):
     assert not np.array_equal(phrase, negative)
     assert not np.array_equal(three[1]["scores"], three[2]["scores"])
     np.testing.assert_array_equal(three[0]["scores"], phrase)  # same phrase, same image state
+
+
+def test_batched_path_matches_the_processor(net, image, reference):
+    """Roboflow's path (every concept a query of one ``Datapoint``, one forward) gives what the
+    processor gives one call at a time: the same queries in the same order."""
+    concepts = [concept for case in CONCEPTS.values() for concept in case]
+    expected = [result for case in CONCEPTS for result in reference[case]]
+    for got, want in zip(batched_concepts(net, image, concepts, RESOLUTION), expected, strict=True):
+        np.testing.assert_allclose(got["scores"], want["scores"], atol=1e-4)
+        np.testing.assert_allclose(got["boxes"], want["boxes"], atol=1e-3)
+        union = (got["masks"] | want["masks"]).sum(axis=(1, 2))
+        iou = (got["masks"] & want["masks"]).sum(axis=(1, 2)) / np.maximum(union, 1)
+        assert iou[union > 0].min() >= 0.99
 
 
 def test_predict_inst(reference):
@@ -206,20 +217,11 @@ def checkpoint(net, tmp_path_factory) -> Path:
 def test_checkpoint_has_sam3_pt_layout(checkpoint):
     """``sam3.pt`` is Meta's video model's state dict, which Meta's video builder loads
     strictly: a saved tiny checkpoint has exactly its keys and shapes."""
-    from unittest import mock
-
-    import sam3.model_builder as builder
-
-    patches = {name: _kwargs(getattr(builder, name), kw) for name, kw in TINY_SAM3_SPEC.overrides().items()}
-    with on_device("cpu"), mock.patch.multiple(builder, **patches):
+    with spec_builder(TINY_SAM3_SPEC) as builder:
         video = builder.build_sam3_video_model(bpe_path=str(bpe_path()), device="cpu", load_from_HF=False)
     video.tracker.bf16_context.__exit__(None, None, None)
     saved = torch.load(checkpoint, weights_only=True)
     assert {k: v.shape for k, v in saved.items()} == {k: v.shape for k, v in video.state_dict().items()}
-
-
-def _kwargs(cls, overrides):
-    return lambda *args, **kwargs: cls(*args, **{**kwargs, **overrides})
 
 
 def test_loaded_checkpoint_gives_identical_outputs(net, image, reference, checkpoint):
@@ -249,7 +251,7 @@ def test_checkpoint_under_model_key_loads(net, checkpoint, tmp_path):
 
 
 def test_bad_checkpoints_say_why(checkpoint, tmp_path):
-    state = torch.load(checkpoint, weights_only=True)
+    state, net = torch.load(checkpoint, weights_only=True), tiny_net()  # a failed load changes nothing
     cases = {
         "[1-9][0-9]* missing keys": {k: v for k, v in state.items() if not k.startswith("tracker.sam_mask_decoder.")},
         "[1-9][0-9]* with other shapes": {**state, "detector.geometry_encoder.cls_embed.weight": torch.zeros(3, 3)},
@@ -259,7 +261,7 @@ def test_bad_checkpoints_say_why(checkpoint, tmp_path):
         path = tmp_path / "bad.pt"
         torch.save(bad, path)
         with pytest.raises(CheckpointError, match=message):
-            load_sam3_weights(tiny_net(), path)
+            load_sam3_weights(net, path)
     path.write_bytes(b"not a checkpoint")
     with pytest.raises(CheckpointError, match="cannot read"):
         load_sam3_weights(tiny_net(), path)

@@ -52,11 +52,15 @@ BACKBONE_STRIDE = 14  # ViT patch size: the feature grid is resolution / 14
 class Sam3Spec:
     """SAM 3's image network: what Meta's builder fixes, as fields (defaults: the official model).
 
-    ``resolution`` is the square input side in pixels (a multiple of 14 and of the ViT window,
-    24 patches, times 14). The model width (256) and the MLP sizes are Meta's.
+    ``resolution`` is the square input side in pixels, a multiple of ``14 * vit_window`` (the
+    feature grid, ``resolution / 14``, holds whole attention windows); ``vit_pretrain_size``
+    fixes the learned position embedding (``(size / 14)^2`` positions, tiled over the grid).
+    The model width (256) and the MLP sizes are Meta's.
     """
 
     resolution: int = 1008
+    vit_window: int = 24
+    vit_pretrain_size: int = 336
     vit_dim: int = 1024
     vit_depth: int = 32
     vit_heads: int = 16
@@ -70,9 +74,11 @@ class Sam3Spec:
     tracker_layers: int = 4      # the tracker's memory attention (video only, but in sam3.pt)
 
     def overrides(self) -> dict[str, dict[str, Any]]:
-        """Constructor keyword arguments by the class's name in ``sam3.model_builder``."""
+        """Constructor keyword arguments by the class's name in ``sam3.model_builder``; each
+        replaces the value Meta's builder passes, unless that is ``None``."""
         return {
-            "ViT": {"img_size": self.resolution, "embed_dim": self.vit_dim, "depth": self.vit_depth,
+            "ViT": {"img_size": self.resolution, "window_size": self.vit_window,
+                    "pretrain_img_size": self.vit_pretrain_size, "embed_dim": self.vit_dim, "depth": self.vit_depth,
                     "num_heads": self.vit_heads, "global_att_blocks": self.vit_global_blocks},
             "VETextEncoder": {"width": self.text_width, "heads": self.text_heads, "layers": self.text_layers},
             "TransformerEncoderFusion": {"num_layers": self.encoder_layers},
@@ -80,6 +86,8 @@ class Sam3Spec:
             "SequenceGeometryEncoder": {"num_layers": self.geometry_layers},
             "TransformerEncoderCrossAttention": {"num_layers": self.tracker_layers},
             "Sam3TrackerPredictor": {"image_size": self.resolution},
+            # the cached position encodings (Meta precomputes them for 1008 pixels)
+            "PositionEmbeddingSine": {"precompute_resolution": self.resolution},
         }
 
     @property
@@ -89,11 +97,13 @@ class Sam3Spec:
 
 
 SAM3_SPEC = Sam3Spec()
-#: Test-size SAM 3 (random weights only): 336-pixel input (24 x 24 patches, one ViT window),
-#: a 2-block ViT of width 32, a 1-layer text encoder of width 32, one layer everywhere else.
-TINY_SAM3_SPEC = Sam3Spec(resolution=336, vit_dim=32, vit_depth=2, vit_heads=2, vit_global_blocks=(1,),
-                          text_width=32, text_heads=2, text_layers=1, encoder_layers=1, decoder_layers=1,
-                          geometry_layers=1, tracker_layers=1)
+#: Test-size SAM 3 (random weights only): 168-pixel input (12 x 12 patches: 2 x 2 windows of 6,
+#: the 6 x 6 position embedding tiled, as the official 72 x 72 grid holds 3 x 3 windows and
+#: tiles 24 x 24), a 2-block ViT of width 32 (one windowed, one global block), a 1-layer text
+#: encoder of width 32, one layer everywhere else.
+TINY_SAM3_SPEC = Sam3Spec(resolution=168, vit_window=6, vit_pretrain_size=84, vit_dim=32, vit_depth=2, vit_heads=2,
+                          vit_global_blocks=(1,), text_width=32, text_heads=2, text_layers=1, encoder_layers=1,
+                          decoder_layers=1, geometry_layers=1, tracker_layers=1)
 
 #: Meta's checkpoint, from the gated Hugging Face repository facebook/sam3 (accept the SAM
 #: License there; dtseg does not download it). Meta publishes no sha256, and this project has
@@ -141,21 +151,29 @@ def on_device(device: str | torch.device = "cpu") -> Iterator[None]:
 def _with_kwargs(cls: type, overrides: dict[str, Any]) -> Callable[..., Any]:
     @functools.wraps(cls)
     def build(*args: Any, **kwargs: Any) -> Any:
-        return cls(*args, **{**kwargs, **overrides})
+        return cls(*args, **{**kwargs, **{k: v for k, v in overrides.items() if kwargs.get(k) is not None}})
     return build
+
+
+@contextlib.contextmanager
+def spec_builder(spec: Sam3Spec, device: str | torch.device = "cpu") -> Iterator[Any]:
+    """``sam3.model_builder`` building ``spec`` on ``device`` while the context lasts (its
+    ``build_sam3_image_model`` and ``build_sam3_video_model`` alike)."""
+    import sam3.model_builder as builder
+
+    patches = {name: _with_kwargs(getattr(builder, name), kwargs) for name, kwargs in spec.overrides().items()}
+    with on_device(device), mock.patch.multiple(builder, **patches), warnings.catch_warnings():
+        # the interactive predictor's CUDA autocast, without CUDA
+        warnings.filterwarnings("ignore", "CUDA is not available", UserWarning)
+        yield builder
 
 
 def build_sam3_net(spec: Sam3Spec = SAM3_SPEC, device: str | torch.device = "cpu") -> nn.Module:
     """Meta's ``Sam3Image`` for ``spec``, with the interactive predictor (``predict_inst``), in
     eval mode on ``device``, freshly initialized (the caller seeds). Leaves torch's autocast
     state as it found it."""
-    import sam3.model_builder as builder
-
     device = torch.device(device)
-    patches = {name: _with_kwargs(getattr(builder, name), kwargs) for name, kwargs in spec.overrides().items()}
-    with on_device(device), mock.patch.multiple(builder, **patches), warnings.catch_warnings():
-        # the interactive predictor's CUDA autocast, without CUDA
-        warnings.filterwarnings("ignore", "CUDA is not available", UserWarning)
+    with spec_builder(spec, device) as builder:
         net = builder.build_sam3_image_model(bpe_path=str(bpe_path()), device="cpu", eval_mode=True,
                                              checkpoint_path=None, load_from_HF=False,
                                              enable_segmentation=True, enable_inst_interactivity=True)
@@ -240,4 +258,4 @@ def sam3_checkpoint(checkpoint: str | os.PathLike | None = None) -> Path:
 
 __all__ = ["BPE_SHA256", "SAM3", "SAM3_SPEC", "TINY_SAM3_SPEC", "Sam3Spec", "bpe_path", "build_sam3_net",
            "load_sam3_weights", "on_device", "sam3_checkpoint", "sam3_state",
-           "save_sam3_checkpoint"]
+           "save_sam3_checkpoint", "spec_builder"]
