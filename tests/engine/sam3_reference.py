@@ -36,13 +36,14 @@ def _cxcywh(box: tuple[float, float, float, float], width: int, height: int) -> 
 
 
 def processor_concepts(net: torch.nn.Module, image: Image.Image, concepts: list[Concept],
-                       resolution: int) -> list[dict[str, np.ndarray]]:
-    """Each concept through ``Sam3Processor`` on one shared image state."""
+                       resolution: int, threshold: float = 0.0) -> list[dict[str, np.ndarray]]:
+    """Each concept through ``Sam3Processor`` on one shared image state; only queries scoring
+    above ``threshold`` (Meta's default: 0.5) are kept."""
     from sam3.model.sam3_image_processor import Sam3Processor
 
     results = []
     with torch.inference_mode(), on_device("cpu"):
-        processor = Sam3Processor(net, resolution=resolution, device="cpu", confidence_threshold=0.0)
+        processor = Sam3Processor(net, resolution=resolution, device="cpu", confidence_threshold=threshold)
         state = processor.set_image(image)
         for concept in concepts:
             processor.reset_all_prompts(state)

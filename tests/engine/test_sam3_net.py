@@ -122,6 +122,15 @@ def test_official_spec_is_what_metas_builder_passes():
             assert given == {key: official[name][key] for key in given}, name
 
 
+@pytest.mark.parametrize("bad", [{"resolution": 1000}, {"resolution": 0}, {"vit_pretrain_size": 100},
+                                 {"vit_global_blocks": (7, 32)}], ids=str)
+def test_bad_spec_says_why(bad):
+    import dataclasses
+
+    with pytest.raises(ValueError, match="Sam3Spec: " + next(iter(bad))):
+        dataclasses.replace(SAM3_SPEC, **bad)
+
+
 @pytest.mark.skipif(torch.cuda.is_available(), reason="Meta's builder works as it is where CUDA is")
 def test_metas_builder_needs_the_device_patch():
     import sam3.model_builder as builder
@@ -168,6 +177,13 @@ def test_prompts_change_the_outputs(reference):
     assert not np.array_equal(phrase, negative)
     assert not np.array_equal(three[1]["scores"], three[2]["scores"])
     np.testing.assert_array_equal(three[0]["scores"], phrase)  # same phrase, same image state
+
+
+def test_a_phrase_matching_nothing_gives_empty_results(net, image, reference):
+    above_all = float(reference["phrase"][0]["scores"].max()) + 1e-3
+    (result,) = processor_concepts(net, image, CONCEPTS["phrase"], RESOLUTION, threshold=above_all)
+    assert result["boxes"].shape == (0, 4) and result["scores"].shape == (0,)
+    assert result["masks"].shape == (0, HEIGHT, WIDTH)
 
 
 def test_batched_path_matches_the_processor(net, image, reference):

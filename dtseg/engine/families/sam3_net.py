@@ -16,6 +16,7 @@ test-size one) and runs it anywhere, without editing the package:
 - Checkpoints: Meta's ``sam3.pt`` is the video model's state dict (``detector.*``,
   ``tracker.*``); ``load_sam3_weights`` maps it onto the image network as Meta's
   ``_load_checkpoint`` does (``tracker.`` -> ``inst_interactive_predictor.model.``), strictly.
+- ``spec_builder(spec)``: Meta's builders, with the classes it names taking the spec's values.
 
 Meta's ``PostProcessImage`` takes ``always_interpolate_masks_on_gpu=False`` on the CPU; the
 interactive predictor's hole filling (``max_hole_area=256``) runs on the CPU through
@@ -72,6 +73,15 @@ class Sam3Spec:
     decoder_layers: int = 6      # DETR-like decoder (200 queries, presence token)
     geometry_layers: int = 3     # exemplar box / point encoder
     tracker_layers: int = 4      # the tracker's memory attention (video only, but in sam3.pt)
+
+    def __post_init__(self) -> None:
+        if self.resolution <= 0 or self.resolution % (BACKBONE_STRIDE * self.vit_window):
+            raise ValueError(f"Sam3Spec: resolution {self.resolution} is not a positive multiple of "
+                             f"{BACKBONE_STRIDE} x vit_window ({BACKBONE_STRIDE * self.vit_window})")
+        if self.vit_pretrain_size <= 0 or self.vit_pretrain_size % BACKBONE_STRIDE:
+            raise ValueError(f"Sam3Spec: vit_pretrain_size {self.vit_pretrain_size} is not a positive multiple of 14")
+        if not all(0 <= block < self.vit_depth for block in self.vit_global_blocks):
+            raise ValueError(f"Sam3Spec: vit_global_blocks {self.vit_global_blocks} outside 0..{self.vit_depth - 1}")
 
     def overrides(self) -> dict[str, dict[str, Any]]:
         """Constructor keyword arguments by the class's name in ``sam3.model_builder``; each
