@@ -44,6 +44,7 @@ CONCEPTS = {
     "three_phrases": [Concept("a red disc"), Concept("a green box"), Concept("sky")],
 }
 POINT = {"point_coords": np.array([[70.0, 60.0]]), "point_labels": np.array([1])}
+BOX = {"box": np.array([30.0, 30.0, 100.0, 90.0])}
 RESOLUTION = TINY_SAM3_SPEC.resolution
 
 
@@ -64,14 +65,19 @@ def image() -> Image.Image:
 
 def run_reference(net: torch.nn.Module, image: Image.Image) -> dict[str, list[dict[str, np.ndarray]]]:
     """Every concept case through ``Sam3Processor`` (all 200 queries kept), and
-    ``predict_inst`` for one point (3 masks)."""
+    ``predict_inst`` for a point (3 masks), a box, the point (1 mask), and the point with the
+    box's low-res mask as mask input (1 mask)."""
     from sam3.model.sam3_image_processor import Sam3Processor
 
     results = {case: processor_concepts(net, image, concepts, RESOLUTION) for case, concepts in CONCEPTS.items()}
     with torch.inference_mode(), on_device("cpu"):
         state = Sam3Processor(net, resolution=RESOLUTION, device="cpu").set_image(image)
-        masks, scores, logits = net.predict_inst(state, multimask_output=True, **POINT)
-    results["predict_inst"] = [{"masks": masks, "scores": scores, "logits": logits}]
+        point = net.predict_inst(state, multimask_output=True, **POINT)
+        box = net.predict_inst(state, multimask_output=False, **BOX)
+        single = net.predict_inst(state, multimask_output=False, **POINT)
+        mask_input = net.predict_inst(state, multimask_output=False, mask_input=box[2], **POINT)
+    results["predict_inst"] = [{"masks": masks, "scores": scores, "logits": logits}
+                               for masks, scores, logits in (point, box, single, mask_input)]
     return results
 
 
@@ -200,11 +206,13 @@ def test_batched_path_matches_the_processor(net, image, reference):
 
 
 def test_predict_inst(reference):
-    result = reference["predict_inst"][0]
-    assert result["masks"].shape == (3, HEIGHT, WIDTH)
-    assert result["scores"].shape == (3,)
     side = TINY_SAM3_SPEC.grid * 4
-    assert result["logits"].shape == (3, side, side)
+    for result, count in zip(reference["predict_inst"], (3, 1, 1, 1), strict=True):
+        assert result["masks"].shape == (count, HEIGHT, WIDTH)
+        assert result["scores"].shape == (count,)
+        assert result["logits"].shape == (count, side, side)
+    _, _, single, with_mask = reference["predict_inst"]
+    assert not np.array_equal(with_mask["logits"], single["logits"])  # the mask input is used
 
 
 def test_reference_is_deterministic_and_leaves_no_autocast(net, image, reference):
