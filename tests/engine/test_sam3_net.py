@@ -305,3 +305,13 @@ def test_missing_official_checkpoint_says_where_to_put_it(tmp_path, monkeypatch)
     assert sam3_checkpoint() == tmp_path / "checkpoints" / "sam3.pt"
     with pytest.raises(CheckpointNotFoundError, match="not found"):
         sam3_checkpoint(tmp_path / "elsewhere.pt")
+
+
+@pytest.mark.slow
+def test_official_network_is_the_published_size():
+    """The official spec built for real (860 M parameters, about a minute and 3.5 GB here):
+    the ``SAM3`` row's parameter count and size are this network's."""
+    net = build_sam3_net(SAM3_SPEC)
+    assert round(sum(p.numel() for p in net.parameters()) / 1e6, 1) == SAM3.params_m
+    state_bytes = sum(t.numel() * t.element_size() for t in net.state_dict().values())
+    assert round(state_bytes / 1e6, -1) == SAM3.size_mb
