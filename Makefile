@@ -31,6 +31,9 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install -q setuptools wheel
 	SAM2_BUILD_CUDA=0 $(BIN)/python -m pip install -q --no-build-isolation 'sam2>=1.1'
 	$(BIN)/python -m pip install -q -e '.[test]'
+	# Meta's sam3 (SAM 3): its pins would downgrade numpy/tqdm/typing_extensions and keep
+	# huggingface-hub < 2; what it imports is in pyproject.toml
+	$(BIN)/python -m pip install -q --no-deps 'sam3>=0.1.4'
 	# Roboflow's client, for the compatibility tests; its pins would downgrade supervision/opencv
 	$(BIN)/python -m pip install -q --no-deps 'inference-sdk>=1.8'
 	touch $@
