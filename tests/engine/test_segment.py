@@ -61,10 +61,13 @@ def _arrays(prompts: Prompts) -> dict:
     return dict(point_coords=prompts.points, point_labels=prompts.labels, boxes=prompts.boxes)
 
 
-def test_padding_points_do_not_change_a_mask(engine, image):
+def test_nan_padding_is_no_point_and_minus_one_is_a_token(engine, image):
     plain = engine.segment_image(image, point_coords=[[100, 100]], point_labels=[1])
-    padded = engine.segment_image(image, point_coords=[[100, 100], [0, 0], [7, 7]], point_labels=[1, -1, -1])
+    nan = np.nan
+    padded = engine.segment_image(image, point_coords=[[nan, nan], [100, 100], [nan, nan]], point_labels=[-1, 1, -1])
     np.testing.assert_allclose(plain.low_res_logits, padded.low_res_logits, atol=1e-6)
+    token = engine.segment_image(image, point_coords=[[100, 100], [0, 0]], point_labels=[1, -1])
+    assert np.abs(plain.low_res_logits - token.low_res_logits).max() > 1e-3  # SAM's not-a-point changes the mask
 
 
 def test_empty_prompts_give_empty_detections(engine, image):
