@@ -451,17 +451,18 @@ class SamEngine:
         entry = self.mask_logits.get(key)
         if entry is None:
             raise PromptError("mask_input", f"no cached mask logits for image_id {key[1]!r}: segment it once first")
-        return self._fit_masks(entry.logits, n)
+        return self._fit_masks(entry.logits, n, f"the cached logits of image_id {key[1]!r} (the last call's)")
 
-    def _fit_masks(self, masks: torch.Tensor, n: int) -> torch.Tensor:
-        """``(1|N, 1, 256, 256)`` -> ``(N, 1, 256, 256)``, or a ``PromptError`` naming the shape."""
+    def _fit_masks(self, masks: torch.Tensor, n: int, source: str = "the logits given") -> torch.Tensor:
+        """``(1|N, 1, 256, 256)`` -> ``(N, 1, 256, 256)``, or a ``PromptError`` naming the shape
+        and ``source`` (the caller's logits, or the cache's)."""
         low_len = self.model.mask_length
         if masks.ndim != 4 or tuple(masks.shape[1:]) != (1, low_len, low_len):
             raise PromptError("mask_input", f"expected ({low_len}, {low_len}) or (N, 1, {low_len}, {low_len}), got {tuple(masks.shape)}")
         if len(masks) == 1 and n > 1:
             masks = masks.expand(n, -1, -1, -1)
         if len(masks) != n:
-            raise PromptError("mask_input", f"{len(masks)} masks for {n} objects")
+            raise PromptError("mask_input", f"{source} are {len(masks)} masks for {n} objects")
         return masks
 
     def _tensor(self, array: np.ndarray) -> torch.Tensor:
