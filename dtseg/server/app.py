@@ -12,7 +12,7 @@ from fastapi_offline import FastAPIOffline
 from dtseg import __version__
 from dtseg.engine import SamEngine
 from dtseg.server import sam2_routes, sam_routes, segment_routes
-from dtseg.server.auth import Namespace
+from dtseg.server.auth import Namespace, document_auth
 from dtseg.server.page_routes import install_page
 from dtseg.server.config import ServeConfig, ServerConfig
 from dtseg.server.errors import install_error_handlers
@@ -87,6 +87,7 @@ def create_app(engine: SamEngine, config: ServerConfig | None = None, sam2_engin
             "pipelines": segment_routes.available_configs(config),
         }
 
+    document_auth(app)
     return app
 
 

@@ -26,7 +26,7 @@ from dtseg.server.state import Services, get_services
 STATIC_DIR = Path(__file__).parent / "static"
 router = APIRouter(tags=["page"])
 ServicesDep = Annotated[Services, Depends(get_services)]
-_ERRORS = {400: {"model": ErrorResponse}, 401: {"model": ErrorResponse}, 413: {"model": ErrorResponse},
+_ERRORS = {400: {"model": ErrorResponse}, 413: {"model": ErrorResponse},
            422: {"model": ErrorResponse}}
 _MAGIC = [(b"\x89PNG", "image/png"), (b"\xff\xd8", "image/jpeg"), (b"GIF8", "image/gif"), (b"BM", "image/bmp"),
           (b"RIFF", "image/webp")]

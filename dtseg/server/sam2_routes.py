@@ -36,7 +36,6 @@ NOT_CONFIGURED = ("no SAM 2 model is configured on this server: set sam2.model (
 
 _ERRORS: dict[int | str, dict[str, Any]] = {
     400: {"model": ErrorResponse, "description": "bad image or prompts; `field` names the culprit"},
-    401: {"model": ErrorResponse, "description": "missing or invalid API key"},
     404: {"model": ErrorResponse, "description": "no SAM 2 model configured, or image_id not embedded"},
     413: {"model": ErrorResponse, "description": "request body too large"},
     422: {"model": ErrorResponse, "description": "body does not match the schema"},

@@ -35,7 +35,6 @@ OCTET = "application/octet-stream"
 _ERRORS: dict[int | str, dict[str, Any]] = {
     400: {"model": ErrorResponse, "description": "bad image, image_id, shapes or values, or too many prompts; "
                                                 "`field` names the culprit"},
-    401: {"model": ErrorResponse, "description": "missing or invalid API key"},
     413: {"model": ErrorResponse, "description": "request body too large"},
     422: {"model": ErrorResponse, "description": "body does not match the schema"},
 }

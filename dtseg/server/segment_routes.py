@@ -76,7 +76,7 @@ def available_configs(config: ServerConfig) -> list[str]:
 
 
 @router.post("/segment", response_model=SegmentPipelineResponse, responses={
-    400: {"model": ErrorResponse}, 401: {"model": ErrorResponse}, 404: {"model": ErrorResponse},
+    400: {"model": ErrorResponse}, 404: {"model": ErrorResponse},
     413: {"model": ErrorResponse}, 422: {"model": ErrorResponse}})
 def segment(body: SegmentPipelineRequest, namespace: Namespace,
             services: Annotated[Services, Depends(get_services)]) -> SegmentPipelineResponse:
