@@ -25,7 +25,7 @@ routes (`/sam/embed_image`, `/sam/segment_image`) and SAM 2 routes (`/sam2/embed
 `/sam2/segment_image`): client code written for Roboflow works by changing `base_url`. Extensions (documented per field): several objects per request, `boxes`,
 `multimask_output` with `scores`, `format: "rle"`, `polygons` with every part and hole, and
 `POST /segment` for detect-then-segment pipelines. Labels follow SAM: 1 foreground,
-0 background, -1 ignored. Errors answer `{"message": ...}` with `field` or `code`.
+0 background, -1 SAM's not-a-point token. Errors answer `{"message": ...}` with `field` or `code`.
 """
 
 
