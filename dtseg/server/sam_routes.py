@@ -76,7 +76,7 @@ def segment_image(body: SegmentRequest, namespace: Namespace, services: Services
     if body.image_id is not None:
         check_image_id(body.image_id)
     check_prompt_counts(body.point_coords, body.point_labels, body.boxes, services.config)
-    point_coords, point_labels = pad_ragged(body.point_coords, body.point_labels)
+    point_coords, point_labels = _pad_ragged(body.point_coords, body.point_labels)
     image, image_id = None, body.image_id
     if body.embeddings is not None:
         embedding = _client_embedding(body, services)
@@ -99,7 +99,7 @@ def segment_image(body: SegmentRequest, namespace: Namespace, services: Services
     return JSONResponse(payload, headers=headers)
 
 
-def pad_ragged(point_coords: Any, point_labels: Any) -> tuple[Any, Any]:
+def _pad_ragged(point_coords: Any, point_labels: Any) -> tuple[Any, Any]:
     """Several objects with different point counts -> ``(N, K, 2)`` / ``(N, K)`` padded with NaN
     points (label -1), which the engine leaves out: each object is decoded with its own points.
     Anything else is returned as is (the engine checks shapes)."""
