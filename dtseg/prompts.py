@@ -1,13 +1,16 @@
 """``Prompts``: N objects to segment, as parallel arrays in SAM's own convention.
 
-* ``points``  ``(N, K, 2)`` float32 pixel ``[x, y]`` in the original image
-* ``labels``  ``(N, K)`` int32: 1 foreground, 0 background, -1 padding (ignored)
+* ``points``  ``(N, K, 2)`` float32 pixel ``[x, y]`` in the original image; a NaN row pads
+  (no point)
+* ``labels``  ``(N, K)`` int32: 1 foreground, 0 background, -1 SAM's not-a-point token
 * ``boxes``   ``(N, 4)`` float32 ``[x1, y1, x2, y2]`` pixels; a NaN row means "no box"
 * ``class_id`` ``(N,)`` int, ``confidence`` ``(N,)`` float — or ``None`` (as in supervision)
 * ``data``    dict of per-object arrays/lists of length N (carried to the output)
 
-Ragged point counts are padded with label -1. The engine compacts each object's valid
-points, so padding never changes an object's mask.
+Labels follow SAM exactly: a -1 point is SAM's not-a-point token (its prompt encoder gives it
+``not_a_point_embed`` and no positional encoding), which changes the mask as in ``SamPredictor``.
+Ragged point counts are padded with NaN points (label -1): padding is no point at all. The
+engine decodes each object with its real points only, so padding never changes a mask.
 """
 
 from __future__ import annotations
@@ -34,7 +37,7 @@ class Prompts:
     data: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        self.points = _float_array(self.points, "points")
+        self.points = _point_array(self.points, "points")
         self.labels = _label_array(self.labels, "labels")
         self.boxes = _float_array(self.boxes, "boxes", allow_nan=True)
         n = len(self.boxes)
@@ -42,6 +45,7 @@ class Prompts:
             raise PromptError("points", f"expected shape (N, K, 2), got {self.points.shape}")
         if self.labels.shape != self.points.shape[:2]:
             raise PromptError("labels", f"expected shape {self.points.shape[:2]} to match points, got {self.labels.shape}")
+        _check_padding(self.points, self.labels, "labels")
         if self.boxes.ndim != 2 or self.boxes.shape[1] != 4:
             raise PromptError("boxes", f"expected shape (N, 4), got {self.boxes.shape}")
         if len(self.points) != n:
@@ -81,15 +85,18 @@ class Prompts:
 
         ``point_coords`` ``(N, K, 2)`` or ``(K, 2)`` (one object), ``point_labels`` ``(N, K)``
         or ``(K,)``, ``boxes`` ``(N, 4)`` or ``(4,)``. Points and boxes may be mixed; their
-        object counts must agree. ``num_objects`` sizes a prompt with neither (mask input only).
+        object counts must agree. A -1 label is SAM's not-a-point token; a NaN point (label -1)
+        pads a ragged object. ``num_objects`` sizes a prompt with neither (mask input only, or
+        no prompt at all).
         """
         if point_coords is None and point_labels is not None:
             raise PromptError("point_coords", "point_labels were given without point_coords")
         points = labels = None
         if point_coords is not None:
             if point_labels is None:
-                raise PromptError("point_labels", "required with point_coords (1 foreground, 0 background, -1 ignore)")
-            points = _float_array(point_coords, "point_coords")
+                raise PromptError("point_labels", "required with point_coords (1 foreground, 0 background, "
+                                                  "-1 not-a-point)")
+            points = _point_array(point_coords, "point_coords")
             labels = _label_array(point_labels, "point_labels")
             if points.ndim == 2:
                 points, labels = points[None], labels[None] if labels.ndim == 1 else labels
@@ -120,9 +127,10 @@ class Prompts:
     @classmethod
     def from_objects(cls, objects: Sequence[dict[str, Any]]) -> "Prompts":
         """One dict per object: ``{"points": [[x, y], ...], "labels": [1, 0, ...], "box": [x1, y1, x2, y2]}``
-        (any of them optional; labels default to 1 for every point). Ragged points are padded."""
+        (any of them optional; labels default to 1 for every point). Ragged points are padded
+        with NaN points."""
         k = max((len(o.get("points") or ()) for o in objects), default=0)
-        points = np.zeros((len(objects), k, 2), np.float32)
+        points = np.full((len(objects), k, 2), np.nan, np.float32)
         labels = np.full((len(objects), k), -1, np.int32)
         boxes = np.full((len(objects), 4), np.nan, np.float32)
         for i, obj in enumerate(objects):
@@ -167,9 +175,14 @@ class Prompts:
         return ~np.isnan(self.boxes).any(axis=1)
 
     @property
+    def is_point(self) -> np.ndarray:
+        """``(N, K)`` bool: a real point (any label, -1 included), not padding."""
+        return is_point(self.points)
+
+    @property
     def num_points(self) -> np.ndarray:
-        """``(N,)`` int: valid (non-padding) points per object."""
-        return (self.labels != -1).sum(axis=1)
+        """``(N,)`` int: real points per object (SAM's -1 tokens included, padding not)."""
+        return self.is_point.sum(axis=1)
 
     def __getitem__(self, index: int | slice | np.ndarray | Iterable[int]) -> "Prompts":
         if isinstance(index, (int, np.integer)):
@@ -189,12 +202,13 @@ class Prompts:
 
     @classmethod
     def merge(cls, items: Sequence["Prompts"]) -> "Prompts":
-        """Concatenate object lists (points re-padded to the largest K)."""
+        """Concatenate object lists (points re-padded with NaN points to the largest K)."""
         items = [p for p in items if len(p)]
         if not items:
             return cls.empty()
         k = max(p.points.shape[1] for p in items)
-        points = np.concatenate([np.pad(p.points, ((0, 0), (0, k - p.points.shape[1]), (0, 0))) for p in items])
+        points = np.concatenate([np.pad(p.points, ((0, 0), (0, k - p.points.shape[1]), (0, 0)), constant_values=np.nan)
+                                 for p in items])
         labels = np.concatenate([np.pad(p.labels, ((0, 0), (0, k - p.labels.shape[1])), constant_values=-1) for p in items])
         boxes = np.concatenate([p.boxes for p in items])
         class_id = _merge_optional([p.class_id for p in items], "class_id")
@@ -217,8 +231,32 @@ def _float_array(value: Any, name: str, allow_nan: bool = False) -> np.ndarray:
     return array
 
 
+def is_point(points: np.ndarray) -> np.ndarray:
+    """``(..., K, 2)`` points -> ``(..., K)`` bool: a real point, not a NaN padding row."""
+    return ~np.isnan(np.asarray(points, np.float32)).any(axis=-1)
+
+
+def _point_array(value: Any, name: str) -> np.ndarray:
+    """Point coordinates as float32: finite, or a whole NaN ``[x, y]`` row (padding)."""
+    array = _float_array(value, name, allow_nan=True)
+    if array.ndim and array.shape[-1] == 2:
+        nan = np.isnan(array)
+        if (nan.any(axis=-1) & ~nan.all(axis=-1)).any():
+            raise PromptError(name, "a point is two finite numbers [x, y] (a NaN row marks padding, both NaN)")
+    elif np.isnan(array).any():
+        raise PromptError(name, "coordinates must be finite numbers")
+    return array
+
+
+def _check_padding(points: np.ndarray, labels: np.ndarray, name: str) -> None:
+    """Padding (NaN) points must carry label -1, so labels alone never count a padding slot."""
+    padded = ~is_point(points) & (labels != -1)
+    if padded.any():
+        raise PromptError(name, f"padding (NaN) points must have label -1; {int(padded.sum())} have another label")
+
+
 def _label_array(value: Any, name: str) -> np.ndarray:
-    """SAM point labels as int32: 1 foreground, 0 background, -1 ignored (padding); errors name ``name``."""
+    """SAM point labels as int32: 1 foreground, 0 background, -1 not-a-point; errors name ``name``."""
     try:
         array = np.asarray(value)
     except ValueError as exc:  # ragged nested lists
@@ -227,7 +265,8 @@ def _label_array(value: Any, name: str) -> np.ndarray:
         raise PromptError(name, f"expected integers, got dtype {array.dtype}")
     bad = ~np.isin(array, VALID_LABELS)
     if bad.any():
-        raise PromptError(name, f"labels must be 1 (foreground), 0 (background) or -1 (ignore), got {np.unique(array[bad]).tolist()}")
+        raise PromptError(name, f"labels must be 1 (foreground), 0 (background) or -1 (SAM's not-a-point), "
+                                f"got {np.unique(array[bad]).tolist()}")
     return array.astype(np.int32)
 
 

@@ -33,6 +33,7 @@ import supervision as sv
 
 from dtseg.errors import InputError
 from dtseg.masks import mask_to_polygons, masks_to_rle
+from dtseg.prompts import is_point
 
 # -- detections.data keys ------------------------------------------------------------------
 CLASS_NAME = "class_name"  # (N,) str, the detector's class names
@@ -40,7 +41,7 @@ SAM_SCORE = "sam_score"  # (N,) float32, SAM's predicted IoU
 ZONE = "zone"  # (N,) the zone an object lies in (zones provider)
 PROMPT_BOX = "prompt_box"  # (N, 4) float32 pixels, NaN row: no box
 PROMPT_POINTS = "prompt_points"  # (N, K, 2) float32 pixels
-PROMPT_LABELS = "prompt_labels"  # (N, K) int32: 1 fg, 0 bg, -1 padding
+PROMPT_LABELS = "prompt_labels"  # (N, K) int32: 1 fg, 0 bg, -1 SAM's not-a-point (NaN points pad)
 TRACKER_ID = "tracker_id"  # in Prompts.data only: becomes Detections.tracker_id
 
 #: ``data`` keys with a field of their own in the record (all others go to ``"data"``).
@@ -103,16 +104,17 @@ def masks_of(detections: sv.Detections, shape: tuple[int, int], output: str) -> 
 
 
 def prompt_of(detections: sv.Detections, i: int) -> dict[str, Any]:
-    """Object ``i``'s prompt: box (``None`` for a NaN row) and its valid points and labels."""
+    """Object ``i``'s prompt: box (``None`` for a NaN row) and its real points and labels (NaN
+    padding left out; SAM's -1 not-a-point tokens kept)."""
     data = detections.data
     box = data.get(PROMPT_BOX)
     box_i = None if box is None or np.isnan(np.asarray(box[i], float)).any() else json_safe(box[i])
     points, labels = data.get(PROMPT_POINTS), data.get(PROMPT_LABELS)
     if points is None or labels is None:
         return {"box": box_i, "points": [], "labels": []}
-    valid = np.asarray(labels[i]) != -1
-    return {"box": box_i, "points": json_safe(np.asarray(points[i])[valid]),
-            "labels": json_safe(np.asarray(labels[i])[valid])}
+    real = is_point(points[i])
+    return {"box": box_i, "points": json_safe(np.asarray(points[i])[real]),
+            "labels": json_safe(np.asarray(labels[i])[real])}
 
 
 def object_records(detections: sv.Detections, shape: tuple[int, int], *, output: str, prompt: bool = True,

@@ -40,11 +40,13 @@ def test_unknown_mode_is_an_error():
         Prompts.from_detections(detections(), "corners")
 
 
-def test_from_objects_pads_ragged_points_with_minus_one():
-    prompts = Prompts.from_objects([{"points": [[1, 2], [3, 4]], "labels": [1, 0]}, {"box": [0, 0, 5, 5]}])
-    assert prompts.points.shape == (2, 2, 2)
-    np.testing.assert_array_equal(prompts.labels, [[1, 0], [-1, -1]])
-    assert prompts.has_box.tolist() == [False, True] and prompts.num_points.tolist() == [2, 0]
+def test_from_objects_pads_ragged_points_with_nan_points():
+    prompts = Prompts.from_objects([{"points": [[1, 2], [3, 4]], "labels": [1, 0]}, {"box": [0, 0, 5, 5]},
+                                    {"points": [[5, 6]], "labels": [-1]}])
+    assert prompts.points.shape == (3, 2, 2) and np.isnan(prompts.points[1]).all() and np.isnan(prompts.points[2, 1]).all()
+    np.testing.assert_array_equal(prompts.labels, [[1, 0], [-1, -1], [-1, -1]])
+    assert prompts.has_box.tolist() == [False, True, False]
+    assert prompts.num_points.tolist() == [2, 0, 1]  # a caller's -1 is a real point (SAM's not-a-point token)
     with pytest.raises(PromptError, match="objects\\[0\\].labels"):
         Prompts.from_objects([{"points": [[1, 2]], "labels": [1, 1]}])
 
@@ -67,6 +69,7 @@ def test_merge_repads_points_and_concatenates_data():
     b = Prompts.from_objects([{"points": [[2, 2], [3, 3], [4, 4]], "labels": [1, 0, 1]}])
     merged = Prompts.merge([a, Prompts.empty(), b])
     assert merged.points.shape == (2, 3, 2) and merged.labels[0].tolist() == [1, -1, -1]
+    assert np.isnan(merged.points[0, 1:]).all() and merged.num_points.tolist() == [1, 3]
     assert len(Prompts.merge([])) == 0
     with pytest.raises(PromptError, match="class_id"):
         Prompts.merge([Prompts.from_detections(detections()), a])
@@ -90,3 +93,15 @@ def test_object_labels_are_checked_not_coerced(labels):
     with pytest.raises(PromptError) as info:
         Prompts.from_objects([{"points": [[1, 2]]}, {"points": [[3, 4]], "labels": labels}])
     assert info.value.field == "objects[1].labels"
+
+
+@pytest.mark.parametrize("points, labels, message", [
+    ([[[np.nan, 2]]], [[-1]], "both NaN"),  # half a point
+    ([[[np.nan, np.nan]]], [[1]], "must have label -1"),  # padding that claims to be a point
+    ([[[np.inf, 2]]], [[1]], "finite"),
+])
+def test_padding_is_a_whole_nan_point_labelled_minus_one(points, labels, message):
+    with pytest.raises(PromptError, match=message):
+        Prompts(np.array(points, np.float32), np.array(labels), np.full((1, 4), np.nan))
+    with pytest.raises(PromptError, match=message):
+        Prompts.from_arrays(points, labels)

@@ -23,7 +23,7 @@ def _detections() -> sv.Detections:
         data={"class_name": np.array(["car", "dog"]), "sam_score": np.array([0.9, 0.8], np.float32),
               "zone": np.array(["a", "b"], dtype=object), "lane": np.array([2, 4]),
               "prompt_box": np.array([[1, 1, 5, 3], [np.nan] * 4], np.float32),
-              "prompt_points": np.array([[[0, 0]], [[3, 5]]], np.float32),
+              "prompt_points": np.array([[[np.nan, np.nan]], [[3, 5]]], np.float32),
               "prompt_labels": np.array([[-1], [1]], np.int32)})
 
 

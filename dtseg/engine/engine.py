@@ -302,13 +302,15 @@ class SamEngine:
         ``boxes`` ``(N, 4)`` / ``(4,)`` in original pixels; ``mask_input`` ``(256, 256)``,
         ``(N, 1, 256, 256)`` logits or ``"cached"`` (the best logits of the last call on this
         image). All objects are decoded in one batched pass.
+
+        Prompts mean what they mean to ``SamPredictor.predict``: a -1 label is SAM's
+        not-a-point token; a NaN point (label -1) pads a ragged object and is no point at all;
+        no points, box or mask at all is one object decoded from no prompt.
         """
         # every check that needs no embedding comes first: a bad request costs no encoder pass
         num_objects = _mask_batch(mask_input) if point_coords is None and boxes is None else None
         prompts = Prompts.from_arrays(point_coords, point_labels, boxes, num_objects=num_objects)
         masks_in = self._check_mask_input(mask_input, len(prompts))
-        if mask_input is None:
-            _require_point_or_box(prompts)
         embedding = self._embedding_for(image, image_id, namespace)
         if isinstance(masks_in, str):
             masks_in = self._cached_mask_logits((namespace, embedding.image_id), len(prompts))
@@ -366,10 +368,10 @@ class SamEngine:
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """Low-res logits ``(N, M, 256, 256)`` and scores ``(N, M)``, float32 on the CPU.
 
-        Objects are grouped by prompt layout (number of valid points, box or not), since SAM's
-        prompt encoder takes one layout per call; each group is one batched decoder pass
-        (split in chunks of ``chunk_size``). Each object's valid points are compacted, so the
-        result for object i depends only on prompt i.
+        Objects are grouped by prompt layout (number of real points, -1 tokens included, and
+        box or not), since SAM's prompt encoder takes one layout per call; each group is one
+        batched decoder pass (split in chunks of ``chunk_size``). Each object's real points are
+        compacted, so no padding reaches SAM and object i's result depends only on prompt i.
         """
         self._check_model(embedding)
         n, m = len(prompts), 3 if multimask else 1
@@ -411,15 +413,17 @@ class SamEngine:
         num_points, has_box = layout
         coords = labels = boxes = masks = None
         if num_points:
-            valid = prompts.labels[index] != -1
-            coords = self._tensor(transform.coords(prompts.points[index][valid].reshape(len(index), num_points, 2)))
-            labels = torch.as_tensor(prompts.labels[index][valid].reshape(len(index), num_points), device=self.device)
+            real = prompts.is_point[index]
+            coords = self._tensor(transform.coords(prompts.points[index][real].reshape(len(index), num_points, 2)))
+            labels = torch.as_tensor(prompts.labels[index][real].reshape(len(index), num_points), device=self.device)
         if has_box:
             boxes = self._tensor(transform.boxes(prompts.boxes[index]))
         if masks_in is not None:
             masks = masks_in[torch.as_tensor(index)].to(self.device, self.dtype)
         with torch.inference_mode(), self._decoder_lock:
-            return self.model.decode(features, coords, labels, boxes, masks, multimask)
+            low, iou = self.model.decode(features, coords, labels, boxes, masks, multimask)
+        # no prompt at all: SAM's prompt encoder sizes the batch at 1, and every such row is alike
+        return low.expand(len(index), -1, -1, -1), iou.expand(len(index), -1)
 
     def _check_mask_input(self, mask_input: Any, n: int) -> torch.Tensor | str | None:
         """``None``, ``"cached"`` (returned as is: resolved once the image id is known), or logits
@@ -447,17 +451,18 @@ class SamEngine:
         entry = self.mask_logits.get(key)
         if entry is None:
             raise PromptError("mask_input", f"no cached mask logits for image_id {key[1]!r}: segment it once first")
-        return self._fit_masks(entry.logits, n)
+        return self._fit_masks(entry.logits, n, f"the cached logits of image_id {key[1]!r} (the last call's)")
 
-    def _fit_masks(self, masks: torch.Tensor, n: int) -> torch.Tensor:
-        """``(1|N, 1, 256, 256)`` -> ``(N, 1, 256, 256)``, or a ``PromptError`` naming the shape."""
+    def _fit_masks(self, masks: torch.Tensor, n: int, source: str = "the logits given") -> torch.Tensor:
+        """``(1|N, 1, 256, 256)`` -> ``(N, 1, 256, 256)``, or a ``PromptError`` naming the shape
+        and ``source`` (the caller's logits, or the cache's)."""
         low_len = self.model.mask_length
         if masks.ndim != 4 or tuple(masks.shape[1:]) != (1, low_len, low_len):
             raise PromptError("mask_input", f"expected ({low_len}, {low_len}) or (N, 1, {low_len}, {low_len}), got {tuple(masks.shape)}")
         if len(masks) == 1 and n > 1:
             masks = masks.expand(n, -1, -1, -1)
         if len(masks) != n:
-            raise PromptError("mask_input", f"{len(masks)} masks for {n} objects")
+            raise PromptError("mask_input", f"{source} are {len(masks)} masks for {n} objects")
         return masks
 
     def _tensor(self, array: np.ndarray) -> torch.Tensor:
@@ -494,15 +499,16 @@ def _check_image_id(image_id: Any) -> str:
 
 
 def _require_point_or_box(prompts: Prompts) -> None:
-    """Without mask input, SAM needs a valid point or a box for every object."""
+    """Every object of a pipeline needs a point (a -1 token counts) or a box."""
     empty = np.flatnonzero((prompts.num_points == 0) & ~prompts.has_box)
     if len(empty):
-        raise PromptError("point_coords", f"objects {empty.tolist()} have no valid point, no box and no mask input")
+        raise PromptError("point_coords", f"objects {empty.tolist()} have no point and no box")
 
 
-def _mask_batch(mask_input: Any) -> int | None:
+def _mask_batch(mask_input: Any) -> int:
+    """How many objects a prompt without points or boxes has: one per mask input, else one."""
     if mask_input is None or isinstance(mask_input, str):
-        return 1 if mask_input is not None else None
+        return 1
     shape = np.shape(mask_input)
     return shape[0] if len(shape) == 4 else 1
 

@@ -12,7 +12,7 @@ from fastapi_offline import FastAPIOffline
 from dtseg import __version__
 from dtseg.engine import SamEngine
 from dtseg.server import sam2_routes, sam_routes, segment_routes
-from dtseg.server.auth import Namespace
+from dtseg.server.auth import Namespace, document_auth
 from dtseg.server.body import BodyBudget
 from dtseg.server.page_routes import install_page
 from dtseg.server.config import ServeConfig, ServerConfig
@@ -26,7 +26,7 @@ routes (`/sam/embed_image`, `/sam/segment_image`) and SAM 2 routes (`/sam2/embed
 `/sam2/segment_image`): client code written for Roboflow works by changing `base_url`. Extensions (documented per field): several objects per request, `boxes`,
 `multimask_output` with `scores`, `format: "rle"`, `polygons` with every part and hole, and
 `POST /segment` for detect-then-segment pipelines. Labels follow SAM: 1 foreground,
-0 background, -1 ignored. Errors answer `{"message": ...}` with `field` or `code`.
+0 background, -1 SAM's not-a-point token. Errors answer `{"message": ...}` with `field` or `code`.
 """
 
 
@@ -91,6 +91,7 @@ def create_app(engine: SamEngine, config: ServerConfig | None = None, sam2_engin
             "pipelines": segment_routes.available_configs(config),
         }
 
+    document_auth(app)
     return app
 
 

@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-from typing import Annotated, Optional
+from typing import Annotated, Any, Optional
 
-from fastapi import Depends, HTTPException, Request, status
+from fastapi import Depends, FastAPI, HTTPException, Request, status
 from fastapi.security import APIKeyQuery, HTTPAuthorizationCredentials, HTTPBearer
 from fastapi.security.utils import get_authorization_scheme_param
 
@@ -47,3 +47,25 @@ def client_namespace(
 
 
 Namespace = Annotated[str, Depends(client_namespace)]
+
+
+def document_auth(app: FastAPI) -> None:
+    """With API keys, every OpenAPI operation that takes a key (has ``security``) lists 401
+    (without keys no route answers 401)."""
+    if not app.state.api_keys:
+        return
+    build = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            for operations in build()["paths"].values():
+                for operation in operations.values():
+                    if operation.get("security"):
+                        operation["responses"].setdefault("401", UNAUTHORIZED)
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
+
+
+UNAUTHORIZED = {"description": "missing or invalid API key",
+                "content": {"application/json": {"schema": {"$ref": "#/components/schemas/ErrorResponse"}}}}

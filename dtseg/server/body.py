@@ -33,6 +33,16 @@ from starlette.requests import ClientDisconnect
 from dtseg.server.auth import client_namespace, request_namespace
 from dtseg.server.config import ServerConfig
 from dtseg.server.json_steps import decode_body, parse_json
+from dtseg.server.schemas import ErrorResponse
+
+BODY_ERRORS: dict[int | str, dict[str, Any]] = {
+    408: {"model": ErrorResponse,
+          "description": "body not received within server.body_timeout_s (the connection is closed)"},
+    413: {"model": ErrorResponse,
+          "description": "body larger than server.max_body_mb, or more JSON values than server.max_json_values"},
+    503: {"model": ErrorResponse, "description": "still running at the end of the shutdown grace"},
+}
+"""The codes every route with a body can answer before or around its handler (OpenAPI ``responses``)."""
 
 VALUE_BYTES = 160
 """Memory one JSON value (one comma) may take once parsed and validated: a float in a list

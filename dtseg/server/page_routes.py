@@ -18,7 +18,7 @@ from fastapi.staticfiles import StaticFiles
 from pydantic import Field
 
 from dtseg.server.auth import Namespace
-from dtseg.server.body import BodyRoute
+from dtseg.server.body import BODY_ERRORS, BodyRoute
 from dtseg.server.export import MEDIA_TYPES, ExportRequest, download_name, export_bytes, to_detections
 from dtseg.server.images import decode_image, fetch_url, load_request_image
 from dtseg.server.schemas import ErrorResponse, Strict
@@ -27,8 +27,7 @@ from dtseg.server.state import Services, get_services
 STATIC_DIR = Path(__file__).parent / "static"
 router = APIRouter(tags=["page"], route_class=BodyRoute)
 ServicesDep = Annotated[Services, Depends(get_services)]
-_ERRORS = {400: {"model": ErrorResponse}, 401: {"model": ErrorResponse}, 413: {"model": ErrorResponse},
-           422: {"model": ErrorResponse}}
+_ERRORS = {400: {"model": ErrorResponse}, **BODY_ERRORS, 422: {"model": ErrorResponse}}
 _MAGIC = [(b"\x89PNG", "image/png"), (b"\xff\xd8", "image/jpeg"), (b"GIF8", "image/gif"), (b"BM", "image/bmp"),
           (b"RIFF", "image/webp")]
 

@@ -20,12 +20,12 @@ from dtseg.errors import InputError
 from dtseg.masks import mask_to_polygons, masks_to_rle
 from dtseg.prompts import Prompts
 from dtseg.server.auth import Namespace
-from dtseg.server.body import BodyRoute
+from dtseg.server.body import BODY_ERRORS, BodyRoute
 from dtseg.server.encode import npz_bytes
 from dtseg.ids import check_image_id
 from dtseg.server.roboflow import inference_fields
 from dtseg.server.sam_routes import load_image
-from dtseg.server.sam2_schemas import Sam2EmbedRequest, Sam2EmbedResponse, Sam2PromptSet, Sam2SegmentRequest, Sam2SegmentResponse
+from dtseg.server.sam2_schemas import Sam2EmbedRequest, Sam2EmbedResponse, Sam2Prompt, Sam2SegmentRequest, Sam2SegmentResponse
 from dtseg.server.schemas import ErrorResponse
 from dtseg.server.config import ServerConfig
 from dtseg.server.state import Services, get_services
@@ -37,9 +37,8 @@ NOT_CONFIGURED = ("no SAM 2 model is configured on this server: set sam2.model (
 
 _ERRORS: dict[int | str, dict[str, Any]] = {
     400: {"model": ErrorResponse, "description": "bad image or prompts; `field` names the culprit"},
-    401: {"model": ErrorResponse, "description": "missing or invalid API key"},
     404: {"model": ErrorResponse, "description": "no SAM 2 model configured, or image_id not embedded"},
-    413: {"model": ErrorResponse, "description": "request body too large"},
+    **BODY_ERRORS,
     422: {"model": ErrorResponse, "description": "body does not match the schema"},
 }
 
@@ -75,7 +74,7 @@ def segment_image(body: Sam2SegmentRequest, namespace: Namespace, services: Serv
     engine = _engine(services)
     if body.image_id is not None:
         check_image_id(body.image_id)
-    prompts = prompts_from_request(body.prompts, services.config)
+    prompts = prompts_from_request(body.prompt_list(), services.config)
     image = load_image(body, services) if body.image is not None else None
     cached = body.load_logits_from_cache and body.image_id is not None and engine.has_mask_logits(body.image_id, namespace)
     result = engine.segment_image(
@@ -92,30 +91,35 @@ def segment_image(body: Sam2SegmentRequest, namespace: Namespace, services: Serv
                          "time": time.perf_counter() - start, "image_id": result.image_id})
 
 
-def prompts_from_request(prompt_set: Sam2PromptSet, config: ServerConfig) -> Prompts:
-    """Roboflow's prompt set -> ``Prompts``: centre boxes to ``xyxy``, ``positive`` to labels 1/0.
-    More than ``server.max_objects`` prompts or ``server.max_points_per_object`` points is a 400."""
+#: Roboflow's stand-in for an empty prompt: one point at (0, 0) labelled -1, SAM's not-a-point token.
+EMPTY_PROMPT = {"points": [[0.0, 0.0]], "labels": [-1]}
+
+
+def prompts_from_request(prompts: list[Sam2Prompt], config: ServerConfig) -> Prompts:
+    """Roboflow's prompts -> ``Prompts``: centre boxes to ``xyxy``, ``positive`` to labels 1/0.
+
+    No prompts, or a prompt with neither box nor points, is Roboflow's empty prompt
+    (``EMPTY_PROMPT``). Each prompt is decoded as if alone (Roboflow pads ragged point lists
+    with -1 points, which SAM reads as tokens). More than ``server.max_objects`` prompts or
+    ``server.max_points_per_object`` points is a 400."""
+    if len(prompts) > config.max_objects:
+        raise InputError("prompts", f"{len(prompts)} prompts: more than server.max_objects = {config.max_objects}")
     objects = []
-    if len(prompt_set.prompts or []) > config.max_objects:
-        raise InputError("prompts", f"{len(prompt_set.prompts or [])} prompts: more than server.max_objects "
-                                    f"= {config.max_objects}")
-    for i, prompt in enumerate(prompt_set.prompts or []):
-        if prompt.box is None and not prompt.points:
-            raise InputError(f"prompts.prompts[{i}]", "a prompt needs a box or at least one point")
+    for i, prompt in enumerate(prompts):
         if len(prompt.points or []) > config.max_points_per_object:
-            raise InputError(f"prompts.prompts[{i}].points", f"{len(prompt.points or [])} points: more than "
-                                                             f"server.max_points_per_object = {config.max_points_per_object}")
+            raise InputError(f"prompts[{i}].points", f"{len(prompt.points or [])} points: more than "
+                                                     f"server.max_points_per_object = {config.max_points_per_object}")
         box = prompt.box
+        if box is None and not prompt.points:
+            objects.append(EMPTY_PROMPT)
+            continue
         objects.append({
             "box": None if box is None else [box.x - box.width / 2, box.y - box.height / 2,
                                              box.x + box.width / 2, box.y + box.height / 2],
             "points": [[p.x, p.y] for p in prompt.points or []],
             "labels": [int(p.positive) for p in prompt.points or []],
         })
-    if not objects:
-        raise InputError("prompts", "give at least one prompt: {\"box\": {x, y, width, height}} and/or "
-                                    "{\"points\": [{x, y, positive}]}")
-    return Prompts.from_objects(objects)
+    return Prompts.from_objects(objects or [EMPTY_PROMPT])
 
 
 def most_confident(result: SegmentResult) -> SegmentResult:

@@ -8,12 +8,12 @@ Extensions are marked. Boxes are centre-based (``x``, ``y`` = centre), as Robofl
 
 from __future__ import annotations
 
-from typing import Literal, Optional
+from typing import Annotated, Any, Literal, Optional, Union
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Discriminator, Field, Tag
 
 from dtseg.server.roboflow import InferenceFields
-from dtseg.server.schemas import ImageInput, RoboflowBase, Strict
+from dtseg.server.schemas import ImageInput, Number, RoboflowBase, Strict
 
 Sam2Version = Literal["hiera_tiny", "hiera_small", "hiera_b_plus", "hiera_large"]
 #: Roboflow's version ids and the dtseg model of each.
@@ -36,15 +36,15 @@ class Sam2EmbedRequest(Sam2Compat):
 
 
 class Box(Strict):
-    x: float = Field(description="centre x, pixels")
-    y: float = Field(description="centre y, pixels")
-    width: float = Field(ge=0)
-    height: float = Field(ge=0)
+    x: Number = Field(description="centre x, pixels")
+    y: Number = Field(description="centre y, pixels")
+    width: Number = Field(ge=0)
+    height: Number = Field(ge=0)
 
 
 class Point(Strict):
-    x: float
-    y: float
+    x: Number
+    y: Number
     positive: bool
 
 
@@ -57,6 +57,20 @@ class Sam2PromptSet(Strict):
     prompts: Optional[list[Sam2Prompt]] = None
 
 
+def _prompts_form(value: Any) -> str:
+    """Which of Roboflow's three ``prompts`` forms ``value`` is (its ``_coerce_prompts``)."""
+    if isinstance(value, list):
+        return "list"
+    if isinstance(value, dict) and "prompts" not in value:
+        return "one"
+    return "set"
+
+
+#: ``{"prompts": [...]}`` (documented, ``inference_sdk``), a flat list ``[...]``, or one prompt ``{...}``.
+PromptsField = Annotated[Union[Annotated[Sam2PromptSet, Tag("set")], Annotated[list[Sam2Prompt], Tag("list")],
+                               Annotated[Sam2Prompt, Tag("one")]], Discriminator(_prompts_form)]
+
+
 class Sam2SegmentRequest(Sam2Compat):
     """``POST /sam2/segment_image``: one prediction per prompt, in order.
 
@@ -64,11 +78,20 @@ class Sam2SegmentRequest(Sam2Compat):
 
     image: Optional[ImageInput] = None
     image_id: Optional[str] = Field(None, min_length=1, max_length=512)
-    prompts: Sam2PromptSet = Field(default_factory=Sam2PromptSet)
+    prompts: PromptsField = Field(default_factory=Sam2PromptSet, description=(
+        "{\"prompts\": [...]} as documented; a flat list of prompts or a single prompt are accepted too "
+        "(as Roboflow does). No prompt at all, or a prompt with neither box nor points, is Roboflow's "
+        "empty prompt: one not-a-point token at (0, 0)"))
     multimask_output: bool = Field(True, description="SAM 2 predicts 3 candidates; the most confident is returned")
     format: Literal["json", "rle", "binary"] = "json"
     save_logits_to_cache: bool = Field(False, description="the best logits of every call are kept for refinement")
     load_logits_from_cache: bool = Field(False, description="refine from the last call's logits on this image_id")
+
+    def prompt_list(self) -> list[Sam2Prompt]:
+        """The prompts, whichever form the request used."""
+        if isinstance(self.prompts, Sam2PromptSet):
+            return self.prompts.prompts or []
+        return self.prompts if isinstance(self.prompts, list) else [self.prompts]
 
 
 class Sam2EmbedResponse(InferenceFields):

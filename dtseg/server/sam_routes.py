@@ -20,8 +20,9 @@ from dtseg.engine import Embedding
 from dtseg.errors import InputError
 from dtseg.ids import check_image_id, header_value
 from dtseg.server.auth import Namespace
-from dtseg.server.body import BodyRoute
-from dtseg.server.encode import json_payload, load_npy, mask_input_logits, npy_bytes, npz_bytes, numeric_array, rle_payload
+from dtseg.server.body import BODY_ERRORS, BodyRoute
+from dtseg.server.encode import (json_payload, load_npy, mask_input_logits, nesting_depth, npy_bytes, npz_bytes,
+                                 numeric_array, rle_payload)
 from dtseg.server.images import load_request_image
 from dtseg.server.prompt_limits import check_prompt_counts
 from dtseg.server.roboflow import inference_fields
@@ -35,8 +36,7 @@ OCTET = "application/octet-stream"
 _ERRORS: dict[int | str, dict[str, Any]] = {
     400: {"model": ErrorResponse, "description": "bad image, image_id, shapes or values, or too many prompts; "
                                                 "`field` names the culprit"},
-    401: {"model": ErrorResponse, "description": "missing or invalid API key"},
-    413: {"model": ErrorResponse, "description": "request body too large"},
+    **BODY_ERRORS,
     422: {"model": ErrorResponse, "description": "body does not match the schema"},
 }
 
@@ -77,6 +77,7 @@ def segment_image(body: SegmentRequest, namespace: Namespace, services: Services
     if body.image_id is not None:
         check_image_id(body.image_id)
     check_prompt_counts(body.point_coords, body.point_labels, body.boxes, services.config)
+    point_coords, point_labels = _pad_ragged(body.point_coords, body.point_labels)
     image, image_id = None, body.image_id
     if body.embeddings is not None:
         embedding = _client_embedding(body, services)
@@ -86,7 +87,7 @@ def segment_image(body: SegmentRequest, namespace: Namespace, services: Services
         image = load_image(body, services)
     mask_input = _mask_input(body, namespace, image_id, services) if body.has_mask_input else None
     result = engine.segment_image(
-        image=image, image_id=image_id, point_coords=body.point_coords, point_labels=body.point_labels,
+        image=image, image_id=image_id, point_coords=point_coords, point_labels=point_labels,
         boxes=body.boxes, mask_input=mask_input, multimask_output=body.multimask_output, namespace=namespace,
     )
     headers = {"X-Image-Id": header_value(result.image_id)}
@@ -97,6 +98,25 @@ def segment_image(body: SegmentRequest, namespace: Namespace, services: Services
     payload.update(time=time.perf_counter() - start, image_id=result.image_id, scores=result.scores.tolist(),
                    **inference_fields(engine))
     return JSONResponse(payload, headers=headers)
+
+
+def _pad_ragged(point_coords: Any, point_labels: Any) -> tuple[Any, Any]:
+    """Several objects with different point counts -> ``(N, K, 2)`` / ``(N, K)`` padded with NaN
+    points (label -1), which the engine leaves out: each object is decoded with its own points.
+    Anything else is returned as is (the engine checks shapes)."""
+    if nesting_depth(point_coords) != 3 or nesting_depth(point_labels) != 2:
+        return point_coords, point_labels
+    if len({len(c) for c in point_coords if isinstance(c, list)}) <= 1:
+        return point_coords, point_labels
+    if len(point_labels) != len(point_coords):
+        raise InputError("point_labels", f"{len(point_labels)} label lists for {len(point_coords)} point lists")
+    k = max(len(c) for c in point_coords)
+    for i, (coords, labels) in enumerate(zip(point_coords, point_labels)):
+        if not isinstance(labels, list) or len(labels) != len(coords):
+            raise InputError(f"point_labels[{i}]", f"expected {len(coords)} labels, one per point")
+    nan = float("nan")
+    return ([c + [[nan, nan]] * (k - len(c)) for c in point_coords],
+            [lbl + [-1] * (k - len(lbl)) for lbl in point_labels])
 
 
 def _client_embedding(body: SegmentRequest, services: Services) -> Embedding:
@@ -124,7 +144,9 @@ def load_image(body: Any, services: Services) -> np.ndarray:
 
 
 def _mask_input(body: SegmentRequest, namespace: str, image_id: str | None, services: Services) -> np.ndarray | str:
-    """Roboflow's order: the engine's last logits for ``image_id`` (``use_mask_input_cache``), else ``mask_input``."""
-    if body.use_mask_input_cache and image_id is not None and services.engine.has_mask_logits(image_id, namespace):
+    """The caller's ``mask_input`` when given; else (``use_mask_input_cache``) the engine's last
+    logits for ``image_id``; else a 400 naming ``mask_input``."""
+    cached = body.use_mask_input_cache and image_id is not None and services.engine.has_mask_logits(image_id, namespace)
+    if body.mask_input is None and cached:
         return "cached"
     return mask_input_logits(body.mask_input, body.mask_input_format, services.config.max_objects)

@@ -4,21 +4,27 @@ Field names, defaults and JSON shapes follow ``SamEmbeddingRequest`` /
 ``SamSegmentationRequest`` / ``SamEmbeddingResponse`` / ``SamSegmentationResponse`` of
 ``roboflow/inference``, so client code written for it runs unchanged. Fields marked
 *extension* are dtseg's own. Unknown fields are rejected (422 naming the field), except the
-bookkeeping fields Roboflow's base request carries, which are accepted and ignored.
+bookkeeping fields Roboflow's base request carries, which are accepted and ignored. Values
+are strict: a boolean is JSON ``true`` / ``false`` (not ``"yes"``, ``"true"`` or ``1``), a
+number is a finite JSON number, int or float (not a boolean, a string or NaN).
 """
 
 from __future__ import annotations
 
-from typing import Any, Literal, Optional, Union
+from typing import Annotated, Any, Literal, Optional, Union
 
 from pydantic import BaseModel, ConfigDict, Field
 
-Number = float
+#: A finite JSON number, int or float (strict: never a boolean or a string).
+Number = Annotated[float, Field(allow_inf_nan=False)]
 SamVersion = Literal["vit_h", "vit_l", "vit_b"]
 
 
 class Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    """Base of every request model: unknown fields and loose types (``"yes"`` for a boolean,
+    ``true`` or ``"3"`` for a number) are 422s naming the field."""
+
+    model_config = ConfigDict(extra="forbid", strict=True)
 
 
 class ImageInput(Strict):
@@ -85,7 +91,9 @@ class SegmentRequest(RoboflowCompat):
     One object (Roboflow): ``point_coords`` ``[[x, y], ...]`` and ``point_labels`` ``[1, 0, ...]``.
     Several objects (extension): ``point_coords`` ``(N, K, 2)`` with ``point_labels`` ``(N, K)``
     and/or ``boxes`` ``(N, 4)``; one mask per object, in order (``multimask_output``: three).
-    Labels follow SAM: 1 foreground, 0 background, -1 ignored.
+    Ragged point lists are accepted as they are (each object decoded with its own points).
+    Labels follow SAM: 1 foreground, 0 background, -1 SAM's not-a-point token. No prompt at all
+    is one object decoded from no prompt (as ``SamPredictor.predict()``).
     """
 
     image: Optional[ImageInput] = None

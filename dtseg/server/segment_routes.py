@@ -18,7 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from dtseg.errors import CheckpointNotFoundError, DtsegError, InputError
 from dtseg.records import RANDOM_WEIGHTS, object_records
 from dtseg.server.auth import Namespace
-from dtseg.server.body import BodyRoute
+from dtseg.server.body import BODY_ERRORS, BodyRoute
 from dtseg.server.config import ServerConfig
 from dtseg.server.images import load_request_image
 from dtseg.server.schemas import ErrorResponse, ImageInput, Strict
@@ -77,8 +77,7 @@ def available_configs(config: ServerConfig) -> list[str]:
 
 
 @router.post("/segment", response_model=SegmentPipelineResponse, responses={
-    400: {"model": ErrorResponse}, 401: {"model": ErrorResponse}, 404: {"model": ErrorResponse},
-    413: {"model": ErrorResponse}, 422: {"model": ErrorResponse}})
+    400: {"model": ErrorResponse}, 404: {"model": ErrorResponse}, **BODY_ERRORS, 422: {"model": ErrorResponse}})
 def segment(body: SegmentPipelineRequest, namespace: Namespace,
             services: Annotated[Services, Depends(get_services)]) -> SegmentPipelineResponse:
     """Run a named detect-then-segment pipeline on an image."""

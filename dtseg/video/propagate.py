@@ -226,7 +226,7 @@ def _object_prompt(prompts: Any, row: int, cls: type) -> Any:
     """Row ``row`` of ``Prompts`` as an ``ObjectPrompt``: its box (if any) and its points (if any)."""
     box = prompts.boxes[row] if bool(prompts.has_box[row]) else None
     labels = np.asarray(prompts.labels[row])
-    keep = labels >= 0  # padding rows are labelled -1
+    keep = prompts.is_point[row]  # NaN padding out; SAM's -1 tokens stay
     points = np.asarray(prompts.points[row])[keep] if keep.any() else None
     return cls(points=points, labels=labels[keep] if keep.any() else None, box=box)
 

@@ -2,7 +2,7 @@
 
 ``mobile_sam``: segment-anything's ``SamPredictor`` over the same TinyViT ``Sam``;
 ``sam2.1``: Meta's ``SAM2ImagePredictor`` over the same ``SAM2Base``. (``sam`` has its own,
-longer file: test_parity.py.) Scores and low-res logits within 1e-4, masks IoU >= 0.99.
+longer file: test_parity.py; the ragged-batch test covers it here too.) Scores and low-res logits within 1e-4, masks IoU >= 0.99.
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ from segment_anything import SamPredictor
 
 from dtseg import SamEngine
 from dtseg.errors import RandomWeightsWarning
+from dtseg.prompts import Prompts
 from tests.engine.conftest import synthetic_image
 from tests.engine.test_parity import CASES, assert_matches, reference_predict
 
@@ -93,6 +94,39 @@ def test_mask_input_matches_reference(setup):
     assert_matches(result, *(x[None] for x in ref))
 
 
+RAGGED = [
+    {"points": [[200, 120], [380, 220], [60, 40]], "labels": [1, -1, 0]},
+    {"points": [[300, 150]], "labels": [-1], "box": [150, 60, 420, 260]},
+    {"box": [10, 10, 200, 150]},
+    {"points": [[90, 200], [500, 100]], "labels": [1, 1]},
+    {"points": [[90, 200], [500, 100]], "labels": [-1, 1]},
+    {},
+]
+
+
+@pytest.mark.parametrize("model", ["tiny", *FAMILIES.values()])
+def test_ragged_batch_row_is_its_prompt_alone_and_the_reference(model):
+    """NaN padding of ragged rows never reaches SAM (row i is prompt i alone, as the reference
+    decodes it), while a caller's -1 points stay SAM's not-a-point tokens."""
+    engine = load(model)
+    image = synthetic_image(333, 1001, seed=1)
+    predictor = reference_predictor(engine)
+    predictor.set_image(image)
+    engine.embed_image(image, "img")
+    batch = Prompts.from_objects(RAGGED)
+    assert np.isnan(batch.points).any()  # the batch is padded
+    together = engine.segment_image(image_id="img", point_coords=batch.points, point_labels=batch.labels,
+                                    boxes=batch.boxes)
+    for i, obj in enumerate(RAGGED):
+        case = {"point_coords": obj.get("points"), "point_labels": obj.get("labels"), "boxes": obj.get("box")}
+        alone = engine.segment_image(image_id="img", **{k: v for k, v in case.items() if v is not None})
+        # batch size changes float rounding only (~1e-7); a padding token would move logits ~1e-1
+        np.testing.assert_allclose(together.low_res_logits[i], alone.low_res_logits[0], atol=1e-5)
+        np.testing.assert_allclose(together.scores[i], alone.scores[0], atol=1e-6)
+        np.testing.assert_array_equal(together.masks[i], alone.masks[0])
+        assert_matches(alone, *(x[None] for x in reference_predict(predictor, case, True)))
+
+
 def test_an_embedding_of_another_model_is_refused_by_name(setup):
     engine, _ = setup
     other = load("tiny")
@@ -104,8 +138,6 @@ def test_an_embedding_of_another_model_is_refused_by_name(setup):
 
 
 def _one_box():
-    from dtseg.prompts import Prompts
-
     return Prompts.from_arrays(boxes=[[5, 5, 40, 40]])
 
 

@@ -89,8 +89,8 @@ def test_decompression_bomb_header_is_refused_before_decoding():
     (dict(boxes=[10, 10, 20]), "boxes"),
     (dict(boxes=[[0, 0, 5, 5], [0, 0, 6, 6]], point_coords=[[1, 1]], point_labels=[1]), "boxes"),
     (dict(boxes=[0, np.nan, 5, 5]), "boxes"),
-    (dict(point_coords=[[1, 2]], point_labels=[-1]), "point_coords"),
-    (dict(), "point_coords"),
+    (dict(point_coords=[[1, np.nan]], point_labels=[-1]), "point_coords"),
+    (dict(point_coords=[[np.nan, np.nan]], point_labels=[1]), "labels"),
     (dict(boxes=[0, 0, 5, 5], mask_input=np.zeros((64, 64))), "mask_input"),
     (dict(boxes=[0, 0, 5, 5], mask_input=np.full((256, 256), np.nan)), "mask_input"),
     (dict(boxes=[[0, 0, 5, 5], [1, 1, 6, 6]], mask_input=np.zeros((3, 1, 256, 256))), "mask_input"),
@@ -105,7 +105,7 @@ def test_bad_prompts_name_their_field(engine, image, kwargs, field):
 
 @pytest.mark.parametrize("kwargs, field", [
     (dict(point_coords=[[1, 2], [3, 4]], point_labels=[[1, 0], [1]]), "point_labels"),
-    (dict(point_coords=[[1, 2]], point_labels=[-1]), "point_coords"),
+    (dict(point_coords=[[1, np.nan]], point_labels=[1]), "point_coords"),
     (dict(boxes=[0, 0, 5, 5], mask_input=np.zeros((64, 64))), "mask_input"),
     (dict(boxes=[[0, 0, 5, 5], [1, 1, 6, 6]], mask_input=np.zeros((3, 1, 256, 256))), "mask_input"),
     (dict(boxes=[0, 0, 5, 5], mask_input="latest"), "mask_input"),
@@ -116,7 +116,7 @@ def test_bad_prompts_are_refused_before_the_image_is_embedded(image, kwargs, fie
         engine.segment_image(image, **kwargs)
     assert info.value.field == field and engine.encoder_calls == 0
     with pytest.raises(PromptError):
-        engine.segment(image, Prompts.from_objects([{"points": [[1, 2]], "labels": [-1]}]))
+        engine.segment(image, Prompts.from_objects([{"box": [0, 0, 5, 5]}, {}]))
     assert engine.encoder_calls == 0
 
 

@@ -15,6 +15,11 @@ CASES = {
     "points with a negative": dict(point_coords=[[200, 120], [380, 220], [60, 40]], point_labels=[1, 1, 0]),
     "box": dict(boxes=[150, 60, 420, 260]),
     "box and point": dict(point_coords=[[300, 150]], point_labels=[1], boxes=[150, 60, 420, 260]),
+    # -1 is SAM's not-a-point token: it changes the mask, as in the reference
+    "point and not-a-point": dict(point_coords=[[200, 120], [380, 220]], point_labels=[1, -1]),
+    "only not-a-point": dict(point_coords=[[200, 120]], point_labels=[-1]),
+    "box and not-a-point": dict(point_coords=[[300, 150]], point_labels=[-1], boxes=[150, 60, 420, 260]),
+    "no prompt": dict(),
 }
 
 

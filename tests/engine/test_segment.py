@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 import supervision as sv
 
 from dtseg import Prompts
+from dtseg.errors import PromptError
 from tests.engine.conftest import make_engine
 
 
@@ -61,10 +63,13 @@ def _arrays(prompts: Prompts) -> dict:
     return dict(point_coords=prompts.points, point_labels=prompts.labels, boxes=prompts.boxes)
 
 
-def test_padding_points_do_not_change_a_mask(engine, image):
+def test_nan_padding_is_no_point_and_minus_one_is_a_token(engine, image):
     plain = engine.segment_image(image, point_coords=[[100, 100]], point_labels=[1])
-    padded = engine.segment_image(image, point_coords=[[100, 100], [0, 0], [7, 7]], point_labels=[1, -1, -1])
+    nan = np.nan
+    padded = engine.segment_image(image, point_coords=[[nan, nan], [100, 100], [nan, nan]], point_labels=[-1, 1, -1])
     np.testing.assert_allclose(plain.low_res_logits, padded.low_res_logits, atol=1e-6)
+    token = engine.segment_image(image, point_coords=[[100, 100], [0, 0]], point_labels=[1, -1])
+    assert np.abs(plain.low_res_logits - token.low_res_logits).max() > 1e-3  # SAM's not-a-point changes the mask
 
 
 def test_empty_prompts_give_empty_detections(engine, image):
@@ -112,3 +117,20 @@ def test_segment_also_remembers_its_best_logits(image):
 def test_mask_input_alone_is_a_prompt(engine, image):
     result = engine.segment_image(image, mask_input=np.zeros((256, 256), np.float32), multimask_output=False)
     assert result.masks.shape == (1, 1, *image.shape[:2])
+
+
+def test_pipeline_prompts_keep_minus_one_as_a_token_and_need_a_point_or_box(engine, image):
+    """``segment`` (the pipeline's call) reads a -1 point as ``segment_image`` does: SAM's
+    not-a-point token, not padding; an object with no point and no box is an error naming it."""
+    objects = [{"points": [[100, 100], [20, 30]], "labels": [1, -1]}, {"points": [[60, 50]], "labels": [-1]},
+               {"box": [10, 10, 120, 90]}]
+    detections = engine.segment(image, Prompts.from_objects(objects))
+    for i, obj in enumerate(objects):
+        alone = engine.segment_image(image, point_coords=obj.get("points"), point_labels=obj.get("labels"),
+                                     boxes=obj.get("box"), multimask_output=False)
+        np.testing.assert_allclose(detections.data["sam_score"][i], alone.scores[0, 0], atol=1e-5)
+        np.testing.assert_array_equal(detections.mask[i], alone.masks[0, 0])
+    assert detections.data["prompt_labels"][1].tolist() == [-1, -1]  # the token, then padding
+    assert np.isnan(detections.data["prompt_points"][1, 1]).all()
+    with pytest.raises(PromptError, match=r"objects \[1\] have no point and no box"):
+        engine.segment(image, Prompts.from_objects([{"box": [1, 1, 9, 9]}, {}]))

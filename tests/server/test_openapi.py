@@ -5,7 +5,11 @@ from __future__ import annotations
 import re
 from typing import Any, Iterator
 
+import pytest
 from fastapi.testclient import TestClient
+
+from dtseg import SamEngine
+from dtseg.server import ServerConfig, create_app
 
 
 def refs(node: Any) -> Iterator[str]:
@@ -42,3 +46,35 @@ def test_docs_pages_load_their_assets_from_the_server(client: TestClient) -> Non
             response = client.get(asset)
             assert response.status_code == 200 and len(response.content) > 10_000, asset
         assert "https://" not in html.text and "http://" not in html.text, f"{page} still reaches out"
+
+
+#: The error codes each route can answer (401 too, on every route but /healthz, when the server has keys).
+#: A route with a body also answers 408 (slow body), 413 (too large) and 503 (shutdown grace over).
+BODY = {408, 413, 503}
+ERRORS = {
+    ("post", "/sam/embed_image"): {400, 404, 422} | BODY,
+    ("post", "/sam/segment_image"): {400, 404, 422} | BODY,
+    ("post", "/sam2/embed_image"): {400, 404, 422} | BODY,
+    ("post", "/sam2/segment_image"): {400, 404, 422} | BODY,
+    ("post", "/segment"): {400, 404, 422} | BODY,
+    ("post", "/fetch_image"): {400, 422} | BODY,
+    ("post", "/export"): {400, 422} | BODY,
+    ("get", "/info"): set(),
+    ("get", "/healthz"): set(),
+}
+
+
+@pytest.mark.parametrize("keys", [[], ["a-key"]], ids=["no auth", "auth"])
+def test_every_route_lists_its_error_codes(engine: SamEngine, keys: list[str],
+                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("DTSEG_API_KEYS", raising=False)
+    schema = create_app(engine, ServerConfig(api_keys=keys)).openapi()
+    listed = {(method, path): {int(code) for code in op["responses"] if code != "200"}
+              for path, ops in schema["paths"].items() for method, op in ops.items()}
+    expected = {route: codes | ({401} if keys and route[1] != "/healthz" else set()) for route, codes in ERRORS.items()}
+    assert listed == expected
+    for path, ops in schema["paths"].items():
+        for op in ops.values():
+            for code, response in op["responses"].items():
+                if code != "200":
+                    assert set(refs(response)) == {"#/components/schemas/ErrorResponse"}, (path, code)

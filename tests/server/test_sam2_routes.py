@@ -52,7 +52,8 @@ def test_embed_then_segment_by_image_id_matches_the_engine(client: TestClient, s
     assert response.status_code == 200, response.text
     assert sam2_engine.encoder_calls == calls  # by image_id only: no encoder pass
     predictions = response.json()["predictions"]
-    direct = sam2_engine.segment_image(image_id="a", point_coords=[[[0, 0], [0, 0]], [[30, 30], [90, 70]]],
+    nan = [np.nan, np.nan]  # padding: no point (a -1 label alone would be SAM's not-a-point token)
+    direct = sam2_engine.segment_image(image_id="a", point_coords=[[nan, nan], [[30, 30], [90, 70]]],
                                        point_labels=[[-1, -1], [1, 0]], boxes=[XYXY, [np.nan] * 4])
     for k, prediction in enumerate(predictions):  # the most confident of SAM 2's 3 candidates
         best = int(direct.scores[k].argmax())
@@ -90,13 +91,56 @@ def test_refinement_from_cached_logits(client: TestClient) -> None:
     assert refined["predictions"][0]["confidence"] != plain["predictions"][0]["confidence"]
 
 
-@pytest.mark.parametrize(("body", "field"), [
-    ({"prompts": {"prompts": []}}, "prompts"),
-    ({"prompts": {"prompts": [{"points": []}]}}, "prompts.prompts[0]"),
-])
-def test_bad_prompts_name_the_field(client: TestClient, body: dict, field: str) -> None:
+# The raw JSON of Roboflow's SAM2 docs (docs.roboflow.com/deploy/supported-models/sam2, with the image
+# as base64 here) and of inference_sdk's sam2_segment_image ({"prompts": {"prompts": prompts}}), and
+# the two other forms Roboflow's Sam2SegmentationRequest._coerce_prompts accepts.
+POINT_PROMPT = {"points": [{"x": 60, "y": 50, "positive": True}]}
+ROBOFLOW_FORMS = {
+    "documented": {"prompts": {"prompts": [POINT_PROMPT]}, "sam2_version_id": "hiera_tiny"},
+    "inference_sdk": {"sam2_version_id": "hiera_tiny", "multimask_output": True, "format": "json",
+                      "prompts": {"prompts": [POINT_PROMPT]}},
+    "flat list": {"prompts": [POINT_PROMPT]},
+    "single prompt": {"prompts": POINT_PROMPT},
+}
+
+
+@pytest.mark.parametrize("form", ROBOFLOW_FORMS)
+def test_roboflow_prompt_forms_give_the_same_prediction(client: TestClient, sam2_engine: SamEngine, form: str) -> None:
+    response = client.post("/sam2/segment_image", json={"image": b64_image(IMAGE), **ROBOFLOW_FORMS[form]})
+    assert response.status_code == 200, response.text
+    (prediction,) = response.json()["predictions"]
+    direct = sam2_engine.segment_image(IMAGE, point_coords=[[60, 50]], point_labels=[1])
+    assert prediction["confidence"] == pytest.approx(float(direct.scores[0].max()))
+
+
+@pytest.mark.parametrize("body", [{}, {"prompts": {"prompts": []}}, {"prompts": {"prompts": None}},
+                                  {"prompts": []}, {"prompts": {}}, {"prompts": [{"points": []}]}],
+                         ids=["absent", "empty set", "null set", "empty list", "empty prompt", "no points"])
+def test_an_empty_prompt_is_roboflows_not_a_point_at_the_origin(client: TestClient, sam2_engine: SamEngine,
+                                                                body: dict) -> None:
+    """Roboflow's segment_anything2.py: no prompt -> point_coords [[0, 0]], point_labels [-1]."""
+    from sam2.sam2_image_predictor import SAM2ImagePredictor
+
     response = client.post("/sam2/segment_image", json={"image": b64_image(IMAGE), **body})
-    assert response.status_code == 400 and response.json()["field"] == field
+    assert response.status_code == 200, response.text
+    (prediction,) = response.json()["predictions"]
+    predictor = SAM2ImagePredictor(sam2_engine.model.net)
+    predictor.set_image(IMAGE)
+    _, scores, _ = predictor.predict(point_coords=np.array([[0.0, 0.0]]), point_labels=np.array([-1]))
+    assert prediction["confidence"] == pytest.approx(float(scores.max()), abs=1e-4)
+
+
+@pytest.mark.parametrize(("body", "field"), [
+    ({"prompts": {"prompts": [{"points": [{"x": 1, "y": 2, "positive": "yes"}]}]}}, "prompts"),
+    ({"prompts": [{"points": [{"x": True, "y": 2, "positive": True}]}]}, "prompts"),
+    ({"prompts": {"box": {"x": 1, "y": 2, "width": "3", "height": 4}}}, "prompts"),
+    ({"prompts": "box"}, "prompts"),
+    ({"prompts": {"prompts": [POINT_PROMPT], "extra": 1}}, "prompts"),
+    ({"prompts": [POINT_PROMPT], "multimask_output": 1}, "multimask_output"),
+])
+def test_bad_prompts_are_422_naming_the_field(client: TestClient, body: dict, field: str) -> None:
+    response = client.post("/sam2/segment_image", json={"image": b64_image(IMAGE), **body})
+    assert response.status_code == 422 and response.json()["field"] == field, response.text
 
 
 def test_unknown_version_and_unknown_image_id(client: TestClient) -> None:

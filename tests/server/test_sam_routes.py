@@ -9,6 +9,8 @@ import numpy as np
 import pytest
 from fastapi.testclient import TestClient
 
+from segment_anything import SamPredictor
+
 from dtseg import SamEngine
 from dtseg.io import content_hash
 from dtseg.masks import polygons_to_mask, rle_to_mask
@@ -144,14 +146,40 @@ def test_rle_format_decodes_to_the_binary_masks(client: TestClient, embedded: st
         np.testing.assert_array_equal(rle_to_mask(encoded), logits > 0)
 
 
-def test_label_minus_one_is_ignored_zero_is_background(client: TestClient, embedded: str) -> None:
-    plain = npz(segment(client, image_id=embedded, format="binary", **POINT))
-    padded = npz(segment(client, image_id=embedded, format="binary", point_coords=[[20, 18], [50, 40]],
-                         point_labels=[1, -1]))
-    negative = npz(segment(client, image_id=embedded, format="binary", point_coords=[[20, 18], [50, 40]],
-                           point_labels=[1, 0]))
-    np.testing.assert_array_equal(plain["low_res_masks"], padded["low_res_masks"])
-    assert not np.array_equal(plain["low_res_masks"], negative["low_res_masks"])
+@pytest.fixture(scope="module")
+def predictor(engine: SamEngine, image: np.ndarray) -> SamPredictor:
+    """segment-anything's own predictor on the server engine's weights and image."""
+    predictor = SamPredictor(engine.model.net)
+    predictor.set_image(image)
+    return predictor
+
+
+@pytest.mark.parametrize("prompt", [
+    {"point_coords": [[20, 18], [50, 40]], "point_labels": [1, -1]},  # -1: SAM's not-a-point token
+    {"point_coords": [[20, 18], [50, 40]], "point_labels": [1, 0]},
+    {"point_coords": [[20, 18]], "point_labels": [-1]},  # only -1 points
+    {},  # no prompt at all
+], ids=["not-a-point", "background", "only-not-a-point", "no-prompt"])
+def test_labels_and_no_prompt_mean_what_they_mean_to_sam_predictor(client: TestClient, embedded: str,
+                                                                   predictor: SamPredictor, prompt: dict) -> None:
+    got = npz(segment(client, image_id=embedded, format="binary", multimask_output=True, **prompt))
+    coords = prompt.get("point_coords")
+    _, scores, logits = predictor.predict(
+        point_coords=None if coords is None else np.array(coords, np.float32),
+        point_labels=None if coords is None else np.array(prompt["point_labels"]), multimask_output=True)
+    np.testing.assert_allclose(got["scores"], scores[None], atol=1e-4)
+    np.testing.assert_allclose(got["low_res_masks"], logits, atol=1e-4)
+
+
+def test_ragged_objects_are_each_decoded_alone(client: TestClient, embedded: str) -> None:
+    objects = [([[20, 18]], [1]), ([[50, 40], [30, 30], [9, 9]], [1, 0, -1]), ([[40, 10], [10, 40]], [-1, 1])]
+    together = npz(segment(client, image_id=embedded, format="binary", point_coords=[c for c, _ in objects],
+                           point_labels=[lbl for _, lbl in objects]))
+    for i, (coords, labels) in enumerate(objects):
+        alone = npz(segment(client, image_id=embedded, format="binary", point_coords=coords, point_labels=labels))
+        np.testing.assert_allclose(together["low_res_masks"][i], alone["low_res_masks"][0], atol=1e-5)
+    bad = segment(client, image_id=embedded, point_coords=[[[1, 1]], [[2, 2], [3, 3]]], point_labels=[[1], [1]])
+    assert bad.status_code == 400 and bad.json()["field"] == "point_labels[1]"
 
 
 @pytest.mark.parametrize("body, field", [
@@ -161,11 +189,9 @@ def test_label_minus_one_is_ignored_zero_is_background(client: TestClient, embed
     ({"point_coords": [[20, 18, 3]], "point_labels": [1]}, "point_coords"),
     ({"point_coords": [[20, 18], [1, 1]], "point_labels": [1]}, "point_labels"),
     ({"point_coords": [[20, 18]]}, "point_labels"),
-    ({"point_coords": [[20, 18]], "point_labels": [-1]}, "point_coords"),
     ({"boxes": [1, 2, 3]}, "boxes"),
     ({"boxes": [[30, 30, 10, 10]]}, "boxes"),
     ({"boxes": [[0, 0, 10, 10], [0, 0, 5, 5]], "point_coords": [[1, 1]], "point_labels": [1]}, "boxes"),
-    ({}, "point_coords"),
 ])
 def test_prompt_errors_are_400_naming_the_field(client: TestClient, embedded: str, body: dict, field: str) -> None:
     response = segment(client, image_id=embedded, **body)
@@ -260,6 +286,47 @@ def test_mask_input_cache_and_explicit_logits(client: TestClient, engine: SamEng
     bad = segment(client, image_id="refine", has_mask_input=True, use_mask_input_cache=False,
                   mask_input=[[1.0, 2.0], [3.0]], **POINT)
     assert bad.status_code == 400 and bad.json()["field"].startswith("mask_input")
+
+
+def test_a_callers_mask_input_wins_over_the_cache(client: TestClient, engine: SamEngine, image: np.ndarray) -> None:
+    three = {"point_coords": [[[20, 18]], [[50, 40]], [[30, 10]]], "point_labels": [[1], [1], [1]]}
+    assert segment(client, image=b64_image(image), image_id="mine", **three).status_code == 200  # caches 3 masks
+    square = np.full((256, 256), -10.0, np.float32)
+    square[40:120, 40:140] = 10.0
+    expected = engine.segment_image(image_id="mine", mask_input=square, multimask_output=False, **POINT)
+    mine = npz(segment(client, image_id="mine", has_mask_input=True, mask_input=square.tolist(), format="binary",
+                       **POINT))  # use_mask_input_cache is true by default: the caller's logits still win
+    np.testing.assert_array_equal(mine["masks"], expected.masks[:, 0])
+    assert segment(client, image_id="mine", **three).status_code == 200  # the cache holds 3 masks again
+    from_cache = segment(client, image_id="mine", has_mask_input=True, **POINT)
+    assert from_cache.status_code == 400 and from_cache.json()["field"] == "mask_input"
+    assert "the cached logits of image_id 'mine'" in from_cache.json()["message"]  # the cache, not the caller
+    given = segment(client, image_id="mine", has_mask_input=True, mask_input=[square.tolist()] * 3, **POINT)
+    assert given.status_code == 400 and "the logits given are 3 masks for 1 objects" in given.json()["message"]
+
+
+@pytest.mark.parametrize("body, field", [
+    ({**POINT, "multimask_output": "yes"}, "multimask_output"),
+    ({**POINT, "multimask_output": "true"}, "multimask_output"),
+    ({**POINT, "multimask_output": 1}, "multimask_output"),
+    ({**POINT, "has_mask_input": 0}, "has_mask_input"),
+    ({"point_coords": [[True, 18]], "point_labels": [1]}, "point_coords"),
+    ({"point_coords": [["20", 18]], "point_labels": [1]}, "point_coords"),
+    ({"point_coords": [[20, 18]], "point_labels": [True]}, "point_labels"),
+    ({**POINT, "boxes": [0, 0, 10, False]}, "boxes"),
+])
+def test_booleans_and_numbers_are_strict(client: TestClient, embedded: str, body: dict, field: str) -> None:
+    response = segment(client, image_id=embedded, **body)
+    assert response.status_code == 422, response.text
+    assert response.json()["field"] == field
+
+
+def test_roboflow_clients_json_types_are_accepted(client: TestClient, embedded: str) -> None:
+    """What Roboflow's docs and clients send: ints or floats as numbers, JSON true/false."""
+    body = {"image_id": embedded, "point_coords": [[20, 18.5]], "point_labels": [1.0], "multimask_output": False,
+            "has_mask_input": False, "use_mask_input_cache": True, "disable_preproc_auto_orient": True,
+            "usage_billable": True, "start": 1700000000, "sam_version_id": "vit_h", "format": "json"}
+    assert segment(client, **body).status_code == 200
 
 
 def test_new_pixels_under_an_id_drop_its_refinement_logits(client: TestClient, engine: SamEngine) -> None:

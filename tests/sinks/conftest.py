@@ -39,7 +39,8 @@ def make_detections() -> sv.Detections:
             "class_name": np.array(["donut", "car", "car"]),
             "zone": np.array(["left", "right", "right"]),
             "prompt_box": np.stack([np.array([3, 3, 30, 30], np.float32), nan, nan]),
-            "prompt_points": np.array([[[0, 0], [0, 0]], [[40, 35], [31, 29]], [[52, 30], [0, 0]]], np.float32),
+            "prompt_points": np.array([[[np.nan, np.nan]] * 2, [[40, 35], [31, 29]], [[52, 30], [np.nan, np.nan]]],
+                                      np.float32),
             "prompt_labels": np.array([[-1, -1], [1, 0], [1, -1]]),
         },
     )

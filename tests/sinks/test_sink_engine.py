@@ -29,7 +29,7 @@ def test_all_sinks_on_an_engine_result(engine, tmp_path) -> None:
     rng = np.random.default_rng(0)
     frame = rng.integers(0, 256, (60, 90, 3), dtype=np.uint8)
     prompts = Prompts(
-        points=np.array([[[20, 30], [0, 0]], [[70, 40], [60, 20]]], np.float32),
+        points=np.array([[[20, 30], [np.nan, np.nan]], [[70, 40], [60, 20]]], np.float32),
         labels=np.array([[1, -1], [1, 0]]),
         boxes=np.array([[5, 5, 40, 50], [np.nan] * 4], np.float32),
         class_id=np.array([1, 4]),

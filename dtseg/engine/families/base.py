@@ -198,7 +198,7 @@ class Family(ABC):
         Args:
             features: this image's features, batch dim 1, on device.
             coords: ``(N, K, 2)`` input-frame pixels ``[x, y]`` (no padding), or ``None``.
-            labels: ``(N, K)`` int, 1 foreground / 0 background, or ``None``.
+            labels: ``(N, K)`` int, 1 foreground / 0 background / -1 SAM's not-a-point token, or ``None``.
             boxes: ``(N, 4)`` input-frame ``xyxy``, or ``None``.
             masks: ``(N, 1, L, L)`` mask-input logits, or ``None``.
 
