@@ -87,9 +87,11 @@ def kept_report(masks: int, scored: int, passing: int, kept: int, best: float, c
     line = (f"everything: kept {kept} of {masks} masks ({scored} with sam_score >= pred_iou_thresh "
             f"{config.pred_iou_thresh:g}, the highest {best:.2f}; {passing} of those with >= min_area "
             f"{config.min_area} pixels; {kept} after box NMS at {config.box_nms_thresh:g})")
-    if kept == 0 and scored == 0:
+    if kept == 0 and scored == 0 and best <= 0:
+        line += "; no threshold keeps a mask that scores below 0 (random weights?)"
+    elif kept == 0 and scored == 0:
         line += (f"; no mask scored {config.pred_iou_thresh:g}: lower prompts.everything.pred_iou_thresh "
-                 f"(below {best:.2f}) to keep some (masks of random weights score low)")
+                 f"(below {best:.2f}) to keep some")
     elif kept == 0:
         line += "; lower prompts.everything.min_area to keep some"
     return line
