@@ -47,7 +47,7 @@ def test_the_estimate_is_the_flops_over_the_probed_rate() -> None:
     assert found, line
     seconds, gflop, rate = map(float, found.groups())
     assert gflop == round(ENCODER_GFLOP["mobile_sam"])
-    assert seconds == pytest.approx(gflop / rate * FLOOR_FACTOR, rel=0.1, abs=0.06)
+    assert seconds == pytest.approx(gflop / rate * FLOOR_FACTOR, rel=0.05, abs=0.5)  # as shown: rounded
 
 
 def test_no_estimate_for_a_model_without_a_flop_count(tiny_sam_engine) -> None:
