@@ -50,8 +50,27 @@ class CheckpointError(DtsegError):
     """A checkpoint that cannot be found, fetched, verified or loaded."""
 
 
+#: How a user spells an option where an error is shown: ``python`` (keyword arguments), ``cli``
+#: (command-line flags), ``config`` (YAML keys).
+SPELLINGS = ("python", "cli", "config")
+
+
 class CheckpointNotFoundError(CheckpointError, FileNotFoundError):
-    """No checkpoint on disk and no way to download it."""
+    """No checkpoint on disk and no way to download it.
+
+    ``hints`` maps a spelling (``SPELLINGS``) to the advice that follows ``problem`` (what to
+    pass, how to get random weights) in that spelling; ``str()`` is the Python one and
+    ``spelled("cli")`` the text a command prints.
+    """
+
+    def __init__(self, problem: str, hints: dict[str, str] | None = None) -> None:
+        self.problem = problem
+        self.hints = dict(hints or {})
+        super().__init__(self.spelled("python"))
+
+    def spelled(self, spelling: str) -> str:
+        """The message with the advice in ``spelling`` (the Python one where there is no such hint)."""
+        return self.problem + self.hints.get(spelling, self.hints.get("python", ""))
 
 
 class ChecksumMismatchError(CheckpointError):

@@ -261,7 +261,7 @@ def build_stage(registry: Registry, entry: dict[str, dict[str, Any]], index: int
         fallback = getattr(info.cls, "random_fallback", None)
         if not allow_random or fallback is None:
             raise
-        log.warning("%s\n*** --allow-random: %s falls back to RANDOM weights ***", exc, name)
+        log.warning("%s\n*** --allow-random: %s falls back to RANDOM weights ***", exc.problem.rstrip(" :\n"), name)
         return Stage(name, info.cls(fallback(config)), info)
 
 
@@ -273,7 +273,7 @@ def build_engine(config: PipelineConfig, allow_random: bool = False) -> Engine:
     except CheckpointNotFoundError as exc:
         if not allow_random or config.sam.checkpoint is not None:
             raise
-        log.warning("%s\n*** --allow-random: SAM falls back to RANDOM weights ***", exc)
+        log.warning("%s\n*** --allow-random: SAM falls back to RANDOM weights ***", exc.problem.rstrip(" :\n"))
         return config.sam.model_copy(update={"checkpoint": "random"}).build_engine(config.cache)
 
 

@@ -52,6 +52,7 @@ RANDOM_WEIGHTS = "random_weights"  # a label when a model has random weights, el
 NUM_PROMPTS = "num_prompts"  # objects before after_segment filters
 FRAME_INDEX = "frame_index"  # video: the frame's index in the source
 TIME_S = "time_s"  # video: the frame's timestamp, seconds
+ZONES = "zones"  # the zones provider's polygons, {name: (V, 2) float32 pixels}: drawn on annotated images
 
 #: every field ``object_records`` can write, in order.
 RECORD_FIELDS = ("index", "class_id", CLASS_NAME, "confidence", SAM_SCORE, "tracker_id", ZONE, "box", "prompt",

@@ -57,6 +57,7 @@ class RunSummary:
     random_weights: str | None = None  # the pipeline's random-weights label, if any
     skipped: int = 0  # images left out because an earlier run finished them (--skip-existing)
     encoder_calls: int | None = None  # images through the SAM encoder (cache hits cost none)
+    objects: int = 0  # objects written, all images together
 
     @property
     def total(self) -> int:
@@ -73,7 +74,8 @@ class RunSummary:
         verb = "interrupted after" if self.interrupted else "segmented"
         calls = self.encoder_calls
         passes = "" if calls is None else f" ({calls} encoder pass{'es' * (calls != 1)})"
-        line = f"{verb} {done} of {total} image{'s' * (total != 1)} in {self.seconds:.1f} s{passes} -> {self.out}"
+        line = (f"{verb} {done} of {total} image{'s' * (total != 1)} in {self.seconds:.1f} s{passes}, "
+                f"{self.objects} object{'s' * (self.objects != 1)} -> {self.out}")
         if self.skipped:
             line += f" ({self.skipped} skipped: done before)"
         lines = [line + (f"; {len(self.failed)} failed:" if self.failed else "")]
@@ -105,7 +107,8 @@ def run_items(
     """Segment ``items`` with ``pipeline`` (``pipeline.batch_size`` at a time) and write each with
     every sink; close the sinks at the end, also after an error or Ctrl-C (which stops the run
     after the image in progress: ``summary.interrupted``). ``missing``: sources that matched
-    nothing, counted as failed. ``progress``: a tqdm bar on stderr (from 2 images). ``ledger``
+    nothing, counted as failed. ``progress``: a first line saying how long the SAM encoder takes
+    per image here (``dtseg.eta``), then a tqdm bar on stderr (from 2 images). ``ledger``
     (``dtseg.cli.ledger.Ledger``) records each finished image with the files its sinks wrote;
     ``skipped`` is reported as done before."""
     from dtseg.sinks._common import recording_writes
@@ -115,6 +118,8 @@ def run_items(
     for source in missing:
         summary.failed.append((source, MISSING))
         on_error(source, MISSING)
+    if progress and items:
+        announce(pipeline, len(items))
     start = time.perf_counter()
     try:
         with tqdm(total=len(items), unit="image", disable=not progress or len(items) < 2, file=sys.stderr) as bar:
@@ -129,6 +134,7 @@ def run_items(
                     if ledger is not None:
                         ledger.record(item.name, item.source, written)
                     summary.done.append(item.name)
+                    summary.objects += len(result)
                 except Exception as exc:  # noqa: BLE001 - one bad image must not stop the run
                     log.debug("failed on %s", item.source, exc_info=exc)
                     why = describe(exc)
@@ -144,6 +150,17 @@ def run_items(
         if calls_before is not None:
             summary.encoder_calls = pipeline.engine.encoder_calls - calls_before
     return summary
+
+
+def announce(pipeline: Any, images: int) -> None:
+    """Say on stderr what the run is about to do, before the first encoder pass (seconds long on
+    a CPU, and the bar only moves after it): the number of images and, where it can be
+    estimated, how long the encoder takes per image here."""
+    from dtseg.eta import embed_estimate
+
+    estimate = embed_estimate(pipeline.engine)
+    tqdm.write(f"segmenting {images} image{'s' * (images != 1)}" + (f"; {estimate}" if estimate else ""),
+               file=sys.stderr)
 
 
 def describe(exc: BaseException) -> str:

@@ -10,7 +10,8 @@ decoding keeps the masks that
 * are not duplicates: box non-maximum suppression at ``box_nms_thresh`` (torchvision's
   ``batched_nms``, on the masks' tight boxes, highest ``sam_score`` wins), as the generator does.
 
-Kept objects stay in grid order (row-major from the top left); ``data["grid_point"]`` is each
+Each image logs (INFO) how many prompts the grid makes, then how many masks each filter kept and,
+when none is kept, which option to lower. Kept objects stay in grid order (row-major from the top left); ``data["grid_point"]`` is each
 one's index in the grid. What does not carry over: the generator's *stability score* filter
 needs the mask logits, which the pipeline's detections do not hold; its image crops
 (``crop_n_layers``) and small-region cleanup are not done either. The pipeline decodes each point
@@ -62,6 +63,8 @@ class EverythingPrompts:
         h, w = frame.shape[:2]
         points = self.grid * np.array([w, h], np.float32)
         n = len(points)
+        log.info("everything: %d grid points (%d x %d, points_per_side) go to SAM's mask decoder, one prompt each",
+                 n, self.config.points_per_side, self.config.points_per_side)
         return Prompts(points[:, None, :], np.ones((n, 1), np.int32), np.full((n, 4), np.nan, np.float32),
                        data={"grid_point": np.arange(n)})
 
@@ -69,13 +72,29 @@ class EverythingPrompts:
         """Keep the masks ``(N, H, W)`` that pass the score and area filters and box NMS."""
         if len(detections) == 0:
             return detections
+        c = self.config
         scores = np.asarray(detections.data["sam_score"], np.float32)
         areas = detections.mask.reshape(len(detections), -1).sum(axis=1)
-        passing = np.flatnonzero((scores >= self.config.pred_iou_thresh) & (areas >= self.config.min_area))
-        keep = np.sort(passing[box_nms(detections.xyxy[passing], scores[passing], self.config.box_nms_thresh)])
-        log.debug("everything: %d of %d masks pass the score and area filters, %d after NMS",
-                  len(passing), len(detections), len(keep))
+        scored = scores >= c.pred_iou_thresh
+        passing = np.flatnonzero(scored & (areas >= c.min_area))
+        keep = np.sort(passing[box_nms(detections.xyxy[passing], scores[passing], c.box_nms_thresh)])
+        log.info("%s", kept_report(len(detections), int(scored.sum()), len(passing), len(keep), float(scores.max()), c))
         return detections[keep]
+
+
+def kept_report(masks: int, scored: int, passing: int, kept: int, best: float, config: "EverythingPrompts.Config") -> str:
+    """One line: how many of ``masks`` passed each filter in turn, and what to lower if none is kept."""
+    line = (f"everything: kept {kept} of {masks} masks ({scored} with sam_score >= pred_iou_thresh "
+            f"{config.pred_iou_thresh:g}, the highest {best:.2f}; {passing} of those with >= min_area "
+            f"{config.min_area} pixels; {kept} after box NMS at {config.box_nms_thresh:g})")
+    if kept == 0 and scored == 0 and best <= 0:
+        line += "; no threshold keeps a mask that scores below 0 (random weights?)"
+    elif kept == 0 and scored == 0:
+        line += (f"; no mask scored {config.pred_iou_thresh:g}: lower prompts.everything.pred_iou_thresh "
+                 f"(below {best:.2f}) to keep some")
+    elif kept == 0:
+        line += "; lower prompts.everything.min_area to keep some"
+    return line
 
 
 def box_nms(boxes: np.ndarray, scores: np.ndarray, iou_threshold: float) -> np.ndarray:

@@ -175,12 +175,14 @@ def _missing(model: str, reason: str) -> YoloWeightsNotFoundError:
         fetch = f"Download https://github.com/{downloads.GITHUB_ASSETS_REPO}/releases/download/{release}/{name}"
     else:
         fetch = f"{name} is not an ultralytics release asset: train or export it first"
+    random = f"builds a detector with random weights (meaningless boxes; demos and tests only)"
+    stand_in = Path(name).with_suffix(".yaml")
     return YoloWeightsNotFoundError(
         f"yolo: the detector weights {model} are not on this machine and could not be downloaded "
-        f"({reason}).\n  {fetch}\n  and put it at {target} (or set prompts.yolo.model to its path).\n"
-        f"  For tests and demos only, model: {Path(name).with_suffix('.yaml')} builds random weights "
-        "(or pass --allow-random)."
-    )
+        f"({reason}).\n  {fetch}\n  and put it at {target} (or set prompts.yolo.model to its path).\n", {
+            "python": f"  Without the file, Pipeline.from_config(..., allow_random=True) {random}.",
+            "cli": f"  Without the file, --allow-random {random}.",
+            "config": f"  Without the file, prompts.yolo.model: {stand_in} {random}."})
 
 
 @hookimpl

@@ -12,7 +12,8 @@ prompts:
       # min_overlap: 0.5       # ... or, instead: the fraction of the mask inside the zone
 ```
 
-``min_overlap`` filters after segmentation, whatever the stage's position (as the first stage it
+The zones travel with the result (``detections.metadata["zones"]``: name -> polygon), and the
+``annotated`` sink draws them. ``min_overlap`` filters after segmentation, whatever the stage's position (as the first stage it
 keeps the zones whose own mask lies enough inside them); it also records ``data["zone_overlap"]``.
 Objects without a box (``yolo`` with ``prompt: center``) are anchored by their detector box
 (``data["detector_box"]``) when there is one, else by the mean of their foreground points.
@@ -32,6 +33,7 @@ from pydantic import Field, field_validator
 from dtseg.config import StrictModel
 from dtseg.hookspecs import hookimpl
 from dtseg.prompts import Prompts
+from dtseg.records import ZONES
 
 log = logging.getLogger(__name__)
 
@@ -79,7 +81,9 @@ class ZonePrompts:
         return kept
 
     def after_segment(self, frame: np.ndarray, detections: sv.Detections) -> sv.Detections:
-        """With ``min_overlap``: keep the objects whose mask ``(N, H, W)`` lies enough in a zone."""
+        """Record the zones in ``detections.metadata["zones"]``; with ``min_overlap``, keep the
+        objects whose mask ``(N, H, W)`` lies enough in a zone."""
+        detections.metadata[ZONES] = dict(zip(self.names, self.polygons))
         if self.config.min_overlap is None:
             return detections
         if len(detections) == 0:

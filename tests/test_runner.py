@@ -63,7 +63,9 @@ def test_run_writes_every_image_with_the_given_sinks_and_summarizes(folder: Path
     assert yaml.safe_load((out / "yolo" / "data.yaml").read_text())["names"] == {0: "square"}  # closed
     assert len((out / "yolo" / "labels" / "a.txt").read_text().splitlines()) == 1
     assert f"error: {folder / 'b.jpg'}: image: not a decodable image" in err
+    assert err.startswith("segmenting 4 images")  # before the first encoder pass (no estimate for a fake engine)
     assert "4/4" in err  # the progress bar
+    assert summary.objects == 3 and ", 3 objects -> " in summary.report()
     assert not summary.ok and summary.total == 4 and not summary.interrupted
     assert summary.report().startswith("segmented 3 of 4 images in ") and "1 failed:" in summary.report()
 

@@ -14,6 +14,9 @@ from dtseg.errors import CheckpointNotFoundError, ConfigError, DtsegError
 
 log = logging.getLogger("dtseg")
 
+ALLOW_RANDOM_HELP = ("where weights are missing, use RANDOM weights instead of failing (to try dtseg offline: "
+                     "the output is labelled as such, and its masks are meaningless)")
+
 
 def add_pipeline_options(parser: argparse.ArgumentParser) -> None:
     """``--config --set --sam-checkpoint --device --plugins-dir --strict --allow-random``."""
@@ -33,9 +36,7 @@ def add_pipeline_options(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--cache-dir", metavar="DIR",
                        help="keep embeddings in DIR across runs: a re-run pays no encoder pass (sets cache.dir)")
     group.add_argument("--strict", action="store_true", help="a plugin that fails to load is an error")
-    group.add_argument("--allow-random", action="store_true",
-                       help="where weights are missing, use RANDOM weights instead of failing (demos "
-                            "only: the output is labelled and meaningless)")
+    group.add_argument("--allow-random", action="store_true", help=ALLOW_RANDOM_HELP)
 
 
 def add_detector_shortcuts(parser: argparse.ArgumentParser) -> None:
@@ -103,7 +104,12 @@ def build_pipeline(args: argparse.Namespace) -> Any:
 
 def fail(error: BaseException, code: int = 2) -> int:
     """Print a setup error (config, plugin, weights) the way a user wants to read it."""
-    message = str(error) if isinstance(error, (DtsegError, ValueError, OSError)) else f"{type(error).__name__}: {error}"
+    if isinstance(error, CheckpointNotFoundError):  # its advice in flags, not keyword arguments
+        message = error.spelled("cli")
+    elif isinstance(error, (DtsegError, ValueError, OSError)):
+        message = str(error)
+    else:
+        message = f"{type(error).__name__}: {error}"
     print(f"dtseg: error: {message}", file=sys.stderr)
     return code
 

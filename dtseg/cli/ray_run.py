@@ -49,7 +49,7 @@ class SegmentActor:
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, Any]:
         items = [Item(str(s), str(n)) for s, n in zip(batch["source"], batch["name"])]
         rows: dict[str, list[Any]] = {"index": [], "error": [], "height": [], "width": [], "detections": [],
-                                      "encoder_calls": [], "random_label": []}
+                                      "encoder_calls": [], "random_label": [], "objects": []}
         before = getattr(self.pipeline.engine, "encoder_calls", 0)
         position = {item.source + "\0" + item.name: int(i) for item, i in zip(items, batch["index"])}
         for item, frame, result in segment_items(self.pipeline, items):
@@ -70,6 +70,7 @@ class SegmentActor:
             rows["detections"].append(detections)
             rows["encoder_calls"].append(0)
             rows["random_label"].append(self.pipeline.random_label or "")
+            rows["objects"].append(0 if error is not None else len(result))
         if rows["index"]:
             rows["encoder_calls"][0] = getattr(self.pipeline.engine, "encoder_calls", 0) - before
         return rows
@@ -123,7 +124,7 @@ def run_on_ray(args: argparse.Namespace, items: list[Item], missing: list[str]) 
     for source, why in failed:
         print(f"error: {source}: {why}", file=sys.stderr)
     done: list[str] = []
-    encoder_calls = 0
+    encoder_calls = objects = 0
     random_label: str | None = None
     start = time.perf_counter()
     try:
@@ -144,6 +145,7 @@ def run_on_ray(args: argparse.Namespace, items: list[Item], missing: list[str]) 
                         for sink in run_sinks:
                             sink.write(item.name, frame, unpack(row["detections"]))
                         done.append(item.name)
+                        objects += int(row["objects"])
                     except Exception as exc:  # noqa: BLE001
                         error = describe(exc)
                 if error is not None:
@@ -158,7 +160,7 @@ def run_on_ray(args: argparse.Namespace, items: list[Item], missing: list[str]) 
         if started:
             ray.shutdown()
     summary = RunSummary(Path(args.out), done=done, failed=failed, seconds=time.perf_counter() - start,
-                         random_weights=random_label, encoder_calls=encoder_calls)
+                         random_weights=random_label, encoder_calls=encoder_calls, objects=objects)
     print(summary.report(), file=sys.stderr)
     return 1 if failed or not items else 0
 

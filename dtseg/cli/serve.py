@@ -9,9 +9,13 @@ import os
 import signal
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from dtseg.cli.common import checkpoint_argument
-from dtseg.errors import DtsegError
+from dtseg.cli.common import ALLOW_RANDOM_HELP, checkpoint_argument, fail
+from dtseg.errors import CheckpointNotFoundError, DtsegError
+
+if TYPE_CHECKING:
+    from dtseg.server.config import ServeConfig
 
 WORKER_STARTUP_S = 300  # seconds a worker may take to load the model
 
@@ -31,6 +35,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--device", help="cpu, cuda, cuda:1, mps (sets sam.device)")
     parser.add_argument("--dtype", choices=["auto", "fp32", "bf16", "fp16"],
                         help="SAM precision (sets sam.dtype; default auto: bf16 where the device runs it natively)")
+    parser.add_argument("--allow-random", action="store_true",
+                        help=ALLOW_RANDOM_HELP + "; also sets server.allow_random for /segment's detectors")
     parser.add_argument("--allow-private-urls", action="store_true",
                         help="let image URLs reach loopback/private/link-local addresses (server.url_fetch.allow_private)")
     parser.add_argument("--workers", type=int, default=1,
@@ -58,7 +64,30 @@ def _overrides(args: argparse.Namespace) -> list[str]:
         items.append("sam.dtype=" + args.dtype)
     if args.allow_private_urls:
         items.append("server.url_fetch.allow_private=true")
+    if getattr(args, "allow_random", False):
+        items.append("server.allow_random=true")
     return items
+
+
+def random_if_missing(config: "ServeConfig") -> "ServeConfig":
+    """``--allow-random``: each model (``sam``, ``sam2``) whose checkpoint is not given and
+    cannot be found or downloaded gets random weights, loudly. A checkpoint that was given and is
+    missing stays an error. Decided here, once, so that every worker loads the same."""
+    from dtseg.engine.models import RANDOM, resolve_checkpoint
+
+    update = {}
+    for name in ("sam", "sam2"):
+        section = getattr(config, name)
+        if section is None or section.checkpoint is not None:
+            continue
+        model = section.model if isinstance(section.model, str) else section.model.model_dump()
+        try:
+            resolve_checkpoint(model)
+        except CheckpointNotFoundError as exc:
+            print(f"{exc.problem.rstrip(' :' + chr(10))}\n*** --allow-random: {name} runs with RANDOM weights: "
+                  "its masks are meaningless ***", file=sys.stderr, flush=True)
+            update[name] = section.model_copy(update={"checkpoint": RANDOM})
+    return config.model_copy(update=update)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -75,14 +104,15 @@ def run(args: argparse.Namespace) -> int:
         return 2
     try:
         config = load_serve_config(args.config, _overrides(args))  # raises for a missing --sam-checkpoint
+        if args.allow_random:
+            config = random_if_missing(config)
         if args.workers > 1 and config.cache.redis_url:
             build_tiers(config.cache)  # Redis unreachable: say so once, before starting the workers
         engine = config.sam.build_engine(config.cache) if args.workers == 1 else None
         sam2_engine = config.sam2.build_engine(config.cache) if config.sam2 and engine is not None else None
         app = create_app(engine, config.server, sam2_engine) if engine is not None else None
     except (DtsegError, ValueError, OSError) as exc:
-        print(f"dtseg: error: {exc}", file=sys.stderr)
-        return 2
+        return fail(exc)
     url = f"http://{args.host}:{args.port}"
     if engine is not None:
         model = ", ".join(e.summary() for e in (engine, sam2_engine) if e is not None)

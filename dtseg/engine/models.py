@@ -57,9 +57,10 @@ def resolve_checkpoint(model: ModelArg, checkpoint: CheckpointArg = None, *, dow
         return path
     _, _, official, _ = resolve_model(model)
     if official is None:
-        raise CheckpointNotFoundError(
-            f"model {model!r} has no official checkpoint: pass checkpoint=PATH, or checkpoint='random'"
-        )
+        raise CheckpointNotFoundError(f"model {model!r} has no official checkpoint: ", {
+            "python": "pass checkpoint=PATH, or checkpoint='random'",
+            "cli": "pass --sam-checkpoint PATH, or --allow-random (random weights)",
+            "config": "set sam.checkpoint to a path, or to random"})
     path = checkpoint_dir() / official.filename
     if path.is_file():
         verify_cached(path, official)
@@ -135,12 +136,14 @@ def _marker(path: Path) -> Path:
 
 def _offline_error(official: OfficialModel, path: Path, reason: str) -> CheckpointNotFoundError:
     check = f"sha256 {official.sha256}" if official.sha256 else f"{official.size_bytes} bytes"
+    random = "builds random weights: the masks are meaningless, and every output says so (demos and tests only)."
     return CheckpointNotFoundError(
         f"the {official.name} checkpoint is not on this machine and could not be downloaded "
-        f"({reason}).\n  Download {official.url} ({official.size_mb} MB, {check})\n"
-        f"  and put it at {path}\n  (or pass checkpoint=PATH / --sam-checkpoint PATH, or set DTSEG_HOME). "
-        "For tests and benchmarks only, checkpoint='random' builds random weights."
-    )
+        f"({reason}).\n  Download {official.url} ({official.size_mb} MB, {check})\n  and put it at {path}\n", {
+            "python": f"  (or pass checkpoint=PATH, or set DTSEG_HOME). Without the file, checkpoint='random' {random}",
+            "cli": f"  (or pass --sam-checkpoint PATH, or set DTSEG_HOME). Without the file, --allow-random {random}",
+            "config": f"  (or set sam.checkpoint to its path, or set DTSEG_HOME). Without the file, "
+                      f"sam.checkpoint: random {random}"})
 
 
 def build_model(model: ModelArg, weights: Path | str, seed: int = 0) -> Family:

@@ -5,12 +5,17 @@
   read other origins), answered as the image bytes after checking that they decode.
 * ``POST /export``: objects drawn on the page -> COCO JSON, a zip of PNG masks or the annotated
   image, written by the project's sinks (see :mod:`dtseg.server.export`).
+* ``POST /everything``: "segment everything" (the ``everything`` provider: a grid of points,
+  SAM's masks filtered by score, area and box NMS) with the server's engine; answered like
+  ``POST /segment`` with ``format: rle``, plus how many grid points were decoded.
 """
 
 from __future__ import annotations
 
+import threading
+import time
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, FastAPI
 from fastapi.responses import FileResponse, Response
@@ -21,7 +26,9 @@ from dtseg.server.auth import Namespace
 from dtseg.server.body import BODY_ERRORS, BodyRoute
 from dtseg.server.export import MEDIA_TYPES, ExportRequest, download_name, export_bytes, to_detections
 from dtseg.server.images import decode_image, fetch_url, load_request_image
-from dtseg.server.schemas import ErrorResponse, Strict
+from dtseg.records import NUM_PROMPTS, RANDOM_WEIGHTS
+from dtseg.server.schemas import ErrorResponse, ImageInput, Strict
+from dtseg.server.segment_routes import SegmentPipelineResponse, _rows
 from dtseg.server.state import Services, get_services
 
 STATIC_DIR = Path(__file__).parent / "static"
@@ -34,6 +41,20 @@ _MAGIC = [(b"\x89PNG", "image/png"), (b"\xff\xd8", "image/jpeg"), (b"GIF8", "ima
 
 class FetchImageRequest(Strict):
     url: str = Field(min_length=1, max_length=4096, description="an http(s) image URL")
+
+
+class EverythingRequest(Strict):
+    image: ImageInput
+    points_per_side: int = Field(16, ge=1, le=32, description="grid points per side: n x n prompts, one mask each")
+    pred_iou_thresh: float = Field(0.88, ge=0, le=1, description="keep masks whose sam_score is at least this")
+
+
+class EverythingResponse(SegmentPipelineResponse):
+    prompts: int = Field(description="grid points decoded, before the score, area and NMS filters")
+
+
+_everything_lock = threading.Lock()
+EVERYTHING_KEPT = 4  # built everything pipelines kept (one per option pair)
 
 
 def install_page(app: FastAPI) -> None:
@@ -66,3 +87,33 @@ def export(body: ExportRequest, namespace: Namespace, services: ServicesDep) -> 
     data = export_bytes(body.format, body.name, frame, detections, banner)
     headers = {"Content-Disposition": f'attachment; filename="{download_name(body.format, body.name)}"'}
     return Response(data, media_type=MEDIA_TYPES[body.format], headers=headers)
+
+
+@router.post("/everything", response_model=EverythingResponse, responses=_ERRORS)
+def everything(body: EverythingRequest, namespace: Namespace, services: ServicesDep) -> EverythingResponse:
+    """Segment everything on an image: the ``everything`` provider's point grid through the server's
+    engine, the masks that pass its filters as detections (RLE)."""
+    start = time.perf_counter()
+    pipeline = _everything_pipeline(services, body.points_per_side, body.pred_iou_thresh)
+    image = load_request_image(body.image, services.config, services.decode_budget)
+    detections = pipeline(image)
+    return EverythingResponse(detections=_rows(detections, image, "rle"), time=time.perf_counter() - start,
+                              config="everything", random_weights=detections.metadata.get(RANDOM_WEIGHTS),
+                              prompts=detections.metadata.get(NUM_PROMPTS, 0))
+
+
+def _everything_pipeline(services: Services, points_per_side: int, pred_iou_thresh: float) -> Any:
+    """The pipeline for these options, built once; kept beside the configs' pipelines under a key
+    with ``:``, which no config name has, the ``EVERYTHING_KEPT`` latest option pairs at most."""
+    from dtseg.pipeline import Pipeline
+
+    key = f"everything:{points_per_side}:{pred_iou_thresh}"
+    with _everything_lock:
+        if key not in services.pipelines:
+            kept = [k for k in services.pipelines if k.startswith("everything:")]
+            for old in kept[: max(0, len(kept) - EVERYTHING_KEPT + 1)]:
+                del services.pipelines[old]
+            config = {"prompts": [{"everything": {"points_per_side": points_per_side,
+                                                  "pred_iou_thresh": pred_iou_thresh}}], "sinks": []}
+            services.pipelines[key] = Pipeline.from_config(config, engine=services.engine)
+        return services.pipelines[key]

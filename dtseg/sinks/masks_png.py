@@ -7,7 +7,11 @@
   row + 1, 0 = background (so up to 65535 objects). Where masks overlap, one object wins the
   pixel: ``overlap: score`` gives it to the higher ``data["sam_score"]`` (else ``confidence``;
   ties and missing scores: the lower row), ``overlap: order`` to the lower row. An image with
-  no objects writes an all-zero PNG.
+  no objects writes an all-zero PNG. Such a file looks black in an image viewer (its values are
+  1, 2, 3 ... out of 65535), so beside it ``color: true`` (the default) writes
+  ``<subdir>/color/<name>.png``: the same map in 8-bit colour for looking at, object ``i`` in
+  supervision's palette colour ``i`` (the ``annotated`` sink's with ``color_by: index``),
+  background black.
 
 Read back with ``cv2.imread(path, cv2.IMREAD_UNCHANGED)``: ``png > 0`` (per object) or
 ``png == i + 1`` (instance) is object ``i``'s mask (minus pixels another object won).
@@ -30,6 +34,7 @@ from dtseg.sinks._common import check_frame, check_name, score_of, write_image
 class Config(StrictModel):
     mode: Literal["per_object", "instance"] = "per_object"
     overlap: Literal["score", "order"] = "score"  # instance mode only
+    color: bool = True  # instance mode: also a colour PNG to look at, <subdir>/color/<name>.png
     subdir: str = "masks"
 
 
@@ -46,6 +51,14 @@ def instance_map(masks: np.ndarray, scores: np.ndarray | None = None) -> np.ndar
     for i in order[::-1]:  # paint the winners last
         out[masks[i]] = i + 1
     return out
+
+
+def color_map(instances: np.ndarray) -> np.ndarray:
+    """``(H, W)`` uint16 instance map (``instance_map``) -> ``(H, W, 3)`` uint8 BGR picture:
+    value ``i + 1`` in supervision's palette colour ``i``, 0 black."""
+    n = int(instances.max(initial=0))
+    palette = [(0, 0, 0)] + [sv.ColorPalette.DEFAULT.by_idx(i).as_bgr() for i in range(n)]
+    return np.asarray(palette, np.uint8)[instances]
 
 
 class MasksPngSink:
@@ -65,7 +78,10 @@ class MasksPngSink:
                 write_image(self.dir / f"{name}_{i}.png", mask.astype(np.uint8) * 255)
         else:
             scores = score_of(detections) if self.config.overlap == "score" and len(masks) else None
-            write_image(self.dir / f"{name}.png", instance_map(masks, scores))
+            instances = instance_map(masks, scores)
+            write_image(self.dir / f"{name}.png", instances)
+            if self.config.color:
+                write_image(self.dir / "color" / f"{name}.png", color_map(instances))
 
     def close(self) -> None:
         """Nothing is held between images."""

@@ -89,7 +89,9 @@ def test_offline_error_names_the_url_and_the_path(home, monkeypatch):
     message = str(info.value)
     assert official.url in message
     assert str(home / "checkpoints" / official.filename) in message
-    assert "checkpoint='random'" in message
+    assert "checkpoint='random'" in message and "--allow-random" not in message
+    assert "--allow-random" in info.value.spelled("cli") and "--sam-checkpoint PATH" in info.value.spelled("cli")
+    assert "sam.checkpoint: random" in info.value.spelled("config")
     assert not (home / "checkpoints" / (official.filename + ".part")).exists()
 
 

@@ -65,3 +65,18 @@ def test_only_as_the_first_stage_and_options_are_checked(tiny_sam_engine, small_
         Pipeline.from_config(config, engine=tiny_sam_engine)(small_frame)
     with pytest.raises(ConfigError, match="points_per_side"):
         Pipeline.from_config({"prompts": [{"everything": {"points_per_side": 0}}]}, engine=tiny_sam_engine)
+
+
+def test_each_image_says_how_many_masks_each_filter_kept(tiny_sam_engine, small_frame, caplog):
+    everything = run(tiny_sam_engine, small_frame, points_per_side=4, pred_iou_thresh=0, box_nms_thresh=1)
+    best = float(everything.data["sam_score"].max())
+    with caplog.at_level("INFO", logger="dtseg_plugins.everything"):
+        kept = run(tiny_sam_engine, small_frame, points_per_side=4, pred_iou_thresh=0, box_nms_thresh=1, min_area=1)
+    assert "16 grid points (4 x 4, points_per_side)" in caplog.text
+    assert f"kept {len(kept)} of 16 masks (16 with sam_score >= pred_iou_thresh 0, the highest {best:.2f}" in caplog.text
+    caplog.clear()
+    with caplog.at_level("INFO", logger="dtseg_plugins.everything"):
+        none = run(tiny_sam_engine, small_frame, points_per_side=4, pred_iou_thresh=min(1.0, best + 0.01))
+    assert len(none) == 0
+    assert "kept 0 of 16 masks (0 with sam_score" in caplog.text
+    assert f"lower prompts.everything.pred_iou_thresh (below {best:.2f})" in caplog.text

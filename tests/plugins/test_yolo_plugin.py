@@ -119,7 +119,9 @@ def test_missing_weights_offline_say_what_to_download_and_where(tmp_path, monkey
     assert "https://github.com/ultralytics/assets/releases/download/v" in message
     assert message.split("/download/")[1].split()[0].endswith("/yolov8n.pt")
     assert f"put it at {target}" in message
-    assert "yolov8n.yaml" in message and "--allow-random" in message
+    assert "allow_random=True" in message  # str(): the Python spelling; each front end has its own
+    assert "--allow-random" in info.value.spelled("cli") and "--allow-random" not in message
+    assert "prompts.yolo.model: yolov8n.yaml" in info.value.spelled("config")
 
 
 def test_allow_random_falls_back_to_the_yaml_detector_loudly(tmp_path, monkeypatch, tiny_sam_engine, caplog):

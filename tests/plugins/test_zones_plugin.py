@@ -103,6 +103,16 @@ def test_zones_after_points_end_to_end_overlap_is_measured_on_the_output_masks(s
     np.testing.assert_allclose(out.data["zone_overlap"], fraction[expected], rtol=1e-6)
     np.testing.assert_array_equal(out.mask, everything.mask[expected])
     assert list(out.data["zone"]) == ["left"] * len(expected)
+    np.testing.assert_array_equal(out.metadata["zones"]["left"], LEFT["polygon"])  # for the annotated sink
+
+
+def test_the_zones_travel_with_every_result_for_drawing(small_frame, tiny_sam_engine):
+    """Anchor mode (no after_segment filter) and as the first stage too: the sink draws them."""
+    for prompts in ([{"points": {"objects": [{"points": [[30, 60]]}]}}, {"zones": {"zones": [LEFT]}}],
+                    [{"zones": {"zones": [LEFT, {"polygon": L_SHAPE}]}}]):
+        out = Pipeline.from_config({"prompts": prompts, "sinks": []}, engine=tiny_sam_engine)(small_frame)
+        assert list(out.metadata["zones"]) == ["left", "zone1"][: len(prompts[-1]["zones"]["zones"])]
+        np.testing.assert_array_equal(out.metadata["zones"]["left"], LEFT["polygon"])
 
 
 @pytest.mark.parametrize("options, message", [

@@ -159,3 +159,29 @@ def test_export_errors_name_the_field(client: TestClient, change: dict[str, Any]
     response = client.post("/export", json=body)
     assert response.status_code == status, response.text
     assert response.json()["field"] == field
+
+
+def test_everything_is_the_everything_provider_on_the_servers_engine(client: TestClient, engine: Any) -> None:
+    from dtseg.pipeline import Pipeline
+    from dtseg.masks import rle_to_mask
+
+    image = synthetic_image(48, 64, seed=3)
+    body = {"image": b64_image(image), "points_per_side": 4, "pred_iou_thresh": 0}
+    answer = client.post("/everything", json=body)
+    assert answer.status_code == 200, answer.text
+    expected = Pipeline.from_config({"prompts": [{"everything": {"points_per_side": 4, "pred_iou_thresh": 0}}],
+                                     "sinks": []}, engine=engine)(image)
+    detections = answer.json()["detections"]
+    assert answer.json()["prompts"] == 16 and answer.json()["config"] == "everything"
+    assert len(detections) == len(expected) > 0
+    for det, mask in zip(detections, expected.mask):
+        np.testing.assert_array_equal(rle_to_mask(det["rle"]), mask)
+    assert [d["data"]["grid_point"] for d in detections] == expected.data["grid_point"].tolist()
+
+
+@pytest.mark.parametrize(("change", "field"), [({"points_per_side": 0}, "points_per_side"),
+                                               ({"points_per_side": 33}, "points_per_side"),
+                                               ({"pred_iou_thresh": 1.5}, "pred_iou_thresh")])
+def test_everything_options_are_checked(client: TestClient, change: dict[str, Any], field: str) -> None:
+    response = client.post("/everything", json={"image": b64_image(synthetic_image()), **change})
+    assert response.status_code == 422 and response.json()["field"] == field, response.text

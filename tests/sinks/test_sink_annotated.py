@@ -90,3 +90,47 @@ def test_color_by_falls_back_to_index(tmp_path, detections) -> None:
     assert sink.color_lookup(detections).tolist() == [7, 8, 9]
     detections.tracker_id = None
     assert sink.color_lookup(detections).tolist() == [0, 1, 2]
+
+
+def test_prompt_draws_the_points_sam_was_given(tmp_path, frame, detections) -> None:
+    sink = AnnotatedSink(AnnotatedSink.Config(annotators=["prompt"]), tmp_path)
+    drawn = sink.render(frame, detections)
+    changed = (drawn != cv2.cvtColor(frame, cv2.COLOR_RGB2BGR)).any(axis=-1)
+    # object 1 (class 2): foreground (40, 35), background (31, 29); object 2 (class 2): foreground (52, 30)
+    color = sv.ColorPalette.DEFAULT.by_idx(2).as_bgr()
+    assert tuple(drawn[35, 40]) == color and tuple(drawn[30, 52]) == color  # dots in the object's colour
+    near_cross = drawn[25:33, 27:34]  # y 25..32, x 27..33: the cross, clear of the dot at (40, 35)
+    assert tuple(drawn[29, 31]) == color and (near_cross.max(axis=-1) < 40).any()  # a cross, ringed in black
+    assert not (near_cross.min(axis=-1) > 250).any()  # no white ring: not a foreground dot
+    ys, xs = np.nonzero(changed)
+    points = np.array([[40, 35], [31, 29], [52, 30]])
+    distance = np.hypot(xs[:, None] - points[:, 0], ys[:, None] - points[:, 1]).min(axis=1)
+    assert distance.max() <= 11  # nothing drawn away from the points (object 0 has none: label -1)
+    assert not changed[0:4, 0:4].any()  # object 0's padding points at (0, 0) are not drawn
+
+
+def test_zones_are_drawn_when_the_zones_provider_recorded_them(tmp_path, frame, empty) -> None:
+    empty.metadata["zones"] = {"lane": np.array([[10, 10], [50, 10], [50, 40], [10, 40]], np.float32)}
+    plain = cv2.cvtColor(frame, cv2.COLOR_RGB2BGR)
+    drawn = AnnotatedSink(AnnotatedSink.Config(), tmp_path).render(frame, empty)
+    changed = (drawn != plain).any(axis=-1)
+    assert changed[10, 20:45].all() and changed[20:35, 50].all()  # the outline
+    assert not changed[:6].any() and not changed[:, 56:].any()  # nothing outside it
+    assert tuple(drawn[10, 30]) == (255, 255, 255)
+    hidden = AnnotatedSink(AnnotatedSink.Config(zones=False), tmp_path).render(frame, empty)
+    np.testing.assert_array_equal(hidden, plain)
+
+
+@pytest.mark.parametrize("width", [160, 320, 640])
+def test_banner_fits_narrow_pictures(tmp_path, width) -> None:
+    """The random-weights label stays whole on a narrow picture: it shrinks, then wraps at spaces."""
+    frame = np.full((240, width, 3), 128, np.uint8)
+    sink = AnnotatedSink(AnnotatedSink.Config(), tmp_path)
+    sink.banner = "RANDOM WEIGHTS (sam, yolo): boxes and masks are meaningless"
+    drawn = sink.render(frame, sv.Detections.empty())
+    bar = (drawn == (0, 0, 200)).all(axis=-1).any(axis=1)  # rows with red in them
+    text = (drawn > 200).all(axis=-1) & bar[:, None]  # white text pixels on the bar
+    assert text.any() and not text[:, -3:].any() and not text[:, :3].any()  # nothing runs off an edge
+    rows = np.flatnonzero(text.any(axis=1))
+    lines = 1 + int((np.diff(rows) > 1).sum())
+    assert (lines > 1) == (width == 160)  # 320 px: one smaller line; 160 px: wrapped

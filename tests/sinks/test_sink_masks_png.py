@@ -70,3 +70,15 @@ def test_rejects_bad_config_and_names(tmp_path, frame, detections) -> None:
         sink.write("../escape", frame, detections)
     with pytest.raises(ValueError):  # masks of another size than the frame
         sink.write("img", frame[:10], detections)
+
+
+def test_instance_mode_writes_a_colour_png_to_look_at(tmp_path, frame, detections) -> None:
+    import supervision as sv
+
+    folder = run(tmp_path, frame, detections, mode="instance")
+    ids, picture = read(folder / "img.png"), read(folder / "color" / "img.png")
+    assert picture.dtype == np.uint8 and picture.shape == (*frame.shape[:2], 3)
+    for i in range(len(detections)):  # object i in palette colour i, as the annotated sink colours by index
+        assert (picture[ids == i + 1] == sv.ColorPalette.DEFAULT.by_idx(i).as_bgr()).all()
+    assert not picture[ids == 0].any()  # background black
+    assert not (run(tmp_path / "plain", frame, detections, mode="instance", color=False) / "color").exists()

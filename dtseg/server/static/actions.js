@@ -31,26 +31,42 @@ export function copyYaml(app) {
   show(app, zonesYaml(app.store.zones, app.info?.model ?? "vit_b", app.imageName, [app.view.width, app.view.height]));
 }
 
-export async function runPipeline(app, config) {
-  if (!app.imageData) return app.showError("open an image first");
-  app.status("decodeStatus", `running ${config}…`);
+/** POST `path` with the image and `body`; the answer's detections become objects. Returns the answer (null on error). */
+async function detectionsToObjects(app, name, path, body) {
+  if (!app.imageData) { app.showError("open an image first"); return null; }
+  app.status("decodeStatus", `running ${name}…`);
   const start = performance.now();
   let answer;
   try {
-    answer = await requestJson("/segment", { image: { type: "base64", value: app.imageData }, config, format: "rle" });
+    answer = await requestJson(path, { image: { type: "base64", value: app.imageData }, ...body });
   } catch (exc) {
-    app.status("decodeStatus", `${config} failed`);
-    return app.showError(exc.message);
+    app.status("decodeStatus", `${name} failed`);
+    app.showError(exc.message);
+    return null;
   }
   app.decoder.lastToken = 0; // the pipeline's decode replaced the server's cached logits of this image
   app.store.checkpoint();
   for (const [i, det] of answer.detections.entries()) {
     const obj = app.store.add(det.class_name ?? (det.class_id === null ? "object" : String(det.class_id)));
     obj.box = det.box.map(Math.round);
-    obj.candidates = [{ rle: det.rle, lowRes: null, score: det.sam_score ?? det.confidence ?? 0, key: `${config}.${start}.${i}` }];
+    obj.candidates = [{ rle: det.rle, lowRes: null, score: det.sam_score ?? det.confidence ?? 0, key: `${name}.${start}.${i}` }];
   }
-  app.status("decodeStatus", `${config}: ${answer.detections.length} objects in ${((performance.now() - start) / 1000).toFixed(2)} s`);
+  answer.seconds = ((performance.now() - start) / 1000).toFixed(2);
   app.refresh();
+  return answer;
+}
+
+export async function runPipeline(app, config) {
+  const answer = await detectionsToObjects(app, config, "/segment", { config, format: "rle" });
+  if (answer) app.status("decodeStatus", `${config}: ${answer.detections.length} objects in ${answer.seconds} s`);
+}
+
+export async function runEverything(app, minScore) {
+  const answer = await detectionsToObjects(app, "everything", "/everything", { pred_iou_thresh: minScore });
+  if (!answer) return;
+  const kept = answer.detections.length;
+  const why = kept ? "" : ` (none scored ≥ ${minScore}${answer.random_weights ? ": random weights score low" : ""}; lower the score)`;
+  app.status("decodeStatus", `everything: kept ${kept} of ${answer.prompts} masks in ${answer.seconds} s${why}`);
 }
 
 export async function exportAs(app, format) {

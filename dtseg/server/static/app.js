@@ -1,5 +1,5 @@
 // The dtseg page: open an image, embed it once, click to segment, draw zones, export.
-import { copyJson, copyPython, copyYaml, exportAs, runPipeline } from "./actions.js";
+import { copyJson, copyPython, copyYaml, exportAs, runEverything, runPipeline } from "./actions.js";
 import { request, requestJson } from "./api.js";
 import { Decoder } from "./decode.js";
 import { renderPanel } from "./panel.js";
@@ -304,6 +304,7 @@ class App {
     $("file").addEventListener("change", (e) => { const f = e.target.files[0]; if (f) this.openBlob(f, f.name); e.target.value = ""; });
     $("urlForm").addEventListener("submit", (e) => { e.preventDefault(); if ($("url").value.trim()) this.openUrl($("url").value.trim()); });
     $("pipelineForm").addEventListener("submit", (e) => { e.preventDefault(); if ($("pipeline").value) runPipeline(this, $("pipeline").value); });
+    $("everythingForm").addEventListener("submit", (e) => { e.preventDefault(); runEverything(this, Number($("everythingScore").value)); });
     $("toolSegment").addEventListener("click", () => this.setTool("segment"));
     $("toolZone").addEventListener("click", () => this.setTool("zone"));
     $("zoomIn").addEventListener("click", () => { this.view.setZoom(this.view.zoom * 1.25); this.refresh(); });

@@ -134,3 +134,25 @@ def test_pipeline_detections_become_objects_refined_by_clicks(driver: Driver) ->
     page.click("#copyPython")
     driver.shot("8-pipeline")
     driver.readme_shot()
+
+
+def test_everything_button_makes_objects_of_the_kept_masks(driver: Driver) -> None:
+    """The header's Everything button posts the image to /everything with its score; the kept masks
+    become objects, and the status line says how many of the grid's masks were kept."""
+    page = driver.page
+    page.fill("#everythingScore", "1")  # the tiny random model scores below 1: nothing kept, and it says why
+    with page.expect_response(lambda r: r.url.endswith("/everything")) as info:
+        page.click("#everything")
+    assert info.value.json()["detections"] == [] and info.value.json()["prompts"] == 256
+    page.wait_for_function("document.getElementById('decodeStatus').textContent.startsWith('everything: kept 0')")
+    assert "of 256 masks" in page.text_content("#decodeStatus") and "lower the score" in page.text_content("#decodeStatus")
+    assert driver.sent("/everything")[-1]["pred_iou_thresh"] == 1
+    page.fill("#everythingScore", "0")
+    with page.expect_response(lambda r: r.url.endswith("/everything")) as info:
+        page.click("#everything")
+    kept = info.value.json()["detections"]
+    assert 0 < len(kept) <= 256
+    page.wait_for_function(f"document.querySelectorAll('#objects li').length === {len(kept)}")
+    assert page.text_content("#decodeStatus").startswith(f"everything: kept {len(kept)} of 256 masks")
+    assert driver.overlay_pixels() > 1000
+    driver.shot("9-everything")
