@@ -59,6 +59,7 @@ ERRORS = {
     ("post", "/segment"): {400, 404, 422} | BODY,
     ("post", "/fetch_image"): {400, 422} | BODY,
     ("post", "/export"): {400, 422} | BODY,
+    ("post", "/everything"): {400, 422} | BODY,
     ("get", "/info"): set(),
     ("get", "/healthz"): set(),
 }
