@@ -169,13 +169,14 @@ class SamEngine:
         from dtseg.engine.encoder import configure_threads
 
         configure_threads(threads)
-        if keep_heap:
-            keep_freed_memory()
         weights = resolve_checkpoint(model, checkpoint)
         chosen = select_device(device)
         family_model = build_model(model, weights, seed=seed)
-        return cls(family_model, device=chosen, dtype=select_dtype(dtype, chosen), cache_bytes=cache_bytes,
-                   random_weights=weights == RANDOM, **options)
+        engine = cls(family_model, device=chosen, dtype=select_dtype(dtype, chosen), cache_bytes=cache_bytes,
+                     random_weights=weights == RANDOM, **options)
+        if keep_heap:  # once the engine exists: a failed load leaves the process as it was
+            keep_freed_memory()
+        return engine
 
     # -- embedding ------------------------------------------------------------------------
     def embed_image(
