@@ -110,7 +110,8 @@ class SamConfig(StrictModel):
                 raise ValueError(f"unknown model {value!r}; known models: {', '.join(model_names())}")
         return value
 
-    def build_engine(self, cache: CacheConfig | None = None, *, keep_heap_default: bool = False) -> "SamEngine":  # noqa: F821
+    def build_engine(self, cache: CacheConfig | None = None, *,
+                     keep_heap_default: bool = False) -> "SamEngine":  # noqa: F821
         """The engine; ``cache`` adds the Redis and disk tiers (``CacheTierError`` if unusable).
         ``keep_heap_default``: what ``keep_heap: null`` means (dtseg's commands and server: ``True``)."""
         from dtseg.engine import SamEngine

@@ -93,7 +93,8 @@ def _restore() -> None:
 
 def _set_thresholds(size: int) -> bool:
     libc = _glibc()
-    return libc is not None and bool(libc.mallopt(M_MMAP_THRESHOLD, size)) and bool(libc.mallopt(M_TRIM_THRESHOLD, size))
+    return (libc is not None and bool(libc.mallopt(M_MMAP_THRESHOLD, size))
+            and bool(libc.mallopt(M_TRIM_THRESHOLD, size)))
 
 
 def _glibc() -> Any:
