@@ -124,6 +124,18 @@ def test_dtseg_segment_keeps_the_heap(released: None, tiny_sam_config: dict[str,
     assert pipeline.engine.info()["keep_heap"] is False
 
 
+@linux_only
+@pytest.mark.parametrize("factory", [True, False])
+def test_dtseg_serve_workers_keep_the_heap(released: None, tiny_sam_config: dict[str, Any], monkeypatch, factory):
+    """``dtseg serve --workers N``'s app factory keeps it; ``app_from_config`` from a program does not."""
+    from dtseg.server import ServeConfig, app_from_config
+    from dtseg.server.factory import CONFIG_ENV, build
+
+    monkeypatch.setenv(CONFIG_ENV, json.dumps({"sam": tiny_sam_config}))
+    app = build() if factory else app_from_config(ServeConfig(sam=tiny_sam_config))
+    assert app.state.services.engine.info()["keep_heap"] is factory
+
+
 def test_nested_kept_heap_blocks(released: None):
     with allocator.kept_heap() as kept:
         assert allocator.heap_kept() is kept
