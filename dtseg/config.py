@@ -87,13 +87,18 @@ class SamConfig(StrictModel):
     dtype: Literal["auto", "fp32", "fp16", "bf16"] = "auto"
     cache_mb: int = 1024
     cache_fp16: bool = False
-    encoder: Literal["fast", "reference"] = "fast"
-    decoder: Literal["fast", "reference"] = "fast"
+    # which forward passes run: auto = dtseg's fast ones on the CPU (where they were benchmarked),
+    # the reference modules on CUDA/MPS; fast / reference: that one on any device
+    encoder: Literal["auto", "fast", "reference"] = "auto"
+    decoder: Literal["auto", "fast", "reference"] = "auto"
     encoder_int8: bool = False
     # torch.compile the encoder: no gain on CPUs; the first call (and each new batch size) compiles,
     # and the compiled graph builds the whole attention mask at once (~0.8 GB per vit_b image)
     encoder_compile: bool = False
     threads: int | None = None  # torch CPU threads; default: the process's CPU quota
+    # keep freed memory in the process heap (glibc; every library's, for the process's life):
+    # null = on in dtseg's own commands and server, off in a program using the library
+    keep_heap: bool | None = None
 
     @field_validator("model")
     @classmethod
@@ -105,15 +110,19 @@ class SamConfig(StrictModel):
                 raise ValueError(f"unknown model {value!r}; known models: {', '.join(model_names())}")
         return value
 
-    def build_engine(self, cache: CacheConfig | None = None) -> "SamEngine":  # noqa: F821
-        """The engine; ``cache`` adds the Redis and disk tiers (``CacheTierError`` if unusable)."""
+    def build_engine(self, cache: CacheConfig | None = None, *,
+                     keep_heap_default: bool = False) -> "SamEngine":  # noqa: F821
+        """The engine; ``cache`` adds the Redis and disk tiers (``CacheTierError`` if unusable).
+        ``keep_heap_default``: what ``keep_heap: null`` means (dtseg's commands and server: ``True``)."""
         from dtseg.engine import SamEngine
 
         model = self.model if isinstance(self.model, str) else self.model.model_dump()
+        keep_heap = keep_heap_default if self.keep_heap is None else self.keep_heap
         return SamEngine.load(model, self.checkpoint, device=self.device, dtype=self.dtype,
                               cache_bytes=self.cache_mb << 20, cache_fp16=self.cache_fp16, encoder=self.encoder,
                               decoder=self.decoder, encoder_int8=self.encoder_int8,
-                              encoder_compile=self.encoder_compile, threads=self.threads, cache_tiers=cache)
+                              encoder_compile=self.encoder_compile, threads=self.threads, keep_heap=keep_heap,
+                              cache_tiers=cache)
 
 
 #: A chain of stages: ``[{yolo: {conf: 0.3}}, {zones: {...}}]`` (a bare name means no options).

@@ -83,13 +83,15 @@ class Pipeline:
         allow_random: bool = False,
         registry: Registry | None = None,
         engine: Engine | None = None,
+        keep_heap_default: bool = False,
     ) -> "Pipeline":
         """Build from a YAML file, a dict or a ``PipelineConfig``.
 
         ``overrides`` are ``--set key=value`` strings; ``plugins_dir`` adds to the config's;
         ``device`` sets ``sam.device`` and every stage's ``device`` option left unset;
         ``allow_random`` replaces missing weights by random ones (loudly; demos only);
-        ``registry`` / ``engine`` replace discovery / the SAM engine (tests, servers).
+        ``registry`` / ``engine`` replace discovery / the SAM engine (tests, servers);
+        ``keep_heap_default``: what ``sam.keep_heap: null`` means (dtseg's own commands: ``True``).
         """
         loaded = load_pipeline_config(config, overrides, device=device)
         cfg = loaded.config
@@ -101,7 +103,7 @@ class Pipeline:
             validate(registry.sink(name).config_model, options, loaded.source, prefix=f"sinks[{i}].{name}",
                      base_dir=loaded.base_dir)
         if engine is None:
-            engine = build_engine(cfg, allow_random)
+            engine = build_engine(cfg, allow_random, keep_heap_default)
         pipeline = cls(engine, stages, registry=registry, loaded=loaded, multimask_output=cfg.multimask_output,
                        batch_size=cfg.batch_size)
         if pipeline.random_parts:
@@ -265,16 +267,17 @@ def build_stage(registry: Registry, entry: dict[str, dict[str, Any]], index: int
         return Stage(name, info.cls(fallback(config)), info)
 
 
-def build_engine(config: PipelineConfig, allow_random: bool = False) -> Engine:
+def build_engine(config: PipelineConfig, allow_random: bool = False, keep_heap_default: bool = False) -> Engine:
     """``config.sam.build_engine()``; with ``allow_random``, weights that cannot be downloaded become
     random ones. A checkpoint path that was given and is missing is always an error."""
     try:
-        return config.sam.build_engine(config.cache)
+        return config.sam.build_engine(config.cache, keep_heap_default=keep_heap_default)
     except CheckpointNotFoundError as exc:
         if not allow_random or config.sam.checkpoint is not None:
             raise
         log.warning("%s\n*** --allow-random: SAM falls back to RANDOM weights ***", exc.problem.rstrip(" :\n"))
-        return config.sam.model_copy(update={"checkpoint": "random"}).build_engine(config.cache)
+        return config.sam.model_copy(update={"checkpoint": "random"}).build_engine(
+            config.cache, keep_heap_default=keep_heap_default)
 
 
 def empty_detections(prompts: Prompts) -> sv.Detections:

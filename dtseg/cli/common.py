@@ -90,7 +90,8 @@ def build_pipeline(args: argparse.Namespace) -> Any:
     config: Any = args.config if args.config is not None else {}
     try:
         pipeline = Pipeline.from_config(config, overrides(args), plugins_dir=args.plugins_dir, strict=args.strict,
-                                        device=args.device, allow_random=args.allow_random)
+                                        device=args.device, allow_random=args.allow_random,
+                                        keep_heap_default=True)  # the process is dtseg's
     except ConfigError as exc:
         if "prompts.yolo." in str(exc) and "no entry named 'yolo'" in str(exc):
             raise ConfigError("--conf and --classes set options of the yolo stage, and this config has none "

@@ -42,7 +42,7 @@ class SegmentActor:
             warnings.simplefilter("ignore", RandomWeightsWarning)
             self.pipeline = Pipeline.from_config(spec["config"], spec["overrides"], plugins_dir=spec["plugins_dir"],
                                                  strict=spec["strict"], device=spec["device"],
-                                                 allow_random=spec["allow_random"])
+                                                 allow_random=spec["allow_random"], keep_heap_default=True)
         self.sinks = self.pipeline.open_sinks(spec["out"], per_run=False)
         self.send_detections = spec["send_detections"]
 

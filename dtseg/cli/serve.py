@@ -108,8 +108,10 @@ def run(args: argparse.Namespace) -> int:
             config = random_if_missing(config)
         if args.workers > 1 and config.cache.redis_url:
             build_tiers(config.cache)  # Redis unreachable: say so once, before starting the workers
-        engine = config.sam.build_engine(config.cache) if args.workers == 1 else None
-        sam2_engine = config.sam2.build_engine(config.cache) if config.sam2 and engine is not None else None
+        # the process is dtseg's: sam.keep_heap left null keeps freed memory in the heap
+        engine = config.sam.build_engine(config.cache, keep_heap_default=True) if args.workers == 1 else None
+        sam2_engine = (config.sam2.build_engine(config.cache, keep_heap_default=True)
+                       if config.sam2 and engine is not None else None)
         app = create_app(engine, config.server, sam2_engine) if engine is not None else None
     except (DtsegError, ValueError, OSError) as exc:
         return fail(exc)

@@ -12,14 +12,16 @@ import hashlib
 import threading
 from pathlib import Path
 from dataclasses import dataclass, replace
-from typing import Any, Literal, Sequence
+from typing import Any, Sequence
 
 import numpy as np
 import supervision as sv
 import torch
 
+from dtseg.engine.allocator import heap_kept
 from dtseg.engine.cache import ByteLRUCache
 from dtseg.engine.families import IMAGE_EMBED, Family
+from dtseg.engine.fast_path import ImplChoice, choose, describe as describe_passes
 from dtseg.engine.models import (RANDOM, CheckpointArg, ModelArg, build_model, resolve_checkpoint, select_device,
                                  select_dtype)
 from dtseg.engine.tiers import TieredCache, build_tiers, cache_scope
@@ -31,7 +33,6 @@ from dtseg.io import ImageLike, content_hash, load_image
 from dtseg.prompts import Prompts
 
 MiB = 1 << 20
-ImplKind = Literal["fast", "reference"]
 
 
 @dataclass(frozen=True)
@@ -104,16 +105,19 @@ class SamEngine:
         dtype: torch.dtype = torch.float32,
         cache_bytes: int = 1024 * MiB,
         cache_fp16: bool = False,
-        encoder: ImplKind = "fast",
-        decoder: ImplKind = "fast",
+        encoder: ImplChoice = "auto",
+        decoder: ImplChoice = "auto",
         encoder_int8: bool = False,
         encoder_compile: bool = False,
         chunk_size: int = 32,
         random_weights: bool = False,
         cache_tiers: Any = None,
     ) -> None:
-        model.configure(device, dtype, encoder=encoder, decoder=decoder, encoder_int8=encoder_int8,
-                        encoder_compile=encoder_compile)
+        # which passes run (dtseg.engine.fast_path); the int8 encoder is a fast one
+        self.encoder_impl = "fast" if encoder_int8 and encoder == "auto" else choose("encoder", encoder, device)
+        self.decoder_impl = choose("decoder", decoder, device)
+        model.configure(device, dtype, encoder=self.encoder_impl, decoder=self.decoder_impl,
+                        encoder_int8=encoder_int8, encoder_compile=encoder_compile)
         self.model = model
         self.device, self.dtype = device, model.dtype  # decoder inputs; model.precision: the encoder's
         self.model_name, self.random_weights = model.model_name, random_weights
@@ -148,6 +152,7 @@ class SamEngine:
         cache_bytes: int = 1024 * MiB,
         seed: int = 0,
         threads: int | None = None,
+        keep_heap: bool = False,
         **options: Any,
     ) -> "SamEngine":
         """Build an engine. ``model``: a model name (``dtseg models`` lists them: ``vit_b``,
@@ -155,17 +160,23 @@ class SamEngine:
         ``checkpoint``: a path, ``None`` (cache, then download) or ``"random"`` (tests only).
         ``dtype``: ``fp32``, ``bf16``, ``fp16`` or ``auto`` (bf16 where the device runs it natively,
         see ``dtseg.engine.precision``). ``threads``: torch CPU threads (default: the process's
-        real CPU quota)."""
+        real CPU quota). ``keep_heap``: keep freed memory in the process heap from now on, for
+        every library in the process (``dtseg.engine.allocator``; faster large temporaries, a
+        resident size that does not shrink). ``options``: the constructor's, e.g.
+        ``encoder``/``decoder`` = ``auto`` (the fast passes on the CPU, the reference modules on
+        devices they were not benchmarked on: ``dtseg.engine.fast_path``), ``fast``, ``reference``."""
         from dtseg.engine.allocator import keep_freed_memory
         from dtseg.engine.encoder import configure_threads
 
         configure_threads(threads)
-        keep_freed_memory()
         weights = resolve_checkpoint(model, checkpoint)
         chosen = select_device(device)
         family_model = build_model(model, weights, seed=seed)
-        return cls(family_model, device=chosen, dtype=select_dtype(dtype, chosen), cache_bytes=cache_bytes,
-                   random_weights=weights == RANDOM, **options)
+        engine = cls(family_model, device=chosen, dtype=select_dtype(dtype, chosen), cache_bytes=cache_bytes,
+                     random_weights=weights == RANDOM, **options)
+        if keep_heap:  # once the engine exists: a failed load leaves the process as it was
+            keep_freed_memory()
+        return engine
 
     # -- embedding ------------------------------------------------------------------------
     def embed_image(
@@ -470,12 +481,16 @@ class SamEngine:
 
     # -- stats ----------------------------------------------------------------------------
     def summary(self) -> str:
-        """One line for a command's first output: model, device, precision and why."""
+        """One line for a command's first output: model, device, precision and why, which passes run."""
         random = " (RANDOM WEIGHTS: masks are meaningless)" if self.random_weights else ""
-        return f"{self.model_name} on {self.device}, {describe(self.device, self.model.precision, self.model.autocast)}{random}"
+        precision = describe(self.device, self.model.precision, self.model.autocast)
+        passes = describe_passes(self.encoder_impl, self.decoder_impl, self.device)
+        return f"{self.model_name} on {self.device}, {precision}; {passes}{random}"
 
     def info(self) -> dict[str, Any]:
-        """Model, device and cache counters (what the server's ``/info`` shows)."""
+        """Model, device, precision, which passes run (``encoder``/``decoder``: ``fast`` or
+        ``reference``), whether the process keeps freed memory (``keep_heap``) and cache counters
+        (what the server's ``/info`` shows)."""
         stats, logits = self.embeddings.stats(), self.mask_logits.stats()
         return {
             "model": self.model_name,
@@ -485,6 +500,9 @@ class SamEngine:
             "dtype": self.dtype_name,
             "dtype_auto": dtype_name(auto_dtype(self.device)),
             "autocast": self.model.autocast,
+            "encoder": self.encoder_impl,
+            "decoder": self.decoder_impl,
+            "keep_heap": heap_kept(),
             "encoder_calls": self.encoder_calls,
             "cache": {"entries": stats.entries, "bytes": stats.bytes, "max_bytes": stats.max_bytes,
                       "hits": stats.hits, "misses": stats.misses, "evictions": stats.evictions},

@@ -108,7 +108,8 @@ def cache_info(engine: SamEngine, namespace: str | None) -> dict[str, Any]:
             "cache_tiers": tiers}
 
 
-def app_from_config(serve: ServeConfig) -> FastAPI:
-    """Build the engines of the ``sam:`` (and ``sam2:``) sections and serve them."""
-    sam2 = serve.sam2.build_engine(serve.cache) if serve.sam2 else None
-    return create_app(serve.sam.build_engine(serve.cache), serve.server, sam2)
+def app_from_config(serve: ServeConfig, keep_heap_default: bool = False) -> FastAPI:
+    """Build the engines of the ``sam:`` (and ``sam2:``) sections and serve them.
+    ``keep_heap_default``: what ``keep_heap: null`` means (``dtseg serve``'s workers: ``True``)."""
+    sam2 = serve.sam2.build_engine(serve.cache, keep_heap_default=keep_heap_default) if serve.sam2 else None
+    return create_app(serve.sam.build_engine(serve.cache, keep_heap_default=keep_heap_default), serve.server, sam2)

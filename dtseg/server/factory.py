@@ -18,4 +18,5 @@ CONFIG_ENV = "DTSEG_SERVE_CONFIG"
 
 
 def build() -> FastAPI:
-    return app_from_config(ServeConfig.model_validate(json.loads(os.environ.get(CONFIG_ENV, "{}"))))
+    config = ServeConfig.model_validate(json.loads(os.environ.get(CONFIG_ENV, "{}")))
+    return app_from_config(config, keep_heap_default=True)  # a worker of dtseg serve: the process is dtseg's

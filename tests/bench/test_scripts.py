@@ -18,6 +18,7 @@ def test_gpu_script_syntax():
     result = subprocess.run(["bash", "-n", str(script)], capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
     assert "bench/models.py --device cuda" in script.read_text()
+    assert "bench/paths.py --device cuda" in script.read_text()  # fast vs reference on the GPU
 
 
 def test_models_bench_parses_its_options():
@@ -36,3 +37,24 @@ def test_models_bench_runs_on_the_tiny_model():
     assert len(rows) == 2 + 4, result.stdout  # embed: fp32, bf16; decode: 2 cases x 2 precisions
     assert sum("20 boxes" in row for row in rows) == 2 and sum("1 point" in row for row in rows) == 2
     assert "matmul GFLOP/s: float32" in result.stdout
+
+
+@pytest.mark.parametrize(("script", "option"), [("paths.py", "--device"), ("heap.py", "--rounds")])
+def test_bench_scripts_parse_their_options(script, option):
+    result = subprocess.run([sys.executable, str(BENCH / script), "--help"], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    assert option in result.stdout
+
+
+@pytest.mark.slow
+def test_paths_bench_compares_fast_and_reference_on_the_tiny_model():
+    """One row per precision: both sides timed, masks compared, a switch verdict."""
+    result = subprocess.run([sys.executable, str(BENCH / "paths.py"), "--models", "tiny", "--dtypes", "fp32", "bf16",
+                             "--quick"], capture_output=True, text=True, timeout=900)
+    assert result.returncode == 0, result.stderr[-2000:]
+    rows = [line.split("|")[1:-1] for line in result.stdout.splitlines() if line.startswith("| tiny ")]
+    assert [row[1].strip() for row in rows] == ["float32", "bfloat16"], result.stdout
+    for row in rows:
+        assert 0 < float(row[4]) and 0 < float(row[7]) and 0 < float(row[10])  # fast/ref of each call
+        assert 0.9 <= float(row[11]) <= 1 and 0.9 <= float(row[12]) <= 1  # the same weights: masks agree
+        assert row[13].strip() in ("yes", "no")

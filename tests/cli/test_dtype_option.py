@@ -45,3 +45,15 @@ def test_first_line_names_model_device_and_precision(tiny_sam_config, tmp_path, 
     assert pipeline.engine.dtype_name == "bfloat16"
     first = capsys.readouterr().err.splitlines()[0]
     assert first.startswith("dtseg: tiny on cpu, bfloat16 (autocast, fp32 weights); auto on this cpu: ")
+    assert first.endswith("; fast encoder and decoder")
+
+
+def test_first_line_names_the_passes(tiny_sam_config, tmp_path, capsys):
+    import yaml
+
+    config = tmp_path / "p.yaml"
+    config.write_text(yaml.safe_dump({"sam": tiny_sam_config, "prompts": [{"points": {"objects": [{"points": [[5, 5]]}]}}]}))
+    args = parser().parse_args(["segment", "x.jpg", "-c", str(config), "--set", "sam.decoder=reference"])
+    pipeline = common.build_pipeline(args)
+    assert pipeline.engine.info()["decoder"] == "reference"
+    assert capsys.readouterr().err.splitlines()[0].endswith("; fast encoder, reference decoder")

@@ -384,6 +384,8 @@ def test_health_info_docs(client: TestClient, embedded: str) -> None:
     info = client.get("/info").json()
     assert info["model"] == "tiny" and info["device"] == "cpu" and info["auth"] is False
     assert info["encoder_calls"] >= 1 and info["cache"]["entries"] >= 1 and info["cache"]["bytes"] > 0
+    assert info["encoder"] == info["decoder"] == "fast"  # auto on the CPU
+    assert isinstance(info["keep_heap"], bool)
     assert client.get("/docs").status_code == 200
     paths = client.get("/openapi.json").json()["paths"]
     assert {"/sam/embed_image", "/sam/segment_image", "/segment", "/healthz", "/info"} <= set(paths)

@@ -4,8 +4,8 @@ with SAM's own prompt encoder and mask decoder.
 The TinyViT module comes from ultralytics (already a dependency; a copy of MobileSAM's own),
 the rest from segment-anything, so the official ``mobile_sam.pt`` loads as it is and
 segment-anything's ``SamPredictor`` runs it as the reference. The encoder runs dtseg's own
-forward pass (``dtseg.engine.tinyvit``) over a batch-norm-folded copy; everything after it is
-the ``sam`` family's, fast decoder included.
+forward pass (``dtseg.engine.tinyvit``) over a batch-norm-folded copy (``encoder: reference``:
+the TinyViT module itself); everything after it is the ``sam`` family's, fast decoder included.
 """
 
 from __future__ import annotations
@@ -53,7 +53,6 @@ class MobileSamFamily(SamFamily):
     """SAM with ultralytics' TinyViT as its image encoder."""
 
     name = "mobile_sam"
-    encoders = ("fast",)  # dtseg.engine.tinyvit over the folded copy
 
     @classmethod
     def build_net(cls, arch: MobileSamSpec) -> nn.Module:
@@ -92,8 +91,11 @@ class MobileSamFamily(SamFamily):
         return None
 
     def _image_encoder(self, kind: str, int8: bool, compile: bool) -> nn.Module:
-        """dtseg's TinyViT forward pass over a folded copy of the encoder; in low precision on
-        the CPU that copy holds the weights in ``precision`` (no autocast casts per call)."""
+        """``fast``: dtseg's TinyViT forward pass over a folded copy of the encoder; in low
+        precision on the CPU that copy holds the weights in ``precision`` (no autocast casts per
+        call). ``reference``: the TinyViT module itself, as ``SamPredictor`` runs it."""
+        if kind == "reference":
+            return self.net.image_encoder
         from dtseg.engine.tinyvit import fast_tinyvit
 
         return fast_tinyvit(fold_batch_norms(self.net.image_encoder), dtype=self.encoder_copy_dtype())

@@ -94,7 +94,9 @@ class SamFamily(Family):
             self._dense_pe = self.net.prompt_encoder.get_dense_pe().to(self.decoder_dtype)
 
     def _image_encoder(self, kind: str, int8: bool, compile: bool) -> nn.Module:
-        if kind == "reference" and not int8:
+        if kind == "reference":
+            if int8:
+                raise ValueError("encoder_int8: the int8 encoder is dtseg's fast one; encoder: reference has none")
             return torch.compile(self.net.image_encoder) if compile else self.net.image_encoder
         from dtseg.engine.encoder import fast_encoder
 

@@ -1,0 +1,97 @@
+"""dtseg's fast passes vs the reference modules on one device, per family and precision: the
+comparison that decides ``sam.encoder`` / ``sam.decoder: auto`` (``dtseg.engine.fast_path``).
+
+Run: ``python bench/paths.py [--models vit_b mobile_sam sam2.1_t] [--dtypes fp32 bf16] [--device cuda] [--quick]``.
+Per model and precision, two engines on the same random weights (same seed): one with
+``encoder: fast, decoder: fast``, one with ``reference`` for both; everything else (preprocessing,
+prompt grouping, mask post-processing) is the engine's on both sides. One 1920x1080 image: embed
+time, decode of 1 point (multimask) and of 20 boxes (one call), each fast vs reference, and the
+mask IoU of the 20 box masks and of the point's 3 masks fast vs reference. ``switch`` says
+``yes`` where the fast passes are faster in all three and the masks agree (IoU >= 0.98): on a
+device type that says ``yes`` for every family, adding it to ``fast_path.MEASURED`` is justified.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import warnings
+from pathlib import Path
+
+import numpy as np
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import best_of, machine, print_table  # noqa: E402
+
+from dtseg import SamEngine  # noqa: E402
+from dtseg.engine.precision import dtype_name, resolve_dtype  # noqa: E402
+from dtseg.errors import RandomWeightsWarning  # noqa: E402
+
+#: Masks of the two paths must agree at least this well (mean IoU) for ``switch: yes``.
+MIN_IOU = 0.98
+
+
+def load(model: str, device: torch.device, dtype: str, passes: str) -> SamEngine:
+    """An engine on random weights seeded 0 (the same on both sides) running ``passes`` for both parts."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RandomWeightsWarning)
+        return SamEngine.load(model, "random", device=device, dtype=dtype, encoder=passes, decoder=passes)
+
+
+def mask_iou(a: np.ndarray, b: np.ndarray) -> float:
+    """Mean IoU of boolean masks ``(N, ...)`` pairwise (an empty pair counts 1)."""
+    inter = (a & b).reshape(len(a), -1).sum(1)
+    union = (a | b).reshape(len(a), -1).sum(1)
+    return float(np.where(union > 0, inter / np.maximum(union, 1), 1.0).mean())
+
+
+def bench_pair(model: str, dtype: str, device: torch.device, image: np.ndarray, quick: bool) -> tuple:
+    """One table row: embed, 1 point and 20 boxes, fast and reference (ms), their ratios, mask IoUs."""
+    rng = np.random.default_rng(0)
+    xy = rng.uniform([0, 0], [1500, 800], (20, 2))
+    boxes = np.concatenate([xy, xy + rng.uniform(50, 400, (20, 2))], axis=1).astype(np.float32)
+    point = dict(image_id="bench", point_coords=np.array([[900.0, 500.0]]), point_labels=np.array([1]))
+    twenty = dict(image_id="bench", boxes=boxes, multimask_output=False)
+    repeat_embed, repeat = (1, 3) if quick else (3, 10)
+    times, masks = {}, {}
+    for passes in ("fast", "reference"):
+        engine = load(model, device, dtype, passes)
+        counter = iter(range(10**9))
+        with torch.inference_mode():
+            embed = best_of(lambda: engine.embed_image(image, f"new-{next(counter)}", cache=False), repeat_embed)
+            engine.embed_image(image, "bench")
+            times[passes] = (embed, best_of(lambda: engine.segment_image(**point), repeat),
+                             best_of(lambda: engine.segment_image(**twenty), repeat))
+            masks[passes] = (engine.segment_image(**point).masks[0], engine.segment_image(**twenty).masks)
+        del engine
+        if device.type == "cuda":
+            torch.cuda.empty_cache()
+    ratios = [f / r for f, r in zip(times["fast"], times["reference"])]
+    iou_point = mask_iou(masks["fast"][0], masks["reference"][0])
+    iou_boxes = mask_iou(masks["fast"][1], masks["reference"][1])
+    switch = "yes" if max(ratios) < 1 and min(iou_point, iou_boxes) >= MIN_IOU else "no"
+    chosen = dtype_name(resolve_dtype(dtype, device))
+    cells = [cell for f, r, q in zip(times["fast"], times["reference"], ratios) for cell in (f * 1000, r * 1000, q)]
+    return (model, chosen, *cells, f"{iou_point:.4f}", f"{iou_boxes:.4f}", switch)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--models", nargs="+", default=["vit_b", "mobile_sam", "sam2.1_t", "sam2.1_s"])
+    parser.add_argument("--dtypes", nargs="+", default=["fp32", "bf16"], choices=["auto", "fp32", "bf16", "fp16"])
+    parser.add_argument("--device", default="cpu", help="cpu, cuda, mps")
+    parser.add_argument("--quick", action="store_true", help="fewer repeats")
+    args = parser.parse_args()
+    device = torch.device(args.device)
+    image = np.random.default_rng(0).integers(0, 256, (1080, 1920, 3), dtype=np.uint8)
+    rows = [bench_pair(model, dtype, device, image, args.quick) for model in args.models for dtype in args.dtypes]
+    print(f"machine: {machine()}; device {device}; random weights, the same on both sides; 1920x1080; min of N runs")
+    print_table(f"fast passes vs reference modules on {device.type} (switch: all faster and mask IoU >= {MIN_IOU})",
+                ["model", "dtype", "embed fast ms", "embed ref ms", "fast/ref", "1 point fast ms", "1 point ref ms",
+                 "fast/ref", "20 boxes fast ms", "20 boxes ref ms", "fast/ref", "IoU 1 point (3 masks)",
+                 "IoU 20 boxes", "switch"], rows)
+
+
+if __name__ == "__main__":
+    main()
