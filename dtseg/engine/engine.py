@@ -467,7 +467,7 @@ class SamEngine:
     def summary(self) -> str:
         """One line for a command's first output: model, device, precision and why."""
         random = " (RANDOM WEIGHTS: masks are meaningless)" if self.random_weights else ""
-        return f"{self.model_name} on {self.device}, {describe(self.device, self.model.precision, self.model.autocast)}{random}"
+        return f"{self.model_name} on {self.device}, {describe(self.device, self.model.plan, self.model.autocast)}{random}"
 
     def info(self) -> dict[str, Any]:
         """Model, device and cache counters (what the server's ``/info`` shows)."""
@@ -479,6 +479,8 @@ class SamEngine:
             "device": str(self.device),
             "dtype": self.dtype_name,
             "dtype_auto": dtype_name(auto_dtype(self.device)),
+            "dtype_path": self.model.plan.path,  # native | emulated | fallback (dtseg.engine.precision)
+            "compute_dtype": dtype_name(self.model.compute),
             "autocast": self.model.autocast,
             "encoder_calls": self.encoder_calls,
             "cache": {"entries": stats.entries, "bytes": stats.bytes, "max_bytes": stats.max_bytes,

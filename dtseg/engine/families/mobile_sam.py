@@ -93,7 +93,7 @@ class MobileSamFamily(SamFamily):
 
     def _image_encoder(self, kind: str, int8: bool, compile: bool) -> nn.Module:
         """dtseg's TinyViT forward pass over a folded copy of the encoder; in low precision on
-        the CPU that copy holds the weights in ``precision`` (no autocast casts per call)."""
+        the CPU that copy holds the weights in ``compute`` (no autocast casts per call)."""
         from dtseg.engine.tinyvit import fast_tinyvit
 
         return fast_tinyvit(fold_batch_norms(self.net.image_encoder), dtype=self.encoder_copy_dtype())
