@@ -20,6 +20,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
 import torch
 
@@ -107,7 +108,7 @@ class Plan:
 
     dtype: torch.dtype
     compute: torch.dtype
-    path: str
+    path: Literal["native", "emulated", "fallback"]
     note: str = ""
 
 
