@@ -1,9 +1,12 @@
 """Every family side by side: dtseg's engine vs the family's reference predictor (and ultralytics'
 ``SAM`` predictor where it has the model), the same random weights on all sides, in each precision.
 
-Run: ``python bench/models.py [--models vit_b mobile_sam sam2.1_t] [--dtypes fp32 auto] [--device cpu|cuda] [--quick]``.
+Run: ``python bench/models.py [--models vit_b mobile_sam sam2.1_t] [--dtypes fp32 auto] [--device cpu|cuda] [--quick]``
+(``--smoke``: every row once on a small problem, 4 boxes instead of 20: checks the script runs).
 One 1920x1080 image. The machine line names the CPU and its AVX2 / AVX-512 / AVX512-BF16 / AMX;
-the matmul rate of each precision is measured in the same run. Per model and precision: embed
+the matmul rate of each precision the engines compute in is measured in the same run (a
+precision without oneDNN kernels on this CPU falls back to fp32 compute: ``precision.plan``, its
+rows say so and use the fp32 rate). Per model and precision: embed
 time, the encoder's FLOPs and its floor (FLOPs / that precision's matmul rate), ratio to the
 floor, to the reference predictor (fp32) and to ultralytics' (fp32), and the mask IoU of 20 box
 masks against fp32's. Then decode 1 point (multimask) and 20 boxes (one call vs the reference's
@@ -29,25 +32,27 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import best_of, flop_counter, machine, ops_alone, print_table  # noqa: E402
 
 from dtseg import SamEngine  # noqa: E402
-from dtseg.engine.precision import dtype_name, resolve_dtype  # noqa: E402
+from dtseg.engine.precision import dtype_name, plan, resolve_dtype  # noqa: E402
 from dtseg.errors import RandomWeightsWarning  # noqa: E402
 
 ULTRALYTICS_NAMES = {"mobile_sam": "mobile_sam.pt", "sam2.1_t": "sam2.1_t.pt", "sam2.1_s": "sam2.1_s.pt",
                      "sam2.1_b+": "sam2.1_b.pt", "sam2.1_l": "sam2.1_l.pt"}
 
 
-def matmul_rate(dtype: torch.dtype, device: torch.device, repeat: int = 10) -> float:
-    """GFLOP/s of ``(4096, 768) @ (768, 3072)`` products in ``dtype`` (a ViT MLP's shape): the
-    best of ``repeat`` after a second of warm-up (a cold or briefly disturbed probe reads low,
-    and every "x floor" would then read low with it)."""
-    a, b = torch.randn(4096, 768, device=device, dtype=dtype), torch.randn(768, 3072, device=device, dtype=dtype)
-    out = torch.empty(4096, 3072, device=device, dtype=dtype)
-    n = 50 if device.type == "cuda" else 5
-    deadline = time.perf_counter() + 1.0
+def matmul_rate(dtype: torch.dtype, device: torch.device, repeat: int = 10, warmup_s: float = 1.0,
+                rows: int = 4096) -> float:
+    """GFLOP/s of ``(rows, 768) @ (768, 3072)`` products in ``dtype`` (a ViT MLP's shape): the
+    best of ``repeat`` runs of ~0.2 s after ``warmup_s`` of warm-up (a cold or briefly disturbed
+    probe reads low, and every "x floor" would then read low with it)."""
+    a, b = torch.randn(rows, 768, device=device, dtype=dtype), torch.randn(768, 3072, device=device, dtype=dtype)
+    out = torch.empty(rows, 3072, device=device, dtype=dtype)
+    once = best_of(lambda: torch.mm(a, b, out=out), 1)
+    n = max(1, round(0.2 / max(once, 1e-6)))  # a run of ~0.2 s, whatever the rate
+    deadline = time.perf_counter() + warmup_s
     while time.perf_counter() < deadline:
         torch.mm(a, b, out=out)
     seconds = best_of(lambda: [torch.mm(a, b, out=out) for _ in range(n)], repeat)
-    return n * 2 * 4096 * 768 * 3072 / seconds / 1e9
+    return n * 2 * rows * 768 * 3072 / seconds / 1e9
 
 
 def load(model: str, device: torch.device, dtype: str) -> SamEngine:
@@ -99,8 +104,8 @@ def mask_iou(a: np.ndarray, b: np.ndarray) -> float:
 
 
 def bench_model(model: str, image: np.ndarray, rates: dict[str, float], dtypes: list[str], device: torch.device,
-                quick: bool, folder: Path) -> tuple[list[tuple], list[tuple]]:
-    """Embed rows (one per precision) and decode rows of ``model``."""
+                quick: bool, folder: Path, smoke: bool = False) -> tuple[list[tuple], list[tuple]]:
+    """Embed rows (one per precision) and decode rows of ``model``; ``smoke``: one run of each."""
     engine = load(model, device, "fp32")
     predictor = reference(engine)
     try:
@@ -109,12 +114,15 @@ def bench_model(model: str, image: np.ndarray, rates: dict[str, float], dtypes: 
         print(f"{model}: ultralytics predictor unavailable: {type(exc).__name__}: {exc}")
         ultra = None
     light = engine.model.parameters_m() < 50
-    repeat_embed, repeat = (1, 3) if quick else (2 if light else 1, 5)
+    repeat_embed, repeat = (1, 1) if smoke else (1, 3) if quick else (2 if light else 1, 5)
+    warmup = 0 if smoke else 1
     counter = iter(range(10**9))
-    point, label = np.array([[900.0, 500.0]]), np.array([1])
+    scale = image.shape[1] / 1920  # the prompts are placed for 1920x1080
+    point, label = np.array([[900.0, 500.0]]) * scale, np.array([1])
     rng = np.random.default_rng(0)
-    xy = rng.uniform([0, 0], [1500, 800], (20, 2))
-    boxes = np.concatenate([xy, xy + rng.uniform(50, 400, (20, 2))], axis=1).astype(np.float32)
+    n_boxes = 4 if smoke else 20
+    xy = rng.uniform([0, 0], [1500, 800], (n_boxes, 2))
+    boxes = (np.concatenate([xy, xy + rng.uniform(50, 400, (n_boxes, 2))], axis=1) * scale).astype(np.float32)
     flops = call_flops(lambda: engine.model.embed([image], [engine.model.transform(*image.shape[:2])]))
     embed_rows, decode_rows = [], []
 
@@ -124,41 +132,45 @@ def bench_model(model: str, image: np.ndarray, rates: dict[str, float], dtypes: 
         engine.embed_image(image, "bench")
         fp32_masks = engine.segment_image(image_id="bench", boxes=boxes, multimask_output=False).masks
         one_point = dict(image_id="bench", point_coords=point, point_labels=label)
-        twenty = dict(image_id="bench", boxes=boxes, multimask_output=False)
+        many = dict(image_id="bench", boxes=boxes, multimask_output=False)
 
         def ultra_call(**kwargs: Any) -> Callable[[], object]:
             return lambda: ultra(**kwargs)  # type: ignore[misc]
 
-        ref_point = best_of(lambda: predictor.predict(point_coords=point, point_labels=label, multimask_output=True), repeat)
-        ref_loop = best_of(lambda: [predictor.predict(box=b, multimask_output=False) for b in boxes], max(1, repeat // 2))
+        ref_point = best_of(lambda: predictor.predict(point_coords=point, point_labels=label, multimask_output=True),
+                            repeat, warmup)
+        ref_loop = best_of(lambda: [predictor.predict(box=b, multimask_output=False) for b in boxes],
+                           max(1, repeat // 2), warmup)
         ultra_point = None if ultra is None else best_of(ultra_call(points=point.tolist(), labels=label.tolist(),
                                                                     multimask_output=True), repeat)
         ultra_boxes = None if ultra is None else best_of(ultra_call(bboxes=boxes.tolist()), max(1, repeat // 2))
         cases = [  # (case, its segment_image arguments, runs, reference s, ultralytics s, GFLOP, target)
             ("decode 1 point, multimask", one_point, repeat, ref_point, ultra_point,
              call_flops(lambda: engine.segment_image(**one_point)) / 1e9, "<= 0.25"),
-            ("20 boxes, one call vs reference loop", twenty, max(2, repeat // 2), ref_loop, ultra_boxes,
-             call_flops(lambda: engine.segment_image(**twenty)) / 1e9, "<= 0.1"),
+            (f"{n_boxes} boxes, one call vs reference loop", many, max(1 if smoke else 2, repeat // 2), ref_loop,
+             ultra_boxes, call_flops(lambda: engine.segment_image(**many)) / 1e9, "<= 0.1"),
         ]
 
         for dtype in dtypes:
             chosen = dtype_name(resolve_dtype(dtype, device))
-            label_ = f"{dtype} ({chosen})" if dtype == "auto" else chosen
             low = engine if chosen == "float32" else load(model, device, dtype)
-            ours = best_of(lambda: low.embed_image(image, f"new-{next(counter)}"), repeat_embed, warmup=1)
+            compute, path = low.info()["compute_dtype"], low.info()["dtype_path"]
+            label_ = (f"{dtype} ({chosen})" if dtype == "auto" else chosen) + {
+                "native": "", "emulated": " (emulated)", "fallback": f" ({compute} compute)"}[path]
+            ours = best_of(lambda: low.embed_image(image, f"new-{next(counter)}"), repeat_embed, warmup=warmup)
             low.embed_image(image, "bench")
-            iou = mask_iou(low.segment_image(**twenty).masks, fp32_masks)
-            floor = flops / (rates[chosen] * 1e9)
+            iou = mask_iou(low.segment_image(**many).masks, fp32_masks)
+            floor = flops / (rates[compute] * 1e9)
             embed_rows.append((model, label_, f"{flops / 1e9:.0f}", ours * 1000, floor * 1000, ours / floor,
                                ours / ref_embed,
                                "-" if ultra_embed is None else f"{ours / ultra_embed:.2f} ({ultra_embed * 1000:.0f} ms)",
                                f"{iou:.4f}"))
             for case, kwargs, n, ref, ultra_s, gflop, target in cases:
-                ours_s = best_of(lambda: low.segment_image(**kwargs), n)
-                kernels, ops = ops_alone(lambda: low.segment_image(**kwargs))
+                ours_s = best_of(lambda: low.segment_image(**kwargs), n, warmup)
+                kernels, ops = ops_alone(lambda: low.segment_image(**kwargs), 1 if smoke else 5)
                 decode_rows.append((model, label_, case, ours_s * 1000, ref * 1000, ours_s / ref,
                                     "-" if ultra_s is None else f"{ours_s / ultra_s:.2f} ({ultra_s * 1000:.0f} ms)",
-                                    f"{gflop:.1f}", gflop / rates[chosen] * 1000, f"{kernels * 1000:.1f} ({ops})",
+                                    f"{gflop:.1f}", gflop / rates[compute] * 1000, f"{kernels * 1000:.1f} ({ops})",
                                     target))
     return embed_rows, decode_rows
 
@@ -170,22 +182,28 @@ def main() -> None:
                         help="precisions of the embed rows (fp32 is always the reference for mask IoU)")
     parser.add_argument("--device", default="cpu", help="cpu or cuda")
     parser.add_argument("--quick", action="store_true", help="fewer repeats")
+    parser.add_argument("--smoke", action="store_true",
+                        help="every row once on a 480x270 image, 4 boxes, a short matmul probe: checks the script runs (tests)")
     args = parser.parse_args()
     device = torch.device(args.device)
-    image = np.random.default_rng(0).integers(0, 256, (1080, 1920, 3), dtype=np.uint8)
-    rates = {name: matmul_rate(dt, device) for name, dt in
-             (("float32", torch.float32), ("bfloat16", torch.bfloat16), ("float16", torch.float16))
-             if name != "float16" or device.type == "cuda" or "fp16" in args.dtypes}
+    height, width = (270, 480) if args.smoke else (1080, 1920)
+    image = np.random.default_rng(0).integers(0, 256, (height, width, 3), dtype=np.uint8)
+    computes = {torch.float32} | {plan(device, resolve_dtype(d, device)).compute for d in args.dtypes}
+    if device.type == "cuda":
+        computes |= {torch.bfloat16, torch.float16}
+    probe = dict(repeat=1, warmup_s=0.0, rows=512) if args.smoke else {}
+    rates = {dtype_name(dt): matmul_rate(dt, device, **probe)
+             for dt in (torch.float32, torch.bfloat16, torch.float16) if dt in computes}
     embed_rows, decode_rows = [], []
     with tempfile.TemporaryDirectory() as folder:
         for model in args.models:
-            embed, decode = bench_model(model, image, rates, args.dtypes, device, args.quick, Path(folder))
+            embed, decode = bench_model(model, image, rates, args.dtypes, device, args.quick, Path(folder), args.smoke)
             embed_rows += embed
             decode_rows += decode
     print(f"machine: {machine()}; device {device}; matmul GFLOP/s: "
           + ", ".join(f"{k} {v:.0f}" for k, v in rates.items())
           + f"; auto -> {dtype_name(resolve_dtype('auto', device))}; random weights, same on every side; "
-            "1920x1080; min of N runs")
+            f"{width}x{height}; min of N runs" + ("; SMOKE RUN: one run each, not a measurement" if args.smoke else ""))
     print_table("embed: each precision vs its floor, the fp32 reference and ultralytics (fp32)",
                 ["model", "dtype", "GFLOP", "ours ms", "floor ms", "x floor", "x reference", "x ultralytics",
                  "mask IoU vs fp32"], embed_rows)

@@ -54,14 +54,16 @@ def run(args: argparse.Namespace) -> int:
 
 
 def precision_line() -> str:
-    """What ``dtype: auto`` picks here, per device, and the CPU features it read."""
+    """What ``dtype: auto`` picks here, per device, the CPU features it read and how bf16 runs on
+    this CPU (``precision.plan``: native, emulated or fallback)."""
     import torch
 
     from dtseg.engine.models import select_device
-    from dtseg.engine.precision import auto_dtype, cpu_info, dtype_name
+    from dtseg.engine.precision import auto_dtype, cpu_info, dtype_name, plan
 
-    cpu = cpu_info()
-    picks = [f"cpu -> {dtype_name(auto_dtype(torch.device('cpu')))} ({cpu.model or 'CPU'}: {cpu.isa})"]
+    cpu, bf16 = cpu_info(), plan(torch.device("cpu"), torch.bfloat16).path
+    how = "fallback: computed in float32" if bf16 == "fallback" else bf16
+    picks = [f"cpu -> {dtype_name(auto_dtype(torch.device('cpu')))} ({cpu.model or 'CPU'}: {cpu.isa}; bf16 {how})"]
     device = select_device("auto")
     if device.type != "cpu":
         picks.append(f"{device} -> {dtype_name(auto_dtype(device))}")

@@ -483,7 +483,7 @@ class SamEngine:
     def summary(self) -> str:
         """One line for a command's first output: model, device, precision and why, which passes run."""
         random = " (RANDOM WEIGHTS: masks are meaningless)" if self.random_weights else ""
-        precision = describe(self.device, self.model.precision, self.model.autocast)
+        precision = describe(self.device, self.model.plan, self.model.autocast)
         passes = describe_passes(self.encoder_impl, self.decoder_impl, self.device)
         return f"{self.model_name} on {self.device}, {precision}; {passes}{random}"
 
@@ -499,6 +499,8 @@ class SamEngine:
             "device": str(self.device),
             "dtype": self.dtype_name,
             "dtype_auto": dtype_name(auto_dtype(self.device)),
+            "dtype_path": self.model.plan.path,  # native | emulated | fallback (dtseg.engine.precision)
+            "compute_dtype": dtype_name(self.model.compute),
             "autocast": self.model.autocast,
             "encoder": self.encoder_impl,
             "decoder": self.decoder_impl,

@@ -8,42 +8,79 @@ GELU to the output while it is still in cache: in bf16 a separate GELU pass over
 map costs as much as its matmul (measured 2x faster together for TinyViT's 64->256 and
 160->640 expansions). Elsewhere (no oneDNN, other devices) the two plain calls run instead;
 results agree to rounding (fp32: <= 2e-6, tested in the encoders' parity tests).
+
+Whether oneDNN has a kernel in a precision depends on the CPU (bf16 needs AVX-512 BW/VL/DQ,
+AVX-NE-CONVERT or AMX; fp16 AVX512-FP16, AVX-NE-CONVERT or AMX-FP16): ``kernel_runs`` tries
+each fused kernel once per precision on a tiny input and caches the answer for the process;
+where it fails, the plain ops run (ATen's own kernels, emulated in low precision).
 """
 
 from __future__ import annotations
 
+import functools
 import math
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-__all__ = ["attention", "bias_mask", "conv_gelu", "linear", "linear_gelu", "rel_pos_attention", "window_partition",
-           "window_unpartition"]
+__all__ = ["attention", "bias_mask", "conv_gelu", "kernel_runs", "linear", "linear_gelu", "rel_pos_attention",
+           "window_partition", "window_unpartition"]
 
 #: Query rows per chunk of ``attention`` (bounds the score matrix to chunk x keys per head).
 QUERY_CHUNK = 256
+#: The fused oneDNN kernels, by the name ``kernel_runs`` takes.
+KERNELS = ("linear", "conv")
 
 
-def _fused(x: Tensor) -> bool:
-    """Whether oneDNN's fused ops serve ``x``: CPU, fp32/bf16 (oneDNN's fp16 needs AVX512-FP16
-    or AVX-NE-CONVERT; the plain ops have a fallback), not while tracing for ``torch.compile``."""
-    return (x.device.type == "cpu" and x.dtype in (torch.float32, torch.bfloat16)
-            and torch.backends.mkldnn.is_available()
-            and hasattr(torch.ops.mkldnn, "_linear_pointwise") and not torch.compiler.is_compiling())
+@functools.cache
+def kernel_runs(kernel: str, dtype: torch.dtype) -> bool:
+    """Whether oneDNN's fused ``kernel`` (``linear``: ``_linear_pointwise``; ``conv``:
+    ``_convolution_pointwise``) runs in ``dtype`` on this CPU and gives the plain ops' result:
+    tried once on a tiny input of small integers (exact in every precision), cached per process.
+    A CPU without the kernel raises oneDNN's or torch's error: that answer is ``False``."""
+    if kernel not in KERNELS:
+        raise ValueError(f"kernel: expected one of {KERNELS}, got {kernel!r}")
+    mkldnn = torch.ops.mkldnn
+    if not torch.backends.mkldnn.is_available() or not hasattr(mkldnn, "_linear_pointwise"):
+        return False
+    g = torch.Generator().manual_seed(0)
+    if kernel == "linear":
+        x, w, b = (torch.randint(-3, 4, shape, generator=g).float() for shape in ((4, 16), (8, 16), (8,)))
+        expected = F.gelu(F.linear(x, w, b))
+        run = lambda: mkldnn._linear_pointwise(x.to(dtype), w.to(dtype), b.to(dtype), "gelu", [], "none")
+    else:
+        x = torch.randint(-3, 4, (1, 8, 6, 6), generator=g).float().contiguous(memory_format=torch.channels_last)
+        w, b = torch.randint(-1, 2, (8, 1, 3, 3), generator=g).float(), torch.randint(-3, 4, (8,), generator=g).float()
+        expected = F.gelu(F.conv2d(x, w, b, 1, 1, groups=8))
+        run = lambda: mkldnn._convolution_pointwise(x.to(dtype), w.to(dtype), b.to(dtype), [1, 1], [1, 1], [1, 1],
+                                                    8, "gelu", [], "none")
+    try:
+        with torch.inference_mode():
+            out = run()
+    except (RuntimeError, NotImplementedError):  # no primitive for this CPU and precision
+        return False
+    return out.dtype == dtype and torch.allclose(out.float(), expected, atol=0.05, rtol=0.02)
+
+
+def _fused(x: Tensor, kernel: str) -> bool:
+    """Whether oneDNN's fused ``kernel`` serves ``x``: on the CPU, in a precision the CPU has the
+    kernel for (``kernel_runs``), not while tracing for ``torch.compile``."""
+    return (x.device.type == "cpu" and x.dtype in (torch.float32, torch.bfloat16, torch.float16)
+            and not torch.compiler.is_compiling() and kernel_runs(kernel, x.dtype))
 
 
 def linear(x: Tensor, weight: Tensor, bias: Tensor | None) -> Tensor:
     """``F.linear``; in bf16/fp16 on the CPU through oneDNN with the bias fused (``addmm`` first
     copies the bias into its output: ~10% of a bf16 linear here). fp32 stays on MKL's sgemm."""
-    if x.dtype != torch.float32 and _fused(x):
+    if x.dtype != torch.float32 and _fused(x, "linear"):
         return torch.ops.mkldnn._linear_pointwise(x.contiguous(), weight, bias, "none", [], "")
     return F.linear(x, weight, bias)
 
 
 def linear_gelu(x: Tensor, weight: Tensor, bias: Tensor | None) -> Tensor:
     """``gelu(F.linear(x, weight, bias))``; ``x`` ``(..., in)`` -> ``(..., out)``."""
-    if _fused(x):
+    if _fused(x, "linear"):
         return torch.ops.mkldnn._linear_pointwise(x.contiguous(), weight, bias, "gelu", [], "none")
     return F.gelu(F.linear(x, weight, bias))
 
@@ -51,7 +88,7 @@ def linear_gelu(x: Tensor, weight: Tensor, bias: Tensor | None) -> Tensor:
 def conv_gelu(x: Tensor, weight: Tensor, bias: Tensor | None, stride: int, padding: int, groups: int) -> Tensor:
     """``gelu(F.conv2d(x, weight, bias, stride, padding, groups=groups))`` on ``(B, C, H, W)``
     (channels-last in, channels-last out)."""
-    if _fused(x):
+    if _fused(x, "conv"):
         return torch.ops.mkldnn._convolution_pointwise(x, weight, bias, [padding] * 2, [stride] * 2, [1, 1],
                                                        groups, "gelu", [], "none")
     return F.gelu(F.conv2d(x, weight, bias, stride, padding, groups=groups))

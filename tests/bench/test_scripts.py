@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import re
 import shutil
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+import torch
+
+from dtseg.engine.precision import plan
 
 BENCH = Path(__file__).resolve().parents[2] / "bench"
 
@@ -29,14 +33,21 @@ def test_models_bench_parses_its_options():
 
 @pytest.mark.slow
 def test_models_bench_runs_on_the_tiny_model():
-    """The whole table on the test-size SAM (real-size decoder): both precisions, embed and decode."""
-    result = subprocess.run([sys.executable, str(BENCH / "models.py"), "--models", "tiny", "--quick"],
+    """The whole table on the test-size SAM (real-size decoder), in its smoke mode (one run of
+    each, a small image, 4 boxes): both precisions, embed and decode. A bf16 row names the path
+    this CPU takes (``precision.plan``); without oneDNN's bf16 kernels no bf16 rate is measured."""
+    result = subprocess.run([sys.executable, str(BENCH / "models.py"), "--models", "tiny", "--smoke"],
                             capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stderr[-2000:]
     rows = [line for line in result.stdout.splitlines() if line.startswith("| tiny ")]
     assert len(rows) == 2 + 4, result.stdout  # embed: fp32, bf16; decode: 2 cases x 2 precisions
-    assert sum("20 boxes" in row for row in rows) == 2 and sum("1 point" in row for row in rows) == 2
-    assert "matmul GFLOP/s: float32" in result.stdout
+    assert sum("4 boxes, one call" in row for row in rows) == 2 and sum("1 point" in row for row in rows) == 2
+    assert "matmul GFLOP/s: float32" in result.stdout and "SMOKE RUN" in result.stdout
+    path = plan(torch.device("cpu"), torch.bfloat16).path
+    bf16 = {"native": "| bfloat16 ", "emulated": "| bfloat16 (emulated) ", "fallback": "| bfloat16 (float32 compute) "}[path]
+    assert sum(bf16 in row for row in rows) == 3, result.stdout
+    rates = result.stdout.splitlines()[0].partition("matmul GFLOP/s: ")[2]
+    assert (re.match(r"float32 \d+, bfloat16 \d+;", rates) is not None) is (path != "fallback"), rates
 
 
 @pytest.mark.parametrize(("script", "option"), [("paths.py", "--device"), ("heap.py", "--rounds")])

@@ -44,7 +44,11 @@ def test_first_line_names_model_device_and_precision(tiny_sam_config, tmp_path, 
     pipeline = common.build_pipeline(args)
     assert pipeline.engine.dtype_name == "bfloat16"
     first = capsys.readouterr().err.splitlines()[0]
-    assert first.startswith("dtseg: tiny on cpu, bfloat16 (autocast, fp32 weights); auto on this cpu: ")
+    path = pipeline.engine.info()["dtype_path"]  # what this CPU runs bf16 as (dtseg.engine.precision.plan)
+    how = {"native": "bfloat16 (native; autocast, fp32 weights); auto on this cpu: ",
+           "emulated": "bfloat16 (emulated: no bfloat16 arithmetic on this CPU (",
+           "fallback": "bfloat16 features, computed in float32 (fallback: no oneDNN bfloat16 kernels on this CPU ("}[path]
+    assert first.startswith(f"dtseg: tiny on cpu, {how}")
     assert first.endswith("; fast encoder and decoder")
 
 

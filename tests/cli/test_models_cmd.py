@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import json
 
+import torch
+
 from dtseg.cli import main
 from dtseg.engine.families import MODELS
+from dtseg.engine.precision import plan
 
 
 def test_lists_every_model_with_its_url_and_presence(tmp_path, monkeypatch, capsys):
@@ -20,3 +23,5 @@ def test_lists_every_model_with_its_url_and_presence(tmp_path, monkeypatch, caps
     assert main(["models"]) == 0
     text = capsys.readouterr().out
     assert "sam2.1_b+" in text and "mobile_sam.pt" in text and str(tmp_path / "checkpoints") in text
+    how = {"native": "bf16 native)", "emulated": "bf16 emulated)", "fallback": "bf16 fallback: computed in float32)"}
+    assert how[plan(torch.device("cpu"), torch.bfloat16).path] in text.splitlines()[-1]  # the dtype auto line

@@ -6,8 +6,10 @@ import warnings
 
 import numpy as np
 import pytest
+import torch
 
 from dtseg import SamEngine
+from dtseg.engine import fused
 from dtseg.engine.models import RandomWeightsWarning
 
 
@@ -39,3 +41,25 @@ def engine() -> SamEngine:
 @pytest.fixture(scope="session")
 def image() -> np.ndarray:
     return synthetic_image(300, 500)
+
+
+@pytest.fixture
+def no_onednn_kernels(monkeypatch):
+    """oneDNN's fused kernels raise as they do on a CPU without them in a precision (AVX2 in
+    bf16: "could not create a primitive descriptor ..."), in every precision; the probes'
+    cache (``fused.kernel_runs``) is cleared before and after. Yields the calls, in order, as
+    ``(kernel, dtype)``: ``linear`` or ``conv``, and the input's dtype."""
+    calls: list[tuple[str, torch.dtype]] = []
+
+    def missing(name: str):
+        def raise_(x, *args, **kwargs):
+            calls.append((name, x.dtype))
+            raise RuntimeError("could not create a primitive descriptor for the inner product forward propagation "
+                               "primitive.")
+        return raise_
+
+    monkeypatch.setattr(torch.ops.mkldnn, "_linear_pointwise", missing("linear"))
+    monkeypatch.setattr(torch.ops.mkldnn, "_convolution_pointwise", missing("conv"))
+    fused.kernel_runs.cache_clear()
+    yield calls
+    fused.kernel_runs.cache_clear()

@@ -42,10 +42,44 @@ def test_depthwise_conv_gelu_equals_plain(stride):
     assert flops(lambda: fused.conv_gelu(x, w, b, stride, 1, 16)) == plain_flops > 0
 
 
-def test_plain_path_where_fusion_is_unavailable(monkeypatch):
-    monkeypatch.setattr(fused, "_fused", lambda x: False)
-    x, w = torch.randn(3, 8), torch.randn(5, 8)
-    assert torch.equal(fused.linear_gelu(x, w, None), F.gelu(F.linear(x, w)))
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_plain_path_where_the_cpu_lacks_the_kernel(no_onednn_kernels, dtype):
+    """Each kernel is probed once per precision (then the answer is cached) and the plain ops run."""
+    g = torch.Generator().manual_seed(2)
+    x, w, b = torch.randn(3, 8, generator=g).to(dtype), torch.randn(5, 8, generator=g).to(dtype), None
+    assert torch.equal(fused.linear_gelu(x, w, b), F.gelu(F.linear(x, w, b)))
+    assert torch.equal(fused.linear(x, w, b), F.linear(x, w, b))
+    image = torch.randn(1, 4, 5, 6, generator=g).to(dtype).contiguous(memory_format=torch.channels_last)
+    kernel = torch.randn(4, 1, 3, 3, generator=g).to(dtype)
+    assert torch.equal(fused.conv_gelu(image, kernel, None, 1, 1, 4), F.gelu(F.conv2d(image, kernel, None, 1, 1, groups=4)))
+    fused.linear_gelu(x, w, b), fused.conv_gelu(image, kernel, None, 1, 1, 4)
+    assert no_onednn_kernels == [("linear", dtype), ("conv", dtype)]  # one probe each, none per call
+    assert not fused.kernel_runs("linear", dtype) and not fused.kernel_runs("conv", dtype)
+
+
+def test_a_kernel_with_wrong_results_is_not_used(monkeypatch):
+    """The probe checks the kernel's result against the plain ops, not only that it runs."""
+    monkeypatch.setattr(torch.ops.mkldnn, "_linear_pointwise", lambda x, w, *args: torch.zeros(len(x), len(w), dtype=x.dtype))
+    fused.kernel_runs.cache_clear()
+    try:
+        assert not fused.kernel_runs("linear", torch.bfloat16)
+    finally:
+        fused.kernel_runs.cache_clear()
+
+
+def test_probe_agrees_with_the_kernels():
+    """On this CPU: the probe says yes exactly where oneDNN's kernels run (fp32 everywhere
+    oneDNN is; bf16 on AVX-512/AMX; fp16 on AVX512-FP16/AMX-FP16)."""
+    x = torch.randn(4, 16)
+    for dtype in (torch.float32, torch.bfloat16, torch.float16):
+        try:
+            torch.ops.mkldnn._linear_pointwise(x.to(dtype), x[:8].to(dtype), None, "none", [], "")
+            runs = True
+        except RuntimeError:
+            runs = False
+        assert fused.kernel_runs("linear", dtype) is runs, dtype
+    with pytest.raises(ValueError, match="kernel: expected one of"):
+        fused.kernel_runs("matmul", torch.float32)
 
 
 

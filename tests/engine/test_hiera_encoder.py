@@ -86,14 +86,23 @@ def test_bf16_copy_close_to_fp32_and_net_untouched(net, batch):
 
 
 def test_engine_picks_the_encoder():
+    """bf16: the fast pass on its own copy, the reference under autocast (on a CPU without
+    oneDNN's bf16 kernels both in fp32: ``precision.plan``), each as ``Family.embed`` runs it."""
     fast, ref = load("tiny_sam2.1", "bf16"), load("tiny_sam2.1", "bf16", encoder="reference")
     assert fast.model.fast_encoder is not None and ref.model.fast_encoder is None
+    assert not fast.model.autocast and ref.model.autocast is (ref.model.compute == torch.bfloat16)
     x = torch.randn(1, 3, 1024, 1024, generator=torch.Generator().manual_seed(2))
-    with torch.inference_mode(), torch.autocast("cpu", torch.bfloat16):  # as Family.embed runs it
-        a, b = fast.model.encode(x), ref.model.encode(x)
+    a, b = encoded(fast.model, x), encoded(ref.model, x)
     assert a.keys() == b.keys()
     for key in a:
+        assert a[key].dtype == fast.model.compute
         assert cosine(a[key], b[key]) >= 0.999
+
+
+def encoded(model, x: torch.Tensor) -> dict[str, torch.Tensor]:
+    """``model.encode(x)`` in the precision and autocast ``Family.embed`` uses."""
+    with torch.inference_mode(), torch.autocast("cpu", model.compute, enabled=model.autocast):
+        return model.encode(x)
 
 
 @pytest.mark.parametrize("shape", [(1, 8, 8, 3), (2, 7, 9, 5)])

@@ -81,10 +81,13 @@ def test_bf16_copy_close_to_fp32(tiny, batch):
 
 
 def test_engine_bf16_owns_a_bf16_encoder_and_keeps_the_fp32_net():
+    """The encoder's own copy is in the precision it computes in: bf16, or fp32 on a CPU
+    without oneDNN's bf16 kernels (``precision.plan``: fallback)."""
     engine = load("tiny_mobile_sam", "bf16")
     fast = engine.model.image_encoder
     assert isinstance(fast, FastTinyViT)
-    assert {p.dtype for p in fast.encoder.parameters()} == {torch.bfloat16}
+    assert engine.model.compute == (torch.float32 if engine.info()["dtype_path"] == "fallback" else torch.bfloat16)
+    assert {p.dtype for p in fast.encoder.parameters()} == {engine.model.compute}
     assert {p.dtype for p in engine.model.net.parameters()} == {torch.float32}  # decoder, checkpoints
     assert fast.encoder is not engine.model.net.image_encoder
 

@@ -20,6 +20,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
+from dtseg.engine.precision import Plan, plan
 from dtseg.engine.transforms import ImageTransform
 
 #: Name of the feature every family has: the ``(C, 64, 64)`` image embedding the decoder attends to.
@@ -94,11 +95,13 @@ class Family(ABC):
     def __init__(self, net: nn.Module, model_name: str) -> None:
         self.net = net.eval()
         self.model_name = model_name
-        #: ``dtype``: the weights' (and so the prompt encoder's); ``precision``: what the encoder
-        #: computes in and the features are kept in (they differ only under CPU autocast);
-        #: ``decoder_dtype``: what the mask decoder computes in.
+        #: ``dtype``: the weights' (and so the prompt encoder's); ``precision``: the precision
+        #: asked for, which the features are kept in; ``compute``: what the encoder computes in
+        #: (``precision``, or fp32 where the CPU has no kernels in it: ``plan``); they differ from
+        #: ``dtype`` only on the CPU; ``decoder_dtype``: what the mask decoder computes in.
         self.device, self.dtype, self.precision = torch.device("cpu"), torch.float32, torch.float32
-        self.decoder_dtype = torch.float32
+        self.compute = self.decoder_dtype = torch.float32
+        self.plan = Plan(torch.float32, torch.float32, "native")
         self.encoder_copy = False  # the encoder holds its own low-precision weights (encoder_copy_dtype)
 
     # -- building -------------------------------------------------------------------------
@@ -126,7 +129,9 @@ class Family(ABC):
         ``torch.autocast`` (matmuls and convolutions in ``dtype``; layer norms, softmax
         statistics and the residual stream in fp32). In bf16 the fast mask decoder runs on a bf16
         copy of its weights (``decoder_weights``); the prompt encoder (coordinates -> Fourier
-        features) and the mask post-processing stay fp32. On CUDA/MPS the weights are cast."""
+        features) and the mask post-processing stay fp32. Where the CPU has no kernels in
+        ``dtype`` (``precision.plan``: fallback) the encoder and decoder compute in fp32 and only
+        the features are rounded to ``dtype``. On CUDA/MPS the weights are cast."""
         for kind, value, known in (("encoder", encoder, self.encoders), ("decoder", decoder, self.decoders)):
             if value not in known:
                 raise ValueError(f"{kind}: the {self.name} family has {list(known)}, got {value!r}")
@@ -135,9 +140,10 @@ class Family(ABC):
             raise ValueError(f"{option}: only the sam family (vit_b/l/h) has it, not {self.name}")
         weights = torch.float32 if device.type == "cpu" else dtype
         self.net.to(device=device, dtype=weights)
-        self.device, self.dtype, self.precision = device, weights, dtype
+        self.plan = plan(device, dtype)
+        self.device, self.dtype, self.precision, self.compute = device, weights, dtype, self.plan.compute
         self.encoder_copy = False
-        low_cpu_decoder = device.type == "cpu" and dtype == torch.bfloat16 and decoder == "fast"
+        low_cpu_decoder = device.type == "cpu" and self.compute == torch.bfloat16 and decoder == "fast"
         self.decoder_dtype = torch.bfloat16 if low_cpu_decoder else weights
 
     def decoder_weights(self, module: nn.Module) -> nn.Module:
@@ -154,19 +160,19 @@ class Family(ABC):
         (TinyViT, Hiera: faster than autocast's casts on every call): that copy's dtype, or
         ``None`` at full precision. Calling it records the choice: such an encoder runs without
         autocast (``autocast`` is then ``False``)."""
-        self.encoder_copy = self.precision != self.dtype
-        return self.precision if self.encoder_copy else None
+        self.encoder_copy = self.compute != self.dtype
+        return self.compute if self.encoder_copy else None
 
     @property
     def autocast(self) -> bool:
         """Whether the encoder runs under ``torch.autocast`` (low precision over fp32 weights)."""
-        return self.precision != self.dtype and not self.encoder_copy
+        return self.compute != self.dtype and not self.encoder_copy
 
     def embed(self, images: list[np.ndarray], transforms: list[ImageTransform]) -> dict[str, Tensor]:
-        """``preprocess`` then ``encode`` in the chosen precision -> features ``(B, ...)`` in
-        ``precision`` (what an ``Embedding`` keeps)."""
+        """``preprocess`` then ``encode`` in ``compute`` -> features ``(B, ...)`` in ``precision``
+        (what an ``Embedding`` keeps)."""
         x = self.preprocess(images, transforms)
-        with torch.autocast(self.device.type, self.precision, enabled=self.autocast):
+        with torch.autocast(self.device.type, self.compute, enabled=self.autocast):
             features = self.encode(x)
         return {name: t.to(self.precision) for name, t in features.items()}
 

@@ -92,7 +92,7 @@ class MobileSamFamily(SamFamily):
 
     def _image_encoder(self, kind: str, int8: bool, compile: bool) -> nn.Module:
         """``fast``: dtseg's TinyViT forward pass over a folded copy of the encoder; in low
-        precision on the CPU that copy holds the weights in ``precision`` (no autocast casts per
+        precision on the CPU that copy holds the weights in ``compute`` (no autocast casts per
         call). ``reference``: the TinyViT module itself, as ``SamPredictor`` runs it."""
         if kind == "reference":
             return self.net.image_encoder

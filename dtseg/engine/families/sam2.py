@@ -121,7 +121,7 @@ class Sam2Family(Family):
 
         reference = options.get("decoder", "fast") == "reference"
         self.fast_decoder = None if reference else FastMaskDecoder(self.decoder_weights(self.net.sam_mask_decoder))
-        # the fast encoder pass; in low precision on the CPU over its own copy in ``precision``
+        # the fast encoder pass; in low precision on the CPU over its own copy in ``compute``
         reference_encoder = options.get("encoder", "fast") == "reference"
         self.fast_encoder = None if reference_encoder else fast_sam2_encoder(self.net, self.encoder_copy_dtype())
         with torch.inference_mode():
