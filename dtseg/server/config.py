@@ -18,6 +18,7 @@ server:
   configs_dir: configs             # pipeline YAML files served by POST /segment (default: none)
   cache_share: null                # fraction of the in-process cache one API key may hold
                                    # (null: 1 / number of keys, so no key evicts another's entries)
+  labelstudio: {url: null, pipeline: null}   # /labelstudio, the Label Studio ML backend (dtseg.labelstudio.settings)
 ```
 """
 
@@ -30,6 +31,7 @@ from typing import Any, Optional
 from pydantic import Field
 
 from dtseg.config import CacheConfig, SamConfig, StrictModel, apply_overrides, load_yaml, validate
+from dtseg.labelstudio.settings import LabelStudioConfig
 
 API_KEYS_ENV = "DTSEG_API_KEYS"
 
@@ -58,6 +60,7 @@ class ServerConfig(StrictModel):
     allow_random: bool = False
     configs_dir: str | None = None
     cache_share: float | None = Field(None, gt=0, le=1)
+    labelstudio: LabelStudioConfig = Field(default_factory=LabelStudioConfig)
 
     @property
     def max_body_bytes(self) -> int:
