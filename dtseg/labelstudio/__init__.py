@@ -1,7 +1,7 @@
-"""Label Studio ML backend: label configs, task images and regions in Label Studio's formats.
+"""Label Studio's formats: label configs (``label_config``), annotator regions to prompts and masks
+to regions (``regions``), and the ``server.labelstudio`` settings (``settings``).
 
-``dtseg serve`` answers Label Studio under ``/labelstudio`` (``dtseg.server.labelstudio_routes``);
-this package holds what does not depend on HTTP: which tags a label config has
-(``label_config``), where a task's image is read from (``task_images``), annotator clicks to
-prompts and masks to regions (``regions``), and the backend itself (``backend``).
+``dtseg serve`` answers Label Studio under ``/labelstudio``: ``dtseg.server.labelstudio_routes``
+(the protocol), ``labelstudio_backend`` (tasks -> predictions) and ``labelstudio_images`` (task
+image URLs -> bytes).
 """

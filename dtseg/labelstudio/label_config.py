@@ -61,7 +61,7 @@ def parse_label_config(xml: str | None) -> LabelConfig:
             if not image.value or not image.value.startswith("$"):
                 raise InputError("label_config", f"the Image tag {image.name!r} has no value='$key'")
             return LabelConfig(control.name, image.name, image.value[1:], tag.lower(), tuple(control.labels or ()))
-    if not any(o.tag == "Image" for o in interface.objects.values()):
+    if not any(o.tag == "Image" for o in interface.objects):
         raise InputError("label_config", "the label config has no Image tag: dtseg segments images")
     raise InputError("label_config", "the label config has no BrushLabels or PolygonLabels tag on an Image: "
                                      "dtseg writes masks into one (see dtseg labelstudio-config)")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from dataclasses import dataclass
 from typing import Optional
 
 from pydantic import Field
@@ -40,3 +41,11 @@ class LabelStudioConfig(StrictModel):
 
     def effective_token(self) -> str | None:
         return self.api_token or os.environ.get(TOKEN_ENV) or None
+
+
+@dataclass(frozen=True)
+class Connection:
+    """What ``/setup`` told the backend about one project's Label Studio."""
+
+    hostname: str | None = None
+    access_token: str | None = None

@@ -16,8 +16,8 @@ from typing import Annotated, Any, Optional
 from fastapi import APIRouter, Depends, Request
 from fastapi.security import APIKeyQuery, HTTPAuthorizationCredentials, HTTPBasic, HTTPBasicCredentials, HTTPBearer
 
-from dtseg.labelstudio.backend import Backend, Connections, model_version
-from dtseg.labelstudio.task_images import Connection
+from dtseg.server.labelstudio_backend import Backend, Connections, model_version
+from dtseg.labelstudio.settings import Connection
 from dtseg.server.auth import client_namespace
 from dtseg.server.labelstudio_schemas import HealthResponse, PredictRequest, PredictResponse, SetupRequest, SetupResponse
 from dtseg.server.schemas import ErrorResponse

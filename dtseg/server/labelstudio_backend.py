@@ -22,10 +22,10 @@ from dtseg.engine import SamEngine
 from dtseg.errors import DtsegError, ImageNotEmbeddedError, InputError
 from dtseg.labelstudio.label_config import LabelConfig, parse_label_config
 from dtseg.labelstudio.regions import ClickPrompt, mask_region, prompt_from_context
-from dtseg.labelstudio.settings import LabelStudioConfig
-from dtseg.labelstudio.task_images import Connection, read_task_image
+from dtseg.labelstudio.settings import Connection, LabelStudioConfig
 from dtseg.server.config import ServerConfig
 from dtseg.server.images import decode_image
+from dtseg.server.labelstudio_images import read_task_image
 from dtseg.server.state import Services
 
 log = logging.getLogger("dtseg.labelstudio")

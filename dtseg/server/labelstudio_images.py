@@ -14,22 +14,13 @@ Task URLs, in the order they are tried:
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
 from dtseg.errors import InputError
-from dtseg.labelstudio.settings import LabelStudioConfig
+from dtseg.labelstudio.settings import Connection, LabelStudioConfig
 from dtseg.server.config import UrlFetchConfig
 from dtseg.server.images import decode_base64, fetch_url
-
-
-@dataclass(frozen=True)
-class Connection:
-    """What ``/setup`` told the backend about one project's Label Studio."""
-
-    hostname: str | None = None
-    access_token: str | None = None
 
 
 def read_task_image(url: object, settings: LabelStudioConfig, fetch: UrlFetchConfig,
