@@ -3,7 +3,8 @@
 Task URLs, in the order they are tried:
 
 - a prefix of ``local_dirs`` (e.g. ``/data/local-files/?d=`` -> ``/srv/images``): read from that
-  folder (the rest of the URL, percent-decoded, must stay inside it);
+  folder (the rest of the URL, percent-decoded, must stay inside it). Label Studio sends its own
+  URLs with its address in front: prefixes starting with ``/`` match them too;
 - ``data:`` URLs: base64;
 - paths starting with ``/`` (``/data/upload/...``, ``/data/local-files/?d=...``) and absolute
   URLs on Label Studio's own address: fetched from Label Studio with its API token. The
@@ -29,15 +30,17 @@ def read_task_image(url: object, settings: LabelStudioConfig, fetch: UrlFetchCon
     if not isinstance(url, str) or not url.strip():
         raise InputError(field, f"expected an image URL, got {url!r}")
     url = url.strip()
-    for prefix, folder in settings.local_dirs.items():
-        if url.startswith(prefix):
-            return _read_local(folder, unquote(url[len(prefix):]), field)
-    if url.lower().startswith("data:"):
-        return decode_base64(url, field)
     setup = setup or Connection()
     configured = settings.effective_url()
     base = (configured or setup.hostname or "").rstrip("/")
     token = settings.effective_token() or setup.access_token
+    local = url[len(base):] if base and url.startswith(base + "/") else url  # Label Studio's URLs, as paths
+    for prefix, folder in settings.local_dirs.items():
+        if local.startswith(prefix) or url.startswith(prefix):
+            rest = local[len(prefix):] if local.startswith(prefix) else url[len(prefix):]
+            return _read_local(folder, unquote(rest), field)
+    if url.lower().startswith("data:"):
+        return decode_base64(url, field)
     if url.startswith("/") and not url.startswith("//"):
         if not base:
             raise InputError(field, f"{url!r} is a Label Studio path, and Label Studio's address is unknown: set "

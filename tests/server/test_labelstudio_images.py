@@ -103,3 +103,13 @@ def test_the_token_never_goes_to_other_hosts(studio: tuple[str, list[dict[str, s
 def test_urls_that_cannot_be_read(url: object, message: str) -> None:
     with pytest.raises(InputError, match=message):
         read_task_image(url, LabelStudioConfig(), UrlFetchConfig())
+
+
+def test_local_dirs_match_label_studio_urls_with_its_address(tmp_path: Path) -> None:
+    (tmp_path / "a.png").write_bytes(IMAGE)
+    mapping = {"/data/local-files/?d=": str(tmp_path)}
+    settings = LabelStudioConfig(url="http://ls.invalid:8080", local_dirs=mapping)
+    assert read_task_image("http://ls.invalid:8080/data/local-files/?d=a.png", settings, UrlFetchConfig()) == IMAGE
+    from_setup = Connection(hostname="http://other.invalid")
+    url = "http://other.invalid/data/local-files/?d=a.png"
+    assert read_task_image(url, LabelStudioConfig(local_dirs=mapping), UrlFetchConfig(), from_setup) == IMAGE
