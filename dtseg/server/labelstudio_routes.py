@@ -11,6 +11,7 @@ and ``Authorization: Bearer`` work too.
 
 from __future__ import annotations
 
+import threading
 from typing import Annotated, Any, Optional
 
 from fastapi import APIRouter, Depends, Request
@@ -25,6 +26,7 @@ from dtseg.server.segment_routes import pipeline_named
 from dtseg.server.state import Services, get_services
 
 router = APIRouter(prefix="/labelstudio", tags=["labelstudio"])
+_state_lock = threading.Lock()
 _basic = HTTPBasic(auto_error=False, description="Label Studio's ML backend basic auth: the API key as password")
 
 
@@ -47,10 +49,12 @@ _ERRORS: dict[int | str, dict[str, Any]] = {401: {"model": ErrorResponse}, 413: 
 
 
 def _connections(request: Request) -> Connections:
+    """The app's ``/setup`` records, made on first use."""
     state = request.app.state
-    if not hasattr(state, "labelstudio"):
-        state.labelstudio = Connections()
-    return state.labelstudio
+    with _state_lock:
+        if not hasattr(state, "labelstudio"):
+            state.labelstudio = Connections()
+        return state.labelstudio
 
 
 @router.get("/health", response_model=HealthResponse)

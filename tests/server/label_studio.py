@@ -20,6 +20,7 @@ from tests.redis_server import free_port
 ROOT = Path(__file__).resolve().parents[2]
 LABEL_STUDIO = Path(os.environ.get("DTSEG_LABEL_STUDIO", ROOT / ".venv-labelstudio" / "bin" / "label-studio"))
 TOKEN = "dtseg-test-token-0123456789"
+USER, PASSWORD = "labeller@dtseg.test", "dtseg-test-pass"
 
 
 @dataclass
@@ -47,7 +48,7 @@ def label_studio(data_dir: Path, files: Path, timeout_s: float = 300) -> Iterato
     }
     process = subprocess.Popen(
         [str(LABEL_STUDIO), "start", "--no-browser", "--port", str(port), "--host", url, "--internal-host", "127.0.0.1",
-         "--data-dir", str(data_dir), "--username", "labeller@dtseg.test", "--password", "dtseg-test-pass",
+         "--data-dir", str(data_dir), "--username", USER, "--password", PASSWORD,
          "--user-token", TOKEN, "--log-level", "WARNING"],
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env, cwd=data_dir)
     output: list[str] = []
