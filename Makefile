@@ -70,6 +70,10 @@ test-labelstudio: setup labelstudio  ## dtseg serve as the ML backend of a real 
 docs/img/page.png: setup browser
 	DTSEG_README_SCREENSHOT=$(CURDIR)/$@ $(BIN)/python -m pytest -q -p no:cacheprovider -m browser -k pipeline
 
+# The README's picture of Label Studio's page with a mask from a click, taken by the live test.
+docs/img/labelstudio.png: setup browser labelstudio
+	DTSEG_LABELSTUDIO_SCREENSHOT=$(CURDIR)/$@ $(BIN)/python -m pytest -q -p no:cacheprovider -m labelstudio -k page
+
 # The default pipeline (yolo boxes -> SAM vit_b -> annotated PNG + JSON) on ultralytics' bus.jpg.
 # Offline, missing weights are replaced by random ones, loudly labelled (DEMO_ARGS to change).
 BUS       = $(shell $(BIN)/python -c 'from ultralytics.utils import ASSETS; print(ASSETS / "bus.jpg")' 2>/dev/null)

@@ -1,10 +1,13 @@
 """dtseg serve as the ML backend of a real Label Studio: a project made with label-studio-sdk, tasks
-from local files, a click through Label Studio's interactive API and "retrieve predictions".
+from local files, a click through Label Studio's interactive API and "retrieve predictions", then
+a click on Label Studio's own page in headless Chromium.
 
 The stored predictions must be brush RLE that decodes to exactly the engine's masks."""
 
 from __future__ import annotations
 
+import os
+import shutil
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -16,7 +19,8 @@ import yaml
 from dtseg import Prompts, SamEngine
 from dtseg.labelstudio.label_config import label_config_xml
 from dtseg.labelstudio.regions import brush_mask
-from tests.server.label_studio import LABEL_STUDIO, LabelStudio, label_studio
+from tests.server.browser.conftest import CHROMIUM, CHROMIUM_ARGS
+from tests.server.label_studio import LABEL_STUDIO, PASSWORD, USER, LabelStudio, label_studio
 from tests.server.live import serving
 from tests.server.server_helpers import png_bytes, synthetic_image
 
@@ -97,3 +101,58 @@ def test_label_studio_gets_dtseg_masks(studio: LabelStudio, backend: str, tiny_c
     for stored, mask in zip(regions, pipeline.mask):
         decoded = brush_mask(stored)
         assert decoded.shape == mask.shape and (decoded & mask).sum() == (decoded | mask).sum()  # IoU 1.0
+
+
+def test_a_click_in_label_studios_page_gives_a_dtseg_mask(studio: LabelStudio, backend: str) -> None:
+    """Headless Chromium on Label Studio's labelling page: Auto-Annotation on, the smart keypoint
+    label "person", one click on the image -> Label Studio asks dtseg and shows a brush region.
+    ``DTSEG_LABELSTUDIO_SCREENSHOT=FILE`` saves the page (docs/img/labelstudio.png)."""
+    sync_api = pytest.importorskip("playwright.sync_api", reason="pip install playwright (the test extra)")
+    if not CHROMIUM.exists():
+        pytest.skip(f"{CHROMIUM} is missing: `make test` installs it (apt-get install chromium)")
+    from label_studio_sdk import LabelStudio as Client
+    from ultralytics.utils import ASSETS
+
+    (studio.files / "photos").mkdir(exist_ok=True)
+    shutil.copy(ASSETS / "zidane.jpg", studio.files / "photos" / "zidane.jpg")
+    client = Client(base_url=studio.url, api_key=studio.token)
+    project = client.projects.create(title="dtseg click", label_config=label_config_xml(["person", "tie"]))
+    storage = client.import_storage.local.create(project=project.id, path=str(studio.files / "photos"),
+                                                 use_blob_urls=True, title="photos")
+    client.import_storage.local.sync(id=storage.id)
+    [task] = list(client.tasks.list(project=project.id))
+    client.ml.create(project=project.id, url=f"{backend}/labelstudio", title="dtseg", is_interactive=True,
+                     auth_method="BASIC_AUTH", basic_auth_user="labelstudio", basic_auth_pass=API_KEY)
+    shot = os.environ.get("DTSEG_LABELSTUDIO_SCREENSHOT")
+    with sync_api.sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS)
+        page = browser.new_page(viewport={"width": 1400, "height": 900})
+        try:
+            page.goto(f"{studio.url}/user/login/")
+            page.fill("input[name=email]", USER)
+            page.fill("input[name=password]", PASSWORD)
+            page.click("button[type=submit]")
+            page.wait_for_url(lambda url: "/user/login" not in url, timeout=60_000)
+            page.goto(f"{studio.url}/projects/{project.id}/data?tab=0&task={task.id}")
+            page.wait_for_selector("[data-testid=bottombar-auto-annotation-toggle]", state="attached", timeout=120_000)
+            page.wait_for_selector(".lsf-label__text", timeout=60_000)
+            page.locator("[data-testid=bottombar-auto-annotation-toggle]").check(force=True)
+            page.locator(".lsf-label", has_text="person").nth(1).click()  # KeyPointLabels' "person"
+            # the smart keypoint tool (in the toolbar's folded group of smart tools)
+            page.locator(".lsf-tool_smart[aria-label=key-point-tool]").evaluate("button => button.click()")
+            box = page.evaluate("""() => {  // the labelled image: the largest one on the page
+                const rects = [...document.querySelectorAll('img')].map(i => i.getBoundingClientRect())
+                    .filter(r => r.width > 0).sort((a, b) => b.width * b.height - a.width * a.height);
+                return {x: rects[0].x, y: rects[0].y, width: rects[0].width, height: rects[0].height};
+            }""")
+            with page.expect_response(lambda r: "interactive-annotating" in r.url, timeout=120_000) as asked:
+                page.mouse.click(box["x"] + box["width"] * 0.42, box["y"] + box["height"] * 0.5)
+            data = asked.value.json()["data"]
+            assert asked.value.ok and "error" not in data, data
+            assert [(r["type"], r["value"]["brushlabels"]) for r in data["result"]] == [("brushlabels", ["person"])]
+            page.get_by_text("1 suggestions").wait_for(timeout=60_000)  # Label Studio shows dtseg's mask to accept
+            page.wait_for_timeout(1500)  # the mask is drawn
+        finally:
+            if shot:
+                page.screenshot(path=shot)
+            browser.close()
