@@ -16,7 +16,7 @@ endif
 CHROMIUM := /usr/bin/chromium
 SUDO     := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: setup browser redis test test-fast test-browser demo bench clean
+.PHONY: setup browser redis labelstudio test test-fast test-browser test-labelstudio demo bench clean
 
 setup: $(STAMP)
 
@@ -36,13 +36,28 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install -q --no-deps 'sam3>=0.1.4'
 	# Roboflow's client, for the compatibility tests; its pins would downgrade supervision/opencv
 	$(BIN)/python -m pip install -q --no-deps 'inference-sdk>=1.8'
+	# Label Studio's SDK (label configs, brush RLE) for /labelstudio; its pins would downgrade numpy
+	# and add opencv-python-headless beside opencv-python: what it imports is in pyproject.toml
+	$(BIN)/python -m pip install -q --no-deps 'label-studio-sdk>=2.1'
+	touch $@
+
+# Label Studio itself (a Django app with pins of its own) in a venv apart, for the tests that
+# connect dtseg serve to a real Label Studio (tests/server/test_labelstudio_live.py)
+LS_VENV  := .venv-labelstudio
+LS_STAMP := $(LS_VENV)/.installed
+labelstudio: $(LS_STAMP)
+
+$(LS_STAMP):
+	test -x $(LS_VENV)/bin/python || $(PYTHON) -m venv $(LS_VENV)
+	$(LS_VENV)/bin/python -m pip install -q --upgrade pip
+	$(LS_VENV)/bin/python -m pip install -q 'label-studio>=1.23,<2'
 	touch $@
 
 # the cache tests run a real redis-server (Debian's package)
 redis:
 	@command -v redis-server >/dev/null || { $(SUDO) apt-get update -qq && $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server; }
 
-test: setup browser redis
+test: setup browser redis labelstudio
 	$(BIN)/python -m pytest -q -p no:cacheprovider
 
 test-fast: setup browser redis  ## skip the vit_b-sized cases
@@ -51,9 +66,16 @@ test-fast: setup browser redis  ## skip the vit_b-sized cases
 test-browser: setup browser  ## the page in headless chromium (also part of test)
 	$(BIN)/python -m pytest -q -p no:cacheprovider -m browser
 
+test-labelstudio: setup labelstudio  ## dtseg serve as the ML backend of a real Label Studio (also part of test)
+	$(BIN)/python -m pytest -q -p no:cacheprovider -m labelstudio
+
 # The README's picture of the page, taken by the browser tests.
 docs/img/page.png: setup browser
 	DTSEG_README_SCREENSHOT=$(CURDIR)/$@ $(BIN)/python -m pytest -q -p no:cacheprovider -m browser -k pipeline
+
+# The README's picture of Label Studio's page with a mask from a click, taken by the live test.
+docs/img/labelstudio.png: setup browser labelstudio
+	DTSEG_LABELSTUDIO_SCREENSHOT=$(CURDIR)/$@ $(BIN)/python -m pytest -q -p no:cacheprovider -m labelstudio -k page
 
 # The default pipeline (yolo boxes -> SAM vit_b -> annotated PNG + JSON) on ultralytics' bus.jpg.
 # Offline, missing weights are replaced by random ones, loudly labelled (DEMO_ARGS to change).
@@ -73,4 +95,4 @@ bench: setup redis
 	$(BIN)/python bench/video.py --modes 2
 
 clean:
-	rm -rf $(VENV) out build *.egg-info .pytest_cache
+	rm -rf $(VENV) $(LS_VENV) out build *.egg-info .pytest_cache

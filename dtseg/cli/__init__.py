@@ -12,7 +12,7 @@ import warnings
 from dtseg import __version__
 from dtseg.errors import RandomWeightsWarning
 
-COMMANDS = ("segment", "video", "serve", "plugins", "models")
+COMMANDS = ("segment", "video", "serve", "plugins", "models", "labelstudio_config")
 
 
 def build_parser() -> argparse.ArgumentParser:

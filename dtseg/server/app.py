@@ -11,7 +11,7 @@ from fastapi_offline import FastAPIOffline
 
 from dtseg import __version__
 from dtseg.engine import SamEngine
-from dtseg.server import sam2_routes, sam_routes, segment_routes
+from dtseg.server import labelstudio_routes, sam2_routes, sam_routes, segment_routes
 from dtseg.server.auth import Namespace, document_auth
 from dtseg.server.body import BodyBudget
 from dtseg.server.page_routes import install_page
@@ -61,6 +61,7 @@ def create_app(engine: SamEngine, config: ServerConfig | None = None, sam2_engin
     app.include_router(sam_routes.router)
     app.include_router(sam2_routes.router)
     app.include_router(segment_routes.router)
+    app.include_router(labelstudio_routes.router)  # the Label Studio ML backend
     install_page(app)  # the interactive page at / (static files), /fetch_image, /export
 
     @app.get("/healthz", tags=["server"])

@@ -26,6 +26,7 @@ server:
   max_json_values: 1500000         # values in one JSON body (counted by its commas) -> 413 beyond
   body_budget_mb: 1024             # bodies being read, parsed and handled at once, in memory (each request
                                    # reserves 2 x its size + 160 bytes per value it may hold); more wait their turn
+  labelstudio: {url: null, pipeline: null}   # /labelstudio, the Label Studio ML backend (dtseg.labelstudio.settings)
 ```
 """
 
@@ -38,6 +39,7 @@ from typing import Any, Optional
 from pydantic import Field
 
 from dtseg.config import CacheConfig, SamConfig, StrictModel, apply_overrides, load_yaml, validate
+from dtseg.labelstudio.settings import LabelStudioConfig
 
 API_KEYS_ENV = "DTSEG_API_KEYS"
 
@@ -72,6 +74,7 @@ class ServerConfig(StrictModel):
     shutdown_grace_s: float = Field(10.0, gt=0)
     max_json_values: int = Field(1_500_000, ge=1)
     body_budget_mb: float = Field(1024.0, gt=0)
+    labelstudio: LabelStudioConfig = Field(default_factory=LabelStudioConfig)
 
     @property
     def max_body_bytes(self) -> int:

@@ -71,8 +71,9 @@ def decode_base64(value: str, field: str) -> bytes:
     return data
 
 
-def fetch_url(url: str, config: UrlFetchConfig, field: str = "image.value") -> bytes:
+def fetch_url(url: str, config: UrlFetchConfig, field: str = "image.value", headers: dict[str, str] | None = None) -> bytes:
     """GET ``url`` within the limits of ``config``; refusals and failures raise ``InputError``.
+    ``headers`` go with the first request only (a redirect elsewhere must not carry credentials).
 
     ``timeout_s`` bounds the whole fetch (connect, response headers, body, every redirect): at
     the deadline a watchdog shuts the sockets down, however slowly the server dribbles bytes.
@@ -86,9 +87,10 @@ def fetch_url(url: str, config: UrlFetchConfig, field: str = "image.value") -> b
                 remaining = deadline.remaining()
                 if remaining <= 0:
                     raise InputError(field, too_slow)
-                with client.stream("GET", url, timeout=remaining, extensions={"trace": deadline.trace}) as response:
+                with client.stream("GET", url, timeout=remaining, headers=headers,
+                                   extensions={"trace": deadline.trace}) as response:
                     if response.status_code in _REDIRECTS and "location" in response.headers:
-                        url = urljoin(url, response.headers["location"])
+                        url, headers = urljoin(url, response.headers["location"]), None
                         continue
                     if response.status_code != 200:
                         raise InputError(field, f"GET {url} answered HTTP {response.status_code}")

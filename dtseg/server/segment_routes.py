@@ -82,14 +82,15 @@ def segment(body: SegmentPipelineRequest, namespace: Namespace,
             services: Annotated[Services, Depends(get_services)]) -> SegmentPipelineResponse:
     """Run a named detect-then-segment pipeline on an image."""
     start = time.perf_counter()
-    pipeline = _pipeline(services, body.config)
+    pipeline = pipeline_named(services, body.config)
     image = load_request_image(body.image, services.config, services.decode_budget)
     detections = pipeline(image)
     return SegmentPipelineResponse(detections=_rows(detections, image, body.format), time=time.perf_counter() - start,
                                    config=body.config, random_weights=detections.metadata.get(RANDOM_WEIGHTS))
 
 
-def _pipeline(services: Services, name: str) -> Any:
+def pipeline_named(services: Services, name: str) -> Any:
+    """The pipeline of config ``name`` in ``configs_dir``, built on first use with the server's engine."""
     names = available_configs(services.config)
     if not names:
         raise InputError("config", "this server has no pipeline configs: start it with server.configs_dir set to a "
