@@ -1,8 +1,11 @@
-"""API keys: ``?api_key=`` (Roboflow's way) or ``Authorization: Bearer``. Each key gets its
-own cache namespace, so one client's ``image_id`` is never visible to another."""
+"""API keys: ``?api_key=`` (Roboflow's way), ``Authorization: Bearer``, or HTTP Basic with the
+key as password (how Label Studio calls an ML backend). Each key gets its own cache namespace,
+so one client's ``image_id`` is never visible to another."""
 
 from __future__ import annotations
 
+import base64
+import binascii
 import hashlib
 import hmac
 from typing import Annotated, Any, Optional
@@ -26,8 +29,7 @@ def request_namespace(request: Request, close: bool = False) -> str:
     keys: frozenset[str] = request.app.state.api_keys
     if not keys:
         return ""
-    scheme, token = get_authorization_scheme_param(request.headers.get("authorization"))
-    given = request.query_params.get("api_key") or (token if scheme.lower() == "bearer" else None)
+    given = request.query_params.get("api_key") or header_key(request.headers.get("authorization"))
     if given and any(hmac.compare_digest(given.encode(), k.encode()) for k in keys):
         return namespace_for(given)
     raise HTTPException(
@@ -35,6 +37,19 @@ def request_namespace(request: Request, close: bool = False) -> str:
         "missing API key: pass ?api_key=KEY or 'Authorization: Bearer KEY'" if not given else "invalid API key",
         headers={"WWW-Authenticate": "Bearer", **({"Connection": "close"} if close else {})},
     )
+
+
+def header_key(authorization: str | None) -> str | None:
+    """The key in an ``Authorization`` header: ``Bearer KEY``, or ``Basic`` with KEY as password."""
+    scheme, token = get_authorization_scheme_param(authorization)
+    if scheme.lower() == "bearer":
+        return token or None
+    if scheme.lower() == "basic":
+        try:
+            return base64.b64decode(token, validate=True).decode().partition(":")[2] or None
+        except (binascii.Error, UnicodeDecodeError):
+            return None
+    return None
 
 
 def client_namespace(

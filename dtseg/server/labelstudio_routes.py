@@ -15,37 +15,34 @@ import threading
 from typing import Annotated, Any, Optional
 
 from fastapi import APIRouter, Depends, Request
-from fastapi.security import APIKeyQuery, HTTPAuthorizationCredentials, HTTPBasic, HTTPBasicCredentials, HTTPBearer
+from fastapi.security import HTTPBasic, HTTPBasicCredentials
 
 from dtseg.server.labelstudio_backend import Backend, Connections, model_version
 from dtseg.labelstudio.settings import Connection
 from dtseg.server.auth import client_namespace
+from dtseg.server.body import BODY_ERRORS, BodyRoute
 from dtseg.server.labelstudio_schemas import HealthResponse, PredictRequest, PredictResponse, SetupRequest, SetupResponse
 from dtseg.server.schemas import ErrorResponse
 from dtseg.server.segment_routes import pipeline_named
 from dtseg.server.state import Services, get_services
 
-router = APIRouter(prefix="/labelstudio", tags=["labelstudio"])
+router = APIRouter(prefix="/labelstudio", tags=["labelstudio"], route_class=BodyRoute)
 _state_lock = threading.Lock()
 _basic = HTTPBasic(auto_error=False, description="Label Studio's ML backend basic auth: the API key as password")
 
 
 def labelstudio_namespace(
-    request: Request,
+    namespace: Annotated[str, Depends(client_namespace)],
     basic: Annotated[Optional[HTTPBasicCredentials], Depends(_basic)] = None,
-    api_key: Annotated[Optional[str], Depends(APIKeyQuery(name="api_key", auto_error=False))] = None,
-    bearer: Annotated[Optional[HTTPAuthorizationCredentials], Depends(HTTPBearer(auto_error=False))] = None,
 ) -> str:
-    """The caller's cache namespace, as ``client_namespace`` gives it, with Basic auth accepted too."""
-    if basic is not None:
-        return client_namespace(request, api_key=basic.password)
-    return client_namespace(request, api_key=api_key, bearer=bearer)
+    """``client_namespace`` (which reads Basic auth too); ``basic`` declares Label Studio's way
+    to pass the key in OpenAPI."""
+    return namespace
 
 
 Namespace = Annotated[str, Depends(labelstudio_namespace)]
 ServicesDep = Annotated[Services, Depends(get_services)]
-_ERRORS: dict[int | str, dict[str, Any]] = {401: {"model": ErrorResponse}, 413: {"model": ErrorResponse},
-                                            422: {"model": ErrorResponse}}
+_ERRORS: dict[int | str, dict[str, Any]] = {**BODY_ERRORS, 422: {"model": ErrorResponse}}
 
 
 def _connections(request: Request) -> Connections:
@@ -89,7 +86,7 @@ def webhook(body: dict[str, Any], namespace: Namespace) -> dict[str, Any]:
     return {"action": body.get("action"), "status": "ignored"}
 
 
-@router.get("/versions", responses=_ERRORS)
+@router.get("/versions")
 def versions(namespace: Namespace, services: ServicesDep) -> dict[str, Any]:
     """The model versions this backend offers (one: the served model)."""
     return {"versions": [model_version(services.engine)]}

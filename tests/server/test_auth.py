@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import base64
+
 import numpy as np
 import pytest
 from fastapi.testclient import TestClient
@@ -30,6 +32,18 @@ def test_every_route_but_health_requires_a_key(make_client) -> None:
     assert client.get("/info", params={"api_key": "alpha"}).json()["auth"] is True
     assert client.get("/info", headers={"Authorization": "Bearer beta"}).status_code == 200
     assert client.get("/info", headers={"Authorization": "Bearer gamma"}).status_code == 401
+
+
+@pytest.mark.parametrize(("header", "status"), [
+    ("Basic " + base64.b64encode(b"labelstudio:alpha").decode(), 200),  # Label Studio's way: the key as password
+    ("Basic " + base64.b64encode(b"alpha:").decode(), 401),  # the key as user name is not a key
+    ("Basic " + base64.b64encode(b"labelstudio:gamma").decode(), 401),
+    ("Basic not-base64!", 401),
+    ("Token alpha", 401),
+])
+def test_basic_auth_takes_the_key_as_password(make_client, header: str, status: int) -> None:
+    client: TestClient = make_client(api_keys=["alpha", "beta"])
+    assert client.get("/info", headers={"Authorization": header}).status_code == status
 
 
 def test_keys_from_the_environment(make_client, monkeypatch: pytest.MonkeyPatch) -> None:
