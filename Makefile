@@ -57,8 +57,8 @@ $(LS_STAMP):
 redis:
 	@command -v redis-server >/dev/null || { $(SUDO) apt-get update -qq && $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server; }
 
-test: setup browser redis labelstudio
-	$(BIN)/python -m pytest -q -p no:cacheprovider
+test: setup browser redis labelstudio  ## the whole suite; the slowest 20 tests listed at the end
+	$(BIN)/python -m pytest -q -p no:cacheprovider --durations=20
 
 test-fast: setup browser redis  ## skip the vit_b-sized cases
 	$(BIN)/python -m pytest -q -p no:cacheprovider -m "not slow"
