@@ -65,8 +65,9 @@ def create_app(engine: SamEngine, config: ServerConfig | None = None, sam2_engin
     install_page(app)  # the interactive page at / (static files), /fetch_image, /export
 
     @app.get("/healthz", tags=["server"])
-    def healthz() -> dict[str, str]:
-        """Liveness: no authentication."""
+    async def healthz() -> dict[str, str]:
+        """Liveness: no authentication; answered on the event loop, never queued behind the
+        handlers' thread pool."""
         return {"status": "ok"}
 
     @app.get("/info", tags=["server"])

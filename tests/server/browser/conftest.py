@@ -38,8 +38,10 @@ def live_server(tiny_checkpoint: Path, tmp_path_factory: pytest.TempPathFactory)
         assert served.process.poll() is None, f"the server died: {''.join(served.output)}"
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def browser(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+    """Chromium for this folder's tests. Playwright's sync API keeps an event loop running in the
+    main thread while it is open: closed with the folder, so later tests can run their own."""
     if not CHROMIUM.exists():
         pytest.skip(f"{CHROMIUM} is missing: `make test` installs it (apt-get install chromium)")
     sync_api = pytest.importorskip("playwright.sync_api", reason="pip install playwright (the test extra)")
