@@ -58,7 +58,8 @@ def embed_estimate(engine: Any) -> str | None:
     attributes)."""
     model = getattr(engine, "model_name", None)
     device = getattr(engine, "device", None)
-    dtype = getattr(getattr(engine, "model", None), "precision", None)
+    family = getattr(engine, "model", None)  # the precision the encoder computes in (fp32 for a fallback)
+    dtype = getattr(family, "compute", None) or getattr(family, "precision", None)
     if model not in ENCODER_GFLOP or device is None or dtype is None:
         return None
     rate = matmul_gflops(str(device), dtype)

@@ -15,6 +15,7 @@ from dtseg.engine import SamEngine
 from dtseg.engine.families import resolve_model
 from dtseg.errors import RandomWeightsWarning
 from dtseg.eta import ENCODER_GFLOP, FLOOR_FACTOR, embed_estimate, matmul_gflops
+from tests.engine.conftest import no_onednn_kernels  # noqa: F401 - the fixture
 
 
 @pytest.mark.parametrize("model", ["vit_b", "vit_l"])
@@ -53,3 +54,14 @@ def test_the_estimate_is_the_flops_over_the_probed_rate() -> None:
 def test_no_estimate_for_a_model_without_a_flop_count(tiny_sam_engine) -> None:
     assert embed_estimate(tiny_sam_engine) is None  # test-size architecture
     assert embed_estimate(object()) is None  # an engine of another kind
+
+
+def test_a_fallback_is_estimated_at_the_rate_it_computes_in(no_onednn_kernels) -> None:
+    """bf16 without oneDNN's bf16 kernels computes in fp32 (``precision.plan``): the estimate
+    names and probes fp32, not the bf16 the features are kept in."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RandomWeightsWarning)
+        engine = SamEngine.load("mobile_sam", "random", device="cpu", dtype="bf16")
+    assert engine.info()["dtype_path"] == "fallback"
+    line = embed_estimate(engine) or ""
+    assert "(mobile_sam, float32: " in line, line
