@@ -8,14 +8,12 @@ import contextlib
 import os
 import subprocess
 import threading
-import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
 
-import requests
-
 from tests.redis_server import free_port
+from tests.server.live import wait_ready
 
 ROOT = Path(__file__).resolve().parents[2]
 LABEL_STUDIO = Path(os.environ.get("DTSEG_LABEL_STUDIO", ROOT / ".venv-labelstudio" / "bin" / "label-studio"))
@@ -55,16 +53,7 @@ def label_studio(data_dir: Path, files: Path, timeout_s: float = 300) -> Iterato
     reader = threading.Thread(target=lambda: output.extend(process.stdout), daemon=True)  # type: ignore[arg-type]
     reader.start()
     try:
-        deadline = time.monotonic() + timeout_s
-        while True:
-            if process.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(f"Label Studio did not start: {''.join(output)[-4000:]}")
-            try:
-                if requests.get(f"{url}/health", timeout=2).ok:
-                    break
-            except requests.RequestException:
-                pass
-            time.sleep(0.5)
+        wait_ready(process, f"{url}/health", output, timeout_s, "Label Studio")
         yield LabelStudio(url, TOKEN, files, output)
     finally:
         process.terminate()

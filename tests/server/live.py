@@ -35,6 +35,21 @@ class Served:
         return status
 
 
+def wait_ready(process: subprocess.Popen, health_url: str, output: list[str], timeout_s: float, name: str) -> None:
+    """Poll ``health_url`` until it answers 2xx; ``RuntimeError`` with ``process``'s ``output``
+    if the process exits or ``timeout_s`` passes first."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        if process.poll() is not None or time.monotonic() > deadline:
+            raise RuntimeError(f"{name} did not start: {''.join(output)[-4000:]}")
+        try:
+            if requests.get(health_url, timeout=2).ok:
+                return
+        except requests.RequestException:
+            pass
+        time.sleep(0.2)
+
+
 @contextlib.contextmanager
 def serving(config_path: str | Path, *args: str, timeout_s: float = 120) -> Iterator[Served]:
     """``python -m dtseg.cli.serve --config config_path *args`` on a free loopback port, ready
@@ -50,15 +65,7 @@ def serving(config_path: str | Path, *args: str, timeout_s: float = 120) -> Iter
     reader.start()
     served = Served(f"http://127.0.0.1:{port}", process, output, reader)
     try:
-        deadline = time.monotonic() + timeout_s
-        while True:
-            if process.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(f"server did not start: {''.join(output)}")
-            try:
-                if requests.get(f"{served.url}/healthz", timeout=1).ok:
-                    break
-            except requests.ConnectionError:
-                time.sleep(0.2)
+        wait_ready(process, f"{served.url}/healthz", output, timeout_s, "server")
         yield served
     finally:
         if process.poll() is None:
