@@ -35,7 +35,7 @@ from common import best_of, machine, print_table  # noqa: E402
 
 from dtseg import SamEngine  # noqa: E402
 from dtseg.config import CacheConfig  # noqa: E402
-from dtseg.engine.models import RandomWeightsWarning  # noqa: E402
+from dtseg.engine.checkpoints import RandomWeightsWarning  # noqa: E402
 
 
 @contextlib.contextmanager

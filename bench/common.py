@@ -83,7 +83,7 @@ def _aliases(out: object, args: Sequence[object]) -> bool:
 
 def machine() -> str:
     """The machine line: CPU model, usable CPUs, AVX2 / AVX-512 / AVX512-BF16 / AMX, GPU, torch."""
-    from dtseg.engine.precision import cpu_info
+    from dtseg.runtime.precision import cpu_info
 
     cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
     cpu = cpu_info()

@@ -22,7 +22,7 @@ from torch.utils.flop_counter import FlopCounterMode
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from bench.common import machine  # noqa: E402
-from dtseg.engine.decoder import FastMaskDecoder  # noqa: E402
+from dtseg.nn.decoder import FastMaskDecoder  # noqa: E402
 
 
 def main() -> None:

@@ -31,9 +31,10 @@ from segment_anything.build_sam import _build_sam
 from torch.utils.flop_counter import FlopCounterMode
 
 from dtseg.engine import SamEngine
-from dtseg.engine.families.sam import SamFamily
-from dtseg.engine.encoder import configure_threads, fast_encoder
-from dtseg.engine.transforms import ImageTransform
+from dtseg.families.sam.family import SamFamily
+from dtseg.runtime.threads import configure_threads
+from dtseg.families.sam.encoder import fast_encoder
+from dtseg.families.transforms import ImageTransform
 
 VIT_B = dict(encoder_embed_dim=768, encoder_depth=12, encoder_num_heads=12, encoder_global_attn_indexes=[2, 5, 8, 11])
 

@@ -20,7 +20,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import best_of, machine, print_table  # noqa: E402
 
 from dtseg import SamEngine  # noqa: E402
-from dtseg.engine.models import RandomWeightsWarning  # noqa: E402
+from dtseg.engine.checkpoints import RandomWeightsWarning  # noqa: E402
 
 
 def main() -> None:

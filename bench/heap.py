@@ -1,4 +1,4 @@
-"""The kept heap's gain and cost (``sam.keep_heap``, ``dtseg/engine/allocator.py``): the same calls
+"""The kept heap's gain and cost (``sam.keep_heap``, ``dtseg/runtime/allocator.py``): the same calls
 in processes that keep freed memory in glibc's heap and in processes on glibc's defaults, alternating.
 
 Run: ``python bench/heap.py [--model mobile_sam] [--dtype bf16] [--rounds 4]``. Random weights.

@@ -32,7 +32,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import best_of, flop_counter, machine, ops_alone, print_table  # noqa: E402
 
 from dtseg import SamEngine  # noqa: E402
-from dtseg.engine.precision import dtype_name, plan, resolve_dtype  # noqa: E402
+from dtseg.runtime.precision import dtype_name, plan, resolve_dtype  # noqa: E402
 from dtseg.errors import RandomWeightsWarning  # noqa: E402
 
 ULTRALYTICS_NAMES = {"mobile_sam": "mobile_sam.pt", "sam2.1_t": "sam2.1_t.pt", "sam2.1_s": "sam2.1_s.pt",

@@ -1,5 +1,5 @@
 """dtseg's fast passes vs the reference modules on one device, per family and precision: the
-comparison that decides ``sam.encoder`` / ``sam.decoder: auto`` (``dtseg.engine.fast_path``).
+comparison that decides ``sam.encoder`` / ``sam.decoder: auto`` (``dtseg.runtime.fast_path``).
 
 Run: ``python bench/paths.py [--models vit_b mobile_sam sam2.1_t] [--dtypes fp32 bf16] [--device cuda] [--quick]``.
 Per model and precision, two engines on the same random weights (same seed): one with
@@ -25,7 +25,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import best_of, machine, print_table  # noqa: E402
 
 from dtseg import SamEngine  # noqa: E402
-from dtseg.engine.precision import dtype_name, resolve_dtype  # noqa: E402
+from dtseg.runtime.precision import dtype_name, resolve_dtype  # noqa: E402
 from dtseg.errors import RandomWeightsWarning  # noqa: E402
 
 #: Masks of the two paths must agree at least this well (mean IoU) for ``switch: yes``.

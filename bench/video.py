@@ -29,7 +29,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import best_of, machine, print_table  # noqa: E402
 
-from dtseg.engine.models import RandomWeightsWarning  # noqa: E402
+from dtseg.engine.checkpoints import RandomWeightsWarning  # noqa: E402
 from dtseg.pipeline import Pipeline  # noqa: E402
 from dtseg.video import VideoJob  # noqa: E402
 from dtseg.video.jsonl import frame_record  # noqa: E402

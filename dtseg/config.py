@@ -104,7 +104,7 @@ class SamConfig(StrictModel):
     @classmethod
     def _known_model(cls, value: Any) -> Any:
         if isinstance(value, str):
-            from dtseg.engine.families import model_names
+            from dtseg.families import model_names
 
             if value not in model_names():
                 raise ValueError(f"unknown model {value!r}; known models: {', '.join(model_names())}")

@@ -12,8 +12,12 @@ from typing import Any
 
 import numpy as np
 import pytest
+import torch
 
-from dtseg.engine.models import TINY_SPEC, RandomWeightsWarning, build_sam, save_checkpoint
+from dtseg import SamEngine
+from dtseg.engine.checkpoints import TINY_SPEC, RandomWeightsWarning, build_sam, save_checkpoint
+from dtseg.nn import fused
+from tests.tiny import make_engine, synthetic_image
 
 
 @pytest.fixture(scope="session")
@@ -66,3 +70,36 @@ def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Any:
     server = RedisServer(tmp_path_factory.mktemp("redis")).start()
     yield server
     server.stop()
+
+
+@pytest.fixture(scope="session")
+def engine() -> SamEngine:
+    """One tiny engine for read-mostly tests (tests that count calls make their own)."""
+    return make_engine()
+
+
+@pytest.fixture(scope="session")
+def image() -> np.ndarray:
+    return synthetic_image(300, 500)
+
+
+@pytest.fixture
+def no_onednn_kernels(monkeypatch):
+    """oneDNN's fused kernels raise as they do on a CPU without them in a precision (AVX2 in
+    bf16: "could not create a primitive descriptor ..."), in every precision; the probes'
+    cache (``fused.kernel_runs``) is cleared before and after. Yields the calls, in order, as
+    ``(kernel, dtype)``: ``linear`` or ``conv``, and the input's dtype."""
+    calls: list[tuple[str, torch.dtype]] = []
+
+    def missing(name: str):
+        def raise_(x, *args, **kwargs):
+            calls.append((name, x.dtype))
+            raise RuntimeError("could not create a primitive descriptor for the inner product forward propagation "
+                               "primitive.")
+        return raise_
+
+    monkeypatch.setattr(torch.ops.mkldnn, "_linear_pointwise", missing("linear"))
+    monkeypatch.setattr(torch.ops.mkldnn, "_convolution_pointwise", missing("conv"))
+    fused.kernel_runs.cache_clear()
+    yield calls
+    fused.kernel_runs.cache_clear()

@@ -12,10 +12,9 @@ import pytest
 import torch
 
 from dtseg.engine import SamEngine
-from dtseg.engine.families import resolve_model
+from dtseg.families import resolve_model
 from dtseg.errors import RandomWeightsWarning
 from dtseg.eta import ENCODER_GFLOP, FLOOR_FACTOR, embed_estimate, matmul_gflops
-from tests.engine.conftest import no_onednn_kernels  # noqa: F401 - the fixture
 
 
 @pytest.mark.parametrize("model", ["vit_b", "vit_l"])

@@ -18,8 +18,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 def rows() -> list[dict[str, Any]]:
     """One dict per official model, then the test-size ones."""
-    from dtseg.engine.families import MODELS, TEST_MODELS
-    from dtseg.engine.models import checkpoint_dir
+    from dtseg.families import MODELS, TEST_MODELS
+    from dtseg.engine.checkpoints import checkpoint_dir
 
     out = []
     for m in MODELS.values():
@@ -46,7 +46,7 @@ def run(args: argparse.Namespace) -> int:
         here = "-" if r["present"] is None else "yes" if r["present"] else "no"
         print(f"{r['model']:<16} {r['family']:<11} {params:>7} {r['input']:>5}  {r['checkpoint'] or '(test size)':<26} "
               f"{here:<4}  {r['url'] or 'checkpoint: random only'}")
-    from dtseg.engine.models import checkpoint_dir
+    from dtseg.engine.checkpoints import checkpoint_dir
 
     print(f"\ncheckpoint cache: {checkpoint_dir()}  (put downloaded files there, or pass --sam-checkpoint PATH)")
     print(precision_line())
@@ -58,8 +58,8 @@ def precision_line() -> str:
     this CPU (``precision.plan``: native, emulated or fallback)."""
     import torch
 
-    from dtseg.engine.models import select_device
-    from dtseg.engine.precision import auto_dtype, cpu_info, dtype_name, plan
+    from dtseg.runtime.device import select_device
+    from dtseg.runtime.precision import auto_dtype, cpu_info, dtype_name, plan
 
     cpu, bf16 = cpu_info(), plan(torch.device("cpu"), torch.bfloat16).path
     how = "fallback: computed in float32" if bf16 == "fallback" else bf16

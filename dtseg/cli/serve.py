@@ -73,7 +73,7 @@ def random_if_missing(config: "ServeConfig") -> "ServeConfig":
     """``--allow-random``: each model (``sam``, ``sam2``) whose checkpoint is not given and
     cannot be found or downloaded gets random weights, loudly. A checkpoint that was given and is
     missing stays an error. Decided here, once, so that every worker loads the same."""
-    from dtseg.engine.models import RANDOM, resolve_checkpoint
+    from dtseg.engine.checkpoints import RANDOM, resolve_checkpoint
 
     update = {}
     for name in ("sam", "sam2"):
@@ -93,7 +93,7 @@ def random_if_missing(config: "ServeConfig") -> "ServeConfig":
 def run(args: argparse.Namespace) -> int:
     import uvicorn
 
-    from dtseg.engine.tiers import build_tiers
+    from dtseg.cache.tiers import build_tiers
     from dtseg.server.app import create_app
     from dtseg.server.config import load_serve_config
     from dtseg.server.factory import CONFIG_ENV

@@ -2,7 +2,7 @@
 
 Mirrors the two calls of Roboflow Inference's SAM API: ``embed_image`` and ``segment_image``;
 ``segment`` is the same decode for the pipeline, returning ``sv.Detections``. The model is any
-family's (``dtseg.engine.families``): the engine owns the cache, batching, prompt grouping,
+family's (``dtseg.families``): the engine owns the cache, batching, prompt grouping,
 the coordinate transform, mask post-processing and locks; the family encodes and decodes.
 """
 
@@ -18,16 +18,17 @@ import numpy as np
 import supervision as sv
 import torch
 
-from dtseg.engine.allocator import heap_kept
-from dtseg.engine.cache import ByteLRUCache
-from dtseg.engine.families import IMAGE_EMBED, Family
-from dtseg.engine.fast_path import ImplChoice, choose, describe as describe_passes
-from dtseg.engine.models import (RANDOM, CheckpointArg, ModelArg, build_model, resolve_checkpoint, select_device,
-                                 select_dtype)
-from dtseg.engine.tiers import TieredCache, build_tiers, cache_scope
-from dtseg.engine.precision import auto_dtype, describe, dtype_name
+from dtseg.runtime.allocator import heap_kept
+from dtseg.cache.lru import ByteLRUCache
+from dtseg.families import IMAGE_EMBED, Family
+from dtseg.families.base import Capabilities
+from dtseg.runtime.fast_path import ImplChoice, choose, describe as describe_passes
+from dtseg.engine.checkpoints import RANDOM, CheckpointArg, ModelArg, build_model, resolve_checkpoint
+from dtseg.runtime.device import select_device, select_dtype
+from dtseg.cache.tiers import TieredCache, build_tiers, cache_scope
+from dtseg.runtime.precision import auto_dtype, describe, dtype_name
 from dtseg.engine.postprocess import masks_from_low_res
-from dtseg.engine.transforms import ImageTransform
+from dtseg.families.transforms import ImageTransform
 from dtseg.errors import EmbeddingMismatchError, ImageNotEmbeddedError, InputError, PromptError
 from dtseg.io import ImageLike, content_hash, load_image
 from dtseg.prompts import Prompts
@@ -113,7 +114,7 @@ class SamEngine:
         random_weights: bool = False,
         cache_tiers: Any = None,
     ) -> None:
-        # which passes run (dtseg.engine.fast_path); the int8 encoder is a fast one
+        # which passes run (dtseg.runtime.fast_path); the int8 encoder is a fast one
         self.encoder_impl = "fast" if encoder_int8 and encoder == "auto" else choose("encoder", encoder, device)
         self.decoder_impl = choose("decoder", decoder, device)
         model.configure(device, dtype, encoder=self.encoder_impl, decoder=self.decoder_impl,
@@ -122,7 +123,7 @@ class SamEngine:
         self.device, self.dtype = device, model.dtype  # decoder inputs; model.precision: the encoder's
         self.model_name, self.random_weights = model.model_name, random_weights
         self.cache_fp16, self.chunk_size = cache_fp16, max(1, int(chunk_size))
-        # cache_tiers: a CacheConfig (Redis, a folder) behind the in-process LRU; see dtseg.engine.tiers
+        # cache_tiers: a CacheConfig (Redis, a folder) behind the in-process LRU; see dtseg.cache.tiers
         tiers = build_tiers(cache_tiers)
         scope = cache_scope(self.model_name, dtype, model.net) if tiers else self.model_name
         self.embeddings = TieredCache(ByteLRUCache(cache_bytes), tiers, Embedding, "embedding", scope)
@@ -136,6 +137,11 @@ class SamEngine:
     def family(self) -> str:
         """The model's family: ``sam``, ``mobile_sam`` or ``sam2.1``."""
         return self.model.name
+
+    @property
+    def capabilities(self) -> Capabilities:
+        """What the model's family can do (prompt kinds, lineage, video memory)."""
+        return self.model.capabilities
 
     @property
     def dtype_name(self) -> str:
@@ -159,14 +165,14 @@ class SamEngine:
         ``mobile_sam``, ``sam2.1_t``, ...; ``tiny*`` for tests) or an architecture (``SamSpec``).
         ``checkpoint``: a path, ``None`` (cache, then download) or ``"random"`` (tests only).
         ``dtype``: ``fp32``, ``bf16``, ``fp16`` or ``auto`` (bf16 where the device runs it natively,
-        see ``dtseg.engine.precision``). ``threads``: torch CPU threads (default: the process's
+        see ``dtseg.runtime.precision``). ``threads``: torch CPU threads (default: the process's
         real CPU quota). ``keep_heap``: keep freed memory in the process heap from now on, for
-        every library in the process (``dtseg.engine.allocator``; faster large temporaries, a
+        every library in the process (``dtseg.runtime.allocator``; faster large temporaries, a
         resident size that does not shrink). ``options``: the constructor's, e.g.
         ``encoder``/``decoder`` = ``auto`` (the fast passes on the CPU, the reference modules on
-        devices they were not benchmarked on: ``dtseg.engine.fast_path``), ``fast``, ``reference``."""
-        from dtseg.engine.allocator import keep_freed_memory
-        from dtseg.engine.encoder import configure_threads
+        devices they were not benchmarked on: ``dtseg.runtime.fast_path``), ``fast``, ``reference``."""
+        from dtseg.runtime.allocator import keep_freed_memory
+        from dtseg.runtime.threads import configure_threads
 
         configure_threads(threads)
         weights = resolve_checkpoint(model, checkpoint)
@@ -499,7 +505,7 @@ class SamEngine:
             "device": str(self.device),
             "dtype": self.dtype_name,
             "dtype_auto": dtype_name(auto_dtype(self.device)),
-            "dtype_path": self.model.plan.path,  # native | emulated | fallback (dtseg.engine.precision)
+            "dtype_path": self.model.plan.path,  # native | emulated | fallback (dtseg.runtime.precision)
             "compute_dtype": dtype_name(self.model.compute),
             "autocast": self.model.autocast,
             "encoder": self.encoder_impl,

@@ -2,7 +2,7 @@
 prompt stages run only on keyframes, where detections join, re-anchor, and objects leave.
 
 Per processed frame: the frame is encoded once and every live object is decoded through its own
-memory (``dtseg.engine.propagation.Propagator``). On a keyframe (the run's first frame, then every
+memory (``dtseg.families.sam2.tracker.Propagator``). On a keyframe (the run's first frame, then every
 ``detect_every`` frames; 0 = the first only) the prompt stages run and each detection, most
 confident first, is decoded without memory (a preview) and matched to the live objects by mask IoU:
 
@@ -34,7 +34,7 @@ log = logging.getLogger(__name__)
 
 
 class MaskPropagator(Protocol):
-    """What the loop needs of a propagator (``dtseg.engine.propagation.Propagator``; tests may
+    """What the loop needs of a propagator (``dtseg.families.sam2.tracker.Propagator``; tests may
     stand in). Outputs have ``.mask`` ``(H, W)`` bool and ``.score`` (> 0: present)."""
 
     def encode(self, image: np.ndarray) -> Any: ...
@@ -101,7 +101,7 @@ class ObjectBook:
 
     # -- keyframes ------------------------------------------------------------------------
     def _match(self, index: int, frame: Any, prompts: Any, tracked: dict[int, Any]) -> dict[int, Any]:
-        from dtseg.engine.propagation import ObjectPrompt
+        from dtseg.families.sam2.tracker import ObjectPrompt
 
         n = len(prompts)
         if n == 0:
@@ -216,7 +216,7 @@ def iter_propagated(pipeline: Any, video: Any, book: ObjectBook, *, start: int =
 
 def propagator_for(pipeline: Any, config: Any) -> Any:
     """The pipeline engine's ``Propagator`` for the ``video`` config."""
-    from dtseg.engine.propagation import Propagator
+    from dtseg.families.sam2.tracker import Propagator
 
     return Propagator.from_engine(pipeline.engine, image_size=config.image_size,
                                   max_cond_frames=config.max_cond_frames)

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from dtseg.engine.precision import plan
+from dtseg.runtime.precision import plan
 
 BENCH = Path(__file__).resolve().parents[2] / "bench"
 

@@ -44,7 +44,7 @@ def test_first_line_names_model_device_and_precision(tiny_sam_config, tmp_path, 
     pipeline = common.build_pipeline(args)
     assert pipeline.engine.dtype_name == "bfloat16"
     first = capsys.readouterr().err.splitlines()[0]
-    path = pipeline.engine.info()["dtype_path"]  # what this CPU runs bf16 as (dtseg.engine.precision.plan)
+    path = pipeline.engine.info()["dtype_path"]  # what this CPU runs bf16 as (dtseg.runtime.precision.plan)
     how = {"native": "bfloat16 (native; autocast, fp32 weights); auto on this cpu: ",
            "emulated": "bfloat16 (emulated: no bfloat16 arithmetic on this CPU (",
            "fallback": "bfloat16 features, computed in float32 (fallback: no oneDNN bfloat16 kernels on this CPU ("}[path]

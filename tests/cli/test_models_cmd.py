@@ -7,8 +7,8 @@ import json
 import torch
 
 from dtseg.cli import main
-from dtseg.engine.families import MODELS
-from dtseg.engine.precision import plan
+from dtseg.families import MODELS
+from dtseg.runtime.precision import plan
 
 
 def test_lists_every_model_with_its_url_and_presence(tmp_path, monkeypatch, capsys):

@@ -10,7 +10,7 @@ from dtseg import ImageDecodeError, ImageNotEmbeddedError, InputError, PromptErr
 from dtseg.io import content_hash, load_image
 from dtseg.prompts import Prompts
 
-from tests.engine.conftest import make_engine
+from tests.tiny import make_engine
 
 
 def encode(image: np.ndarray, ext: str = ".png") -> bytes:

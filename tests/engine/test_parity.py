@@ -8,7 +8,7 @@ import torch
 from segment_anything import SamPredictor
 
 from dtseg import SamEngine
-from tests.engine.conftest import make_engine, synthetic_image
+from tests.tiny import make_engine, synthetic_image
 
 CASES = {
     "single point": dict(point_coords=[[200, 120]], point_labels=[1]),

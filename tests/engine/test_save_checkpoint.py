@@ -7,7 +7,7 @@ from pathlib import Path
 
 import torch
 
-from dtseg.engine.models import TINY_SPEC, RandomWeightsWarning, build_sam, save_checkpoint
+from dtseg.engine.checkpoints import TINY_SPEC, RandomWeightsWarning, build_sam, save_checkpoint
 
 
 def test_a_str_path_is_accepted_and_round_trips(tmp_path: Path) -> None:

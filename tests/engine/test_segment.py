@@ -8,7 +8,7 @@ import supervision as sv
 
 from dtseg import Prompts
 from dtseg.errors import PromptError
-from tests.engine.conftest import make_engine
+from tests.tiny import make_engine
 
 
 def detector_like_prompts() -> Prompts:

@@ -11,7 +11,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from dtseg import SamEngine
-from dtseg.engine.models import TINY_SPEC, RandomWeightsWarning, build_sam, save_checkpoint
+from dtseg.engine.checkpoints import TINY_SPEC, RandomWeightsWarning, build_sam, save_checkpoint
 from dtseg.server import ServerConfig, create_app
 from tests.server.server_helpers import b64_image, synthetic_image
 

@@ -12,7 +12,7 @@ import pytest
 from pycocotools.coco import COCO
 
 from dtseg import SamEngine
-from dtseg.engine.models import RandomWeightsWarning
+from dtseg.engine.checkpoints import RandomWeightsWarning
 from dtseg.masks import polygons_to_mask, rle_to_mask
 from dtseg.prompts import Prompts
 from dtseg.sinks import BUILTIN_SINKS

@@ -62,8 +62,8 @@ def present_sam2_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """Tiny SAM 2.1 random weights whose object-score head always says "present" (bias +10)."""
     import torch
 
-    from dtseg.engine.families.sam2 import TINY_SAM2_SPEC, Sam2Family
-    from dtseg.engine.models import save_checkpoint
+    from dtseg.families.sam2.family import TINY_SAM2_SPEC, Sam2Family
+    from dtseg.engine.checkpoints import save_checkpoint
 
     torch.manual_seed(0)
     net = Sam2Family.build_net(TINY_SAM2_SPEC)

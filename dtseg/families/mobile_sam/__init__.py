@@ -1,0 +1,1 @@
+"""The ``mobile_sam`` family: SAM's decoder behind ultralytics' TinyViT encoder."""

@@ -1,0 +1,406 @@
+"""Streaming video propagation with SAM 2.x: objects carried from frame to frame by their memory.
+
+``Propagator`` is SAM 2's video tracking as a stream: frames arrive one at a time (nothing is
+loaded whole), objects can be added on any frame (points, a box or a mask) and removed at any
+time, and each object's memory is bounded. Per frame the image is encoded once; all live
+objects are decoded against it through memory attention, batched (objects whose memory banks
+have the same layout -- the same conditioning and past frames -- go through in one pass).
+
+The math is SAM 2's own (``SAM2Base.track_step``, ``_encode_new_memory``; Meta's ``sam2``
+package); what this module adds is the bookkeeping Meta's ``SAM2VideoPredictor`` does over a
+whole loaded video, done per object on a stream, with the same semantics:
+
+* a prompt frame is decoded without memory (``is_init_cond_frame``), its memory is encoded
+  from the low-res logits upsampled and binarized (``is_mask_from_pts``), as the predictor's
+  ``propagate_in_video_preflight`` does; every other frame is tracked and encoded at once;
+* memory features are stored in bfloat16, masks get ``fill_hole_area`` hole filling, as there;
+* memory per object: ``num_maskmem - 1`` past frames' memories (7 - 1 for SAM 2.1), object
+  pointers of the last ``max_obj_ptrs_in_encoder - 1`` frames (16 - 1), and at most
+  ``max_cond_frames`` conditioning frames (the first and the most recent).
+
+```python
+prop = Propagator.from_engine(engine)                    # a sam2.1 engine
+frame = prop.encode(rgb)                                 # (H, W, 3) uint8
+prop.condition(frame, {1: ObjectPrompt(box=np.array([10, 20, 80, 90]))})
+outputs = prop.track(frame)                              # every other live object
+```
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections import OrderedDict
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+#: What ``sam2.build_sam.build_sam2_video_predictor`` sets beyond the image settings.
+VIDEO_PREDICTOR_ARGS = {"binarize_mask_from_pts_for_mem_enc": True}
+FILL_HOLE_AREA = 8  # the video predictor's ``fill_hole_area``
+_MEAN, _STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
+_NUM_FRAMES = 1 << 30  # a stream has no known length; SAM2Base only caps pointer lookback with it
+
+
+@dataclass
+class ObjectPrompt:
+    """Prompts for one object on one frame, in the frame's pixels.
+
+    ``points``: ``(K, 2)`` ``[x, y]`` with ``labels`` ``(K,)`` (1 foreground, 0 background);
+    ``box``: ``(4,)`` ``xyxy``; ``mask``: ``(H, W)`` bool (alone: no points or box with it).
+    """
+
+    points: np.ndarray | None = None
+    labels: np.ndarray | None = None
+    box: np.ndarray | None = None
+    mask: np.ndarray | None = None
+
+    def __post_init__(self) -> None:
+        if self.mask is not None and (self.points is not None or self.box is not None):
+            raise ValueError("prompt: a mask prompt goes alone, without points or a box")
+        if self.mask is None and self.points is None and self.box is None:
+            raise ValueError("prompt: give points, a box or a mask")
+        if (self.points is None) != (self.labels is None):
+            raise ValueError("prompt: points and labels go together")
+
+
+@dataclass
+class ObjectOutput:
+    """One object on one frame. ``logits``: low-res mask logits ``(1, 1, L, L)`` (``L`` =
+    image_size / 4); ``score``: SAM 2's object-score logit (> 0: the object is there);
+    ``conditioned``: the frame is one of its conditioning (prompt) frames."""
+
+    obj_id: int
+    logits: Tensor
+    score: float
+    conditioned: bool = False
+    _mask: np.ndarray | None = field(default=None, repr=False)
+    _size: tuple[int, int] = (0, 0)
+    _ptr: Tensor | None = field(default=None, repr=False)  # a preview's object pointer (1, C)
+
+    @property
+    def present(self) -> bool:
+        return self.score > 0
+
+    @property
+    def mask(self) -> np.ndarray:
+        """``(H, W)`` bool at the frame's size (bilinear upsampling of ``logits``, > 0)."""
+        if self._mask is None:
+            up = F.interpolate(self.logits.float(), size=self._size, mode="bilinear", align_corners=False)
+            self._mask = (up[0, 0] > 0).cpu().numpy()
+        return self._mask
+
+
+@dataclass
+class VideoFrame:
+    """One encoded frame: its stream ``index``, original ``size`` ``(H, W)`` and SAM 2's backbone
+    features for batch 1 (``feats``/``pos``: lists of ``(HW, 1, C)``; ``sizes``: their grids)."""
+
+    index: int
+    size: tuple[int, int]
+    feats: list[Tensor]
+    pos: list[Tensor]
+    sizes: list[tuple[int, int]]
+
+    def expanded(self, batch: int) -> tuple[list[Tensor], list[Tensor]]:
+        return [f.expand(-1, batch, -1) for f in self.feats], [p.expand(-1, batch, -1) for p in self.pos]
+
+
+@dataclass
+class _Memory:
+    """One frame's memory of one object (batch dim 1): what SAM2Base reads from ``output_dict``."""
+
+    maskmem_features: Tensor | None  # (1, mem_dim, h, w) bfloat16; dropped once out of the window
+    obj_ptr: Tensor  # (1, hidden_dim)
+
+
+@dataclass
+class _Track:
+    """An object's memory bank: conditioning frames and recent tracked frames, by frame index."""
+
+    cond: OrderedDict[int, _Memory] = field(default_factory=OrderedDict)
+    recent: OrderedDict[int, _Memory] = field(default_factory=OrderedDict)
+
+
+class Propagator:
+    """SAM 2 video tracking on a stream; see the module docstring. ``net``: a ``SAM2Base``.
+
+    ``max_cond_frames``: conditioning frames kept per object (the first and the latest ones);
+    ``max_objects``: live objects at most (``condition`` refuses more).
+    """
+
+    def __init__(self, net: nn.Module, *, max_cond_frames: int = 4, fill_hole_area: int = FILL_HOLE_AREA) -> None:
+        if max_cond_frames < 1:
+            raise ValueError("max_cond_frames: need at least 1")
+        for key, value in VIDEO_PREDICTOR_ARGS.items():
+            setattr(net, key, value)
+        self.net = net.eval()
+        self.max_cond_frames = int(max_cond_frames)
+        self.fill_hole_area = int(fill_hole_area)
+        self.image_size = int(net.image_size)
+        self.tracks: dict[int, _Track] = {}
+        self._next_index = 0
+        self._pos_enc: list[Tensor] | None = None  # maskmem_pos_enc, the same for every memory
+
+    @classmethod
+    def from_engine(cls, engine: Any, image_size: int | None = None, **options: Any) -> "Propagator":
+        """A propagator over a ``sam2.1`` engine's network (shared, not copied). ``image_size``:
+        run the video at another square input side than the model's (a multiple of 64; smaller
+        is faster and coarser); the weights are shared by value in a second network."""
+        if getattr(engine, "family", None) != "sam2.1":
+            raise ValueError(f"video.mode: propagate needs a SAM 2.1 model (sam.model: sam2.1_t, ...), "
+                             f"got {getattr(engine, 'model_name', engine)!r} ({getattr(engine, 'family', '?')})")
+        net = engine.model.net
+        if image_size is not None and int(image_size) != int(net.image_size):
+            net = _resized_net(engine, int(image_size))
+        return cls(net, **options)
+
+    # -- state ----------------------------------------------------------------------------
+    @property
+    def live_ids(self) -> list[int]:
+        return list(self.tracks)
+
+    def remove(self, obj_id: int) -> None:
+        """Forget an object and its memory (unknown IDs are ignored)."""
+        self.tracks.pop(int(obj_id), None)
+
+    def memory_bytes(self) -> int:
+        """Bytes held by all objects' memories."""
+        total = 0
+        for track in self.tracks.values():
+            for memory in (*track.cond.values(), *track.recent.values()):
+                total += memory.obj_ptr.nbytes + (0 if memory.maskmem_features is None else memory.maskmem_features.nbytes)
+        return total
+
+    # -- per frame ------------------------------------------------------------------------
+    @torch.inference_mode()
+    def encode(self, image: np.ndarray) -> VideoFrame:
+        """Encode the next frame of the stream: RGB uint8 ``(H, W, 3)``. The input is what
+        ``SAM2VideoPredictor`` feeds its encoder: PIL's resize to ``image_size`` squared, /255,
+        ImageNet-normalized."""
+        from PIL import Image
+
+        if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
+            raise ValueError(f"frame: expected RGB uint8 (H, W, 3), got {image.dtype} {image.shape}")
+        side = self.image_size
+        resized = np.asarray(Image.fromarray(image).resize((side, side)), dtype=np.float32) / 255.0
+        x = torch.from_numpy(resized).permute(2, 0, 1)
+        mean, std = torch.tensor(_MEAN)[:, None, None], torch.tensor(_STD)[:, None, None]
+        x = ((x - mean) / std)[None].to(self.net.device, self._dtype)
+        backbone_out = self.net.forward_image(x)
+        _, feats, pos, sizes = self.net._prepare_backbone_features(backbone_out)
+        frame = VideoFrame(self._next_index, (image.shape[0], image.shape[1]), feats, pos, sizes)
+        self._next_index += 1
+        return frame
+
+    @torch.inference_mode()
+    def preview(self, frame: VideoFrame, prompts: list[ObjectPrompt]) -> list[ObjectOutput]:
+        """What each prompt gives on ``frame`` without any memory (SAM 2 as an image model, as a
+        new object would get): the masks to match detections against live objects. Objects
+        are not changed; ``obj_id`` is the prompt's position."""
+        return [out for out, _ in self._prompt_outputs(frame, prompts)]
+
+    @torch.inference_mode()
+    def condition(self, frame: VideoFrame, prompts: dict[int, ObjectPrompt],
+                  previews: dict[int, ObjectOutput] | None = None) -> dict[int, ObjectOutput]:
+        """Make ``frame`` a conditioning frame of each object in ``prompts`` (``{obj_id: prompt}``):
+        a new object starts here; a live one is re-anchored (its memory kept, this frame added
+        as a conditioning frame, the oldest but the first dropped beyond ``max_cond_frames``).
+        ``previews``: outputs ``preview`` already gave for these prompts (not decoded again)."""
+        ids = list(prompts)
+        previews = previews or {}
+        todo = [i for i in ids if i not in previews]
+        decoded = dict(zip(todo, self._prompt_outputs(frame, [prompts[i] for i in todo])))
+        results: dict[int, ObjectOutput] = {}
+        outs = [previews[i] if i in previews else decoded[i][0] for i in ids]
+        ptrs = [self._ptr_of(previews[i]) if i in previews else decoded[i][1] for i in ids]
+        if not ids:
+            return results
+        logits = torch.cat([o.logits for o in outs]).to(self._dtype)
+        scores = torch.tensor([[o.score] for o in outs], dtype=self._dtype, device=logits.device)
+        high_res = F.interpolate(logits, size=(self.image_size, self.image_size), mode="bilinear",
+                                 align_corners=False)
+        feats, _ = frame.expanded(len(ids))
+        features, pos_enc = self.net._encode_new_memory(
+            current_vision_feats=feats, feat_sizes=frame.sizes, pred_masks_high_res=high_res,
+            object_score_logits=scores, is_mask_from_pts=True)
+        self._keep_pos_enc(pos_enc)
+        for k, (obj_id, out) in enumerate(zip(ids, outs)):
+            track = self.tracks.setdefault(int(obj_id), _Track())
+            track.recent.pop(frame.index, None)
+            track.cond[frame.index] = _Memory(features[k:k + 1].to(torch.bfloat16), ptrs[k])
+            while len(track.cond) > self.max_cond_frames:
+                del track.cond[list(track.cond)[1 if self.max_cond_frames > 1 else 0]]
+            out.obj_id, out.conditioned = int(obj_id), True
+            results[int(obj_id)] = out
+        return results
+
+    @torch.inference_mode()
+    def track(self, frame: VideoFrame, skip: set[int] | frozenset[int] = frozenset()) -> dict[int, ObjectOutput]:
+        """Carry every live object (but those conditioned on this frame, and ``skip``) onto
+        ``frame`` through its memory, batched by memory layout; their memories are updated."""
+        groups: dict[tuple[Any, ...], list[int]] = {}
+        for obj_id, track in self.tracks.items():
+            if obj_id in skip or frame.index in track.cond:
+                continue
+            groups.setdefault(self._layout(track, frame.index), []).append(obj_id)
+        results: dict[int, ObjectOutput] = {}
+        for ids in groups.values():
+            results.update(self._track_group(frame, ids))
+        for obj_id in results:
+            self._trim(self.tracks[obj_id], frame.index)
+        return results
+
+    # -- internals ------------------------------------------------------------------------
+    @property
+    def _dtype(self) -> torch.dtype:
+        return next(self.net.parameters()).dtype
+
+    def _layout(self, track: _Track, index: int) -> tuple[Any, ...]:
+        """Which frames an object's memory attention reads at ``index``: objects with the same
+        layout have memories of the same shape and positions, so they batch."""
+        window = self.net.max_obj_ptrs_in_encoder - 1
+        return tuple(track.cond), tuple(t for t in track.recent if index - window <= t < index)
+
+    def _track_group(self, frame: VideoFrame, ids: list[int]) -> dict[int, ObjectOutput]:
+        net, b = self.net, len(ids)
+        tracks = [self.tracks[i] for i in ids]
+        output_dict = {"cond_frame_outputs": {t: self._stack([tr.cond[t] for tr in tracks], b)
+                                              for t in tracks[0].cond},
+                       "non_cond_frame_outputs": {t: self._stack([tr.recent[t] for tr in tracks], b)
+                                                  for t in tracks[0].recent}}
+        feats, pos = frame.expanded(b)
+        out = net.track_step(frame_idx=frame.index, is_init_cond_frame=False, current_vision_feats=feats,
+                             current_vision_pos_embeds=pos, feat_sizes=frame.sizes, point_inputs=None,
+                             mask_inputs=None, output_dict=output_dict, num_frames=_NUM_FRAMES,
+                             track_in_reverse=False, run_mem_encoder=True)
+        self._keep_pos_enc(out["maskmem_pos_enc"])
+        logits = self._fill_holes(out["pred_masks"])
+        scores = out["object_score_logits"].float()
+        results = {}
+        for k, (obj_id, track) in enumerate(zip(ids, tracks)):
+            track.recent[frame.index] = _Memory(out["maskmem_features"][k:k + 1].to(torch.bfloat16),
+                                                out["obj_ptr"][k:k + 1])
+            results[obj_id] = ObjectOutput(obj_id, logits[k:k + 1], float(scores[k, 0]), _size=frame.size)
+        return results
+
+    def _stack(self, memories: list[_Memory], batch: int) -> dict[str, Any]:
+        """The batched ``output_dict`` entry of one frame for a group of objects."""
+        features = None
+        if all(m.maskmem_features is not None for m in memories):
+            features = torch.cat([m.maskmem_features for m in memories]).to(self._dtype)
+        assert self._pos_enc is not None
+        return {"maskmem_features": features, "obj_ptr": torch.cat([m.obj_ptr for m in memories]),
+                "maskmem_pos_enc": [p.expand(batch, -1, -1, -1) for p in self._pos_enc]}
+
+    def _prompt_outputs(self, frame: VideoFrame, prompts: list[ObjectPrompt]) -> list[tuple[ObjectOutput, Tensor]]:
+        """Decode prompts on ``frame`` without memory, batched by prompt layout (point count, or
+        mask): ``(output, obj_ptr (1, C))`` per prompt."""
+        groups: dict[Any, list[int]] = {}
+        inputs = [self._prompt_input(p, frame.size) for p in prompts]
+        for i, (points, mask) in enumerate(inputs):
+            groups.setdefault("mask" if mask is not None else points["point_labels"].shape[1], []).append(i)
+        results: list[Any] = [None] * len(prompts)
+        for key, rows in groups.items():
+            b = len(rows)
+            if key == "mask":
+                point_inputs, mask_inputs = None, torch.cat([inputs[i][1] for i in rows])
+            else:
+                point_inputs = {"point_coords": torch.cat([inputs[i][0]["point_coords"] for i in rows]),
+                                "point_labels": torch.cat([inputs[i][0]["point_labels"] for i in rows])}
+                mask_inputs = None
+            feats, pos = frame.expanded(b)
+            out = self.net.track_step(frame_idx=frame.index, is_init_cond_frame=True, current_vision_feats=feats,
+                                      current_vision_pos_embeds=pos, feat_sizes=frame.sizes,
+                                      point_inputs=point_inputs, mask_inputs=mask_inputs, output_dict={},
+                                      num_frames=_NUM_FRAMES, run_mem_encoder=False)
+            logits = self._fill_holes(out["pred_masks"])
+            scores = out["object_score_logits"].float()
+            for k, i in enumerate(rows):
+                ptr = out["obj_ptr"][k:k + 1]
+                results[i] = (ObjectOutput(i, logits[k:k + 1], float(scores[k, 0]), conditioned=True,
+                                           _size=frame.size, _ptr=ptr), ptr)
+        return results
+
+    @staticmethod
+    def _ptr_of(output: ObjectOutput) -> Tensor:
+        ptr = output._ptr
+        if ptr is None:
+            raise ValueError("previews: pass outputs of this propagator's preview()")
+        return ptr
+
+    def _prompt_input(self, prompt: ObjectPrompt, size: tuple[int, int]) -> tuple[dict[str, Tensor] | None, Tensor | None]:
+        """``ObjectPrompt`` (frame pixels) -> SAM2Base's ``point_inputs`` (input-frame pixels, a
+        box as two points labelled 2, 3 in front) or ``mask_inputs`` ``(1, 1, S, S)``."""
+        h, w = size
+        device = self.net.device
+        if prompt.mask is not None:
+            mask = np.asarray(prompt.mask)
+            if mask.shape != (h, w):
+                raise ValueError(f"prompt: mask of shape {mask.shape}, the frame is {(h, w)}")
+            m = torch.from_numpy(mask.astype(np.float32))[None, None].to(device)
+            m = F.interpolate(m, size=(self.image_size, self.image_size), mode="bilinear", align_corners=False,
+                              antialias=True)
+            return None, (m >= 0.5).to(self._dtype)
+        coords, labels = [], []
+        if prompt.box is not None:
+            box = np.asarray(prompt.box, np.float32).reshape(-1)
+            if box.shape != (4,):
+                raise ValueError(f"prompt: a box is 4 numbers xyxy, got {box.shape}")
+            coords.append(box.reshape(2, 2))
+            labels.append(np.array([2, 3]))
+        if prompt.points is not None:
+            points = np.asarray(prompt.points, np.float32).reshape(-1, 2)
+            point_labels = np.asarray(prompt.labels).reshape(-1)
+            if len(point_labels) != len(points):
+                raise ValueError(f"prompt: {len(points)} points but {len(point_labels)} labels")
+            coords.append(points)
+            labels.append(point_labels)
+        xy = torch.from_numpy(np.concatenate(coords)) / torch.tensor([w, h], dtype=torch.float32) * self.image_size
+        return ({"point_coords": xy[None].to(device, self._dtype),
+                 "point_labels": torch.from_numpy(np.concatenate(labels).astype(np.int32))[None].to(device)}, None)
+
+    def _fill_holes(self, logits: Tensor) -> Tensor:
+        """``fill_holes_in_mask_scores`` as the video predictor applies it (it needs sam2's CUDA
+        extension; where that is missing it leaves the logits as they are, as there)."""
+        if self.fill_hole_area <= 0:
+            return logits
+        from sam2.utils.misc import fill_holes_in_mask_scores
+
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", UserWarning)
+            return fill_holes_in_mask_scores(logits, self.fill_hole_area)
+
+    def _keep_pos_enc(self, pos_enc: list[Tensor] | None) -> None:
+        if self._pos_enc is None and pos_enc is not None:
+            self._pos_enc = [p[:1].clone() for p in pos_enc]
+
+    def _trim(self, track: _Track, index: int) -> None:
+        """Bound an object's memory after frame ``index``: pointers of the frames the next one
+        reads, memory features only of the last ``num_maskmem - 1`` frames."""
+        ptr_window = self.net.max_obj_ptrs_in_encoder - 1
+        mem_window = self.net.num_maskmem - 1
+        for t in list(track.recent):
+            if t <= index - ptr_window:
+                del track.recent[t]
+            elif t <= index - mem_window:
+                track.recent[t].maskmem_features = None
+
+
+def _resized_net(engine: Any, image_size: int) -> nn.Module:
+    """``engine``'s SAM 2 network rebuilt for a ``image_size`` square input, same weights."""
+    from dataclasses import replace
+
+    from dtseg.families import resolve_model
+
+    if image_size % 64:
+        raise ValueError(f"video.image_size: a multiple of 64, got {image_size}")
+    family, arch, _, _ = resolve_model(engine.model_name)
+    resized = replace(arch, overrides=(*arch.overrides, ("image_size", image_size)))
+    net = family.build_net(resized)
+    net.load_state_dict(engine.model.net.state_dict())
+    param = next(engine.model.net.parameters())
+    return net.to(device=param.device, dtype=param.dtype).eval()

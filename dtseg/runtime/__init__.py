@@ -1,0 +1,1 @@
+"""Where and how a model runs: device, precision, CPU threads, kernels, the heap, fast or reference passes."""
