@@ -24,18 +24,18 @@ import sys
 import tempfile
 import time
 import warnings
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 import cv2
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import best_of, machine, print_table  # noqa: E402
+from common import best_of, machine, print_table
 
-from dtseg import SamEngine  # noqa: E402
-from dtseg.config import CacheConfig  # noqa: E402
-from dtseg.engine.checkpoints import RandomWeightsWarning  # noqa: E402
+from dtseg import SamEngine
+from dtseg.config import CacheConfig
+from dtseg.engine.checkpoints import RandomWeightsWarning
 
 
 @contextlib.contextmanager

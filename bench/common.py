@@ -5,9 +5,13 @@ from __future__ import annotations
 import os
 import platform
 import time
-from typing import Callable, Sequence
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING
 
 import torch
+
+if TYPE_CHECKING:
+    from torch.utils.flop_counter import FlopCounterMode
 
 
 def best_of(fn: Callable[[], object], repeat: int = 5, warmup: int = 1) -> float:
@@ -25,7 +29,7 @@ def best_of(fn: Callable[[], object], repeat: int = 5, warmup: int = 1) -> float
     return min(times)
 
 
-def flop_counter() -> "FlopCounterMode":
+def flop_counter() -> FlopCounterMode:
     """``FlopCounterMode`` that also counts the CPU flash-attention kernel: torch registers a
     formula for the CUDA/meta SDPA ops only, so on the CPU every ``scaled_dot_product_attention``
     counted 0 (vit_b: 712 instead of 942 GFLOP at 1024 px)."""
@@ -60,8 +64,11 @@ def ops_alone(fn: Callable[[], object], repeat: int = 5) -> tuple[float, int]:
                 return out  # a view: no kernel
             params = func._schema.arguments
             written = {a.name for a in params if a.alias_info is not None and a.alias_info.is_write}
-            copy = lambda name, value: value.clone() if name in written and isinstance(value, torch.Tensor) else value
-            replay_args = [copy(param.name, a) for param, a in zip(params, args)]
+
+            def copy(name: str, value: object) -> object:
+                return value.clone() if name in written and isinstance(value, torch.Tensor) else value
+
+            replay_args = [copy(param.name, a) for param, a in zip(params, args, strict=False)]  # args: a prefix
             replay_kwargs = {k: copy(k, v) for k, v in kwargs.items()}
             total += best_of(lambda: func(*replay_args, **replay_kwargs), repeat, warmup=0)
             count += 1
@@ -98,7 +105,7 @@ def print_table(title: str, header: Sequence[str], rows: Sequence[Sequence[objec
     widths = [max(len(r[i]) for r in cells) for i in range(len(header))]
     print(f"\n## {title}\n")
     for n, row in enumerate(cells):
-        print("| " + " | ".join(c.ljust(w) for c, w in zip(row, widths)) + " |")
+        print("| " + " | ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)) + " |")
         if n == 0:
             print("|" + "|".join("-" * (w + 2) for w in widths) + "|")
 

@@ -11,9 +11,8 @@ from __future__ import annotations
 
 import argparse
 import copy
-import time
-
 import sys
+import time
 from pathlib import Path
 
 import torch
@@ -21,8 +20,8 @@ from segment_anything.build_sam import _build_sam
 from torch.utils.flop_counter import FlopCounterMode
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from bench.common import machine  # noqa: E402
-from dtseg.nn.decoder import FastMaskDecoder  # noqa: E402
+from bench.common import machine
+from dtseg.nn.decoder import FastMaskDecoder
 
 
 def main() -> None:
@@ -44,7 +43,8 @@ def main() -> None:
     image, pe = torch.randn(1, 256, 64, 64), sam.prompt_encoder.get_dense_pe()
 
     print(f"{machine()}; ms = min of repeats")
-    print(f"{'N':>3} {'multimask':>9} | {'reference':>9} {'ms/obj':>7} {'GFLOP/obj':>9} | {'fast':>7} {'ms/obj':>7} {'GFLOP/obj':>9} | {'speedup':>7} {'max err':>7}")
+    print(f"{'N':>3} {'multimask':>9} | {'reference':>9} {'ms/obj':>7} {'GFLOP/obj':>9} "
+          f"| {'fast':>7} {'ms/obj':>7} {'GFLOP/obj':>9} | {'speedup':>7} {'max err':>7}")
     for n in args.sizes:
         xy = torch.rand(n, 2) * 800
         boxes = torch.cat([xy, xy + 16 + torch.rand(n, 2) * 200], dim=1)
@@ -52,7 +52,8 @@ def main() -> None:
         for multimask in (False, True):
             with torch.inference_mode():
                 sparse, dense = sam.prompt_encoder(points=None, boxes=boxes, masks=None)
-                meta_inputs = (image.to("meta"), pe.to("meta"), sparse.to("meta"), dense[:1].to("meta").expand_as(dense))
+                meta_inputs = (image.to("meta"), pe.to("meta"), sparse.to("meta"),
+                               dense[:1].to("meta").expand_as(dense))
                 outputs, gflop = {}, {}
                 for k, dec in decoders.items():
                     with FlopCounterMode(display=False) as counter:
@@ -68,7 +69,7 @@ def main() -> None:
             ref, fast = (1000 * min(times[k]) for k in ("reference", "fast"))
             err = (outputs["reference"][0] - outputs["fast"][0]).abs().max().item()
             print(
-                f"{n:>3} {str(multimask):>9} | {ref:9.0f} {ref / n:7.1f} {gflop['reference']:9.2f} "
+                f"{n:>3} {multimask!s:>9} | {ref:9.0f} {ref / n:7.1f} {gflop['reference']:9.2f} "
                 f"| {fast:7.0f} {fast / n:7.1f} {gflop['fast']:9.2f} | {ref / fast:6.2f}x {err:7.0e}"
             )
 

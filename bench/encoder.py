@@ -31,10 +31,10 @@ from segment_anything.build_sam import _build_sam
 from torch.utils.flop_counter import FlopCounterMode
 
 from dtseg.engine import SamEngine
-from dtseg.families.sam.family import SamFamily
-from dtseg.runtime.threads import configure_threads
 from dtseg.families.sam.encoder import fast_encoder
+from dtseg.families.sam.family import SamFamily
 from dtseg.families.transforms import ImageTransform
+from dtseg.runtime.threads import configure_threads
 
 VIT_B = dict(encoder_embed_dim=768, encoder_depth=12, encoder_num_heads=12, encoder_global_attn_indexes=[2, 5, 8, 11])
 
@@ -143,13 +143,16 @@ def main() -> None:
     rows = [
         ("threads", f"{threads}", f"{torch.get_num_threads()} intra-op"),
         ("fp32 matmul rate", f"{rate:.1f} GFLOP/s", "4096x768 @ 768x3072, torch.mm"),
-        ("encoder FLOPs", f"{flops / 1e12:.3f} TFLOP", f"reference vit_b @1024; ours {our_flops / 1e12:.3f} (FlopCounterMode)"),
+        ("encoder FLOPs", f"{flops / 1e12:.3f} TFLOP",
+         f"reference vit_b @1024; ours {our_flops / 1e12:.3f} (FlopCounterMode)"),
         ("matmul floor", f"{floor:.2f} s", f"reference FLOPs / matmul rate; ours {our_floor:.2f} s"),
         ("reference set_image", f"{best['reference']:.2f} s", f"{best['reference'] / floor:.2f}x its floor"),
         ("ours (fast, fp32)", f"{best['ours']:.2f} s", f"{best['ours'] / our_floor:.2f}x its floor"),
         ("ours / reference", f"{best['ours'] / best['reference']:.2f}x", f"max abs diff vs reference {check:.1e}"),
-        ("ours at its floor", f"{our_floor / best['reference']:.2f}x", "of the reference: the lowest ratio our FLOPs allow"),
-        ("ours, batch of 2", f"{best['batch2'] / 2:.2f} s/image", f"{best['batch2'] / 2 / best['ours']:.2f}x batch of 1"),
+        ("ours at its floor", f"{our_floor / best['reference']:.2f}x",
+         "of the reference: the lowest ratio our FLOPs allow"),
+        ("ours, batch of 2", f"{best['batch2'] / 2:.2f} s/image",
+         f"{best['batch2'] / 2 / best['ours']:.2f}x batch of 1"),
         ("ours int8", f"{best['int8']:.2f} s", f"{best['int8'] / our_floor:.2f}x the fp32 floor"),
         ("int8 error vs fp32", f"max abs {int8_abs:.3f}", f"cosine {int8_cos:.5f}"),
         ("int8 mask IoU vs fp32", f"mean {iou_mean:.4f}", f"min {iou_min:.4f} (20 boxes, engine decode)"),
@@ -157,7 +160,7 @@ def main() -> None:
     width = [max(len(r[i]) for r in rows) for i in range(3)]
     print(f"SAM vit_b image embedding, 1920x1080 image, min of {repeats} after warm-up ({torch.__version__})")
     for row in rows:
-        print("  ".join(cell.ljust(w) for cell, w in zip(row, width)).rstrip())
+        print("  ".join(cell.ljust(w) for cell, w in zip(row, width, strict=True)).rstrip())
 
 
 if __name__ == "__main__":

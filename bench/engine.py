@@ -17,10 +17,10 @@ import torch
 from segment_anything import SamPredictor
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import best_of, machine, print_table  # noqa: E402
+from common import best_of, machine, print_table
 
-from dtseg import SamEngine  # noqa: E402
-from dtseg.engine.checkpoints import RandomWeightsWarning  # noqa: E402
+from dtseg import SamEngine
+from dtseg.engine.checkpoints import RandomWeightsWarning
 
 
 def main() -> None:
@@ -53,12 +53,15 @@ def main() -> None:
 
         engine.embed_image(image, "bench")
         ref_point = best_of(lambda: predictor.predict(point, label, multimask_output=True), repeat)
-        our_point = best_of(lambda: engine.segment_image(image_id="bench", point_coords=point, point_labels=label), repeat)
+        our_point = best_of(lambda: engine.segment_image(image_id="bench", point_coords=point, point_labels=label),
+                            repeat)
         row("decode 1 point, multimask", our_point, ref_point, "<= 0.25")
 
-        ref_loop = best_of(lambda: [predictor.predict(box=b, multimask_output=False) for b in boxes], max(1, repeat // 2))
+        ref_loop = best_of(lambda: [predictor.predict(box=b, multimask_output=False) for b in boxes],
+                           max(1, repeat // 2))
         ref_torch_boxes = torch.as_tensor(predictor.transform.apply_boxes(boxes, predictor.original_size))
-        ref_batch = best_of(lambda: predictor.predict_torch(None, None, boxes=ref_torch_boxes, multimask_output=False), max(1, repeat // 2))
+        ref_batch = best_of(lambda: predictor.predict_torch(None, None, boxes=ref_torch_boxes, multimask_output=False),
+                            max(1, repeat // 2))
         our_boxes = best_of(lambda: engine.segment_image(image_id="bench", boxes=boxes, multimask_output=False), repeat)
         row("20 boxes vs reference loop", our_boxes, ref_loop, "<= 0.1")
         row("20 boxes vs reference predict_torch", our_boxes, ref_batch)

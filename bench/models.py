@@ -18,22 +18,24 @@ loop) in each precision, with the decode's FLOP floor and the time of its kernel
 from __future__ import annotations
 
 import argparse
+import functools
 import sys
 import tempfile
 import time
 import warnings
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import best_of, flop_counter, machine, ops_alone, print_table  # noqa: E402
+from common import best_of, flop_counter, machine, ops_alone, print_table
 
-from dtseg import SamEngine  # noqa: E402
-from dtseg.runtime.precision import dtype_name, plan, resolve_dtype  # noqa: E402
-from dtseg.errors import RandomWeightsWarning  # noqa: E402
+from dtseg import SamEngine
+from dtseg.errors import RandomWeightsWarning
+from dtseg.runtime.precision import dtype_name, plan, resolve_dtype
 
 ULTRALYTICS_NAMES = {"mobile_sam": "mobile_sam.pt", "sam2.1_t": "sam2.1_t.pt", "sam2.1_s": "sam2.1_s.pt",
                      "sam2.1_b+": "sam2.1_b.pt", "sam2.1_l": "sam2.1_l.pt"}
@@ -110,7 +112,7 @@ def bench_model(model: str, image: np.ndarray, rates: dict[str, float], dtypes: 
     predictor = reference(engine)
     try:
         ultra = ultralytics_predictor(engine, model, folder)
-    except Exception as exc:  # a version of ultralytics without the model, or other key names
+    except Exception as exc:  # noqa: BLE001 - a version of ultralytics without the model, or other key names
         print(f"{model}: ultralytics predictor unavailable: {type(exc).__name__}: {exc}")
         ultra = None
     light = engine.model.parameters_m() < 50
@@ -157,17 +159,18 @@ def bench_model(model: str, image: np.ndarray, rates: dict[str, float], dtypes: 
             compute, path = low.info()["compute_dtype"], low.info()["dtype_path"]
             label_ = (f"{dtype} ({chosen})" if dtype == "auto" else chosen) + {
                 "native": "", "emulated": " (emulated)", "fallback": f" ({compute} compute)"}[path]
-            ours = best_of(lambda: low.embed_image(image, f"new-{next(counter)}"), repeat_embed, warmup=warmup)
+            ours = best_of(lambda: low.embed_image(image, f"new-{next(counter)}"),  # noqa: B023 - called here
+                           repeat_embed, warmup=warmup)
             low.embed_image(image, "bench")
             iou = mask_iou(low.segment_image(**many).masks, fp32_masks)
             floor = flops / (rates[compute] * 1e9)
+            versus_ultra = "-" if ultra_embed is None else f"{ours / ultra_embed:.2f} ({ultra_embed * 1000:.0f} ms)"
             embed_rows.append((model, label_, f"{flops / 1e9:.0f}", ours * 1000, floor * 1000, ours / floor,
-                               ours / ref_embed,
-                               "-" if ultra_embed is None else f"{ours / ultra_embed:.2f} ({ultra_embed * 1000:.0f} ms)",
-                               f"{iou:.4f}"))
+                               ours / ref_embed, versus_ultra, f"{iou:.4f}"))
             for case, kwargs, n, ref, ultra_s, gflop, target in cases:
-                ours_s = best_of(lambda: low.segment_image(**kwargs), n, warmup)
-                kernels, ops = ops_alone(lambda: low.segment_image(**kwargs), 1 if smoke else 5)
+                decode = functools.partial(low.segment_image, **kwargs)
+                ours_s = best_of(decode, n, warmup)
+                kernels, ops = ops_alone(decode, 1 if smoke else 5)
                 decode_rows.append((model, label_, case, ours_s * 1000, ref * 1000, ours_s / ref,
                                     "-" if ultra_s is None else f"{ours_s / ultra_s:.2f} ({ultra_s * 1000:.0f} ms)",
                                     f"{gflop:.1f}", gflop / rates[compute] * 1000, f"{kernels * 1000:.1f} ({ops})",
@@ -183,7 +186,8 @@ def main() -> None:
     parser.add_argument("--device", default="cpu", help="cpu or cuda")
     parser.add_argument("--quick", action="store_true", help="fewer repeats")
     parser.add_argument("--smoke", action="store_true",
-                        help="every row once on a 480x270 image, 4 boxes, a short matmul probe: checks the script runs (tests)")
+                        help="every row once on a 480x270 image, 4 boxes, a short matmul probe: "
+                             "checks the script runs (tests)")
     args = parser.parse_args()
     device = torch.device(args.device)
     height, width = (270, 480) if args.smoke else (1080, 1920)

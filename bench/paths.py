@@ -22,11 +22,11 @@ import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import best_of, machine, print_table  # noqa: E402
+from common import best_of, machine, print_table
 
-from dtseg import SamEngine  # noqa: E402
-from dtseg.runtime.precision import dtype_name, resolve_dtype  # noqa: E402
-from dtseg.errors import RandomWeightsWarning  # noqa: E402
+from dtseg import SamEngine
+from dtseg.errors import RandomWeightsWarning
+from dtseg.runtime.precision import dtype_name, resolve_dtype
 
 #: Masks of the two paths must agree at least this well (mean IoU) for ``switch: yes``.
 MIN_IOU = 0.98
@@ -46,6 +46,18 @@ def mask_iou(a: np.ndarray, b: np.ndarray) -> float:
     return float(np.where(union > 0, inter / np.maximum(union, 1), 1.0).mean())
 
 
+def measure(engine: SamEngine, image: np.ndarray, point: dict, twenty: dict, repeat_embed: int,
+            repeat: int) -> tuple[tuple[float, float, float], tuple[np.ndarray, np.ndarray]]:
+    """Embed, 1 point and 20 boxes times (s) of ``engine``, and its masks of the point and the boxes."""
+    counter = iter(range(10**9))
+    with torch.inference_mode():
+        embed = best_of(lambda: engine.embed_image(image, f"new-{next(counter)}", cache=False), repeat_embed)
+        engine.embed_image(image, "bench")
+        times = (embed, best_of(lambda: engine.segment_image(**point), repeat),
+                 best_of(lambda: engine.segment_image(**twenty), repeat))
+        return times, (engine.segment_image(**point).masks[0], engine.segment_image(**twenty).masks)
+
+
 def bench_pair(model: str, dtype: str, device: torch.device, image: np.ndarray, quick: bool) -> tuple:
     """One table row: embed, 1 point and 20 boxes, fast and reference (ms), their ratios, mask IoUs."""
     rng = np.random.default_rng(0)
@@ -55,24 +67,18 @@ def bench_pair(model: str, dtype: str, device: torch.device, image: np.ndarray, 
     twenty = dict(image_id="bench", boxes=boxes, multimask_output=False)
     repeat_embed, repeat = (1, 3) if quick else (3, 10)
     times, masks = {}, {}
-    for passes in ("fast", "reference"):
-        engine = load(model, device, dtype, passes)
-        counter = iter(range(10**9))
-        with torch.inference_mode():
-            embed = best_of(lambda: engine.embed_image(image, f"new-{next(counter)}", cache=False), repeat_embed)
-            engine.embed_image(image, "bench")
-            times[passes] = (embed, best_of(lambda: engine.segment_image(**point), repeat),
-                             best_of(lambda: engine.segment_image(**twenty), repeat))
-            masks[passes] = (engine.segment_image(**point).masks[0], engine.segment_image(**twenty).masks)
-        del engine
+    for passes in ("fast", "reference"):  # one engine loaded at a time
+        times[passes], masks[passes] = measure(load(model, device, dtype, passes), image, point, twenty,
+                                               repeat_embed, repeat)
         if device.type == "cuda":
             torch.cuda.empty_cache()
-    ratios = [f / r for f, r in zip(times["fast"], times["reference"])]
+    ratios = [f / r for f, r in zip(times["fast"], times["reference"], strict=True)]
     iou_point = mask_iou(masks["fast"][0], masks["reference"][0])
     iou_boxes = mask_iou(masks["fast"][1], masks["reference"][1])
     switch = "yes" if max(ratios) < 1 and min(iou_point, iou_boxes) >= MIN_IOU else "no"
     chosen = dtype_name(resolve_dtype(dtype, device))
-    cells = [cell for f, r, q in zip(times["fast"], times["reference"], ratios) for cell in (f * 1000, r * 1000, q)]
+    cells = [cell for f, r, q in zip(times["fast"], times["reference"], ratios, strict=True)
+             for cell in (f * 1000, r * 1000, q)]
     return (model, chosen, *cells, f"{iou_point:.4f}", f"{iou_boxes:.4f}", switch)
 
 

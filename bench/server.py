@@ -18,9 +18,9 @@ import sys
 import tempfile
 import time
 import warnings
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Callable
 
 import cv2
 import numpy as np
@@ -103,7 +103,8 @@ def main() -> None:
             rows = []
             for label, call, conc in [("HTTP segment_image json, 1 client", http("json", session), 1),
                                       ("HTTP segment_image binary, 1 client", http("binary", session), 1),
-                                      (f"HTTP segment_image json, {args.concurrency} clients", http("json"), args.concurrency)]:
+                                      (f"HTTP segment_image json, {args.concurrency} clients", http("json"),
+                                       args.concurrency)]:
                 rows.append((label, *timed(call, args.requests, conc)))
             calls_after = session.get(f"{base}/info").json()["encoder_calls"]
         finally:
@@ -129,7 +130,8 @@ def main() -> None:
           f"{args.requests} requests per row; encoder calls during the HTTP rows: {calls_after - 1}")
     print(f"{'':52} {'req/s':>8} {'p50 ms':>8} {'p99 ms':>8}")
     for label, wall, lat in rows:
-        print(f"{label:52} {len(lat) / wall:8.1f} {np.percentile(lat, 50) * 1e3:8.1f} {np.percentile(lat, 99) * 1e3:8.1f}")
+        p50, p99 = np.percentile(lat, 50) * 1e3, np.percentile(lat, 99) * 1e3
+        print(f"{label:52} {len(lat) / wall:8.1f} {p50:8.1f} {p99:8.1f}")
     engine_p50 = np.percentile(rows[0][2], 50)
     http_p50 = np.percentile(rows[1][2], 50)
     print(f"HTTP overhead at p50 (json, 1 client): {(http_p50 - engine_p50) * 1e3:.1f} ms over the engine's decode")

@@ -27,14 +27,14 @@ import cv2
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import best_of, machine, print_table  # noqa: E402
+from common import best_of, machine, print_table
 
-from dtseg.engine.checkpoints import RandomWeightsWarning  # noqa: E402
-from dtseg.pipeline import Pipeline  # noqa: E402
-from dtseg.video import VideoJob  # noqa: E402
-from dtseg.video.jsonl import frame_record  # noqa: E402
-from dtseg.video.output import video_annotator  # noqa: E402
-from dtseg.video.process import segment_frame  # noqa: E402
+from dtseg.engine.checkpoints import RandomWeightsWarning
+from dtseg.pipeline import Pipeline
+from dtseg.video import VideoJob
+from dtseg.video.jsonl import frame_record
+from dtseg.video.output import video_annotator
+from dtseg.video.process import segment_frame
 
 WIDTH, HEIGHT, FPS = 640, 360, 30.0
 DETECTOR = {"yolo": {"model": "yolov8n.yaml", "conf": 0.0001, "max_det": 5, "imgsz": 640, "device": "cpu"}}
@@ -120,6 +120,7 @@ def bench_mode(mode: str, model: str, every: int, size: tuple[int, int], frames:
     warm-up run: frames/s, the share of each stage and the peak RSS sampled after every frame
     (the process's, so it includes the models loaded for earlier rows)."""
     import psutil
+
     from dtseg.config import VideoConfig
 
     width, height = size
@@ -182,10 +183,11 @@ def main() -> None:
     args = parser.parse_args()
     warnings.simplefilter("ignore", RandomWeightsWarning)
     if args.memory:
-        return memory(args.memory)
+        memory(args.memory)
+        return
     if args.modes:
-        sizes = [(640, 360), (1280, 720)] if args.full else [(640, 360)]
-        return modes_table(args.modes, sizes, MODE_ROWS)
+        modes_table(args.modes, [(640, 360), (1280, 720)] if args.full else [(640, 360)], MODE_ROWS)
+        return
     started = time.perf_counter()
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp)
