@@ -6,9 +6,9 @@ process-wide with a version that tries to pip-install plugins on unknown data.
 
 from __future__ import annotations
 
-from typing import Union
+from typing import TypeAlias
 
-Buffer = Union[bytes, bytearray, memoryview]
+Buffer: TypeAlias = bytes | bytearray | memoryview
 
 #: What ``declared_size`` reads (and so what ``dtseg.io.load_image`` decodes).
 SUPPORTED_FORMATS = "PNG, JPEG, GIF, BMP, WebP, TIFF, PNM (PBM/PGM/PPM)"
@@ -33,7 +33,8 @@ def _declared(data: Buffer) -> tuple[int, int] | None:
     if head[:2] == b"BM" and len(head) >= 26:
         if _u(head, 14, 4) == 12:  # OS/2 BITMAPCOREHEADER: 16-bit sizes
             return _u(head, 18, 2), _u(head, 20, 2)
-        return abs(int.from_bytes(head[18:22], "little", signed=True)), abs(int.from_bytes(head[22:26], "little", signed=True))
+        width, height = (int.from_bytes(head[at:at + 4], "little", signed=True) for at in (18, 22))
+        return abs(width), abs(height)
     if head[:4] == b"RIFF" and head[8:12] == b"WEBP" and len(head) >= 30:
         return _webp_size(head)
     if head[:2] == b"\xff\xd8":

@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 from os import PathLike
 from pathlib import Path
-from typing import Union
+from typing import TypeAlias
 
 import cv2
 import numpy as np
@@ -13,7 +13,7 @@ import numpy as np
 from dtseg.errors import ImageDecodeError, InputError
 from dtseg.image_size import SUPPORTED_FORMATS, declared_size
 
-ImageLike = Union[np.ndarray, str, PathLike, bytes, bytearray, memoryview]
+ImageLike: TypeAlias = np.ndarray | str | PathLike | bytes | bytearray | memoryview
 
 #: Largest image accepted, in pixels (a decompression-bomb guard; 1e8 ~ 10000 x 10000).
 MAX_IMAGE_PIXELS = 100_000_000
@@ -46,7 +46,7 @@ def load_image(image: ImageLike, field: str = "image", max_pixels: int = MAX_IMA
 def _decode(buffer: np.ndarray, field: str, source: str, max_pixels: int, auto_orient: bool) -> np.ndarray:
     if buffer.size == 0:
         raise ImageDecodeError(field, f"empty image data ({source})")
-    size = declared_size(memoryview(buffer))
+    size = declared_size(buffer.data)
     if size is None:
         raise ImageDecodeError(field, f"not a decodable image ({source}, {buffer.size} bytes): "
                                       f"supported formats are {SUPPORTED_FORMATS}")
@@ -60,7 +60,8 @@ def _decode(buffer: np.ndarray, field: str, source: str, max_pixels: int, auto_o
     if bgr.dtype == np.uint16:  # x * 255 / 65535, rounded, straight into uint8 (no float copy)
         bgr = cv2.convertScaleAbs(bgr, alpha=255.0 / 65535.0)
     elif bgr.dtype != np.uint8:
-        raise ImageDecodeError(field, f"{bgr.dtype} samples are not supported ({source}): 8- or 16-bit integer images are")
+        raise ImageDecodeError(field, f"{bgr.dtype} samples are not supported ({source}): "
+                                      "8- or 16-bit integer images are")
     if bgr.ndim == 3 and bgr.shape[2] == 4:
         bgr = cv2.cvtColor(bgr, cv2.COLOR_BGRA2BGR)
     if bgr.ndim == 3:
@@ -82,7 +83,8 @@ def _as_rgb(array: np.ndarray, field: str, max_pixels: int = MAX_IMAGE_PIXELS) -
     if array.shape[0] == 0 or array.shape[1] == 0:
         raise InputError(field, f"empty image of shape {array.shape}")
     if array.shape[0] * array.shape[1] > max_pixels:
-        raise InputError(field, f"image is {array.shape[1]}x{array.shape[0]} pixels, more than the limit of {max_pixels}")
+        raise InputError(field, f"image is {array.shape[1]}x{array.shape[0]} pixels, "
+                                f"more than the limit of {max_pixels}")
     return np.ascontiguousarray(array)
 
 

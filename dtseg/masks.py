@@ -31,7 +31,8 @@ lengths, LEB128-like string encoding). ``counts`` is decoded to ``str`` so it is
 
 from __future__ import annotations
 
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import cv2
 import numpy as np

@@ -15,8 +15,9 @@ engine decodes each object with its real points only, so padding never changes a
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Iterable, Literal, Sequence
+from typing import Any, Literal
 
 import numpy as np
 import supervision as sv
@@ -44,7 +45,8 @@ class Prompts:
         if self.points.ndim != 3 or self.points.shape[2] != 2:
             raise PromptError("points", f"expected shape (N, K, 2), got {self.points.shape}")
         if self.labels.shape != self.points.shape[:2]:
-            raise PromptError("labels", f"expected shape {self.points.shape[:2]} to match points, got {self.labels.shape}")
+            raise PromptError("labels",
+                              f"expected shape {self.points.shape[:2]} to match points, got {self.labels.shape}")
         _check_padding(self.points, self.labels, "labels")
         if self.boxes.ndim != 2 or self.boxes.shape[1] != 4:
             raise PromptError("boxes", f"expected shape (N, 4), got {self.boxes.shape}")
@@ -53,10 +55,12 @@ class Prompts:
         box_rows = self.has_box
         partial = np.isnan(self.boxes).any(axis=1) & ~np.isnan(self.boxes).all(axis=1)
         if partial.any():
-            raise PromptError("boxes", f"box rows {np.flatnonzero(partial).tolist()} are partly NaN (NaN marks a whole row as 'no box')")
+            raise PromptError("boxes", f"box rows {np.flatnonzero(partial).tolist()} are partly NaN "
+                                       "(NaN marks a whole row as 'no box')")
         inverted = box_rows & ((self.boxes[:, 2] < self.boxes[:, 0]) | (self.boxes[:, 3] < self.boxes[:, 1]))
         if inverted.any():
-            raise PromptError("boxes", f"boxes must be [x1, y1, x2, y2] with x2 >= x1 and y2 >= y1; rows {np.flatnonzero(inverted).tolist()} are not")
+            raise PromptError("boxes", "boxes must be [x1, y1, x2, y2] with x2 >= x1 and y2 >= y1; "
+                                       f"rows {np.flatnonzero(inverted).tolist()} are not")
         for name in ("class_id", "confidence"):
             value = getattr(self, name)
             if value is not None:
@@ -70,7 +74,7 @@ class Prompts:
 
     # -- construction -------------------------------------------------------------------
     @classmethod
-    def empty(cls) -> "Prompts":
+    def empty(cls) -> Prompts:
         return cls(np.zeros((0, 0, 2), np.float32), np.zeros((0, 0), np.int32), np.zeros((0, 4), np.float32))
 
     @classmethod
@@ -80,7 +84,7 @@ class Prompts:
         point_labels: Any = None,
         boxes: Any = None,
         num_objects: int | None = None,
-    ) -> "Prompts":
+    ) -> Prompts:
         """SAM-style arguments -> Prompts.
 
         ``point_coords`` ``(N, K, 2)`` or ``(K, 2)`` (one object), ``point_labels`` ``(N, K)``
@@ -91,7 +95,8 @@ class Prompts:
         """
         if point_coords is None and point_labels is not None:
             raise PromptError("point_coords", "point_labels were given without point_coords")
-        points = labels = None
+        points: np.ndarray | None = None
+        labels: np.ndarray | None = None
         if point_coords is not None:
             if point_labels is None:
                 raise PromptError("point_labels", "required with point_coords (1 foreground, 0 background, "
@@ -103,7 +108,8 @@ class Prompts:
             if points.ndim != 3 or points.shape[-1] != 2:
                 raise PromptError("point_coords", f"expected shape (N, K, 2) or (K, 2), got {np.shape(point_coords)}")
             if labels.shape != points.shape[:2]:
-                raise PromptError("point_labels", f"expected shape {points.shape[:2]} to match point_coords, got {np.shape(point_labels)}")
+                raise PromptError("point_labels", f"expected shape {points.shape[:2]} to match point_coords, "
+                                                  f"got {np.shape(point_labels)}")
         box_array = None
         if boxes is not None:
             box_array = _float_array(boxes, "boxes", allow_nan=True)
@@ -111,21 +117,23 @@ class Prompts:
                 box_array = box_array[None]
             if box_array.ndim != 2 or box_array.shape[1] != 4:
                 raise PromptError("boxes", f"expected shape (N, 4) or (4,), got {np.shape(boxes)}")
-        if points is None and box_array is None:
-            if num_objects is None:
+        if points is None or labels is None:
+            if box_array is not None:
+                n = len(box_array)
+            elif num_objects is not None:
+                n = num_objects
+            else:
                 raise PromptError("point_coords", "give point_coords with point_labels, boxes, or both")
-            points, labels = np.zeros((num_objects, 0, 2), np.float32), np.zeros((num_objects, 0), np.int32)
-        if points is None:
-            points = np.zeros((len(box_array), 0, 2), np.float32)
-            labels = np.zeros((len(box_array), 0), np.int32)
+            points, labels = np.zeros((n, 0, 2), np.float32), np.zeros((n, 0), np.int32)
         if box_array is None:
             box_array = np.full((len(points), 4), np.nan, np.float32)
         if len(points) != len(box_array):
-            raise PromptError("boxes", f"{len(box_array)} boxes but {len(points)} point sets: give one of each per object")
+            raise PromptError("boxes",
+                              f"{len(box_array)} boxes but {len(points)} point sets: give one of each per object")
         return cls(points, labels, box_array)
 
     @classmethod
-    def from_objects(cls, objects: Sequence[dict[str, Any]]) -> "Prompts":
+    def from_objects(cls, objects: Sequence[dict[str, Any]]) -> Prompts:
         """One dict per object: ``{"points": [[x, y], ...], "labels": [1, 0, ...], "box": [x1, y1, x2, y2]}``
         (any of them optional; labels default to 1 for every point). Ragged points are padded
         with NaN points."""
@@ -138,7 +146,8 @@ class Prompts:
             lbl = obj.get("labels")
             lbl = _label_array([1] * len(pts) if lbl is None else lbl, f"objects[{i}].labels")
             if lbl.shape != (len(pts),):
-                raise PromptError(f"objects[{i}].labels", f"expected {len(pts)} labels, one per point, got shape {lbl.shape}")
+                raise PromptError(f"objects[{i}].labels",
+                                  f"expected {len(pts)} labels, one per point, got shape {lbl.shape}")
             if pts:
                 points[i, : len(pts)] = _float_array(pts, f"objects[{i}].points").reshape(-1, 2)
                 labels[i, : len(pts)] = lbl
@@ -147,20 +156,21 @@ class Prompts:
         return cls(points, labels, boxes)
 
     @classmethod
-    def from_detections(cls, detections: sv.Detections, mode: PromptMode = "box") -> "Prompts":
+    def from_detections(cls, detections: sv.Detections, mode: PromptMode = "box") -> Prompts:
         """Detector output -> prompts: its boxes, box centres as positive points, or both.
         ``class_id``, ``confidence``, ``tracker_id`` and ``data`` travel along."""
         if mode not in ("box", "center", "box+center"):
             raise PromptError("prompt", f"expected 'box', 'center' or 'box+center', got {mode!r}")
         xyxy = np.asarray(detections.xyxy, np.float32).reshape(-1, 4)
         n = len(xyxy)
+        points: np.ndarray
         if mode == "box":
             points, labels = np.zeros((n, 0, 2), np.float32), np.zeros((n, 0), np.int32)
         else:
             centers = (xyxy[:, :2] + xyxy[:, 2:]) / 2
             points, labels = centers[:, None, :], np.ones((n, 1), np.int32)
         boxes = xyxy if mode != "center" else np.full((n, 4), np.nan, np.float32)
-        data = {k: v for k, v in detections.data.items()}
+        data = dict(detections.data)
         if detections.tracker_id is not None:
             data["tracker_id"] = np.asarray(detections.tracker_id)
         return cls(points, labels, boxes, detections.class_id, detections.confidence, data)
@@ -184,7 +194,7 @@ class Prompts:
         """``(N,)`` int: real points per object (SAM's -1 tokens included, padding not)."""
         return self.is_point.sum(axis=1)
 
-    def __getitem__(self, index: int | slice | np.ndarray | Iterable[int]) -> "Prompts":
+    def __getitem__(self, index: int | slice | np.ndarray | Iterable[int]) -> Prompts:
         if isinstance(index, (int, np.integer)):
             index = [int(index)]
         elif not isinstance(index, slice):
@@ -201,7 +211,7 @@ class Prompts:
         )
 
     @classmethod
-    def merge(cls, items: Sequence["Prompts"]) -> "Prompts":
+    def merge(cls, items: Sequence[Prompts]) -> Prompts:
         """Concatenate object lists (points re-padded with NaN points to the largest K)."""
         items = [p for p in items if len(p)]
         if not items:
@@ -209,7 +219,8 @@ class Prompts:
         k = max(p.points.shape[1] for p in items)
         points = np.concatenate([np.pad(p.points, ((0, 0), (0, k - p.points.shape[1]), (0, 0)), constant_values=np.nan)
                                  for p in items])
-        labels = np.concatenate([np.pad(p.labels, ((0, 0), (0, k - p.labels.shape[1])), constant_values=-1) for p in items])
+        labels = np.concatenate([np.pad(p.labels, ((0, 0), (0, k - p.labels.shape[1])), constant_values=-1)
+                                 for p in items])
         boxes = np.concatenate([p.boxes for p in items])
         class_id = _merge_optional([p.class_id for p in items], "class_id")
         confidence = _merge_optional([p.confidence for p in items], "confidence")
@@ -227,13 +238,14 @@ def _float_array(value: Any, name: str, allow_nan: bool = False) -> np.ndarray:
         raise PromptError(name, f"expected numbers, got {type(value).__name__}: {exc}") from exc
     bad = np.isinf(array) if allow_nan else ~np.isfinite(array)
     if bad.any():
-        raise PromptError(name, "coordinates must be finite numbers" + (" (NaN only to mark a whole box row as absent)" if allow_nan else ""))
+        raise PromptError(name, "coordinates must be finite numbers"
+                                + (" (NaN only to mark a whole box row as absent)" if allow_nan else ""))
     return array
 
 
 def is_point(points: np.ndarray) -> np.ndarray:
     """``(..., K, 2)`` points -> ``(..., K)`` bool: a real point, not a NaN padding row."""
-    return ~np.isnan(np.asarray(points, np.float32)).any(axis=-1)
+    return np.logical_not(np.isnan(np.asarray(points, np.float32)).any(axis=-1))
 
 
 def _point_array(value: Any, name: str) -> np.ndarray:
@@ -288,8 +300,9 @@ def _concat(values: list[Any]) -> Any:
 
 
 def _merge_optional(values: list[np.ndarray | None], name: str) -> np.ndarray | None:
-    if all(v is None for v in values):
+    arrays = [v for v in values if v is not None]
+    if not arrays:
         return None
-    if any(v is None for v in values):
+    if len(arrays) < len(values):
         raise PromptError(name, "cannot merge prompts where only some carry this field")
-    return np.concatenate(values)
+    return np.concatenate(arrays)

@@ -11,12 +11,12 @@ decoding keeps the masks that
   ``batched_nms``, on the masks' tight boxes, highest ``sam_score`` wins), as the generator does.
 
 Each image logs (INFO) how many prompts the grid makes, then how many masks each filter kept and,
-when none is kept, which option to lower. Kept objects stay in grid order (row-major from the top left); ``data["grid_point"]`` is each
-one's index in the grid. What does not carry over: the generator's *stability score* filter
-needs the mask logits, which the pipeline's detections do not hold; its image crops
-(``crop_n_layers``) and small-region cleanup are not done either. The pipeline decodes each point
-once (``multimask_output: true`` in the config keeps the best of SAM's three masks per point,
-where the generator keeps all three that pass).
+when none is kept, which option to lower. Kept objects stay in grid order (row-major from the top
+left); ``data["grid_point"]`` is each one's index in the grid. What does not carry over: the
+generator's *stability score* filter needs the mask logits, which the pipeline's detections do not
+hold; its image crops (``crop_n_layers``) and small-region cleanup are not done either. The
+pipeline decodes each point once (``multimask_output: true`` in the config keeps the best of SAM's
+three masks per point, where the generator keeps all three that pass).
 
 ```yaml
 prompts:
@@ -27,6 +27,7 @@ prompts:
 from __future__ import annotations
 
 import logging
+from typing import cast
 
 import numpy as np
 import supervision as sv
@@ -34,7 +35,7 @@ from pydantic import Field
 
 from dtseg.config import StrictModel
 from dtseg.errors import PromptError
-from dtseg.hookspecs import hookimpl
+from dtseg.hookspecs import Register, hookimpl
 from dtseg.prompts import Prompts
 
 log = logging.getLogger(__name__)
@@ -74,15 +75,15 @@ class EverythingPrompts:
             return detections
         c = self.config
         scores = np.asarray(detections.data["sam_score"], np.float32)
-        areas = detections.mask.reshape(len(detections), -1).sum(axis=1)
+        areas = np.asarray(detections.mask).reshape(len(detections), -1).sum(axis=1)
         scored = scores >= c.pred_iou_thresh
         passing = np.flatnonzero(scored & (areas >= c.min_area))
         keep = np.sort(passing[box_nms(detections.xyxy[passing], scores[passing], c.box_nms_thresh)])
         log.info("%s", kept_report(len(detections), int(scored.sum()), len(passing), len(keep), float(scores.max()), c))
-        return detections[keep]
+        return cast(sv.Detections, detections[keep])
 
 
-def kept_report(masks: int, scored: int, passing: int, kept: int, best: float, config: "EverythingPrompts.Config") -> str:
+def kept_report(masks: int, scored: int, passing: int, kept: int, best: float, config: EverythingPrompts.Config) -> str:
     """One line: how many of ``masks`` passed each filter in turn, and what to lower if none is kept."""
     line = (f"everything: kept {kept} of {masks} masks ({scored} with sam_score >= pred_iou_thresh "
             f"{config.pred_iou_thresh:g}, the highest {best:.2f}; {passing} of those with >= min_area "
@@ -110,5 +111,5 @@ def box_nms(boxes: np.ndarray, scores: np.ndarray, iou_threshold: float) -> np.n
 
 
 @hookimpl
-def dtseg_register_prompt_providers(register) -> None:
+def dtseg_register_prompt_providers(register: Register) -> None:
     register("everything", EverythingPrompts)

@@ -14,12 +14,11 @@ prompts:
 from __future__ import annotations
 
 import numpy as np
-
 from pydantic import Field, model_validator
 
 from dtseg.config import StrictModel
 from dtseg.errors import PromptError
-from dtseg.hookspecs import hookimpl
+from dtseg.hookspecs import Register, hookimpl
 from dtseg.prompts import Prompts
 
 Point = tuple[float, float]
@@ -36,7 +35,7 @@ class ObjectPrompt(StrictModel):
     class_name: str = "object"
 
     @model_validator(mode="after")
-    def _has_prompt(self) -> "ObjectPrompt":
+    def _has_prompt(self) -> ObjectPrompt:
         if not self.points and self.box is None:
             raise ValueError("give at least one foreground point or a box")
         return self
@@ -81,5 +80,5 @@ def class_ids(objects: list[ObjectPrompt]) -> np.ndarray:
 
 
 @hookimpl
-def dtseg_register_prompt_providers(register) -> None:
+def dtseg_register_prompt_providers(register: Register) -> None:
     register("points", PointsPrompts)

@@ -18,9 +18,10 @@ from __future__ import annotations
 import inspect
 import logging
 import os
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Iterator, Literal
+from typing import Any, Literal
 
 import numpy as np
 import supervision as sv
@@ -28,7 +29,7 @@ from pydantic import Field
 
 from dtseg.config import PathOrName, StrictModel
 from dtseg.errors import CheckpointNotFoundError, ConfigError, PromptError
-from dtseg.hookspecs import hookimpl
+from dtseg.hookspecs import Register, hookimpl
 from dtseg.prompts import Prompts
 
 log = logging.getLogger(__name__)
@@ -132,7 +133,7 @@ def load_model(model: str) -> Any:
             raise _missing(model, "downloads are disabled (DTSEG_OFFLINE=1)")
         try:
             return YOLO(model)  # ultralytics downloads its own release assets
-        except Exception as exc:  # noqa: BLE001 - offline: ConnectionError, FileNotFoundError, ...
+        except Exception as exc:
             if _local_weights(model) is None:
                 raise _missing(model, f"{type(exc).__name__}: {exc}") from exc
             raise
@@ -165,8 +166,7 @@ def _local_weights(model: str) -> Path | None:
 
 
 def _missing(model: str, reason: str) -> YoloWeightsNotFoundError:
-    from ultralytics.utils import SETTINGS
-    from ultralytics.utils import downloads
+    from ultralytics.utils import SETTINGS, downloads
 
     name = Path(model).name
     target = Path(model) if Path(model).parent != Path(".") else Path(SETTINGS["weights_dir"]) / name
@@ -175,7 +175,7 @@ def _missing(model: str, reason: str) -> YoloWeightsNotFoundError:
         fetch = f"Download https://github.com/{downloads.GITHUB_ASSETS_REPO}/releases/download/{release}/{name}"
     else:
         fetch = f"{name} is not an ultralytics release asset: train or export it first"
-    random = f"builds a detector with random weights (meaningless boxes; demos and tests only)"
+    random = "builds a detector with random weights (meaningless boxes; demos and tests only)"
     stand_in = Path(name).with_suffix(".yaml")
     return YoloWeightsNotFoundError(
         f"yolo: the detector weights {model} are not on this machine and could not be downloaded "
@@ -186,5 +186,5 @@ def _missing(model: str, reason: str) -> YoloWeightsNotFoundError:
 
 
 @hookimpl
-def dtseg_register_prompt_providers(register) -> None:
+def dtseg_register_prompt_providers(register: Register) -> None:
     register("yolo", YoloPrompts)

@@ -13,8 +13,9 @@ prompts:
 ```
 
 The zones travel with the result (``detections.metadata["zones"]``: name -> polygon), and the
-``annotated`` sink draws them. ``min_overlap`` filters after segmentation, whatever the stage's position (as the first stage it
-keeps the zones whose own mask lies enough inside them); it also records ``data["zone_overlap"]``.
+``annotated`` sink draws them. ``min_overlap`` filters after segmentation, whatever the stage's
+position (as the first stage it keeps the zones whose own mask lies enough inside them); it also
+records ``data["zone_overlap"]``.
 Objects without a box (``yolo`` with ``prompt: center``) are anchored by their detector box
 (``data["detector_box"]``) when there is one, else by the mean of their foreground points.
 An object in several zones gets the first one listed.
@@ -23,7 +24,7 @@ An object in several zones gets the first one listed.
 from __future__ import annotations
 
 import logging
-from typing import Literal
+from typing import Literal, cast
 
 import cv2
 import numpy as np
@@ -31,7 +32,7 @@ import supervision as sv
 from pydantic import Field, field_validator
 
 from dtseg.config import StrictModel
-from dtseg.hookspecs import hookimpl
+from dtseg.hookspecs import Register, hookimpl
 from dtseg.prompts import Prompts
 from dtseg.records import ZONES
 
@@ -83,16 +84,18 @@ class ZonePrompts:
     def after_segment(self, frame: np.ndarray, detections: sv.Detections) -> sv.Detections:
         """Record the zones in ``detections.metadata["zones"]``; with ``min_overlap``, keep the
         objects whose mask ``(N, H, W)`` lies enough in a zone."""
-        detections.metadata[ZONES] = dict(zip(self.names, self.polygons))
+        detections.metadata[ZONES] = dict(zip(self.names, self.polygons, strict=True))
         if self.config.min_overlap is None:
             return detections
         if len(detections) == 0:
             detections.data.update(zone=np.zeros(0, dtype=object), zone_overlap=np.zeros(0, np.float32))
             return detections
-        overlap = self.mask_overlap(detections.mask, frame.shape[:2])  # (N, Z)
+        if detections.mask is None:
+            raise ValueError("zones: min_overlap needs masks; it works after segmentation only")
+        overlap = self.mask_overlap(np.asarray(detections.mask), frame.shape[:2])  # (N, Z)
         best = overlap.argmax(axis=1) if overlap.size else np.zeros(len(detections), int)
         keep = np.flatnonzero(overlap.max(axis=1, initial=0.0) >= self.config.min_overlap)
-        kept = detections[keep]
+        kept = cast(sv.Detections, detections[keep])
         kept.data["zone"] = np.array([self.names[z] for z in best[keep]], dtype=object)
         kept.data["zone_overlap"] = overlap[keep, best[keep]].astype(np.float32)
         return kept
@@ -122,14 +125,13 @@ class ZonePrompts:
             zone[inside] = i
         return zone
 
-    def mask_overlap(self, masks: np.ndarray | None, shape: tuple[int, int]) -> np.ndarray:
+    def mask_overlap(self, masks: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
         """``masks`` ``(N, H, W)`` bool -> ``(N, Z)`` fraction of each mask's pixels inside each zone."""
-        if masks is None:
-            raise ValueError("zones: min_overlap needs masks; it works after segmentation only")
         h, w = shape
         zone_masks = np.stack([sv.polygon_to_mask(p, (w, h)) > 0 for p in self.polygons])  # (Z, H, W)
-        area = masks.reshape(len(masks), -1).sum(axis=1).astype(np.float64)
-        inside = masks.reshape(len(masks), -1).astype(np.float32) @ zone_masks.reshape(len(zone_masks), -1).T.astype(np.float32)
+        flat = masks.reshape(len(masks), -1)
+        area = flat.sum(axis=1).astype(np.float64)
+        inside = flat.astype(np.float32) @ zone_masks.reshape(len(zone_masks), -1).T.astype(np.float32)
         return np.divide(inside, area[:, None], out=np.zeros_like(inside, dtype=np.float64), where=area[:, None] > 0)
 
 
@@ -165,5 +167,5 @@ def interior_point(polygon: np.ndarray, shape: tuple[int, int]) -> tuple[float, 
 
 
 @hookimpl
-def dtseg_register_prompt_providers(register) -> None:
+def dtseg_register_prompt_providers(register: Register) -> None:
     register("zones", ZonePrompts)

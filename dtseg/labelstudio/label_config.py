@@ -7,8 +7,8 @@ on the same image. ``dtseg labelstudio-config`` prints a config with all three.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Sequence
 from xml.sax.saxutils import quoteattr
 
 from dtseg.errors import InputError
@@ -48,7 +48,7 @@ def parse_label_config(xml: str | None) -> LabelConfig:
 
     try:
         interface = LabelInterface(xml)
-    except Exception as exc:  # the SDK raises its own XML and validation errors
+    except Exception as exc:  # noqa: BLE001 - the SDK raises its own XML and validation errors
         raise InputError("label_config", f"not a valid label config: {exc}") from None
     for tag in OUTPUT_TAGS:
         for control in interface.controls:

@@ -8,8 +8,9 @@ whose alpha channel is the mask.
 from __future__ import annotations
 
 import uuid
+from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Any, Iterable
+from typing import Any
 
 import numpy as np
 
@@ -35,7 +36,7 @@ class ClickPrompt:
         return len(self.points) + (self.box is not None)
 
 
-def prompt_from_context(context: dict[str, Any], config: LabelConfig, size: tuple[int, int],
+def prompt_from_context(context: object, config: LabelConfig, size: tuple[int, int],
                         negative_labels: Iterable[str] = ()) -> ClickPrompt:
     """The ``context.result`` items (``keypointlabels`` / ``rectanglelabels``) of one region ->
     one object's prompt on an image of ``size`` ``(H, W)`` pixels.

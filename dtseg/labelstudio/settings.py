@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
-from typing import Optional
 
 from pydantic import Field
 
@@ -27,12 +26,12 @@ class LabelStudioConfig(StrictModel):
     ```
     """
 
-    url: Optional[str] = Field(None, description="Label Studio's address: task URLs starting with '/' (uploads, "
-                                                 "local files) are fetched from it with the API token")
-    api_token: Optional[str] = Field(None, description="Label Studio API token (legacy token)")
+    url: str | None = Field(None, description="Label Studio's address: task URLs starting with '/' (uploads, "
+                                              "local files) are fetched from it with the API token")
+    api_token: str | None = Field(None, description="Label Studio API token (legacy token)")
     local_dirs: dict[str, str] = Field(default_factory=dict, description="task URL prefix -> local folder")
-    pipeline: Optional[str] = Field(None, min_length=1, max_length=128, pattern=r"^[A-Za-z0-9_.-]+$",
-                                    description="the pipeline config (file stem in configs_dir) of pre-annotation")
+    pipeline: str | None = Field(None, min_length=1, max_length=128, pattern=r"^[A-Za-z0-9_.-]+$",
+                                 description="the pipeline config (file stem in configs_dir) of pre-annotation")
     negative_labels: list[str] = Field(default_factory=lambda: ["negative", "background"],
                                        description="keypoint labels that mark a background point")
 

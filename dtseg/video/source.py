@@ -10,9 +10,10 @@ from __future__ import annotations
 import logging
 import math
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator, Literal, NamedTuple
+from typing import Literal, NamedTuple
 
 import cv2
 import numpy as np
@@ -31,7 +32,7 @@ SourceArg = str | int | Path
 class Frame(NamedTuple):
     """One frame: ``index`` in the source (from 0), ``time_s`` seconds, ``rgb`` uint8 ``(H, W, 3)``."""
 
-    index: int
+    index: int  # type: ignore[assignment]  # shadows tuple.index, a method nobody calls on a Frame
     time_s: float
     rgb: np.ndarray
 
@@ -111,7 +112,7 @@ class VideoSource:
             count if self.kind == "file" and count > 0 else None,
         )
 
-    def __enter__(self) -> "VideoSource":
+    def __enter__(self) -> VideoSource:
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -129,7 +130,8 @@ class VideoSource:
         folders; seconds since the first frame was read for webcams and streams (wall clock).
         """
         if start < 0 or stride < 1 or (max_frames is not None and max_frames < 0):
-            raise InputError("frames", f"need start >= 0, stride >= 1, max_frames >= 0; got {start}, {stride}, {max_frames}")
+            raise InputError("frames",
+                             f"need start >= 0, stride >= 1, max_frames >= 0; got {start}, {stride}, {max_frames}")
         if max_frames == 0:
             return
         if self.kind == "folder":
