@@ -16,7 +16,7 @@ endif
 CHROMIUM := /usr/bin/chromium
 SUDO     := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: setup browser redis labelstudio test test-fast test-browser test-labelstudio demo bench clean
+.PHONY: setup browser redis labelstudio lint test test-fast test-browser test-labelstudio demo bench clean
 
 setup: $(STAMP)
 
@@ -57,7 +57,13 @@ $(LS_STAMP):
 redis:
 	@command -v redis-server >/dev/null || { $(SUDO) apt-get update -qq && $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server; }
 
-test: setup browser redis labelstudio  ## the whole suite; the slowest 20 tests listed at the end
+# ruff (lint rules in pyproject.toml) over the tree, then mypy over dtseg/ and plugins/ (its cache in
+# .mypy_cache: a first run reads torch's types, ~1 min; later runs take seconds). Both run offline.
+lint: setup  ## the linter and the type checker (also part of test)
+	$(BIN)/ruff check .
+	$(BIN)/mypy
+
+test: setup lint browser redis labelstudio  ## lint, then the whole suite; the slowest 20 tests listed at the end
 	$(BIN)/python -m pytest -q -p no:cacheprovider --durations=20
 
 test-fast: setup browser redis  ## skip the vit_b-sized cases
@@ -95,4 +101,4 @@ bench: setup redis
 	$(BIN)/python bench/video.py --modes 2
 
 clean:
-	rm -rf $(VENV) $(LS_VENV) out build *.egg-info .pytest_cache
+	rm -rf $(VENV) $(LS_VENV) out build *.egg-info .pytest_cache .mypy_cache .ruff_cache
