@@ -68,9 +68,11 @@ def tiff_declaring(width: int, height: int, order: str = "<") -> bytes:
     ifd_size = 2 + 12 * len(tags) + 4
     strip = 8 + ifd_size
     entries = b"".join(struct.pack(order + "HHI", tag, kind, 1)
-                       + (struct.pack(order + "HH", value, 0) if kind == 3 else struct.pack(order + "I", strip if tag == 273 else value))
+                       + (struct.pack(order + "HH", value, 0) if kind == 3
+                          else struct.pack(order + "I", strip if tag == 273 else value))
                        for tag, kind, value in tags)
-    return magic + struct.pack(order + "HI", 42, 8) + struct.pack(order + "H", len(tags)) + entries + b"\0" * 4 + bytes(16)
+    header = struct.pack(order + "HI", 42, 8) + struct.pack(order + "H", len(tags))
+    return magic + header + entries + b"\0" * 4 + bytes(16)
 
 
 @pytest.mark.parametrize("data", [

@@ -73,7 +73,7 @@ def test_masks_to_rle_batched_matches_single() -> None:
     masks[2] = True
     batched = masks_to_rle(masks)
     assert len(batched) == 5
-    for m, rle in zip(masks, batched):
+    for m, rle in zip(masks, batched, strict=True):
         assert rle == mask_to_rle(m)
         np.testing.assert_array_equal(rle_to_mask(rle), m)
     assert masks_to_rle(np.zeros((0, 4, 4), bool)) == []

@@ -43,11 +43,12 @@ def test_unknown_mode_is_an_error():
 def test_from_objects_pads_ragged_points_with_nan_points():
     prompts = Prompts.from_objects([{"points": [[1, 2], [3, 4]], "labels": [1, 0]}, {"box": [0, 0, 5, 5]},
                                     {"points": [[5, 6]], "labels": [-1]}])
-    assert prompts.points.shape == (3, 2, 2) and np.isnan(prompts.points[1]).all() and np.isnan(prompts.points[2, 1]).all()
+    assert prompts.points.shape == (3, 2, 2)
+    assert np.isnan(prompts.points[1]).all() and np.isnan(prompts.points[2, 1]).all()
     np.testing.assert_array_equal(prompts.labels, [[1, 0], [-1, -1], [-1, -1]])
     assert prompts.has_box.tolist() == [False, True, False]
     assert prompts.num_points.tolist() == [2, 0, 1]  # a caller's -1 is a real point (SAM's not-a-point token)
-    with pytest.raises(PromptError, match="objects\\[0\\].labels"):
+    with pytest.raises(PromptError, match=r"objects\[0\]\.labels"):
         Prompts.from_objects([{"points": [[1, 2]], "labels": [1, 1]}])
 
 

@@ -8,7 +8,7 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "bench"))
-from common import ops_alone  # noqa: E402
+from common import ops_alone
 
 
 def test_ops_alone_times_each_kernel_once_and_skips_views():

@@ -44,7 +44,8 @@ def test_models_bench_runs_on_the_tiny_model():
     assert sum("4 boxes, one call" in row for row in rows) == 2 and sum("1 point" in row for row in rows) == 2
     assert "matmul GFLOP/s: float32" in result.stdout and "SMOKE RUN" in result.stdout
     path = plan(torch.device("cpu"), torch.bfloat16).path
-    bf16 = {"native": "| bfloat16 ", "emulated": "| bfloat16 (emulated) ", "fallback": "| bfloat16 (float32 compute) "}[path]
+    bf16 = {"native": "| bfloat16 ", "emulated": "| bfloat16 (emulated) ",
+            "fallback": "| bfloat16 (float32 compute) "}[path]
     assert sum(bf16 in row for row in rows) == 3, result.stdout
     rates = result.stdout.splitlines()[0].partition("matmul GFLOP/s: ")[2]
     assert (re.match(r"float32 \d+, bfloat16 \d+;", rates) is not None) is (path != "fallback"), rates
@@ -67,6 +68,6 @@ def test_paths_bench_compares_fast_and_reference_on_the_tiny_model():
     rows = [line.split("|")[1:-1] for line in result.stdout.splitlines() if line.startswith("| tiny ")]
     assert [row[1].strip() for row in rows] == ["float32"], result.stdout
     for row in rows:
-        assert 0 < float(row[4]) and 0 < float(row[7]) and 0 < float(row[10])  # fast/ref of each call
+        assert float(row[4]) > 0 and float(row[7]) > 0 and float(row[10]) > 0  # fast/ref of each call
         assert 0.9 <= float(row[11]) <= 1 and 0.9 <= float(row[12]) <= 1  # the same weights: masks agree
         assert row[13].strip() in ("yes", "no")

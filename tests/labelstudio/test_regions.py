@@ -82,7 +82,8 @@ def test_polygon_region_is_the_largest_part_in_percent() -> None:
     region = mask_region(mask, "Person", None, POLYGON)
     assert region is not None and "score" not in region and region["value"]["polygonlabels"] == ["Person"]
     pixels = np.asarray(region["value"]["points"]) * [400 / 100, 200 / 100]
-    np.testing.assert_array_equal(polygons_to_mask([[np.rint(pixels).astype(np.int32)]], SIZE), mask & (np.arange(400) < 300))
+    np.testing.assert_array_equal(polygons_to_mask([[np.rint(pixels).astype(np.int32)]], SIZE),
+                                  mask & (np.arange(400) < 300))
 
 
 def test_an_empty_mask_is_no_region() -> None:

@@ -73,7 +73,8 @@ def test_each_image_says_how_many_masks_each_filter_kept(tiny_sam_engine, small_
     with caplog.at_level("INFO", logger="dtseg_plugins.everything"):
         kept = run(tiny_sam_engine, small_frame, points_per_side=4, pred_iou_thresh=0, box_nms_thresh=1, min_area=1)
     assert "16 grid points (4 x 4, points_per_side)" in caplog.text
-    assert f"kept {len(kept)} of 16 masks (16 with sam_score >= pred_iou_thresh 0, the highest {best:.2f}" in caplog.text
+    assert (f"kept {len(kept)} of 16 masks (16 with sam_score >= pred_iou_thresh 0, the highest {best:.2f}"
+            in caplog.text)
     caplog.clear()
     with caplog.at_level("INFO", logger="dtseg_plugins.everything"):
         none = run(tiny_sam_engine, small_frame, points_per_side=4, pred_iou_thresh=min(1.0, best + 0.01))

@@ -64,7 +64,7 @@ def test_ids_follow_moving_shapes(video_30: Path, box_pipeline) -> None:
     blue_frames = []
     for index, detections in process_video(box_pipeline, video_30):
         assert sorted(detections.class_id.tolist()) == sorted(set(detections.class_id.tolist()))
-        for class_id, track_id in zip(detections.class_id.tolist(), detections.tracker_id.tolist()):
+        for class_id, track_id in zip(detections.class_id.tolist(), detections.tracker_id.tolist(), strict=True):
             ids_by_class[class_id].add(track_id)
             if class_id == 2:
                 blue_frames.append(index)
