@@ -163,6 +163,8 @@ def run_on_ray(args: argparse.Namespace, items: list[Item], missing: list[str]) 
         if started:
             ray.shutdown()
     print(summary.report(), file=sys.stderr)
+    if summary.interrupted:
+        return 130
     return 1 if summary.failed or not items else 0
 
 

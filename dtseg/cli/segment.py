@@ -56,7 +56,7 @@ def run(args: argparse.Namespace) -> int:
         ledger = Ledger(args.out, config_hash(pipeline.loaded.config if pipeline.loaded else {})).load()
         if args.skip_existing:
             check_skippable(pipeline.registry, pipeline.loaded)
-        writer = FileWriter(args.out)
+        writer = FileWriter(args.out, record=True)
         sinks = pipeline.open_sinks(args.out, writer=writer)
     except (DtsegError, ValueError, OSError) as exc:
         return fail(exc)

@@ -77,11 +77,11 @@ class CocoSink:
             annotation = {
                 "id": len(self.annotations) + 1, "image_id": image_id, "category_id": category,
                 "segmentation": rle, "area": int(areas[i]), "bbox": [float(v) for v in boxes[i]], "iscrowd": 0,
-                "score": confidence if confidence is not None else sam_score, "sam_score": sam_score,
+                "score": confidence if confidence is not None else sam_score, SAM_SCORE: sam_score,
             }
             tracker_id = column(detections, TRACKER_ID, i)
             if tracker_id is not None:
-                annotation["tracker_id"] = tracker_id
+                annotation[TRACKER_ID] = tracker_id
             self.annotations.append(annotation)
 
     def _category(self, detections: sv.Detections, i: int) -> int:

@@ -45,18 +45,20 @@ def write_atomic(path: Path, data: bytes) -> None:
 
 
 class FileWriter:
-    """Atomic files under ``root`` (temp file + rename: a crash never leaves half a file). Every
-    file written is remembered until ``take_written()`` hands the list over."""
+    """Atomic files under ``root`` (temp file + rename: a crash never leaves half a file). With
+    ``record``, every file written is remembered until ``take_written()`` hands the list over."""
 
-    def __init__(self, root: str | Path) -> None:
+    def __init__(self, root: str | Path, record: bool = False) -> None:
         self._folder = Path(root)
         self.root: Path | None = self._folder
+        self.record = record
         self._written: list[Path] = []
 
     def write(self, path: str, data: bytes) -> None:
         target = self._folder / path
         write_atomic(target, data)
-        self._written.append(target)
+        if self.record:
+            self._written.append(target)
 
     def take_written(self) -> list[Path]:
         """The files written since the last call, in order."""

@@ -84,7 +84,7 @@ def test_an_old_contract_sink_runs_beside_the_builtins_and_the_ledger_records_th
         cv2.imwrite(str(images / f"{name}.png"), small_frame[..., ::-1])
     pipeline = Pipeline.from_config(CONFIG, registry=registry_with(counts=CountSink), engine=FakeEngine())
     out = tmp_path / "out"
-    writer = FileWriter(out)
+    writer = FileWriter(out, record=True)
     sinks = pipeline.open_sinks(out, writer=writer)
     assert isinstance(sinks[1], CountSink) and isinstance(sinks[1], Sink) and sinks[1].path == out / "counts.txt"
     check_skippable(pipeline.registry, pipeline.loaded)  # a sink that declares nothing writes per image

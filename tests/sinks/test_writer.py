@@ -14,7 +14,7 @@ from dtseg.sinks.writer import FileWriter, MemoryWriter, as_writer
 
 
 def test_file_writer_writes_whole_files_with_open_modes_and_records_them(tmp_path: Path) -> None:
-    writer = FileWriter(tmp_path)
+    writer = FileWriter(tmp_path, record=True)
     writer.write("json/a.json", b"{}")
     writer.write("b.txt", b"b")
     assert writer.take_written() == [tmp_path / "json" / "a.json", tmp_path / "b.txt"]
@@ -27,7 +27,7 @@ def test_file_writer_writes_whole_files_with_open_modes_and_records_them(tmp_pat
 
 
 def test_a_failed_write_leaves_neither_the_file_nor_a_record(tmp_path: Path) -> None:
-    writer = FileWriter(tmp_path)
+    writer = FileWriter(tmp_path, record=True)
     (tmp_path / "taken").write_text("a file where a folder should be")
     with pytest.raises(OSError):
         writer.write("taken/a.json", b"{}")
@@ -44,6 +44,8 @@ def test_memory_writer_keeps_bytes_and_as_writer_turns_folders_into_file_writers
     for folder in (tmp_path, str(tmp_path)):
         writer = as_writer(folder)
         assert isinstance(writer, FileWriter) and writer.root == tmp_path
+        writer.write("x.txt", b"x")
+        assert writer.take_written() == []  # remembers nothing unless asked (a long run would pile up paths)
 
 
 def test_a_sink_writes_the_same_bytes_to_memory_and_to_disk(tmp_path: Path, frame, detections) -> None:
