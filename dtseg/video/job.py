@@ -87,7 +87,7 @@ class VideoJob:
     resume: bool = False
     fps: float | None = None
     progress: bool = True
-    video: Any = None  # the ``video`` config section (``VideoConfig``); None: the pipeline's
+    video: VideoConfig | None = None  # the ``video`` config section; None: the pipeline's
 
     def run(self, pipeline: Segmenter, should_stop: Callable[[], bool] = lambda: False) -> JobSummary:
         """Process the frames; outputs are closed (playable, readable) however the loop ends."""
