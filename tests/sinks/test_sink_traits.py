@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -51,14 +52,14 @@ CONFIG = {"prompts": [{"points": {"objects": [{"box": [20, 20, 60, 60]}, {"box":
 
 
 def registry_with(**sinks: type) -> Registry:
-    class Plugin:
-        @hookimpl
-        def dtseg_register_sinks(self, register):
-            for name, cls in sinks.items():
-                register(name, cls)
+    """The normal registry plus ``sinks``, registered through the hook as a plugin would."""
+    @hookimpl
+    def dtseg_register_sinks(register):
+        for name, cls in sinks.items():
+            register(name, cls)
 
     pm = get_plugin_manager()
-    register_plugin(pm, Plugin(), name="third-party-sinks")
+    register_plugin(pm, SimpleNamespace(dtseg_register_sinks=dtseg_register_sinks), name="third-party-sinks")
     return Registry.collect(pm)
 
 
