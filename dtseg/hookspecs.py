@@ -15,7 +15,13 @@ Hooks only *register* classes; the work is done by ordinary typed classes:
   ``CheckpointNotFoundError``.
 * a sink: ``Config``, ``__init__(self, config, out_dir: Path)``,
   ``write(self, name: str, frame: np.ndarray, detections: sv.Detections) -> None`` per image
-  (``name`` is the image's file stem), ``close(self) -> None`` once at the end.
+  (``name`` is the image's file stem), ``close(self) -> None`` once at the end. Optional class
+  attributes say more (``dtseg.contracts.SinkTraits``, defaults in brackets): ``per_run``
+  (``False``; ``True``: one output for the whole run, written at ``close()``, like ``coco``),
+  ``needs_pixels`` (``True``; ``False``: ``write`` reads only ``frame.shape``), ``takes_writer``
+  (``False``; ``True``: the second argument may be a ``dtseg.contracts.Writer`` instead of a
+  folder, and every file goes through its ``write(path, data)``: then ``--skip-existing``
+  checks those files, and the server can answer with them from memory).
 
 Hooks are called by keyword, once per plugin, when ``dtseg.plugins.Registry.collect`` builds
 the registry (so each class's origin is known): ``impl(register=...)``. A name registered twice

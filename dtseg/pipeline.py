@@ -18,7 +18,7 @@ import numpy as np
 import supervision as sv
 
 from dtseg.config import PipelineConfig, StrictModel, apply_overrides, load_yaml, validate
-from dtseg.contracts import Engine, PromptProvider, Sink
+from dtseg.contracts import Engine, PromptProvider, Sink, SinkTraits, Writer
 from dtseg.errors import CheckpointNotFoundError, ConfigError
 from dtseg.io import ImageLike, load_image
 from dtseg.plugins import PluginInfo, Registry, get_plugin_manager
@@ -116,32 +116,11 @@ class Pipeline:
         return RANDOM_LABEL.format(", ".join(self.random_parts)) if self.random_parts else None
 
     def open_sinks(self, out_dir: str | Path, sinks: Sequence[str | dict[str, Any]] | None = None,
-                   per_run: bool | None = None) -> list[Sink]:
-        """The config's sinks, or ``sinks`` given like the config's ``sinks:`` (names, or
-        ``{name: options}``), writing under ``out_dir`` (created). Close each when done. A sink
-        with a ``banner`` attribute left at ``None`` gets the random-weights label, if any.
-        ``per_run``: only the sinks whose class sets ``per_run = True`` (one output for the
-        whole run, like ``coco``), or only the others (``False``); ``None``: all."""
-        source, base_dir = (self.loaded.source, self.loaded.base_dir) if self.loaded else ("<pipeline>", None)
-        if sinks is not None:
-            source = "the sinks argument"
-            entries = validate(PipelineConfig, {"sinks": list(sinks)}, source, base_dir=base_dir).sinks
-        else:
-            entries = self.loaded.config.sinks if self.loaded else []
-        out = Path(out_dir)
-        out.mkdir(parents=True, exist_ok=True)
-        opened: list[Sink] = []
-        for i, entry in enumerate(entries):
-            name, options = next(iter(entry.items()))
-            info = self.registry.sink(name)
-            if per_run is not None and bool(getattr(info.cls, "per_run", False)) != per_run:
-                continue
-            config = validate(info.config_model, options, source, prefix=f"sinks[{i}].{name}", base_dir=base_dir)
-            sink = info.cls(config, out)
-            if self.random_label and getattr(sink, "banner", "") is None:  # e.g. the annotated sink
-                sink.banner = self.random_label
-            opened.append(sink)
-        return opened
+                   per_run: bool | None = None, writer: Writer | None = None) -> list[Sink]:
+        """``open_sinks`` with this pipeline's registry and config; a sink with a ``banner``
+        attribute left at ``None`` gets the random-weights label, if any."""
+        return open_sinks(self.registry, self.loaded, out_dir, sinks, per_run=per_run, writer=writer,
+                          banner=self.random_label)
 
     # -- running ---------------------------------------------------------------------------
     def prompts(self, frame: np.ndarray) -> Prompts:
@@ -223,6 +202,40 @@ class Pipeline:
         from dtseg.video import process_video
 
         return process_video(self, source, **options)
+
+
+def open_sinks(registry: Registry, loaded: LoadedConfig | None, out_dir: str | Path,
+               sinks: Sequence[str | dict[str, Any]] | None = None, *, per_run: bool | None = None,
+               writer: Writer | None = None, banner: str | None = None) -> list[Sink]:
+    """The sinks of ``loaded``'s config, or ``sinks`` given like the config's ``sinks:`` (names,
+    or ``{name: options}``), writing under ``out_dir`` (created). Close each when done.
+
+    ``per_run``: only the sinks that declare ``per_run`` (one output for the whole run, like
+    ``coco``: ``dtseg.contracts.SinkTraits``), or only the others (``False``); ``None``: all.
+    ``writer``: what the sinks that take one write through (default: their own ``FileWriter``
+    under ``out_dir``); the others get ``out_dir``. ``banner``: set on a sink whose ``banner``
+    attribute is ``None`` (the random-weights label)."""
+    source, base_dir = (loaded.source, loaded.base_dir) if loaded else ("<pipeline>", None)
+    if sinks is not None:
+        source = "the sinks argument"
+        entries = validate(PipelineConfig, {"sinks": list(sinks)}, source, base_dir=base_dir).sinks
+    else:
+        entries = loaded.config.sinks if loaded else []
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    opened: list[Sink] = []
+    for i, entry in enumerate(entries):
+        name, options = next(iter(entry.items()))
+        info = registry.sink(name)
+        traits = SinkTraits.of(info.cls)
+        if per_run is not None and traits.per_run != per_run:
+            continue
+        config = validate(info.config_model, options, source, prefix=f"sinks[{i}].{name}", base_dir=base_dir)
+        sink = info.cls(config, writer if writer is not None and traits.takes_writer else out)
+        if banner and getattr(sink, "banner", "") is None:  # e.g. the annotated sink
+            sink.banner = banner
+        opened.append(sink)
+    return opened
 
 
 def load_pipeline_config(

@@ -55,7 +55,7 @@ TIME_S = "time_s"  # video: the frame's timestamp, seconds
 ZONES = "zones"  # the zones provider's polygons, {name: (V, 2) float32 pixels}: drawn on annotated images
 
 #: every field ``object_records`` can write, in order.
-RECORD_FIELDS = ("index", "class_id", CLASS_NAME, "confidence", SAM_SCORE, "tracker_id", ZONE, "box", "prompt",
+RECORD_FIELDS = ("index", "class_id", CLASS_NAME, "confidence", SAM_SCORE, TRACKER_ID, ZONE, "box", "prompt",
                  "area", "polygons", "rle", "data")
 
 
@@ -80,7 +80,7 @@ def json_safe(value: Any) -> Any:
 
 def column(detections: sv.Detections, key: str, i: int) -> Any:
     """Object ``i``'s value of a ``Detections`` field or ``data`` key, JSON-safe; ``None`` if absent."""
-    values = getattr(detections, key, None) if key in ("class_id", "confidence", "tracker_id") else None
+    values = getattr(detections, key, None) if key in ("class_id", "confidence", TRACKER_ID) else None
     if values is None:
         values = detections.data.get(key)
     if values is None:
@@ -131,7 +131,7 @@ def object_records(detections: sv.Detections, shape: tuple[int, int], *, output:
     records = []
     for i in range(len(detections)):
         obj: dict[str, Any] = {"index": i}
-        for key in ("class_id", CLASS_NAME, "confidence", SAM_SCORE, "tracker_id"):
+        for key in ("class_id", CLASS_NAME, "confidence", SAM_SCORE, TRACKER_ID):
             obj[key] = column(detections, key, i)
         if ZONE in detections.data:
             obj[ZONE] = column(detections, ZONE, i)

@@ -2,7 +2,9 @@
 
 Each image is written by every sink as soon as it is segmented; an image that fails (unreadable,
 a provider error, ...) is reported and skipped, and the run goes on. ``Pipeline.run`` and
-``dtseg segment`` both use ``run_items``::
+``dtseg segment`` both use ``run_items``; it, and the driver of a Ray run (``dtseg.cli.ray_run``),
+write and count results in ``write_results``. The pipeline is anything with the
+``dtseg.contracts.Segmenter`` methods::
 
     summary = pipeline.run("photos/", out="out", sinks=["json", "yolo_seg"])
     print(summary.report())    # "segmented 41 of 42 images in 12.3 s -> out; 1 failed: ..."
@@ -19,14 +21,19 @@ import urllib.parse
 import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterator, Sequence
+from typing import TYPE_CHECKING, Callable, Iterable, Iterator, Sequence, Union
 
 import numpy as np
+import supervision as sv
 from tqdm import tqdm
 
-from dtseg.contracts import Sink
+from dtseg.contracts import Engine, Segmenter, Sink
 from dtseg.errors import DtsegError, InputError
 from dtseg.io import load_image
+
+if TYPE_CHECKING:
+    from dtseg.cli.ledger import Ledger
+    from dtseg.sinks.writer import FileWriter
 
 log = logging.getLogger(__name__)
 
@@ -42,6 +49,11 @@ class Item:
 
     source: str
     name: str
+
+
+#: One image's outcome: its item, its RGB uint8 ``(H, W, 3)`` frame (``None`` if it could not be
+#: read) and its detections, or the ``Exception`` it raised.
+Result = tuple[Item, Union[np.ndarray, None], Union[sv.Detections, Exception]]
 
 
 @dataclass
@@ -93,7 +105,7 @@ def print_error(source: str, why: str) -> None:
 
 
 def run_items(
-    pipeline: Any,
+    pipeline: Segmenter,
     items: Sequence[Item],
     sinks: Sequence[Sink],
     out: str | Path,
@@ -101,45 +113,66 @@ def run_items(
     missing: Sequence[str] = (),
     progress: bool = True,
     on_error: Callable[[str, str], None] = print_error,
-    ledger: Any = None,
+    ledger: "Ledger | None" = None,
+    writer: "FileWriter | None" = None,
     skipped: int = 0,
 ) -> RunSummary:
     """Segment ``items`` with ``pipeline`` (``pipeline.batch_size`` at a time) and write each with
-    every sink; close the sinks at the end, also after an error or Ctrl-C (which stops the run
-    after the image in progress: ``summary.interrupted``). ``missing``: sources that matched
-    nothing, counted as failed. ``progress``: a first line saying how long the SAM encoder takes
-    per image here (``dtseg.eta``), then a tqdm bar on stderr (from 2 images). ``ledger``
-    (``dtseg.cli.ledger.Ledger``) records each finished image with the files its sinks wrote;
+    every sink (``write_results``). ``missing``: sources that matched nothing, counted as failed.
+    ``progress``: a first line saying how long the SAM encoder takes per image here
+    (``dtseg.eta``), then a tqdm bar on stderr (from 2 images). ``ledger`` (``--skip-existing``)
+    records each finished image with the files ``writer``, the sinks' writer, wrote for it;
     ``skipped`` is reported as done before."""
-    from dtseg.sinks._common import recording_writes
-
     summary = RunSummary(Path(out), random_weights=pipeline.random_label, skipped=skipped)
     calls_before = getattr(pipeline.engine, "encoder_calls", None)
+    report_missing(summary, missing, on_error)
+    if progress and items:
+        announce(pipeline.engine, len(items))
+    try:
+        return write_results(segment_items(pipeline, list(items)), sinks, summary, total=len(items),
+                             progress=progress, on_error=on_error, ledger=ledger, writer=writer)
+    finally:
+        if calls_before is not None:
+            summary.encoder_calls = getattr(pipeline.engine, "encoder_calls") - calls_before
+
+
+def report_missing(summary: RunSummary, missing: Sequence[str], on_error: Callable[[str, str], None]) -> None:
+    """Count and report the sources that matched nothing."""
     for source in missing:
         summary.failed.append((source, MISSING))
         on_error(source, MISSING)
-    if progress and items:
-        announce(pipeline, len(items))
+
+
+def write_results(
+    results: Iterable[Result],
+    sinks: Sequence[Sink],
+    summary: RunSummary,
+    *,
+    total: int,
+    progress: bool = True,
+    on_error: Callable[[str, str], None] = print_error,
+    ledger: "Ledger | None" = None,
+    writer: "FileWriter | None" = None,
+) -> RunSummary:
+    """Write each of ``total`` results with every sink, in order, into ``summary`` (done, failed,
+    objects, seconds); close the sinks at the end, also after an error or Ctrl-C (which stops
+    the run after the image in progress: ``summary.interrupted``). An image a sink fails on
+    counts as failed. ``ledger`` records each finished image with the files ``writer`` wrote."""
     start = time.perf_counter()
     try:
-        with tqdm(total=len(items), unit="image", disable=not progress or len(items) < 2, file=sys.stderr) as bar:
-            for item, frame, result in segment_items(pipeline, list(items)):
+        with tqdm(total=total, unit="image", disable=not progress or total < 2, file=sys.stderr) as bar:
+            for item, frame, result in results:
                 bar.set_postfix_str(item.name, refresh=False)
-                try:
-                    if isinstance(result, Exception):
-                        raise result
-                    with recording_writes() as written:
-                        for sink in sinks:
-                            sink.write(item.name, frame, result)
+                why = write_one(item, frame, result, sinks)
+                written = writer.take_written() if writer is not None else []
+                if why is not None:
+                    summary.failed.append((item.source, why))
+                    on_error(item.source, why)
+                elif not isinstance(result, Exception):
                     if ledger is not None:
                         ledger.record(item.name, item.source, written)
                     summary.done.append(item.name)
                     summary.objects += len(result)
-                except Exception as exc:  # noqa: BLE001 - one bad image must not stop the run
-                    log.debug("failed on %s", item.source, exc_info=exc)
-                    why = describe(exc)
-                    summary.failed.append((item.source, why))
-                    on_error(item.source, why)
                 bar.update()
     except KeyboardInterrupt:
         summary.interrupted = True
@@ -147,18 +180,32 @@ def run_items(
         for sink in sinks:
             sink.close()
         summary.seconds = time.perf_counter() - start
-        if calls_before is not None:
-            summary.encoder_calls = pipeline.engine.encoder_calls - calls_before
     return summary
 
 
-def announce(pipeline: Any, images: int) -> None:
+def write_one(item: Item, frame: np.ndarray | None, result: sv.Detections | Exception,
+              sinks: Sequence[Sink]) -> str | None:
+    """Write one result with every sink: ``None``, or why the image failed (its own error, or a
+    sink's: one bad image must not stop the run)."""
+    try:
+        if isinstance(result, Exception):
+            raise result
+        assert frame is not None  # an image that was read
+        for sink in sinks:
+            sink.write(item.name, frame, result)
+        return None
+    except Exception as exc:  # noqa: BLE001
+        log.debug("failed on %s", item.source, exc_info=exc)
+        return describe(exc)
+
+
+def announce(engine: Engine, images: int) -> None:
     """Say on stderr what the run is about to do, before the first encoder pass (seconds long on
     a CPU, and the bar only moves after it): the number of images and, where it can be
     estimated, how long the encoder takes per image here."""
     from dtseg.eta import embed_estimate
 
-    estimate = embed_estimate(pipeline.engine)
+    estimate = embed_estimate(engine)
     tqdm.write(f"segmenting {images} image{'s' * (images != 1)}" + (f"; {estimate}" if estimate else ""),
                file=sys.stderr)
 
@@ -168,7 +215,7 @@ def describe(exc: BaseException) -> str:
     return str(exc) if isinstance(exc, (DtsegError, OSError)) else f"{type(exc).__name__}: {exc}"
 
 
-def segment_items(pipeline: Any, items: list[Item]) -> Iterator[tuple[Item, Any, Any]]:
+def segment_items(pipeline: Segmenter, items: list[Item]) -> Iterator[Result]:
     """``(item, frame, result)`` for every item, in order: ``result`` is an ``sv.Detections`` or
     the ``Exception`` that item raised (``frame`` is ``None`` if it could not be read). Images go
     through ``pipeline.segment_batch`` ``pipeline.batch_size`` at a time; if a batch fails where
@@ -176,7 +223,7 @@ def segment_items(pipeline: Any, items: list[Item]) -> Iterator[tuple[Item, Any,
     batch_size, first = pipeline.batch_size, 0
     while first < len(items):
         chunk, first = items[first : first + batch_size], first + batch_size
-        readable: list[tuple[Item, Any]] = []
+        readable: list[tuple[Item, np.ndarray]] = []
         for item in chunk:
             try:
                 readable.append((item, read_image(item.source)))
@@ -191,17 +238,17 @@ def segment_items(pipeline: Any, items: list[Item]) -> Iterator[tuple[Item, Any,
             yield item, frame, result
 
 
-def segment_each(pipeline: Any, frames: list[Any]) -> tuple[list[Any], bool]:
+def segment_each(pipeline: Segmenter, frames: list[np.ndarray]) -> tuple[list[sv.Detections | Exception], bool]:
     """``pipeline.segment_batch(frames)``; if the batch fails, each frame on its own (its stages
     run again), so one bad image costs only its own result. Returns an ``sv.Detections`` or the
     ``Exception`` per frame, and whether the batch as a whole failed. Embeddings stored before
     a failure stay in the engine's cache."""
     if len(frames) > 1:
         try:
-            return pipeline.segment_batch(frames), False
+            return list(pipeline.segment_batch(frames)), False
         except Exception:  # noqa: BLE001 - retried one by one below, which names the culprit
             log.debug("batch of %d failed; retrying one by one", len(frames), exc_info=True)
-    results: list[Any] = []
+    results: list[sv.Detections | Exception] = []
     for frame in frames:
         try:
             results.append(pipeline(frame))

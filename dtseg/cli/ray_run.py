@@ -4,9 +4,11 @@ The items go through ``map_batches`` over a pool of ``SegmentActor``s: each acto
 ``Pipeline`` (engine and prompt stages) from the same config, runs ``segment_items`` on its
 batches (``batch_size`` as in a local run, same fallback to one by one) and writes the per-image
 sinks itself (annotated images, JSON, masks: ``--out`` must be a folder every node sees). The
-driver runs the sinks that make one file for the whole run (``per_run = True``, e.g. ``coco``)
-over the results in input order, so their output is the local run's. Per-image errors come
-back as rows and are reported and counted as in a local run.
+driver runs the per-run sinks (``SinkTraits.per_run``, e.g. ``coco``) over the results in input
+order through the local run's own loop (``dtseg.runner.write_results``), so their output, the
+report and the exit status are the local run's. The actors send the frames back only when a
+per-run sink reads pixels (``SinkTraits.needs_pixels``); the others get a frame of the right
+shape without pixels. Per-image errors come back as rows.
 """
 
 from __future__ import annotations
@@ -15,17 +17,17 @@ import argparse
 import logging
 import pickle
 import sys
-import time
 import warnings
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 import numpy as np
-from tqdm import tqdm
+import supervision as sv
 
 from dtseg.cli.common import fail, overrides
-from dtseg.runner import Item, RunSummary, describe, segment_items
+from dtseg.contracts import SinkTraits
 from dtseg.errors import DtsegError, RandomWeightsWarning
+from dtseg.runner import Item, Result, RunSummary, report_missing, segment_items, write_one, write_results
 
 log = logging.getLogger("dtseg.segment")
 CPUS_PER_ACTOR = 4  # default pool on CPUs: one engine per 4 CPUs
@@ -44,58 +46,85 @@ class SegmentActor:
                                                  strict=spec["strict"], device=spec["device"],
                                                  allow_random=spec["allow_random"], keep_heap_default=True)
         self.sinks = self.pipeline.open_sinks(spec["out"], per_run=False)
-        self.send_detections = spec["send_detections"]
+        self.send_masks, self.send_frames = spec["send_masks"], spec["send_frames"]
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, Any]:
         items = [Item(str(s), str(n)) for s, n in zip(batch["source"], batch["name"])]
-        rows: dict[str, list[Any]] = {"index": [], "error": [], "height": [], "width": [], "detections": [],
-                                      "encoder_calls": [], "random_label": [], "objects": []}
+        rows: dict[str, list[Any]] = {"index": [], "error": [], "height": [], "width": [], "result": [],
+                                      "encoder_calls": [], "random_label": []}
         before = getattr(self.pipeline.engine, "encoder_calls", 0)
         position = {item.source + "\0" + item.name: int(i) for item, i in zip(items, batch["index"])}
         for item, frame, result in segment_items(self.pipeline, items):
-            error, detections = None, None
-            try:
-                if isinstance(result, Exception):
-                    raise result
-                for sink in self.sinks:
-                    sink.write(item.name, frame, result)
-                detections = pack(result) if self.send_detections else None
-            except Exception as exc:  # noqa: BLE001 - one bad image must not stop the run
-                log.debug("failed on %s", item.source, exc_info=exc)
-                error = describe(exc)
+            error = write_one(item, frame, result, self.sinks)
+            sent = None
+            if error is None and not isinstance(result, Exception):
+                sent = pack(result, self.send_masks, frame if self.send_frames else None)
             rows["index"].append(position[item.source + "\0" + item.name])
             rows["error"].append(error)
             rows["height"].append(-1 if frame is None else int(frame.shape[0]))
             rows["width"].append(-1 if frame is None else int(frame.shape[1]))
-            rows["detections"].append(detections)
+            rows["result"].append(sent)
             rows["encoder_calls"].append(0)
             rows["random_label"].append(self.pipeline.random_label or "")
-            rows["objects"].append(0 if error is not None else len(result))
         if rows["index"]:
             rows["encoder_calls"][0] = getattr(self.pipeline.engine, "encoder_calls", 0) - before
         return rows
 
 
-def pack(detections: Any) -> bytes:
-    """``sv.Detections`` -> bytes for the driver, masks bit-packed (8x smaller)."""
+class WorkerError(DtsegError):
+    """An image that failed on a Ray worker, with the reason the worker gave."""
+
+
+def pack(detections: sv.Detections, masks: bool, frame: np.ndarray | None) -> bytes:
+    """``sv.Detections`` (with ``masks``: bit-packed, 8x smaller) and the frame, if sent -> bytes
+    for the driver."""
     mask = detections.mask
-    if mask is not None:
-        detections.mask = None
-        packed = (np.packbits(mask, axis=-1), mask.shape)
-    else:
-        packed = None
+    detections.mask = None
+    packed = (np.packbits(mask, axis=-1), mask.shape) if masks and mask is not None else None
     try:
-        return pickle.dumps((detections, packed), protocol=pickle.HIGHEST_PROTOCOL)
+        return pickle.dumps((detections, packed, frame), protocol=pickle.HIGHEST_PROTOCOL)
     finally:
         detections.mask = mask
 
 
-def unpack(data: bytes) -> Any:
-    detections, packed = pickle.loads(data)  # noqa: S301 - our own actors' rows, within one Ray job
+def unpack(data: bytes) -> tuple[sv.Detections, np.ndarray | None]:
+    """``pack``'s bytes -> the detections and the frame (``None`` if it was not sent)."""
+    detections, packed, frame = pickle.loads(data)  # noqa: S301 - our own actors' rows, within one Ray job
     if packed is not None:
         bits, shape = packed
         detections.mask = np.unpackbits(bits, axis=-1, count=shape[-1]).astype(bool).reshape(shape)
-    return detections
+    return detections, frame
+
+
+def shape_only_frame(height: int, width: int) -> np.ndarray:
+    """A read-only ``(height, width, 3)`` uint8 frame that holds no pixels (one zero, broadcast):
+    what the driver gives a per-run sink that reads only the frame's shape."""
+    return np.broadcast_to(np.zeros((1, 1, 3), np.uint8), (height, width, 3))
+
+
+def driver_results(rows: Any, items: list[Item], summary: RunSummary) -> Iterator[Result]:
+    """The actors' rows as the local loop's results, in input order; adds each row's encoder
+    passes and random-weights label to ``summary``."""
+    summary.encoder_calls = 0
+    for row in rows:
+        item = items[int(row["index"])]
+        summary.encoder_calls += int(row["encoder_calls"])
+        summary.random_weights = summary.random_weights or str(row["random_label"]) or None
+        if row["error"] is not None:
+            yield item, None, WorkerError(str(row["error"]))
+            continue
+        detections, frame = unpack(row["result"])
+        if frame is None:
+            frame = shape_only_frame(int(row["height"]), int(row["width"]))
+        yield item, frame, detections
+
+
+def dataset_rows(ray: Any, args: argparse.Namespace, items: list[Item], config: Any,
+                 spec: dict[str, Any]) -> Iterator[dict[str, Any]]:
+    """The actors' rows in input order; the dataset starts at the first row asked for (inside
+    ``write_results``, which then closes the sinks however it ends)."""
+    if items:
+        yield from _dataset(ray, args, items, config, spec).iter_rows()
 
 
 def run_on_ray(args: argparse.Namespace, items: list[Item], missing: list[str]) -> int:
@@ -104,7 +133,7 @@ def run_on_ray(args: argparse.Namespace, items: list[Item], missing: list[str]) 
         import ray
     except ImportError:
         return fail(DtsegError("--ray needs Ray: pip install 'dtseg[ray]' (or 'ray[data]')"))
-    from dtseg.pipeline import Pipeline, load_pipeline_config
+    from dtseg.pipeline import load_pipeline_config, open_sinks
     from dtseg.plugins import Registry, get_plugin_manager
 
     out = Path(args.out).resolve()
@@ -114,55 +143,29 @@ def run_on_ray(args: argparse.Namespace, items: list[Item], missing: list[str]) 
         loaded = load_pipeline_config(config, overrides(args), device=args.device)
         registry = Registry.collect(get_plugin_manager(plugins_dir or loaded.config.plugins_dir,
                                                        loaded.config.plugins, args.strict))
-        run_sinks = Pipeline(None, [], registry=registry, loaded=loaded).open_sinks(out, per_run=True)
+        run_sinks = open_sinks(registry, loaded, out, per_run=True)
     except (DtsegError, ValueError, OSError) as exc:
         return fail(exc)
     started = not ray.is_initialized()
     if started:
         ray.init(address=None if args.ray == "local" else args.ray, logging_level=logging.WARNING)
-    failed: list[tuple[str, str]] = [(m, "no such file, folder or matching glob") for m in missing]
-    for source, why in failed:
-        print(f"error: {source}: {why}", file=sys.stderr)
-    done: list[str] = []
-    encoder_calls = objects = 0
-    random_label: str | None = None
-    start = time.perf_counter()
-    try:
-        dataset = _dataset(ray, args, items, loaded.config, {
-            "config": config, "overrides": overrides(args), "plugins_dir": plugins_dir, "strict": args.strict,
+    summary = RunSummary(Path(args.out))
+    report_missing(summary, missing, lambda source, why: print(f"error: {source}: {why}", file=sys.stderr))
+    spec = {"config": config, "overrides": overrides(args), "plugins_dir": plugins_dir, "strict": args.strict,
             "device": args.device, "allow_random": args.allow_random, "out": str(out),
-            "send_detections": bool(run_sinks)})
-        with tqdm(total=len(items), unit="image", disable=len(items) < 2, file=sys.stderr) as bar:
-            for row in dataset.iter_rows() if items else []:
-                item = items[int(row["index"])]
-                bar.set_postfix_str(item.name, refresh=False)
-                encoder_calls += int(row["encoder_calls"])
-                random_label = random_label or str(row["random_label"]) or None
-                error = row["error"]
-                if error is None:
-                    try:
-                        frame = np.broadcast_to(np.zeros((1, 1, 3), np.uint8), (row["height"], row["width"], 3))
-                        for sink in run_sinks:
-                            sink.write(item.name, frame, unpack(row["detections"]))
-                        done.append(item.name)
-                        objects += int(row["objects"])
-                    except Exception as exc:  # noqa: BLE001
-                        error = describe(exc)
-                if error is not None:
-                    failed.append((item.source, error))
-                    tqdm.write(f"error: {item.source}: {error}", file=sys.stderr)
-                bar.update()
+            "send_masks": bool(run_sinks), "send_frames": any(SinkTraits.of(sink).needs_pixels for sink in run_sinks)}
+    try:
+        rows = dataset_rows(ray, args, items, loaded.config, spec)
+        write_results(driver_results(rows, items, summary), run_sinks, summary, total=len(items))
     except Exception as exc:  # noqa: BLE001 - e.g. an actor that cannot build its pipeline
         return fail(exc)
     finally:
-        for sink in run_sinks:
-            sink.close()
         if started:
             ray.shutdown()
-    summary = RunSummary(Path(args.out), done=done, failed=failed, seconds=time.perf_counter() - start,
-                         random_weights=random_label, encoder_calls=encoder_calls, objects=objects)
     print(summary.report(), file=sys.stderr)
-    return 1 if failed or not items else 0
+    if summary.interrupted:
+        return 130
+    return 1 if summary.failed or not items else 0
 
 
 def _dataset(ray: Any, args: argparse.Namespace, items: list[Item], config: Any, spec: dict[str, Any]) -> Any:

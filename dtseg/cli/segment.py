@@ -5,11 +5,15 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from dtseg.cli.common import add_detector_shortcuts, add_pipeline_options, build_pipeline, fail
 from dtseg.cli.ledger import LEDGER_NAME, Ledger, config_hash
 from dtseg.errors import ConfigError, DtsegError
+
+if TYPE_CHECKING:
+    from dtseg.pipeline import LoadedConfig
+    from dtseg.plugins import Registry
 
 
 def add_parser(subparsers: Any) -> None:
@@ -36,8 +40,9 @@ def add_parser(subparsers: Any) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """The loop is ``dtseg.runner.run_items``, which ``Pipeline.run`` uses too; this adds the
-    ledger of finished images (``--skip-existing``)."""
+    ledger of finished images (``--skip-existing``), fed by the sinks' writer."""
     from dtseg.runner import expand_sources, run_items  # supervision: not needed for --help
+    from dtseg.sinks.writer import FileWriter
 
     items, missing = expand_sources(args.sources, recursive=args.recursive, exclude=Path(args.out))
     if args.ray is not None:
@@ -50,15 +55,17 @@ def run(args: argparse.Namespace) -> int:
         pipeline = build_pipeline(args)
         ledger = Ledger(args.out, config_hash(pipeline.loaded.config if pipeline.loaded else {})).load()
         if args.skip_existing:
-            check_skippable(pipeline)
-        sinks = pipeline.open_sinks(args.out)
+            check_skippable(pipeline.registry, pipeline.loaded)
+        writer = FileWriter(args.out, record=True)
+        sinks = pipeline.open_sinks(args.out, writer=writer)
     except (DtsegError, ValueError, OSError) as exc:
         return fail(exc)
     total = len(items)
     if args.skip_existing:
         items = [item for item in items if not ledger.is_done(item.name, item.source)]
     try:
-        summary = run_items(pipeline, items, sinks, args.out, missing=missing, ledger=ledger, skipped=total - len(items))
+        summary = run_items(pipeline, items, sinks, args.out, missing=missing, ledger=ledger, writer=writer,
+                            skipped=total - len(items))
     finally:
         ledger.close()
     if summary.interrupted:
@@ -70,11 +77,13 @@ def run(args: argparse.Namespace) -> int:
     return 1 if summary.failed or not total else 0
 
 
-def check_skippable(pipeline: Any) -> None:
-    """``--skip-existing`` needs sinks that write per image: a run-level file (``coco``) would
-    leave the skipped images out."""
-    for entry in pipeline.loaded.config.sinks if pipeline.loaded else []:
+def check_skippable(registry: "Registry", loaded: "LoadedConfig | None") -> None:
+    """``--skip-existing`` needs sinks that write per image: a per-run sink (one file for the
+    whole run, ``coco``) would leave the skipped images out."""
+    from dtseg.contracts import SinkTraits
+
+    for entry in loaded.config.sinks if loaded else []:
         name = next(iter(entry))
-        if name == "coco":
-            raise ConfigError("--skip-existing: the coco sink writes one file for the whole run, which would "
-                              "leave the skipped images out; run without --skip-existing, or without coco")
+        if SinkTraits.of(registry.sink(name).cls).per_run:
+            raise ConfigError(f"--skip-existing: the {name} sink writes one file for the whole run, which would "
+                              f"leave the skipped images out; run without --skip-existing, or without {name}")

@@ -1,30 +1,30 @@
-"""Objects drawn on the page -> files, through the project's own sinks (one writer per format).
+"""Objects drawn on the page -> files: the project's own sinks, writing into memory.
 
 ``coco`` is :class:`~dtseg.sinks.CocoSink`'s dataset, ``masks_png`` a zip of
 :class:`~dtseg.sinks.MasksPngSink`'s per-object PNGs, ``annotated`` the PNG that
-:class:`~dtseg.sinks.AnnotatedSink` renders. Masks arrive as COCO compressed RLE, exactly as
-``/sam/segment_image`` and ``/segment`` answer with ``format: "rle"``; the runs are checked
-before pycocotools decodes them (it trusts them to fit the image).
+:class:`~dtseg.sinks.AnnotatedSink` writes, each through a ``MemoryWriter``. Masks arrive as COCO
+compressed RLE, exactly as ``/sam/segment_image`` and ``/segment`` answer with ``format: "rle"``;
+the runs are checked before pycocotools decodes them (it trusts them to fit the image).
 """
 
 from __future__ import annotations
 
 import io
-import json
-import tempfile
 import zipfile
-from pathlib import Path
-from typing import Any, Literal, Optional
+from pathlib import PurePosixPath
+from typing import Any, Callable, Literal, Optional
 
-import cv2
 import numpy as np
 import supervision as sv
 from pydantic import Field
 
+from dtseg.contracts import Sink
 from dtseg.errors import InputError
 from dtseg.masks import rle_to_mask
+from dtseg.records import CLASS_NAME, SAM_SCORE
 from dtseg.server.schemas import ImageInput, RleMask, Strict
 from dtseg.sinks import AnnotatedSink, CocoSink, MasksPngSink
+from dtseg.sinks.writer import MemoryWriter
 
 ExportFormat = Literal["coco", "masks_png", "annotated"]
 MEDIA_TYPES = {"coco": "application/json", "masks_png": "application/zip", "annotated": "image/png"}
@@ -60,7 +60,7 @@ def to_detections(objects: list[ExportObject], shape: tuple[int, int]) -> sv.Det
     xyxy = sv.mask_to_xyxy(masks).astype(np.float32) if len(objects) else np.zeros((0, 4), np.float32)
     scores = [np.nan if o.sam_score is None else o.sam_score for o in objects]
     return sv.Detections(xyxy=xyxy, mask=masks, class_id=np.array([ids[n] for n in names], int),
-                         data={"class_name": np.array(names, dtype=object), "sam_score": np.array(scores, np.float32)})
+                         data={CLASS_NAME: np.array(names, dtype=object), SAM_SCORE: np.array(scores, np.float32)})
 
 
 def rle_runs(counts: str, field: str) -> list[int]:
@@ -95,30 +95,31 @@ def checked_rle_mask(rle: dict[str, Any], shape: tuple[int, int], field: str) ->
     return rle_to_mask(rle)
 
 
+#: The sink behind each format, writing into a ``MemoryWriter``; ``banner``: the random-weights label.
+EXPORT_SINKS: dict[str, Callable[[MemoryWriter, Optional[str]], Sink]] = {
+    "coco": lambda writer, banner: CocoSink(CocoSink.Config(), writer),
+    "masks_png": lambda writer, banner: MasksPngSink(MasksPngSink.Config(mode="per_object"), writer),
+    "annotated": lambda writer, banner: AnnotatedSink(AnnotatedSink.Config(
+        annotators=["mask", "polygon", "label"], label="{class_name}", color_by="index", banner=banner), writer),
+}
+
+
 def export_bytes(fmt: ExportFormat, name: str, frame: np.ndarray, detections: sv.Detections,
                  banner: str | None = None) -> bytes:
-    """Render ``detections`` on ``frame`` (RGB uint8 ``(H, W, 3)``) in ``fmt`` with the matching sink."""
-    with tempfile.TemporaryDirectory(prefix="dtseg-export-") as tmp:
-        out = Path(tmp)
-        if fmt == "coco":
-            sink = CocoSink(CocoSink.Config(), out)
-            sink.write(name, frame, detections)
-            return json.dumps(sink.dataset(), allow_nan=False).encode()
-        if fmt == "annotated":
-            annotated = AnnotatedSink(AnnotatedSink.Config(annotators=["mask", "polygon", "label"],
-                                                           label="{class_name}", color_by="index"), out)
-            annotated.banner = banner
-            ok, buffer = cv2.imencode(".png", annotated.render(frame, detections))
-            if not ok:
-                raise OSError("cannot encode the annotated PNG")
-            return buffer.tobytes()
-        masks_sink = MasksPngSink(MasksPngSink.Config(mode="per_object"), out)
-        masks_sink.write(name, frame, detections)
-        buffer = io.BytesIO()
-        with zipfile.ZipFile(buffer, "w", zipfile.ZIP_STORED) as archive:  # PNGs are compressed already
-            for path in sorted(masks_sink.dir.glob("*.png")):
-                archive.write(path, path.name)
-        return buffer.getvalue()
+    """``detections`` on ``frame`` (RGB uint8 ``(H, W, 3)``) as the ``fmt`` sink writes them: its one
+    file, or a zip of its files (``masks_png``, by file name)."""
+    writer = MemoryWriter()
+    sink = EXPORT_SINKS[fmt](writer, banner)
+    sink.write(name, frame, detections)
+    sink.close()
+    if fmt != "masks_png":
+        (data,) = writer.files.values()
+        return data
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_STORED) as archive:  # PNGs are compressed already
+        for path, data in sorted((PurePosixPath(p).name, d) for p, d in writer.files.items()):
+            archive.writestr(path, data)
+    return buffer.getvalue()
 
 
 def download_name(fmt: ExportFormat, name: str) -> str:

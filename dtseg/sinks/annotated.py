@@ -7,7 +7,8 @@ points SAM was given (``data["prompt_points"]``). The zones provider's polygons
 ``"RANDOM WEIGHTS - masks are meaningless"``) is drawn across the bottom (where it hides no
 label: supervision draws labels above their boxes), wrapped to the picture's width, when set,
 from config or by assigning ``sink.banner`` after construction (the pipeline does so for random
-weights).
+weights). ``Annotator`` is the drawing alone (frame, detections -> picture), which the annotated
+video (``dtseg video``) uses too.
 """
 
 from __future__ import annotations
@@ -22,8 +23,10 @@ import supervision as sv
 from pydantic import Field
 
 from dtseg.config import StrictModel
-from dtseg.records import PROMPT_LABELS, PROMPT_POINTS, ZONES
-from dtseg.sinks._common import check_frame, check_name, column, write_image
+from dtseg.contracts import Writer
+from dtseg.records import CLASS_NAME, PROMPT_LABELS, PROMPT_POINTS, SAM_SCORE, TRACKER_ID, ZONE, ZONES, column
+from dtseg.sinks._common import check_frame, check_name, encode_image, relative
+from dtseg.sinks.writer import as_writer
 
 AnnotatorName = Literal["mask", "box", "box_corner", "polygon", "halo", "color", "dot", "prompt", "label"]
 
@@ -55,15 +58,17 @@ class _MissingAsDash(string.Formatter):
         return "-" if value is None else super().format_field(value, format_spec)
 
 
-class AnnotatedSink:
-    """Draws detections on each frame and writes the picture. ``banner``: text or ``None``."""
+#: The fields a ``label`` template can use, besides ``index``.
+LABEL_FIELDS = ("class_id", CLASS_NAME, "confidence", SAM_SCORE, TRACKER_ID, ZONE)
 
-    Config = Config
 
-    def __init__(self, config: Config, out_dir: Path) -> None:
+class Annotator:
+    """Draws detections on a frame (``render``), per the drawing options of ``config`` (its file
+    options are not used). ``banner``: text or ``None``."""
+
+    def __init__(self, config: Config, banner: str | None = None) -> None:
         self.config = config
-        self.dir = Path(out_dir) / config.subdir
-        self.banner: str | None = config.banner
+        self.banner: str | None = config.banner if config.banner is not None else banner
         self._formatter = _MissingAsDash()
         self._annotators = [self._make(name) for name in config.annotators]
 
@@ -85,10 +90,9 @@ class AnnotatedSink:
         """One label per object from the ``label`` template."""
         out = []
         for i in range(len(detections)):
-            fields = {k: column(detections, k, i)
-                      for k in ("class_id", "class_name", "confidence", "sam_score", "tracker_id", "zone")}
-            if fields["class_name"] is None:
-                fields["class_name"] = "object" if fields["class_id"] is None else str(fields["class_id"])
+            fields = {k: column(detections, k, i) for k in LABEL_FIELDS}
+            if fields[CLASS_NAME] is None:
+                fields[CLASS_NAME] = "object" if fields["class_id"] is None else str(fields["class_id"])
             out.append(self._formatter.format(self.config.label, index=i, **fields))
         return out
 
@@ -142,12 +146,31 @@ class AnnotatedSink:
             cv2.putText(scene, line, (pad, top + (i + 1) * step), FONT, scale, WHITE, thickness, cv2.LINE_AA)
         return scene
 
-    def path_for(self, name: str) -> Path:
-        return self.dir / f"{check_name(name)}.{self.config.format}"
+
+
+class AnnotatedSink(Annotator):
+    """Draws detections on each frame and writes the picture, ``<subdir>/<name>.<format>``.
+    ``out``: the output folder, or a ``Writer``."""
+
+    Config = Config
+    takes_writer = True
+
+    def __init__(self, config: Config, out: Path | Writer) -> None:
+        super().__init__(config)
+        self.writer = as_writer(out)
+        self.dir = None if self.writer.root is None else self.writer.root / config.subdir
+
+    def path_for(self, name: str) -> str:
+        """Where ``name``'s picture goes, relative to the output folder."""
+        return relative(self.config.subdir, f"{check_name(name)}.{self.config.format}")
+
+    def encode(self, frame: np.ndarray, detections: sv.Detections) -> bytes:
+        """RGB ``frame`` ``(H, W, 3)`` uint8 and its detections -> the picture file's bytes."""
+        params = [cv2.IMWRITE_JPEG_QUALITY, self.config.jpg_quality] if self.config.format == "jpg" else None
+        return encode_image(f".{self.config.format}", self.render(frame, detections), params)
 
     def write(self, name: str, frame: np.ndarray, detections: sv.Detections) -> None:
-        params = [cv2.IMWRITE_JPEG_QUALITY, self.config.jpg_quality] if self.config.format == "jpg" else None
-        write_image(self.path_for(name), self.render(frame, detections), params)
+        self.writer.write(self.path_for(name), self.encode(frame, detections))
 
     def close(self) -> None:
         """Nothing is held between images."""

@@ -26,9 +26,11 @@ import supervision as sv
 from pycocotools import mask as mask_utils
 
 from dtseg.config import StrictModel
+from dtseg.contracts import Writer
 from dtseg.masks import masks_to_rle
 from dtseg.records import CLASS_NAME, SAM_SCORE, TRACKER_ID, column, masks_of
-from dtseg.sinks._common import check_frame, check_name, write_json
+from dtseg.sinks._common import check_frame, check_name, json_bytes, relative
+from dtseg.sinks.writer import as_writer
 
 
 class Config(StrictModel):
@@ -40,14 +42,17 @@ class Config(StrictModel):
 
 
 class CocoSink:
-    """Collects RLE annotations per image; writes the dataset JSON once, at ``close()``."""
+    """Collects RLE annotations per image; writes the dataset JSON once, at ``close()``. ``out``:
+    the output folder, or a ``Writer``."""
 
     Config = Config
-    per_run = True  # one file for the whole run: on Ray, the driver runs it (``frame`` is then zeros)
+    per_run = True  # one file for the whole run
+    needs_pixels = False  # the frame's size only
+    takes_writer = True
 
-    def __init__(self, config: Config, out_dir: Path) -> None:
+    def __init__(self, config: Config, out: Path | Writer) -> None:
         self.config = config
-        self.path = Path(out_dir) / config.file
+        self.writer = as_writer(out)
         self.images: list[dict[str, Any]] = []
         self.annotations: list[dict[str, Any]] = []
         self.categories: dict[int, str] = {}
@@ -72,11 +77,11 @@ class CocoSink:
             annotation = {
                 "id": len(self.annotations) + 1, "image_id": image_id, "category_id": category,
                 "segmentation": rle, "area": int(areas[i]), "bbox": [float(v) for v in boxes[i]], "iscrowd": 0,
-                "score": confidence if confidence is not None else sam_score, "sam_score": sam_score,
+                "score": confidence if confidence is not None else sam_score, SAM_SCORE: sam_score,
             }
             tracker_id = column(detections, TRACKER_ID, i)
             if tracker_id is not None:
-                annotation["tracker_id"] = tracker_id
+                annotation[TRACKER_ID] = tracker_id
             self.annotations.append(annotation)
 
     def _category(self, detections: sv.Detections, i: int) -> int:
@@ -101,5 +106,5 @@ class CocoSink:
         """Write the dataset JSON (once; later calls do nothing)."""
         if self.closed:
             return
-        write_json(self.path, self.dataset(), self.config.indent)
+        self.writer.write(relative(self.config.file), json_bytes(self.dataset(), self.config.indent))
         self.closed = True

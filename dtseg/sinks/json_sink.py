@@ -22,8 +22,10 @@ import supervision as sv
 from pydantic import Field
 
 from dtseg.config import StrictModel
+from dtseg.contracts import Writer
 from dtseg.records import object_records
-from dtseg.sinks._common import check_frame, check_name, write_json
+from dtseg.sinks._common import check_frame, check_name, json_bytes, relative
+from dtseg.sinks.writer import as_writer
 
 
 class Config(StrictModel):
@@ -42,18 +44,21 @@ def image_record(name: str, frame: np.ndarray, detections: sv.Detections, *, pol
 
 
 class JsonSink:
-    """Writes one JSON document per image; holds nothing between images."""
+    """Writes one JSON document per image; holds nothing between images. ``out``: the output
+    folder, or a ``Writer``."""
 
     Config = Config
+    needs_pixels = False  # the frame's size only
+    takes_writer = True
 
-    def __init__(self, config: Config, out_dir: Path) -> None:
+    def __init__(self, config: Config, out: Path | Writer) -> None:
         self.config = config
-        self.dir = Path(out_dir) / config.subdir
+        self.writer = as_writer(out)
 
     def write(self, name: str, frame: np.ndarray, detections: sv.Detections) -> None:
         record = image_record(check_name(name), frame, detections, polygons=self.config.polygons,
                               rle=self.config.rle)
-        write_json(self.dir / f"{name}.json", record, self.config.indent)
+        self.writer.write(relative(self.config.subdir, f"{name}.json"), json_bytes(record, self.config.indent))
 
     def close(self) -> None:
         """Nothing is held between images."""

@@ -26,9 +26,11 @@ import numpy as np
 import supervision as sv
 
 from dtseg.config import StrictModel
+from dtseg.contracts import Writer
 from dtseg.errors import InputError
 from dtseg.records import masks_of
-from dtseg.sinks._common import check_frame, check_name, score_of, write_image
+from dtseg.sinks._common import check_frame, check_name, encode_image, relative, score_of
+from dtseg.sinks.writer import as_writer
 
 
 class Config(StrictModel):
@@ -61,27 +63,37 @@ def color_map(instances: np.ndarray) -> np.ndarray:
     return np.asarray(palette, np.uint8)[instances]
 
 
+def mask_pngs(name: str, frame: np.ndarray, detections: sv.Detections, config: Config) -> dict[str, bytes]:
+    """One image's PNG files as ``{path under the output folder: bytes}``, per ``config`` (the
+    module docstring); ``frame`` RGB uint8 ``(H, W, 3)`` gives the size."""
+    name = check_name(name)
+    masks = masks_of(detections, check_frame(frame), "masks_png")
+    if config.mode == "per_object":
+        return {relative(config.subdir, f"{name}_{i}.png"): encode_image(".png", mask.astype(np.uint8) * 255)
+                for i, mask in enumerate(masks)}
+    scores = score_of(detections) if config.overlap == "score" and len(masks) else None
+    instances = instance_map(masks, scores)
+    files = {relative(config.subdir, f"{name}.png"): encode_image(".png", instances)}
+    if config.color:
+        files[relative(config.subdir, "color", f"{name}.png")] = encode_image(".png", color_map(instances))
+    return files
+
+
 class MasksPngSink:
-    """Writes each frame's masks as PNGs; holds nothing between images."""
+    """Writes each frame's masks as PNGs; holds nothing between images. ``out``: the output
+    folder, or a ``Writer``."""
 
     Config = Config
+    needs_pixels = False  # the frame's size only
+    takes_writer = True
 
-    def __init__(self, config: Config, out_dir: Path) -> None:
+    def __init__(self, config: Config, out: Path | Writer) -> None:
         self.config = config
-        self.dir = Path(out_dir) / config.subdir
+        self.writer = as_writer(out)
 
     def write(self, name: str, frame: np.ndarray, detections: sv.Detections) -> None:
-        name = check_name(name)
-        masks = masks_of(detections, check_frame(frame), "masks_png")
-        if self.config.mode == "per_object":
-            for i, mask in enumerate(masks):
-                write_image(self.dir / f"{name}_{i}.png", mask.astype(np.uint8) * 255)
-        else:
-            scores = score_of(detections) if self.config.overlap == "score" and len(masks) else None
-            instances = instance_map(masks, scores)
-            write_image(self.dir / f"{name}.png", instances)
-            if self.config.color:
-                write_image(self.dir / "color" / f"{name}.png", color_map(instances))
+        for path, data in mask_pngs(name, frame, detections, self.config).items():
+            self.writer.write(path, data)
 
     def close(self) -> None:
         """Nothing is held between images."""

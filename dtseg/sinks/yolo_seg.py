@@ -31,10 +31,12 @@ import yaml
 from pydantic import Field
 
 from dtseg.config import StrictModel
+from dtseg.contracts import Writer
 from dtseg.errors import InputError
 from dtseg.masks import mask_to_polygons
 from dtseg.records import CLASS_NAME, column, masks_of
-from dtseg.sinks._common import check_frame, check_name, write_atomic, write_image
+from dtseg.sinks._common import check_frame, check_name, encode_image, relative
+from dtseg.sinks.writer import as_writer
 
 
 class Config(StrictModel):
@@ -80,13 +82,15 @@ def label_lines(detections: sv.Detections, masks: np.ndarray, unlabeled_id: int)
 
 
 class YoloSegSink:
-    """Writes each image's label file (and image) as it finishes; ``data.yaml`` at ``close()``."""
+    """Writes each image's label file (and image) as it finishes; ``data.yaml`` at ``close()``.
+    ``out``: the output folder, or a ``Writer``."""
 
     Config = Config
+    takes_writer = True
 
-    def __init__(self, config: Config, out_dir: Path) -> None:
+    def __init__(self, config: Config, out: Path | Writer) -> None:
         self.config = config
-        self.root = Path(out_dir) / config.root
+        self.writer = as_writer(out)
         self.names: dict[int, str] = {}
         self.closed = False
 
@@ -100,10 +104,10 @@ class YoloSegSink:
             self._name_class(detections, i)
         if self.config.images != "none":
             params = [cv2.IMWRITE_JPEG_QUALITY, self.config.jpg_quality] if self.config.images == "jpg" else None
-            write_image(self.root / "images" / f"{name}.{self.config.images}", cv2.cvtColor(frame, cv2.COLOR_RGB2BGR),
-                        params)
+            self.writer.write(relative(self.config.root, "images", f"{name}.{self.config.images}"),
+                              encode_image(f".{self.config.images}", cv2.cvtColor(frame, cv2.COLOR_RGB2BGR), params))
         text = "".join(line + "\n" for _, line in lines)
-        write_atomic(self.root / "labels" / f"{name}.txt", text.encode("ascii"))
+        self.writer.write(relative(self.config.root, "labels", f"{name}.txt"), text.encode("ascii"))
 
     def _name_class(self, detections: sv.Detections, i: int) -> None:
         class_id = column(detections, "class_id", i)
@@ -125,5 +129,5 @@ class YoloSegSink:
         if self.closed:
             return
         text = yaml.safe_dump(self.data_yaml(), sort_keys=False, allow_unicode=True)
-        write_atomic(self.root / self.config.data_yaml, text.encode("utf-8"))
+        self.writer.write(relative(self.config.root, self.config.data_yaml), text.encode("utf-8"))
         self.closed = True

@@ -6,14 +6,14 @@
 """
 
 from dtseg.video.job import JobSummary, VideoJob
-from dtseg.video.jsonl import JsonlWriter, frame_record, scan_jsonl
+from dtseg.video.jsonl import JsonlSink, JsonlWriter, frame_record, scan_jsonl
 from dtseg.video.output import AnnotatedVideo
 from dtseg.video.process import FrameResult, iter_results, process_video, segment_frame
 from dtseg.video.source import Frame, SourceInfo, VideoSource, iter_frames
 from dtseg.video.tracking import ObjectTracker, TrackerConfig
 
 __all__ = [
-    "AnnotatedVideo", "Frame", "FrameResult", "JobSummary", "JsonlWriter", "ObjectTracker", "SourceInfo",
+    "AnnotatedVideo", "Frame", "FrameResult", "JobSummary", "JsonlSink", "JsonlWriter", "ObjectTracker", "SourceInfo",
     "TrackerConfig", "VideoJob", "VideoSource", "frame_record", "iter_frames", "iter_results", "process_video",
     "scan_jsonl", "segment_frame",
 ]

@@ -1,5 +1,6 @@
-"""``VideoJob``: a video through the pipeline into an annotated video and a JSONL file, with a
-progress bar, Ctrl-C handling (by the caller's ``should_stop``) and ``--resume``."""
+"""``VideoJob``: a video through the pipeline into its sinks, an annotated video and a JSONL file
+(``AnnotatedVideo``, ``JsonlSink``), with a progress bar, Ctrl-C handling (by the caller's
+``should_stop``) and ``--resume``."""
 
 from __future__ import annotations
 
@@ -12,11 +13,13 @@ from typing import Any, Callable
 
 from tqdm import tqdm
 
+from dtseg.config import VideoConfig
+from dtseg.contracts import Segmenter, Sink
 from dtseg.errors import InputError
-from dtseg.video.jsonl import JsonlState, JsonlWriter, frame_record, scan_jsonl
+from dtseg.video.jsonl import JsonlSink, JsonlState, scan_jsonl
 from dtseg.video.mp4 import count_frames
 from dtseg.video.output import AnnotatedVideo, video_annotator
-from dtseg.video.process import iter_results
+from dtseg.video.process import iter_results, pipeline_video_config
 from dtseg.video.source import SourceArg, VideoSource
 from dtseg.video.tracking import ObjectTracker, TrackerConfig
 
@@ -84,9 +87,9 @@ class VideoJob:
     resume: bool = False
     fps: float | None = None
     progress: bool = True
-    video: Any = None  # the ``video`` config section (``VideoConfig``); None: the pipeline's
+    video: VideoConfig | None = None  # the ``video`` config section; None: the pipeline's
 
-    def run(self, pipeline: Any, should_stop: Callable[[], bool] = lambda: False) -> JobSummary:
+    def run(self, pipeline: Segmenter, should_stop: Callable[[], bool] = lambda: False) -> JobSummary:
         """Process the frames; outputs are closed (playable, readable) however the loop ends."""
         if self.stride < 1 or self.start < 0 or (self.max_frames is not None and self.max_frames < 0):
             raise InputError("frames", "need --stride >= 1, --start >= 0 and --max-frames >= 0")
@@ -109,30 +112,24 @@ class VideoJob:
                 tracker = ObjectBook(propagator_for(pipeline, config), config, plan.first_id)
             elif self.track:
                 tracker = ObjectTracker(info.fps, self.tracker, plan.first_id)
-            outputs: list[Any] = []
+            sinks: list[Sink] = []
             try:
                 if self.out is not None:
-                    annotator = video_annotator(_annotated_options(pipeline), getattr(pipeline, "random_label", None))
-                    outputs.append(AnnotatedVideo(self.out, info.width, info.height, info.fps / self.stride,
-                                                  annotator, keep_frames=plan.done))
+                    annotator = video_annotator(_annotated_options(pipeline), pipeline.random_label)
+                    sinks.append(AnnotatedVideo(self.out, info.width, info.height, info.fps / self.stride,
+                                                annotator, keep_frames=plan.done))
                 if self.jsonl is not None:
-                    outputs.append(JsonlWriter(self.jsonl, plan.keep_bytes))
-                self._loop(pipeline, video, plan, tracker, outputs, should_stop, summary)
+                    sinks.append(JsonlSink(self.jsonl, plan.keep_bytes))
+                self._loop(pipeline, video, plan, tracker, sinks, should_stop, summary)
             finally:
-                for output in outputs:
-                    output.close()
+                for sink in sinks:
+                    sink.close()
         summary.interrupted = bool(should_stop())
         return summary
 
-    def _video_config(self, pipeline: Any) -> Any:
-        from dtseg.video.process import _pipeline_video_config
-
-        config = self.video if self.video is not None else _pipeline_video_config(pipeline)
-        if config is None:
-            from dtseg.config import VideoConfig
-
-            config = VideoConfig()
-        return config
+    def _video_config(self, pipeline: Segmenter) -> VideoConfig:
+        config = self.video if self.video is not None else pipeline_video_config(pipeline)
+        return config if config is not None else VideoConfig()
 
     def _aligned_state(self) -> JsonlState:
         """The JSONL's complete frames, cut to the frames the video holds (a killed run's video
@@ -149,8 +146,8 @@ class VideoJob:
             state = scan_jsonl(self.jsonl, max_lines=video_frames)
         return state
 
-    def _loop(self, pipeline: Any, video: VideoSource, plan: ResumePlan, tracker: Any,
-              outputs: list[Any], should_stop: Callable[[], bool], summary: JobSummary) -> None:
+    def _loop(self, pipeline: Segmenter, video: VideoSource, plan: ResumePlan, tracker: Any,
+              sinks: list[Sink], should_stop: Callable[[], bool], summary: JobSummary) -> None:
         remaining = video.info.expected_frames(plan.start, self.stride, plan.max_frames)
         started = time.perf_counter()
         if tracker is not None and not isinstance(tracker, ObjectTracker):  # propagate mode's ObjectBook
@@ -165,12 +162,8 @@ class VideoJob:
                   file=sys.stderr, disable=not self.progress, dynamic_ncols=True, smoothing=0.1) as bar:
             for result in results:
                 t0 = time.perf_counter()
-                for output in outputs:
-                    if isinstance(output, AnnotatedVideo):
-                        output.write(result.frame, result.detections)
-                    else:
-                        output.write(frame_record(result.index, result.time_s, result.frame.shape[:2],
-                                                  result.detections))
+                for sink in sinks:
+                    sink.write(f"frame_{result.index}", result.frame, result.detections)
                 for stage, seconds in result.seconds.items():
                     summary.stage_seconds[stage] = summary.stage_seconds.get(stage, 0.0) + seconds
                 summary.stage_seconds["write"] += time.perf_counter() - t0
@@ -184,10 +177,9 @@ class VideoJob:
                 bar.update(1)
 
 
-def _annotated_options(pipeline: Any) -> dict[str, Any] | None:
+def _annotated_options(pipeline: Segmenter) -> dict[str, Any] | None:
     """The options of the config's ``annotated`` sink, if it has one (drawing options only)."""
-    loaded = getattr(pipeline, "loaded", None)
-    for entry in getattr(getattr(loaded, "config", None), "sinks", None) or []:
+    for entry in pipeline.loaded.config.sinks if pipeline.loaded is not None else []:
         name, options = next(iter(entry.items()))
         if name == "annotated":
             return {k: v for k, v in options.items() if k not in ("format", "jpg_quality", "subdir")}

@@ -11,7 +11,8 @@ Line schema (plain JSON; NaN becomes ``null``)::
                                  # zone (when set), box, area, rle, data (when any)
 
 A line is *complete* when it ends in a newline and parses: ``scan_jsonl`` finds the last one, so
-``--resume`` can cut off a half-written line and continue after that frame.
+``--resume`` can cut off a half-written line and continue after that frame. ``JsonlSink`` is
+``dtseg video``'s ``--jsonl`` output: a sink (``dtseg.contracts.Sink``) over ``JsonlWriter``.
 """
 
 from __future__ import annotations
@@ -22,9 +23,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
 
+import numpy as np
 import supervision as sv
 
-from dtseg.records import TRACKER_ID, object_records
+from dtseg.records import FRAME_INDEX, TIME_S, TRACKER_ID, object_records
 
 log = logging.getLogger(__name__)
 
@@ -96,3 +98,22 @@ class JsonlWriter:
         if self._file is not None:
             self._file.close()
             self._file = None
+
+
+class JsonlSink:
+    """``dtseg video``'s per-frame lines as a sink: ``write`` appends the frame's line (its index and
+    time from ``detections.metadata``: ``frame_index``, ``time_s``; ``name`` is not used).
+    ``keep_bytes``: continue an existing file after that many bytes (``--resume``)."""
+
+    per_run = True  # one file for the whole video
+    needs_pixels = False  # the frame's size only
+
+    def __init__(self, path: str | Path, keep_bytes: int | None = None) -> None:
+        self.lines = JsonlWriter(path, keep_bytes)
+
+    def write(self, name: str, frame: np.ndarray, detections: sv.Detections) -> None:
+        meta = detections.metadata
+        self.lines.write(frame_record(meta[FRAME_INDEX], meta[TIME_S], frame.shape[:2], detections))
+
+    def close(self) -> None:
+        self.lines.close()

@@ -1,5 +1,6 @@
-"""The annotated video: a crash-safe fragmented MP4 (``dtseg.video.mp4``) fed by the
-``annotated`` sink's renderer (masks, boxes, labels with track IDs).
+"""The annotated video: a sink (``dtseg.contracts.Sink``) that draws each frame with the ``annotated``
+sink's ``Annotator`` (masks, boxes, labels with track IDs) into a crash-safe fragmented MP4
+(``dtseg.video.mp4``).
 
 On ``--resume`` the earlier video is *continued*: its first ``keep_frames`` frames are copied
 into a new file, which then replaces the old one, and new frames are appended. (MP4 cannot be
@@ -18,7 +19,7 @@ import cv2
 import numpy as np
 import supervision as sv
 
-from dtseg.sinks.annotated import AnnotatedSink
+from dtseg.sinks.annotated import Annotator
 from dtseg.sinks.annotated import Config as AnnotatedConfig
 from dtseg.video.mp4 import FragmentedMp4Writer, read_frames
 
@@ -28,26 +29,26 @@ log = logging.getLogger(__name__)
 VIDEO_LABEL = "#{tracker_id} {class_name} {confidence:.2f}"
 
 
-def video_annotator(sink_options: dict[str, Any] | None = None, banner: str | None = None) -> AnnotatedSink:
-    """An ``annotated`` sink used as a renderer: the config's ``annotated`` options where given,
-    else colours by track and labels ``#ID class confidence``."""
+def video_annotator(sink_options: dict[str, Any] | None = None, banner: str | None = None) -> Annotator:
+    """The ``annotated`` sink's drawing with the config's ``annotated`` options where given, else
+    colours by track and labels ``#ID class confidence``; ``banner`` unless the options set one."""
     options = {"color_by": "track", "label": VIDEO_LABEL, **(sink_options or {})}
-    sink = AnnotatedSink(AnnotatedConfig(**options), Path("."))
-    if sink.banner is None:
-        sink.banner = banner
-    return sink
+    return Annotator(AnnotatedConfig(**options), banner)
 
 
 class AnnotatedVideo:
-    """Writes annotated frames to ``path`` at ``fps`` frames per second, ``(width, height)`` pixels,
-    as a fragmented MP4 that stays playable if the process is killed (``dtseg.video.mp4``).
+    """A sink that writes annotated frames to ``path`` at ``fps`` frames per second, ``(width,
+    height)`` pixels, as a fragmented MP4 that stays playable if the process is killed
+    (``dtseg.video.mp4``). ``write``'s ``name`` is not used: frames follow each other.
 
     ``keep_frames``: continue an existing video at ``path`` after its first ``keep_frames``
     frames (``--resume``; the caller checks that it has that many: ``count_frames``). Frames of
     another size are resized to the video's (a folder of mixed-size images).
     """
 
-    def __init__(self, path: str | Path, width: int, height: int, fps: float, annotator: AnnotatedSink,
+    per_run = True  # one file for the whole video
+
+    def __init__(self, path: str | Path, width: int, height: int, fps: float, annotator: Annotator,
                  keep_frames: int = 0) -> None:
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -83,7 +84,7 @@ class AnnotatedVideo:
             log.warning("%s held %d readable frames, the JSONL %d: the video misses %d frames before the "
                         "resumed part", old, self.frames, count, count - self.frames)
 
-    def write(self, frame: np.ndarray, detections: sv.Detections) -> None:
+    def write(self, name: str, frame: np.ndarray, detections: sv.Detections) -> None:
         """Annotate RGB ``frame`` ``(H, W, 3)`` uint8 with ``detections`` and append it."""
         self._write_bgr(self.annotator.render(frame, detections))
 

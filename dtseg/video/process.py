@@ -12,13 +12,18 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterator
+from typing import TYPE_CHECKING, Callable, Iterator
 
 import numpy as np
 import supervision as sv
 
+from dtseg.contracts import Segmenter
+from dtseg.records import FRAME_INDEX, TIME_S
 from dtseg.video.source import SourceArg, VideoSource
 from dtseg.video.tracking import ObjectTracker, TrackerConfig
+
+if TYPE_CHECKING:
+    from dtseg.config import VideoConfig
 
 
 @dataclass
@@ -34,14 +39,14 @@ class FrameResult:
     seconds: dict[str, float] = field(default_factory=dict)
 
 
-def segment_frame(pipeline: Any, frame: np.ndarray) -> sv.Detections:
+def segment_frame(pipeline: Segmenter, frame: np.ndarray) -> sv.Detections:
     """``pipeline(frame)`` without caching: the frame's embedding and logits are not stored, so a
     video never evicts the image embedding cache. ``frame``: RGB uint8 ``(H, W, 3)``."""
     return pipeline(frame, cache=False)
 
 
 def iter_results(
-    pipeline: Any,
+    pipeline: Segmenter,
     video: VideoSource,
     *,
     start: int = 0,
@@ -62,14 +67,14 @@ def iter_results(
         if tracker is not None:
             detections = tracker.update(detections, time_s)
         t2 = time.perf_counter()
-        detections.metadata.update(frame_index=index, time_s=time_s)
+        detections.metadata.update({FRAME_INDEX: index, TIME_S: time_s})
         yield FrameResult(index, time_s, rgb, detections, {"segment": t1 - t0, "track": t2 - t1})
         if should_stop():
             return
 
 
 def process_video(
-    pipeline: Any,
+    pipeline: Segmenter,
     source: SourceArg,
     *,
     start: int = 0,
@@ -78,7 +83,7 @@ def process_video(
     track: bool = True,
     tracker_config: TrackerConfig | None = None,
     fps: float | None = None,
-    video_config: Any = None,
+    video_config: "VideoConfig | None" = None,
 ) -> Iterator[tuple[int, sv.Detections]]:
     """Yield ``(frame_index, sv.Detections)`` for frames ``start, start + stride, ...`` of ``source``
     (a video file, a folder of frames, a webcam index or a stream URL), at most ``max_frames``.
@@ -90,7 +95,7 @@ def process_video(
     SAM 2 carries the objects (``dtseg.video.propagate``) and ``tracker_id`` is the object ID. The source is closed
     when the generator finishes or is closed (``break`` out of the loop is fine).
     """
-    config = video_config if video_config is not None else _pipeline_video_config(pipeline)
+    config = video_config if video_config is not None else pipeline_video_config(pipeline)
     with VideoSource(source, fps) as video:
         if config is not None and config.mode == "propagate":
             from dtseg.video.propagate import ObjectBook, iter_propagated, propagator_for
@@ -105,6 +110,6 @@ def process_video(
             yield result.index, result.detections
 
 
-def _pipeline_video_config(pipeline: Any) -> Any:
+def pipeline_video_config(pipeline: Segmenter) -> "VideoConfig | None":
     """The pipeline config's ``video`` section, if the pipeline came from a config."""
-    return getattr(getattr(getattr(pipeline, "loaded", None), "config", None), "video", None)
+    return pipeline.loaded.config.video if pipeline.loaded is not None else None

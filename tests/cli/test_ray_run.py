@@ -74,3 +74,28 @@ def test_ray_writes_what_a_local_run_writes(local_ray, folder, tmp_path, tiny_sa
 def test_ray_with_a_config_error_fails_before_starting(local_ray, folder, tmp_path, tiny_sam_checkpoint, capsys):
     code = run(folder, tmp_path / "out", tiny_sam_checkpoint, "--ray", "--set", "sinks=[nope]")
     assert code == 2 and "nope" in capsys.readouterr().err
+
+
+def test_the_driver_gets_real_frames_only_where_a_per_run_sink_needs_pixels(small_frame):
+    from dtseg.cli.ray_run import driver_results, pack
+    from dtseg.runner import Item, RunSummary, describe
+    from tests.fakes import FakeEngine
+    from dtseg.prompts import Prompts
+
+    detections = FakeEngine().segment(small_frame, Prompts.from_objects([{"box": [20, 20, 60, 60]}]))
+    items = [Item("a.png", "a"), Item("b.png", "b"), Item("c.png", "c")]
+    rows = [{"index": 0, "error": None, "height": 120, "width": 160, "encoder_calls": 1, "random_label": "",
+             "result": pack(detections, True, small_frame)},
+            {"index": 2, "error": "image: not a decodable image", "height": -1, "width": -1, "encoder_calls": 0,
+             "random_label": "", "result": None},
+            {"index": 1, "error": None, "height": 120, "width": 160, "encoder_calls": 1, "random_label": "RANDOM",
+             "result": pack(detections, False, None)}]
+    summary = RunSummary(Path("out"))
+    (a, frame_a, got_a), (c, frame_c, error), (b, frame_b, got_b) = driver_results(rows, items, summary)
+    assert (a.name, b.name, c.name) == ("a", "b", "c")
+    np.testing.assert_array_equal(frame_a, small_frame)  # shipped: a sink reads its pixels
+    np.testing.assert_array_equal(got_a.mask, detections.mask)
+    assert frame_b.shape == small_frame.shape and not frame_b.flags.writeable and frame_b.base is not None
+    assert got_b.mask is None and len(got_b) == len(detections)  # no per-run sink: no masks either
+    assert frame_c is None and describe(error) == "image: not a decodable image"
+    assert summary.encoder_calls == 2 and summary.random_weights == "RANDOM"
