@@ -23,7 +23,7 @@ import numpy as np
 
 from dtseg.errors import InputError
 from dtseg.image_size import declared_size
-from dtseg.io import load_image
+from dtseg.io import is_url, load_image
 from dtseg.server.config import ServerConfig, UrlFetchConfig
 from dtseg.server.common.deadline import Deadline
 from dtseg.server.common.decode_budget import DecodeBudget
@@ -41,7 +41,7 @@ def load_request_image(image: ImageInput, config: ServerConfig, budget: DecodeBu
     declared pixels are reserved from ``budget`` while it decodes.
     """
     value = image.value.strip()
-    if image.type == "url" or value.lower().startswith(("http://", "https://")):
+    if image.type == "url" or is_url(value):
         data = fetch_url(value, config.url_fetch, f"{field}.value")
     else:
         data = decode_base64(value, f"{field}.value")
