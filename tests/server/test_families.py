@@ -4,6 +4,7 @@ its config key; clashing or malformed registrations are errors naming the plugin
 
 from __future__ import annotations
 
+import sys
 import warnings
 from pathlib import Path
 from typing import Iterator
@@ -16,7 +17,7 @@ from dtseg.errors import RandomWeightsWarning
 from dtseg.plugins import PluginError
 from dtseg.server import ServerConfig, create_app
 from dtseg.server.families import load_route_families
-from tests.test_plugins import fake_distribution, site, write  # noqa: F401 - site is a fixture
+from tests.test_plugins import fake_distribution, write
 
 #: A route family as a third party writes it: one routes module (its schemas inline, for brevity).
 ACME = '''
@@ -53,6 +54,16 @@ def dtseg_register_route_families(register):
 def install(site: Path, name: str = "acme", family: str = "RouteFamily(router, ACME)") -> None:
     write(site / "acme_routes.py", ACME.format(name=name, family=family))
     fake_distribution(site, "acme-routes", "0.1", {"acme_routes": "acme_routes"})
+
+
+@pytest.fixture
+def site(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+    """A folder on sys.path, where distributions are installed; their module is forgotten afterwards."""
+    folder = tmp_path / "site"
+    folder.mkdir()
+    monkeypatch.syspath_prepend(str(folder))
+    yield folder
+    sys.modules.pop("acme_routes", None)
 
 
 @pytest.fixture(scope="module")
