@@ -24,16 +24,16 @@ from json import JSONDecodeError
 from typing import Any, AsyncIterator, Callable, Coroutine
 
 from fastapi import Request, Response
-from fastapi.exceptions import RequestValidationError
 from fastapi.dependencies.models import Dependant
+from fastapi.exceptions import RequestValidationError
 from fastapi.routing import APIRoute
 from starlette.exceptions import HTTPException
 from starlette.requests import ClientDisconnect
 
 from dtseg.server.common.auth import client_namespace, request_namespace
-from dtseg.server.config import ServerConfig
 from dtseg.server.common.json_steps import decode_body, parse_json
 from dtseg.server.common.schemas import ErrorResponse
+from dtseg.server.config import ServerConfig
 
 BODY_ERRORS: dict[int | str, dict[str, Any]] = {
     408: {"model": ErrorResponse,

@@ -24,10 +24,10 @@ import numpy as np
 from dtseg.errors import InputError
 from dtseg.image_size import declared_size
 from dtseg.io import is_url, load_image
-from dtseg.server.config import ServerConfig, UrlFetchConfig
 from dtseg.server.common.deadline import Deadline
 from dtseg.server.common.decode_budget import DecodeBudget
 from dtseg.server.common.schemas import ImageInput
+from dtseg.server.config import ServerConfig, UrlFetchConfig
 
 _DATA_URL = re.compile(r"^data:[\w.+-]+/[\w.+-]+(;[\w=.+-]+)*;base64,", re.IGNORECASE)
 _REDIRECTS = {301, 302, 303, 307, 308}

@@ -23,8 +23,8 @@ from dtseg.errors import DtsegError, ImageNotEmbeddedError, InputError
 from dtseg.labelstudio.label_config import LabelConfig, parse_label_config
 from dtseg.labelstudio.regions import ClickPrompt, mask_region, prompt_from_context
 from dtseg.labelstudio.settings import Connection, LabelStudioConfig
-from dtseg.server.config import ServerConfig
 from dtseg.server.common.images import decode_image
+from dtseg.server.config import ServerConfig
 from dtseg.server.routes.labelstudio.images import read_task_image
 from dtseg.server.state import Services
 

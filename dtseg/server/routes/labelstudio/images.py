@@ -20,8 +20,8 @@ from urllib.parse import unquote, urlsplit
 
 from dtseg.errors import InputError
 from dtseg.labelstudio.settings import Connection, LabelStudioConfig
-from dtseg.server.config import UrlFetchConfig
 from dtseg.server.common.images import decode_base64, fetch_url
+from dtseg.server.config import UrlFetchConfig
 
 
 def read_task_image(url: object, settings: LabelStudioConfig, fetch: UrlFetchConfig,

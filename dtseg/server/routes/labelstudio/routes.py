@@ -17,12 +17,18 @@ from typing import Annotated, Any, Optional
 from fastapi import APIRouter, Depends, Request
 from fastapi.security import HTTPBasic, HTTPBasicCredentials
 
-from dtseg.server.routes.labelstudio.backend import Backend, Connections, model_version
 from dtseg.labelstudio.settings import Connection
 from dtseg.server.common.auth import client_namespace
 from dtseg.server.common.body import BODY_ERRORS, BodyRoute
-from dtseg.server.routes.labelstudio.schemas import HealthResponse, PredictRequest, PredictResponse, SetupRequest, SetupResponse
 from dtseg.server.common.schemas import ErrorResponse
+from dtseg.server.routes.labelstudio.backend import Backend, Connections, model_version
+from dtseg.server.routes.labelstudio.schemas import (
+    HealthResponse,
+    PredictRequest,
+    PredictResponse,
+    SetupRequest,
+    SetupResponse,
+)
 from dtseg.server.routes.segment.routes import pipeline_named
 from dtseg.server.state import ServicesDep
 

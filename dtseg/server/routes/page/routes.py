@@ -21,9 +21,9 @@ from fastapi import APIRouter, FastAPI
 from fastapi.responses import FileResponse, Response
 from fastapi.staticfiles import StaticFiles
 
+from dtseg.records import NUM_PROMPTS, RANDOM_WEIGHTS
 from dtseg.server.common.auth import Namespace
 from dtseg.server.common.body import BODY_ERRORS, BodyRoute
-from dtseg.records import NUM_PROMPTS, RANDOM_WEIGHTS
 from dtseg.server.common.images import decode_image, fetch_url, load_request_image
 from dtseg.server.common.schemas import ErrorResponse
 from dtseg.server.routes.page.export import MEDIA_TYPES, download_name, export_bytes, to_detections

@@ -6,8 +6,8 @@ from __future__ import annotations
 from typing import Any, Optional
 
 from dtseg.errors import InputError
-from dtseg.server.config import ServerConfig
 from dtseg.server.common.encode import nesting_depth
+from dtseg.server.config import ServerConfig
 
 
 def check_prompt_counts(point_coords: Optional[list[Any]], point_labels: Optional[list[Any]],

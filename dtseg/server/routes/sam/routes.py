@@ -21,14 +21,28 @@ from dtseg.errors import InputError
 from dtseg.ids import check_image_id, header_value
 from dtseg.server.common.auth import Namespace
 from dtseg.server.common.body import BODY_ERRORS, BodyRoute
-from dtseg.server.common.encode import (json_payload, load_npy, mask_input_logits, nesting_depth, npy_bytes, npz_bytes,
-                                 numeric_array, rle_payload)
+from dtseg.server.common.encode import (
+    json_payload,
+    load_npy,
+    mask_input_logits,
+    nesting_depth,
+    npy_bytes,
+    npz_bytes,
+    numeric_array,
+    rle_payload,
+)
 from dtseg.server.common.images import load_body_image
-from dtseg.server.routes.sam.prompt_limits import check_prompt_counts
 from dtseg.server.common.roboflow import inference_fields
 from dtseg.server.common.schemas import ErrorResponse
 from dtseg.server.families import SAM
-from dtseg.server.routes.sam.schemas import EmbedRequest, EmbedResponse, SegmentRequest, SegmentResponse, SegmentRleResponse
+from dtseg.server.routes.sam.prompt_limits import check_prompt_counts
+from dtseg.server.routes.sam.schemas import (
+    EmbedRequest,
+    EmbedResponse,
+    SegmentRequest,
+    SegmentResponse,
+    SegmentRleResponse,
+)
 from dtseg.server.state import Services, ServicesDep
 
 router = APIRouter(prefix="/sam", tags=["sam"], route_class=BodyRoute)

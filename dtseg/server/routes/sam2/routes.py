@@ -27,8 +27,13 @@ from dtseg.server.common.roboflow import inference_fields
 from dtseg.server.common.schemas import ErrorResponse
 from dtseg.server.config import ServerConfig
 from dtseg.server.families import EngineNeed
-from dtseg.server.routes.sam2.schemas import (Sam2EmbedRequest, Sam2EmbedResponse, Sam2Prompt, Sam2SegmentRequest,
-                                              Sam2SegmentResponse)
+from dtseg.server.routes.sam2.schemas import (
+    Sam2EmbedRequest,
+    Sam2EmbedResponse,
+    Sam2Prompt,
+    Sam2SegmentRequest,
+    Sam2SegmentResponse,
+)
 from dtseg.server.state import ServicesDep
 
 #: ``sam2.model``, or ``sam.model`` when that is a SAM 2 model.

@@ -18,9 +18,9 @@ from dtseg.errors import CheckpointNotFoundError, DtsegError, InputError
 from dtseg.records import RANDOM_WEIGHTS, object_records
 from dtseg.server.common.auth import Namespace
 from dtseg.server.common.body import BODY_ERRORS, BodyRoute
-from dtseg.server.config import ServerConfig
 from dtseg.server.common.images import load_request_image
 from dtseg.server.common.schemas import ErrorResponse
+from dtseg.server.config import ServerConfig
 from dtseg.server.routes.segment.schemas import Detection, SegmentPipelineRequest, SegmentPipelineResponse
 from dtseg.server.state import Services, ServicesDep
 
