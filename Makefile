@@ -42,7 +42,7 @@ $(STAMP): pyproject.toml
 	touch $@
 
 # Label Studio itself (a Django app with pins of its own) in a venv apart, for the tests that
-# connect dtseg serve to a real Label Studio (tests/server/test_labelstudio_live.py)
+# connect dtseg serve to a real Label Studio (tests/server/routes/labelstudio/test_live.py)
 LS_VENV  := .venv-labelstudio
 LS_STAMP := $(LS_VENV)/.installed
 labelstudio: $(LS_STAMP)

@@ -22,6 +22,9 @@ Hooks only *register* classes; the work is done by ordinary typed classes:
   (``False``; ``True``: the second argument may be a ``dtseg.contracts.Writer`` instead of a
   folder, and every file goes through its ``write(path, data)``: then ``--skip-existing``
   checks those files, and the server can answer with them from memory).
+* a route family (``dtseg serve``): a ``dtseg.server.families.RouteFamily``, an instance, not a
+  class: its ``APIRouter`` (one routes module, beside one schemas module) and the engine it
+  serves (``EngineNeed``: config key and ``Capabilities.lineage``). See ``docs/server.md``.
 
 Hooks are called by keyword, once per plugin, when ``dtseg.plugins.Registry.collect`` builds
 the registry (so each class's origin is known): ``impl(register=...)``. A name registered twice
@@ -30,9 +33,12 @@ is an error naming both plugins. See ``docs/plugins.md`` for a complete example.
 
 from __future__ import annotations
 
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
 
 import pluggy
+
+if TYPE_CHECKING:
+    from dtseg.server.families import RouteFamily
 
 PROJECT = "dtseg"
 hookspec = pluggy.HookspecMarker(PROJECT)
@@ -55,4 +61,18 @@ def dtseg_register_sinks(register: Register) -> None:
     """Register output-writer classes: call ``register(name, cls)`` once per sink.
 
     Called once for every plugin when the plugin manager is built; results are ignored.
+    """
+
+
+#: ``register(name, family)``: ``name`` is a word naming the route family (``sam2``, ``labelstudio``).
+RegisterRouteFamily = Callable[[str, "RouteFamily"], None]
+
+
+@hookspec
+def dtseg_register_route_families(register: RegisterRouteFamily) -> None:
+    """Register the server's route families: call ``register(name, RouteFamily(router, need))``
+    once per family (``dtseg.server.families``). The built-in ones (``/sam``, ``/sam2``,
+    ``/segment``, the page, ``/labelstudio``, ``/info``) register through this hook too.
+
+    Called when ``dtseg serve`` (``dtseg.server.create_app``) builds an app; results are ignored.
     """

@@ -88,6 +88,11 @@ def _as_rgb(array: np.ndarray, field: str, max_pixels: int = MAX_IMAGE_PIXELS) -
     return np.ascontiguousarray(array)
 
 
+def is_url(source: str) -> bool:
+    """Whether ``source`` is an http(s) URL (any case), not a path or base64 data."""
+    return source.lower().startswith(("http://", "https://"))
+
+
 def content_hash(image: np.ndarray) -> str:
     """A short hex digest of an RGB image's shape and pixels (the default ``image_id``)."""
     digest = hashlib.blake2b(digest_size=16)

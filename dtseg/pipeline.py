@@ -17,7 +17,7 @@ from typing import Any, Iterable, Iterator, Sequence
 import numpy as np
 import supervision as sv
 
-from dtseg.config import PipelineConfig, StrictModel, apply_overrides, load_yaml, validate
+from dtseg.config import PipelineConfig, SamConfig, StrictModel, apply_overrides, load_yaml, validate
 from dtseg.contracts import Engine, PromptProvider, Sink, SinkTraits, Writer
 from dtseg.errors import CheckpointNotFoundError, ConfigError
 from dtseg.io import ImageLike, load_image
@@ -281,16 +281,27 @@ def build_stage(registry: Registry, entry: dict[str, dict[str, Any]], index: int
 
 
 def build_engine(config: PipelineConfig, allow_random: bool = False, keep_heap_default: bool = False) -> Engine:
-    """``config.sam.build_engine()``; with ``allow_random``, weights that cannot be downloaded become
-    random ones. A checkpoint path that was given and is missing is always an error."""
+    """``config.sam.build_engine()``; with ``allow_random``, weights that cannot be found or
+    downloaded become random ones (``random_if_missing``)."""
+    sam = random_if_missing(config.sam) if allow_random else config.sam
+    return sam.build_engine(config.cache, keep_heap_default=keep_heap_default)
+
+
+def random_if_missing(sam: SamConfig, name: str = "sam") -> SamConfig:
+    """``--allow-random``: ``sam`` with random weights when its checkpoint was not given and
+    cannot be found or downloaded, said loudly (``name``: the config section). A checkpoint that
+    was given and is missing stays an error (raised when the engine is built)."""
+    from dtseg.engine.checkpoints import RANDOM, resolve_checkpoint
+
+    if sam.checkpoint is not None:
+        return sam
     try:
-        return config.sam.build_engine(config.cache, keep_heap_default=keep_heap_default)
+        resolve_checkpoint(sam.model if isinstance(sam.model, str) else sam.model.model_dump())
     except CheckpointNotFoundError as exc:
-        if not allow_random or config.sam.checkpoint is not None:
-            raise
-        log.warning("%s\n*** --allow-random: SAM falls back to RANDOM weights ***", exc.problem.rstrip(" :\n"))
-        return config.sam.model_copy(update={"checkpoint": "random"}).build_engine(
-            config.cache, keep_heap_default=keep_heap_default)
+        log.warning("%s\n*** --allow-random: %s runs with RANDOM weights: its masks are meaningless ***",
+                    exc.problem.rstrip(" :\n"), name)
+        return sam.model_copy(update={"checkpoint": RANDOM})
+    return sam
 
 
 def empty_detections(prompts: Prompts) -> sv.Detections:

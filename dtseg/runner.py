@@ -29,7 +29,7 @@ from tqdm import tqdm
 
 from dtseg.contracts import Engine, Segmenter, Sink
 from dtseg.errors import DtsegError, InputError
-from dtseg.io import load_image
+from dtseg.io import is_url, load_image
 
 if TYPE_CHECKING:
     from dtseg.cli.ledger import Ledger
@@ -306,10 +306,6 @@ def unique_names(sources: list[str]) -> list[Item]:
         seen[stem] = seen.get(stem, 0) + 1
         items.append(Item(source, stem if seen[stem] == 1 else f"{stem}_{seen[stem]}"))
     return items
-
-
-def is_url(source: str) -> bool:
-    return source.lower().startswith(("http://", "https://"))
 
 
 def read_image(source: str) -> np.ndarray:

@@ -13,7 +13,7 @@ import pytest
 from PIL import Image
 
 from dtseg import ImageDecodeError
-from dtseg.io import declared_size, load_image
+from dtseg.io import declared_size, is_url, load_image
 
 IMAGE = np.random.default_rng(0).integers(0, 255, (37, 53, 3), dtype=np.uint8)
 
@@ -164,3 +164,8 @@ def test_a_jpeg_frame_header_far_from_the_start_is_found_and_hostile_walks_are_b
     assert declared_size(tiny_segments) is None
     no_frame = b"\xff\xd8" + bytes(5_000_000)  # no marker at all
     assert declared_size(no_frame) is None
+
+
+def test_is_url_knows_http_and_https_in_any_case_and_nothing_else():
+    assert is_url("http://a/b.jpg") and is_url("HTTPS://a/b.jpg")
+    assert not any(is_url(s) for s in ("photo.jpg", "/data/http/x.jpg", "ftp://a/b.jpg", "data:image/png;base64,AA"))

@@ -235,7 +235,7 @@ def test_allow_random_replaces_missing_sam_weights_loudly(caplog):
     with pytest.warns(Warning, match="random weights"):
         pipeline = Pipeline.from_config(config, allow_random=True)
     assert pipeline.engine.random_weights and pipeline.random_parts == ["sam"]
-    assert "--allow-random: SAM falls back to RANDOM weights" in caplog.text
+    assert "--allow-random: sam runs with RANDOM weights" in caplog.text
 
 
 def test_random_weights_label_the_detections_and_the_annotated_sink(tmp_path: Path, small_frame):

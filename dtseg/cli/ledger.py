@@ -19,6 +19,8 @@ import logging
 from pathlib import Path
 from typing import IO, Any
 
+from dtseg.io import is_url
+
 log = logging.getLogger("dtseg.segment")
 
 LEDGER_NAME = ".dtseg-done.jsonl"
@@ -32,7 +34,7 @@ def config_hash(config: Any) -> str:
 
 def source_key(source: str) -> dict[str, Any]:
     """A source as the ledger identifies it: absolute path, size and mtime; a URL as given."""
-    if source.lower().startswith(("http://", "https://")):
+    if is_url(source):
         return {"source": source}
     path = Path(source)
     try:

@@ -9,13 +9,9 @@ import os
 import signal
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from dtseg.cli.common import ALLOW_RANDOM_HELP, checkpoint_argument, fail
-from dtseg.errors import CheckpointNotFoundError, DtsegError
-
-if TYPE_CHECKING:
-    from dtseg.server.config import ServeConfig
+from dtseg.errors import DtsegError
 
 WORKER_STARTUP_S = 300  # seconds a worker may take to load the model
 
@@ -69,32 +65,11 @@ def _overrides(args: argparse.Namespace) -> list[str]:
     return items
 
 
-def random_if_missing(config: "ServeConfig") -> "ServeConfig":
-    """``--allow-random``: each model (``sam``, ``sam2``) whose checkpoint is not given and
-    cannot be found or downloaded gets random weights, loudly. A checkpoint that was given and is
-    missing stays an error. Decided here, once, so that every worker loads the same."""
-    from dtseg.engine.checkpoints import RANDOM, resolve_checkpoint
-
-    update = {}
-    for name in ("sam", "sam2"):
-        section = getattr(config, name)
-        if section is None or section.checkpoint is not None:
-            continue
-        model = section.model if isinstance(section.model, str) else section.model.model_dump()
-        try:
-            resolve_checkpoint(model)
-        except CheckpointNotFoundError as exc:
-            print(f"{exc.problem.rstrip(' :' + chr(10))}\n*** --allow-random: {name} runs with RANDOM weights: "
-                  "its masks are meaningless ***", file=sys.stderr, flush=True)
-            update[name] = section.model_copy(update={"checkpoint": RANDOM})
-    return config.model_copy(update=update)
-
-
 def run(args: argparse.Namespace) -> int:
     import uvicorn
 
     from dtseg.cache.tiers import build_tiers
-    from dtseg.server.app import create_app
+    from dtseg.server.app import app_from_config
     from dtseg.server.config import load_serve_config
     from dtseg.server.factory import CONFIG_ENV
     from dtseg.server.transport import uvicorn_options
@@ -104,20 +79,18 @@ def run(args: argparse.Namespace) -> int:
         return 2
     try:
         config = load_serve_config(args.config, _overrides(args))  # raises for a missing --sam-checkpoint
-        if args.allow_random:
-            config = random_if_missing(config)
+        if args.allow_random:  # decided here, once: every worker loads the same
+            config = config.random_if_missing()
         if args.workers > 1 and config.cache.redis_url:
             build_tiers(config.cache)  # Redis unreachable: say so once, before starting the workers
         # the process is dtseg's: sam.keep_heap left null keeps freed memory in the heap
-        engine = config.sam.build_engine(config.cache, keep_heap_default=True) if args.workers == 1 else None
-        sam2_engine = (config.sam2.build_engine(config.cache, keep_heap_default=True)
-                       if config.sam2 and engine is not None else None)
-        app = create_app(engine, config.server, sam2_engine) if engine is not None else None
+        app = app_from_config(config, keep_heap_default=True) if args.workers == 1 else None
     except (DtsegError, ValueError, OSError) as exc:
         return fail(exc)
     url = f"http://{args.host}:{args.port}"
-    if engine is not None:
-        model = ", ".join(e.summary() for e in (engine, sam2_engine) if e is not None)
+    if app is not None:
+        engines = app.state.services.engines.values()
+        model = ", ".join(e.summary() for e in dict.fromkeys(engines))  # an engine serving two keys once
     else:
         model = f"{config.sam.model if isinstance(config.sam.model, str) else 'custom'} (loaded by each of {args.workers} workers)"
     keys = config.server.effective_api_keys()
@@ -131,7 +104,7 @@ def run(args: argparse.Namespace) -> int:
     # uvicorn's h11 protocol with a header deadline, keep-alive and shutdown grace from server:,
     # and API keys kept out of the access log (dtseg/server/transport.py)
     options = uvicorn_options(config.server, args.log_level)
-    if engine is not None:
+    if app is not None:
         uvicorn.run(app, host=args.host, port=args.port, **options)
     else:
         os.environ[CONFIG_ENV] = config.model_dump_json()

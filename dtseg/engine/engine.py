@@ -1,7 +1,9 @@
 """``SamEngine``: embed an image once, keep the embedding, decode many prompts in one pass.
 
-Mirrors the two calls of Roboflow Inference's SAM API: ``embed_image`` and ``segment_image``;
-``segment`` is the same decode for the pipeline, returning ``sv.Detections``. The model is any
+``embed_image`` caches an image's features under an id; ``segment_image`` decodes prompts as
+``SamPredictor.predict`` takes them (points, labels, boxes, mask input) into arrays; ``segment``
+is the same decode for the pipeline, returning ``sv.Detections``. Wire formats (Roboflow's
+routes) are the server's (``dtseg.server``). The model is any
 family's (``dtseg.families``): the engine owns the cache, batching, prompt grouping,
 the coordinate transform, mask post-processing and locks; the family encodes and decodes.
 """
@@ -56,7 +58,7 @@ class Embedding:
 
     @property
     def embedding(self) -> torch.Tensor:
-        """The ``(C, 64, 64)`` image embedding (what Roboflow's ``/sam/embed_image`` returns)."""
+        """The ``(C, 64, 64)`` image embedding (the features of every official model's decoder)."""
         return self.features[IMAGE_EMBED]
 
     @property
@@ -255,7 +257,7 @@ class SamEngine:
 
     @property
     def embedding_shape(self) -> tuple[int, ...]:
-        """Shape of one image's ``image_embed`` (what ``/sam/embed_image`` returns, without the batch dim)."""
+        """Shape of one image's ``image_embed``, e.g. ``(256, 64, 64)``."""
         return self.model.feature_shapes()[IMAGE_EMBED]
 
     def embedding_from_array(self, array: np.ndarray, original_size: tuple[int, int],

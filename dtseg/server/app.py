@@ -1,9 +1,9 @@
-"""The FastAPI application: Roboflow-compatible SAM routes, /segment pipelines, health and info."""
+"""The FastAPI application: the registered route families around the engines, by config key."""
 
 from __future__ import annotations
 
 from contextlib import asynccontextmanager
-from typing import Any, AsyncIterator
+from typing import AsyncIterator, Mapping
 
 import anyio.to_thread
 from fastapi import FastAPI
@@ -11,13 +11,12 @@ from fastapi_offline import FastAPIOffline
 
 from dtseg import __version__
 from dtseg.engine import SamEngine
-from dtseg.server import labelstudio_routes, sam2_routes, sam_routes, segment_routes
-from dtseg.server.auth import Namespace, document_auth
-from dtseg.server.body import BodyBudget
-from dtseg.server.page_routes import install_page
+from dtseg.server.common.auth import document_auth
+from dtseg.server.common.body import BodyBudget
+from dtseg.server.common.errors import install_error_handlers
+from dtseg.server.common.limits import BodyLimits
 from dtseg.server.config import ServeConfig, ServerConfig
-from dtseg.server.errors import install_error_handlers
-from dtseg.server.limits import BodyLimits
+from dtseg.server.families import RouteFamily, engines_for, load_route_families
 from dtseg.server.state import Services
 
 DESCRIPTION = """\
@@ -30,15 +29,17 @@ routes (`/sam/embed_image`, `/sam/segment_image`) and SAM 2 routes (`/sam2/embed
 """
 
 
-def create_app(engine: SamEngine, config: ServerConfig | None = None, sam2_engine: SamEngine | None = None) -> FastAPI:
-    """An app serving ``engine`` on ``/sam`` and ``/segment``, and ``sam2_engine`` on ``/sam2``
-    (default: ``engine`` itself when it runs a SAM 2 model). Auth is on when ``config`` or
-    ``$DTSEG_API_KEYS`` has keys."""
+def create_app(engines: SamEngine | Mapping[str, SamEngine], config: ServerConfig | None = None,
+               route_families: Mapping[str, RouteFamily] | None = None) -> FastAPI:
+    """An app serving ``engines`` by config key (``{"sam": engine, "sam2": sam2_engine}``; one
+    engine alone is ``{"sam": engine}``) through ``route_families`` (default: every registered
+    one, ``dtseg.server.families.load_route_families``). A family whose engine is missing
+    answers 404 naming its config key; ``sam``'s engine serves the families of its lineage
+    (``/sam2`` for a SAM 2 model). Auth is on when ``config`` or ``$DTSEG_API_KEYS`` has keys."""
     config = config or ServerConfig()
-    if sam2_engine is None and engine.family == "sam2.1":
-        sam2_engine = engine
-    if sam2_engine is not None and sam2_engine.family != "sam2.1":
-        raise ValueError(f"sam2.model: expected a SAM 2 model (sam2.1_t, sam2.1_s, ...), got {sam2_engine.model_name!r}")
+    families = load_route_families() if route_families is None else dict(route_families)
+    given = {"sam": engines} if isinstance(engines, SamEngine) else dict(engines)
+    services = Services(engines_for(families, given), config)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -50,68 +51,26 @@ def create_app(engine: SamEngine, config: ServerConfig | None = None, sam2_engin
     # /docs and /redoc with their JS and CSS served from the fastapi-offline package, not a CDN
     app = FastAPIOffline(title="dtseg", version=__version__, description=DESCRIPTION, lifespan=lifespan,
                          swagger_ui_parameters={"validatorUrl": None})
-    app.state.services = Services(engine, config, sam2_engine=sam2_engine)
+    app.state.services = services
+    app.state.engine_needs = [family.engine for family in families.values()]
     app.state.api_keys = config.effective_api_keys()
-    app.state.body_budget = BodyBudget(config.body_budget_bytes)  # see body.py
+    app.state.body_budget = BodyBudget(config.body_budget_bytes)  # see common/body.py
     share = config.cache_share_of(len(app.state.api_keys))
-    for cache in (engine.embeddings, engine.mask_logits):  # each key's share of the in-process cache
+    for cache in (services.engine.embeddings, services.engine.mask_logits):  # each key's share of the in-process cache
         cache.set_share(None if share is None else int(cache.max_bytes * share))
     install_error_handlers(app)
     app.add_middleware(BodyLimits, max_bytes=config.max_body_bytes, timeout_s=config.body_timeout_s)
-    app.include_router(sam_routes.router)
-    app.include_router(sam2_routes.router)
-    app.include_router(segment_routes.router)
-    app.include_router(labelstudio_routes.router)  # the Label Studio ML backend
-    install_page(app)  # the interactive page at / (static files), /fetch_image, /export
-
-    @app.get("/healthz", tags=["server"])
-    async def healthz() -> dict[str, str]:
-        """Liveness: no authentication; answered on the event loop, never queued behind the
-        handlers' thread pool."""
-        return {"status": "ok"}
-
-    @app.get("/info", tags=["server"])
-    def info(namespace: Namespace) -> dict[str, Any]:
-        """Model, device, cache counters (``encoder_calls`` counts images through the encoder).
-
-        With API keys, the cache counters are the caller's own: its entries, bytes, share
-        (``max_bytes``), hits, misses and evictions, and its hits in the shared tiers."""
-        services: Services = app.state.services
-        sam2 = services.sam2_engine
-        return {
-            **services.engine.info(),
-            **cache_info(services.engine, namespace if app.state.api_keys else None),
-            "sam2": None if sam2 is None else "same as sam" if sam2 is services.engine else
-                    {k: v for k, v in sam2.info().items() if "cache" not in k},  # no other key's counters
-            "version": __version__,
-            "auth": bool(app.state.api_keys),
-            "limits": {"max_body_mb": config.max_body_mb, "max_image_pixels": config.max_image_pixels,
-                       "threads": config.threads, "max_objects": config.max_objects,
-                       "max_points_per_object": config.max_points_per_object,
-                       "max_json_values": config.max_json_values, "body_budget_mb": config.body_budget_mb,
-                       "header_timeout_s": config.header_timeout_s, "body_timeout_s": config.body_timeout_s},
-            "pipelines": segment_routes.available_configs(config),
-        }
-
+    for family in families.values():
+        app.include_router(family.router)
+        if family.install is not None:
+            family.install(app)
     document_auth(app)
     return app
 
 
-def cache_info(engine: SamEngine, namespace: str | None) -> dict[str, Any]:
-    """``cache`` / ``mask_logits_cache`` / ``cache_tiers`` of ``/info``: of the whole process, or
-    (``namespace`` given) of one API key, which then sees nothing of the others."""
-    def counters(cache: Any) -> dict[str, int]:
-        stats = cache.stats() if namespace is None else cache.stats(namespace)
-        return {"entries": stats.entries, "bytes": stats.bytes, "max_bytes": stats.max_bytes, "hits": stats.hits,
-                "misses": stats.misses, "evictions": stats.evictions}
-
-    tiers = engine.embeddings.tier_info() if namespace is None else engine.embeddings.tier_info(namespace)
-    return {"cache": counters(engine.embeddings), "mask_logits_cache": counters(engine.mask_logits),
-            "cache_tiers": tiers}
-
-
 def app_from_config(serve: ServeConfig, keep_heap_default: bool = False) -> FastAPI:
-    """Build the engines of the ``sam:`` (and ``sam2:``) sections and serve them.
-    ``keep_heap_default``: what ``keep_heap: null`` means (``dtseg serve``'s workers: ``True``)."""
-    sam2 = serve.sam2.build_engine(serve.cache, keep_heap_default=keep_heap_default) if serve.sam2 else None
-    return create_app(serve.sam.build_engine(serve.cache, keep_heap_default=keep_heap_default), serve.server, sam2)
+    """Build the engine of every model section (``sam:``, ``sam2:``) and serve them.
+    ``keep_heap_default``: what ``keep_heap: null`` means (``dtseg serve``: ``True``)."""
+    engines = {key: section.build_engine(serve.cache, keep_heap_default=keep_heap_default)
+               for key, section in serve.model_sections().items()}
+    return create_app(engines, serve.server)

@@ -112,6 +112,19 @@ class ServeConfig(StrictModel):
     cache: ServeCacheConfig = Field(default_factory=ServeCacheConfig)
     server: ServerConfig = Field(default_factory=ServerConfig)
 
+    def model_sections(self) -> dict[str, SamConfig]:
+        """The model sections given, by config key (``sam``, and ``sam2`` when set): one engine each."""
+        sections = {name: getattr(self, name) for name in type(self).model_fields}
+        return {name: section for name, section in sections.items() if isinstance(section, SamConfig)}
+
+    def random_if_missing(self) -> "ServeConfig":
+        """``--allow-random``: every model section without weights gets random ones, loudly
+        (``dtseg.pipeline.random_if_missing``). Decided once, so that every worker loads the same."""
+        from dtseg.pipeline import random_if_missing
+
+        return self.model_copy(update={name: random_if_missing(section, name)
+                                       for name, section in self.model_sections().items()})
+
 
 def load_serve_config(path: str | Path | None = None, overrides: list[str] | None = None) -> ServeConfig:
     """Read and validate a server config (``None``: defaults), after ``--set`` overrides."""

@@ -1,0 +1,1 @@
+"""``/labelstudio``: dtseg as a Label Studio ML backend."""

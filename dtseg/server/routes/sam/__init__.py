@@ -1,0 +1,1 @@
+"""Roboflow Inference's SAM v1 routes, ``/sam/*``."""

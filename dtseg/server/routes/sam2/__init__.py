@@ -1,0 +1,1 @@
+"""Roboflow Inference's SAM 2 routes, ``/sam2/*``."""

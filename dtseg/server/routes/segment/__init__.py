@@ -1,0 +1,1 @@
+"""``POST /segment``: the server's pipeline configs."""

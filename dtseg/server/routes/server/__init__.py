@@ -1,0 +1,1 @@
+"""````/healthz```` and ````/info````: the server's own state."""
