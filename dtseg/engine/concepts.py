@@ -70,7 +70,7 @@ class ConceptPrompt:
 
 @dataclass(frozen=True)
 class ConceptResult:
-    """Every instance one ``prompt`` matched, best first.
+    """Every instance one ``prompt`` matched, in the detector's query order.
 
     ``masks`` ``(N, H, W)`` bool; ``boxes`` ``(N, 4)`` float32 ``xyxy`` pixels (the detector's
     box, not the mask's); ``scores`` ``(N,)`` float32 = sigmoid(logit) x presence, above the
@@ -104,17 +104,17 @@ def concept_prompts(concepts: Any) -> list[ConceptPrompt]:
     return [ConceptPrompt.of(c, f"concepts[{i}]") for i, c in enumerate(concepts)]
 
 
-def mask_nms(masks: np.ndarray, boxes: np.ndarray, scores: np.ndarray, iou: float) -> np.ndarray:
-    """Indices kept by greedy non-maximum suppression on mask IoU (best score first): a mask
-    whose IoU with a kept one exceeds ``iou`` is dropped. ``masks`` ``(N, H, W)`` bool; ``boxes``
-    ``(N, 4)`` xyxy bound where masks can overlap (pairs of disjoint boxes are not compared)."""
-    order = np.argsort(-scores, kind="stable")
+def mask_nms(masks: np.ndarray, scores: np.ndarray, iou: float) -> np.ndarray:
+    """Indices (ascending) kept by greedy non-maximum suppression on mask IoU, best score
+    first: a mask whose IoU with a kept one exceeds ``iou`` is dropped. ``masks`` ``(N, H, W)``
+    bool (pairs whose tight boxes are disjoint are not compared), ``scores`` ``(N,)``."""
+    boxes = sv.mask_to_xyxy(masks).astype(np.int64) if len(masks) else np.zeros((0, 4), np.int64)
     areas = masks.reshape(len(masks), -1).sum(axis=1)
     kept: list[int] = []
-    for i in order:
-        if all(_mask_iou(masks, boxes, areas, i, j) <= iou for j in kept):
+    for i in np.argsort(-scores, kind="stable"):
+        if areas[i] == 0 or all(_mask_iou(masks, boxes, areas, i, j) <= iou for j in kept):
             kept.append(int(i))
-    return np.array(sorted(kept, key=lambda k: -scores[k]), dtype=np.int64)
+    return np.array(sorted(kept), dtype=np.int64)
 
 
 def to_detections(results: Sequence[ConceptResult], nms_iou: float | None = None) -> sv.Detections:
@@ -133,14 +133,14 @@ def to_detections(results: Sequence[ConceptResult], nms_iou: float | None = None
     scores = np.concatenate([r.scores for r in results]).astype(np.float32)
     class_id = np.concatenate([np.full(len(r.scores), i) for i, r in enumerate(results)])
     names = np.array([r.prompt.name for r in results for _ in r.scores], dtype=object)
-    keep = np.arange(len(scores)) if nms_iou is None else mask_nms(masks, boxes, scores, nms_iou)
+    keep = np.arange(len(scores)) if nms_iou is None else mask_nms(masks, scores, nms_iou)
     return sv.Detections(xyxy=boxes[keep], mask=masks[keep], confidence=scores[keep], class_id=class_id[keep],
                          data={"class_name": names[keep]})
 
 
 def _mask_iou(masks: np.ndarray, boxes: np.ndarray, areas: np.ndarray, i: int, j: int) -> float:
-    x0, y0 = np.floor(np.maximum(boxes[i, :2], boxes[j, :2])).astype(int).clip(0)
-    x1, y1 = np.ceil(np.minimum(boxes[i, 2:], boxes[j, 2:])).astype(int)
+    x0, y0 = np.maximum(boxes[i, :2], boxes[j, :2])
+    x1, y1 = np.minimum(boxes[i, 2:], boxes[j, 2:]) + 1  # tight boxes: inclusive
     if x1 <= x0 or y1 <= y0:
         return 0.0
     inter = np.logical_and(masks[i, y0:y1, x0:x1], masks[j, y0:y1, x0:x1]).sum()

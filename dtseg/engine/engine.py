@@ -391,7 +391,8 @@ class SamEngine:
         encoded once, then kept in the family's LRU). An instance is kept when its score
         (sigmoid(logit) x presence) exceeds the prompt's threshold, else ``threshold``;
         ``nms_iou`` also drops, within a prompt, a mask whose IoU with a better one exceeds
-        it. Returns one ``ConceptResult`` per prompt, in order (``to_detections`` merges them).
+        it. Returns one ``ConceptResult`` per prompt, in order, its instances in the detector's
+        query order as Meta's and Roboflow's (``to_detections`` merges them).
         A model without concept prompts (``capabilities.prompts``) raises ``PromptError``.
         """
         if "concepts" not in self.capabilities.prompts:
@@ -419,13 +420,12 @@ class SamEngine:
         for i, prompt in enumerate(prompts):
             scores = out.scores[i]
             keep = torch.nonzero(scores > (threshold if prompt.threshold is None else prompt.threshold))[:, 0]
-            keep = keep[torch.argsort(scores[keep], descending=True, stable=True)]
             kept_boxes = (out.boxes[i, keep] * torch.tensor([width, height, width, height])).numpy()
             masks = masks_from_low_res(out.mask_logits[i, keep][:, None], embedding.input_size, (height, width),
                                        self.model.input_length, single_step=True)[:, 0]
             kept_scores = scores[keep].numpy()
             if nms_iou is not None and len(keep) > 1:
-                index = mask_nms(masks, kept_boxes, kept_scores, nms_iou)
+                index = mask_nms(masks, kept_scores, nms_iou)
                 masks, kept_boxes, kept_scores = masks[index], kept_boxes[index], kept_scores[index]
             results.append(ConceptResult(embedding.image_id, prompt, masks, kept_boxes.astype(np.float32),
                                          kept_scores.astype(np.float32)))
