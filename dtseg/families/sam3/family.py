@@ -34,7 +34,7 @@ from torch import Tensor, nn
 
 from dtseg.cache.lru import ByteLRUCache
 from dtseg.families.base import IMAGE_EMBED, Capabilities, Family, cast_shared
-from dtseg.families.sam3.net import SAM3, TINY_SAM3_SPEC, Sam3Spec, build_sam3_net, load_sam3_weights, on_device
+from dtseg.families.sam3.net import SAM3, SAM3_SPEC, TINY_SAM3_SPEC, Sam3Spec, build_sam3_net, load_sam3_weights, on_device
 from dtseg.families.transforms import ImageTransform
 
 MODELS = (SAM3,)
@@ -82,6 +82,10 @@ class Sam3Family(Family):
     name = "sam3"
     capabilities = Capabilities(prompts=frozenset({"points", "boxes", "masks", "concepts"}), lineage="sam3",
                                 video_memory=False)
+    #: The official model's input side and low-res mask side; a ``Sam3Spec`` of another
+    #: resolution (``tiny_sam3``: 168 and 48) sets its own on the instance.
+    input_length = SAM3_SPEC.resolution
+    mask_length = 4 * SAM3_SPEC.grid
     stretch = True
     single_upsample = True
     logit_clamp = 32.0
