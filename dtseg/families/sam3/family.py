@@ -135,6 +135,10 @@ class Sam3Family(Family):
         super().configure(device, dtype, **options)
         from dtseg.nn.decoder import FastMaskDecoder
 
+        if self.dtype != torch.float32:  # CUDA/MPS: Meta's modules take fp32 inputs (boxes, coordinates)
+            # and run under autocast over fp32 weights, as Meta runs them; the features are kept in ``precision``
+            self.net.to(torch.float32)
+            self.dtype = self.decoder_dtype = torch.float32
         _move_cached_tensors(self.net, device)
         tracker = self.tracker
         reference = options.get("decoder", "fast") == "reference"

@@ -298,15 +298,14 @@ def test_sam3_pt_checkpoint_loads_through_the_engine(engine, image, tmp_path):
     np.testing.assert_array_equal(got.scores, want.scores)
 
 
-def test_bf16_runs_both_prompt_kinds(image):
-    engine = load(dtype="bf16")
-    embedding = engine.embed_image(image, "img")
+def test_bf16_runs_both_prompt_kinds(engine, image):
+    low_engine = load(dtype="bf16")
+    embedding = low_engine.embed_image(image, "img")
     assert {t.dtype for t in embedding.features.values()} == {torch.bfloat16}
-    fp32 = load()
-    fp32.embed_image(image, "img")
-    (low,), (full,) = (e.segment_concepts(image_id="img", concepts="a red disc", threshold=0.0) for e in (engine, fp32))
+    (low,), (full,) = (e.segment_concepts(image_id="img", concepts="a red disc", threshold=0.0)
+                       for e in (low_engine, engine))
     assert np.abs(np.sort(low.scores) - np.sort(full.scores)).max() < 0.05
-    visual = engine.segment_image(image_id="img", point_coords=[[200, 120]], point_labels=[1])
+    visual = low_engine.segment_image(image_id="img", point_coords=[[200, 120]], point_labels=[1])
     assert np.isfinite(visual.scores).all()
 
 
