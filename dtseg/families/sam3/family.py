@@ -132,6 +132,8 @@ class Sam3Family(Family):
         return value if isinstance(value, Sam3Spec) else None
 
     def configure(self, device: torch.device, dtype: torch.dtype, **options: Any) -> None:
+        # the ViT's rotary tables (complex buffers) would lose their imaginary part to ``Module.to(dtype)``
+        rotary = {name: buffer for name, buffer in self.net.named_buffers() if buffer.is_complex()}
         super().configure(device, dtype, **options)
         from dtseg.nn.decoder import FastMaskDecoder
 
@@ -139,6 +141,9 @@ class Sam3Family(Family):
             # and run under autocast over fp32 weights, as Meta runs them; the features are kept in ``precision``
             self.net.to(torch.float32)
             self.dtype = self.decoder_dtype = torch.float32
+        for name, buffer in rotary.items():
+            module, _, attr = name.rpartition(".")
+            setattr(self.net.get_submodule(module), attr, buffer.to(device))
         _move_cached_tensors(self.net, device)
         tracker = self.tracker
         reference = options.get("decoder", "fast") == "reference"

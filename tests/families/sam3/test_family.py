@@ -18,8 +18,8 @@ from PIL import Image
 
 from dtseg import SamEngine
 from dtseg.engine.concepts import ConceptPrompt, ConceptResult, mask_nms, to_detections
-from dtseg.errors import PromptError, RandomWeightsWarning
-from dtseg.families.sam3.net import TINY_SAM3_SPEC, on_device, save_sam3_checkpoint
+from dtseg.errors import CheckpointError, PromptError, RandomWeightsWarning
+from dtseg.families.sam3.net import SAM3_SPEC, TINY_SAM3_SPEC, build_sam3_net, on_device, save_sam3_checkpoint
 from tests.engine.test_parity import CASES, assert_matches, mask_iou, reference_predict
 from tests.families.sam3.reference import Concept, batched_concepts, processor_concepts
 from tests.tiny import make_engine, synthetic_image
@@ -77,15 +77,23 @@ def engine(image) -> SamEngine:
 
 
 @pytest.fixture(scope="module")
-def predictor(engine, image) -> InstPredictor:
-    return InstPredictor(engine.model.net, image)
+def net() -> torch.nn.Module:
+    """Meta's network with the engine's weights (seed 3), built apart: the engine's own network
+    went through ``configure``, which must leave it computing the same."""
+    torch.manual_seed(3)
+    return build_sam3_net(TINY_SAM3_SPEC)
 
 
 @pytest.fixture(scope="module")
-def reference(engine, image) -> dict[str, list[dict[str, np.ndarray]]]:
+def predictor(net, image) -> InstPredictor:
+    return InstPredictor(net, image)
+
+
+@pytest.fixture(scope="module")
+def reference(net, image) -> dict[str, list[dict[str, np.ndarray]]]:
     """Every concept case through ``Sam3Processor``, all 200 queries kept."""
     pil = Image.fromarray(image)
-    return {case: processor_concepts(engine.model.net, pil, concepts, RESOLUTION) for case, concepts in CONCEPTS.items()}
+    return {case: processor_concepts(net, pil, concepts, RESOLUTION) for case, concepts in CONCEPTS.items()}
 
 
 def assert_same_instances(got: ConceptResult, want: dict[str, np.ndarray]) -> None:
@@ -144,18 +152,18 @@ def test_concepts_match_the_processor(engine, reference, case):
         assert got.image_id == "img" and got.masks.shape[1:] == (HEIGHT, WIDTH)
 
 
-def test_concepts_match_the_batched_path(engine, image):
+def test_concepts_match_the_batched_path(engine, net, image):
     concepts = [c for case in CONCEPTS.values() for c in case]
     results = engine.segment_concepts(image_id="img", concepts=[as_prompt(c) for c in concepts], threshold=0.0)
-    for got, want in zip(results, batched_concepts(engine.model.net, Image.fromarray(image), concepts, RESOLUTION),
+    for got, want in zip(results, batched_concepts(net, Image.fromarray(image), concepts, RESOLUTION),
                          strict=True):
         assert_same_instances(got, want)
 
 
-def test_threshold_keeps_what_the_processor_keeps(engine, image, reference):
+def test_threshold_keeps_what_the_processor_keeps(engine, net, image, reference):
     scores = reference["phrase"][0]["scores"]
     threshold = float(np.quantile(scores, 0.9))  # random weights: keep the top tenth
-    (want,) = processor_concepts(engine.model.net, Image.fromarray(image), CONCEPTS["phrase"], RESOLUTION, threshold)
+    (want,) = processor_concepts(net, Image.fromarray(image), CONCEPTS["phrase"], RESOLUTION, threshold)
     (got,) = engine.segment_concepts(image_id="img", concepts="a red disc", threshold=threshold)
     assert 0 < len(got.scores) < len(scores)
     assert_same_instances(got, want)
@@ -163,9 +171,9 @@ def test_threshold_keeps_what_the_processor_keeps(engine, image, reference):
     np.testing.assert_array_equal(per_prompt.scores, got.scores)
 
 
-def test_a_phrase_matching_nothing_gives_empty_results(engine, image, reference):
+def test_a_phrase_matching_nothing_gives_empty_results(engine, net, image, reference):
     above_all = float(reference["phrase"][0]["scores"].max()) + 1e-3
-    (want,) = processor_concepts(engine.model.net, Image.fromarray(image), CONCEPTS["phrase"], RESOLUTION, above_all)
+    (want,) = processor_concepts(net, Image.fromarray(image), CONCEPTS["phrase"], RESOLUTION, above_all)
     (got,) = engine.segment_concepts(image_id="img", concepts="a red disc", threshold=above_all)
     assert len(want["scores"]) == 0
     assert got.masks.shape == (0, HEIGHT, WIDTH) and got.boxes.shape == (0, 4) and got.scores.shape == (0,)
@@ -267,6 +275,15 @@ def test_concept_prompt_of_keeps_its_values():
 
 
 # -- the family ----------------------------------------------------------------------------
+def test_configure_keeps_the_rotary_tables(engine, net):
+    ours = dict(engine.model.net.named_buffers())
+    tables = {name: buffer for name, buffer in net.named_buffers() if buffer.is_complex()}
+    assert tables
+    for name, buffer in tables.items():
+        assert ours[name].is_complex()
+        torch.testing.assert_close(ours[name], buffer, rtol=0, atol=0)
+
+
 def test_capabilities_and_features(engine):
     capabilities = engine.capabilities
     assert capabilities.prompts == {"points", "boxes", "masks", "concepts"}
@@ -296,6 +313,8 @@ def test_sam3_pt_checkpoint_loads_through_the_engine(engine, image, tmp_path):
     (want,) = engine.segment_concepts(image_id="img", concepts="a red disc", threshold=0.0)
     (got,) = loaded.segment_concepts(image, "a red disc", threshold=0.0)
     np.testing.assert_array_equal(got.scores, want.scores)
+    with pytest.raises(CheckpointError, match="looks like a tiny_sam3 checkpoint"):
+        load("tiny", path)
 
 
 def test_bf16_runs_both_prompt_kinds(engine, image):
@@ -314,12 +333,14 @@ def test_real_size_architecture_matches_the_processor():
     """The official architecture (860 M parameters, random weights): one phrase and one
     exemplar box against ``Sam3Processor``, and a click against ``predict_inst``."""
     engine = load("sam3")
+    torch.manual_seed(3)
+    net = build_sam3_net(SAM3_SPEC)
     image = synthetic_image(120, 160, seed=2)
     concepts = [Concept("a red disc"), Concept(None, (((20.0, 20.0, 80.0, 70.0), True),))]
-    reference = processor_concepts(engine.model.net, Image.fromarray(image), concepts, 1008)
+    reference = processor_concepts(net, Image.fromarray(image), concepts, 1008)
     results = engine.segment_concepts(image, [as_prompt(c) for c in concepts], threshold=0.0)
     for got, want in zip(results, reference, strict=True):
         assert_same_instances(got, want)
     case = {"point_coords": [[60, 50]], "point_labels": [1]}
-    predictor = InstPredictor(engine.model.net, image, 1008)
+    predictor = InstPredictor(net, image, 1008)
     assert_matches(engine.segment_image(image, **case), *(x[None] for x in reference_predict(predictor, case, True)))
