@@ -157,7 +157,7 @@ def build_model(model: ModelArg, weights: Path | str, seed: int = 0) -> Family:
         message = f"checkpoint='random': {name} has random weights, masks are meaningless (benchmarks and tests only)"
         warnings.warn(message, RandomWeightsWarning, stacklevel=3)
     else:
-        load_weights(net, Path(weights), name)
+        family.load_checkpoint(net, Path(weights), name)
     return family(net.eval(), name)
 
 

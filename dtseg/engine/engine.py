@@ -29,6 +29,7 @@ from dtseg.engine.checkpoints import RANDOM, CheckpointArg, ModelArg, build_mode
 from dtseg.runtime.device import select_device, select_dtype
 from dtseg.cache.tiers import TieredCache, build_tiers, cache_scope
 from dtseg.runtime.precision import auto_dtype, describe, dtype_name
+from dtseg.engine.concepts import ConceptResult, check_threshold, concept_prompts, mask_nms
 from dtseg.engine.postprocess import masks_from_low_res
 from dtseg.families.transforms import ImageTransform
 from dtseg.errors import EmbeddingMismatchError, ImageNotEmbeddedError, InputError, PromptError
@@ -372,9 +373,69 @@ class SamEngine:
             self.mask_logits.put((namespace, embedding.image_id), _Logits(self._clamp(best_logits)))
         return _detections(masks, best_scores.numpy(), prompts)
 
+    # -- concepts -------------------------------------------------------------------------
+    def segment_concepts(
+        self,
+        image: ImageLike | Embedding | None = None,
+        concepts: Any = None,
+        image_id: str | None = None,
+        threshold: float = 0.5,
+        nms_iou: float | None = None,
+        namespace: str = "",
+        cache: bool = True,
+    ) -> list[ConceptResult]:
+        """Every instance matching each concept prompt, on an image given as pixels, a cached
+        ``image_id`` or an ``Embedding`` (the same embedding visual prompts use).
+
+        ``concepts``: a phrase, a ``ConceptPrompt``, a mapping ``{text, boxes, box_labels,
+        threshold}`` (exemplar boxes ``xyxy`` in image pixels, labels True = positive), or a
+        sequence of them. All prompts of a call share the image features (each phrase is
+        encoded once, then kept in the family's LRU). An instance is kept when its score
+        (sigmoid(logit) x presence) exceeds the prompt's threshold, else ``threshold``;
+        ``nms_iou`` also drops, within a prompt, a mask whose IoU with a better one exceeds
+        it. Returns one ``ConceptResult`` per prompt, in order, its instances in the detector's
+        query order as Meta's and Roboflow's (``to_detections`` merges them).
+        A model without concept prompts (``capabilities.prompts``) raises ``PromptError``.
+        """
+        if "concepts" not in self.capabilities.prompts:
+            raise PromptError("concepts", f"{self.model_name} takes points, boxes and masks only; concept prompts "
+                                          "(phrases, exemplar boxes) need a SAM 3 model (sam.model: sam3)")
+        prompts = concept_prompts(concepts)
+        threshold = check_threshold(threshold, "threshold")
+        if nms_iou is not None:
+            nms_iou = check_threshold(nms_iou, "nms_iou")
+        if isinstance(image, Embedding):
+            self._check_model(image)
+            embedding = image
+        elif image is not None:
+            embedding = self.embed_image(image, image_id, namespace, cache=cache)
+        else:
+            embedding = self._embedding_for(None, image_id, namespace)
+        transform = embedding.transform
+        features = {k: t.to(self.device)[None] for k, t in embedding.features.items()}
+        boxes = [self._tensor(transform.boxes(p.boxes)) for p in prompts]
+        labels = [torch.as_tensor(p.box_labels, device=self.device) for p in prompts]
+        with torch.inference_mode(), self._decoder_lock:
+            out = self.model.decode_concepts(features, [p.text for p in prompts], boxes, labels)
+        height, width = embedding.original_size
+        results = []
+        for i, prompt in enumerate(prompts):
+            scores = out.scores[i]
+            keep = torch.nonzero(scores > (threshold if prompt.threshold is None else prompt.threshold))[:, 0]
+            kept_boxes = (out.boxes[i, keep] * torch.tensor([width, height, width, height])).numpy()
+            masks = masks_from_low_res(out.mask_logits[i, keep][:, None], embedding.input_size, (height, width),
+                                       self.model.input_length, single_step=True)[:, 0]
+            kept_scores = scores[keep].numpy()
+            if nms_iou is not None and len(keep) > 1:
+                index = mask_nms(masks, kept_scores, nms_iou)
+                masks, kept_boxes, kept_scores = masks[index], kept_boxes[index], kept_scores[index]
+            results.append(ConceptResult(embedding.image_id, prompt, masks, kept_boxes.astype(np.float32),
+                                         kept_scores.astype(np.float32)))
+        return results
+
     def _masks(self, logits: torch.Tensor, embedding: Embedding) -> np.ndarray:
         """Low-res logits ``(N, M, L, L)`` -> bool masks ``(N, M, H, W)`` by the family's rule."""
-        return masks_from_low_res(logits, embedding.input_size, embedding.original_size, self.model.input_length,
+        return masks_from_low_res(self.model.fill_holes(logits), embedding.input_size, embedding.original_size, self.model.input_length,
                                   single_step=self.model.single_upsample)
 
     def _clamp(self, logits: torch.Tensor) -> torch.Tensor:

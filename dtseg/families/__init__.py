@@ -16,18 +16,20 @@ from dtseg.families.sam.family import TINY_SPEC, SamFamily, SamSpec
 from dtseg.families.sam.family import MODELS as _SAM
 from dtseg.families.sam2.family import TINY_SAM2_SPEC, Sam2Family
 from dtseg.families.sam2.family import MODELS as _SAM2
+from dtseg.families.sam3 import family as _sam3
 
 #: Every family, by name. A new family: its module, and one entry here.
-FAMILY_CLASSES: dict[str, type[Family]] = {cls.name: cls for cls in (SamFamily, MobileSamFamily, Sam2Family)}
+FAMILY_CLASSES: dict[str, type[Family]] = {cls.name: cls for cls in (SamFamily, MobileSamFamily, Sam2Family, _sam3.Sam3Family)}
 
 #: Every official checkpoint, by model name.
-MODELS: dict[str, OfficialModel] = {m.name: m for m in (*_SAM, *_MOBILE_SAM, *_SAM2)}
+MODELS: dict[str, OfficialModel] = {m.name: m for m in (*_SAM, *_MOBILE_SAM, *_SAM2, *_sam3.MODELS)}
 
 #: Test-size architectures (random weights, saved and loaded like real checkpoints).
 TEST_MODELS: dict[str, tuple[str, Any]] = {
     "tiny": ("sam", TINY_SPEC),
     "tiny_mobile_sam": ("mobile_sam", TINY_MOBILE_SPEC),
     "tiny_sam2.1": ("sam2.1", TINY_SAM2_SPEC),
+    **{name: ("sam3", spec) for name, spec in _sam3.TINY_MODELS.items()},
 }
 
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, ClassVar
 
 import numpy as np
@@ -135,6 +136,14 @@ class Family(ABC):
         return False
 
     @classmethod
+    def load_checkpoint(cls, net: nn.Module, path: Path, model: str) -> None:
+        """Load the weights file ``path`` into ``net`` strictly (a plain state dict; a family
+        whose official files have another layout overrides this)."""
+        from dtseg.engine.checkpoints import load_weights
+
+        load_weights(net, path, model)
+
+    @classmethod
     def arch_from(cls, value: Any) -> Any | None:
         """``value`` as this family's architecture (an instance, or a dict of its fields), else ``None``."""
         return None
@@ -229,6 +238,11 @@ class Family(ABC):
         Returns:
             Low-res logits ``(N, M, L, L)`` and IoU predictions ``(N, M)``; M = 3 or 1.
         """
+
+    def fill_holes(self, logits: Tensor) -> Tensor:
+        """Low-res logits ``(N, M, L, L)`` as the masks are cut from them (SAM 3's predictor
+        fills small background holes first); by default the logits themselves."""
+        return logits
 
     @abstractmethod
     def feature_shapes(self) -> dict[str, tuple[int, ...]]:
