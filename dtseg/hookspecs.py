@@ -16,6 +16,13 @@ Hooks only *register* classes; the work is done by ordinary typed classes:
 * a sink: ``Config``, ``__init__(self, config, out_dir: Path)``,
   ``write(self, name: str, frame: np.ndarray, detections: sv.Detections) -> None`` per image
   (``name`` is the image's file stem), ``close(self) -> None`` once at the end.
+* a model family: a subclass of ``dtseg.families.LoadedModel`` (an instance is one loaded model:
+  its network and the family's encode/decode rules) whose class attributes declare the family:
+  ``family`` (its name, the one it is registered under), ``capabilities``
+  (``dtseg.families.Capabilities``: prompt kinds, lineage, video memory), ``models`` (its
+  ``OfficialModel`` checkpoint rows), ``test_models`` (test-size model name -> architecture,
+  random weights only) and its input geometry (``input_length``, ``mask_length``, ``stretch``,
+  ...). Its model names are what ``sam.model`` and ``SamEngine.load`` accept.
 
 Hooks are called by keyword, once per plugin, when ``dtseg.plugins.Registry.collect`` builds
 the registry (so each class's origin is known): ``impl(register=...)``. A name registered twice
@@ -49,4 +56,14 @@ def dtseg_register_sinks(register: Register) -> None:
     """Register output-writer classes: call ``register(name, cls)`` once per sink.
 
     Called once for every plugin when the plugin manager is built; results are ignored.
+    """
+
+
+@hookspec
+def dtseg_register_model_families(register: Register) -> None:
+    """Register model families: call ``register(name, cls)`` once per family, ``cls`` a
+    ``dtseg.families.LoadedModel`` subclass whose ``family`` is ``name``.
+
+    Called once for every plugin when the plugin manager is built; results are ignored. A model
+    name that two families declare is an error naming both.
     """

@@ -20,8 +20,7 @@ import torch
 
 from dtseg.runtime.allocator import heap_kept
 from dtseg.cache.lru import ByteLRUCache
-from dtseg.families import IMAGE_EMBED, Family
-from dtseg.families.base import Capabilities
+from dtseg.families import IMAGE_EMBED, Capabilities, LoadedModel
 from dtseg.runtime.fast_path import ImplChoice, choose, describe as describe_passes
 from dtseg.engine.checkpoints import RANDOM, CheckpointArg, ModelArg, build_model, resolve_checkpoint
 from dtseg.runtime.device import select_device, select_dtype
@@ -100,7 +99,7 @@ class SamEngine:
 
     def __init__(
         self,
-        model: Family,
+        model: LoadedModel,
         *,
         device: torch.device,
         dtype: torch.dtype = torch.float32,
@@ -135,8 +134,9 @@ class SamEngine:
 
     @property
     def family(self) -> str:
-        """The model's family: ``sam``, ``mobile_sam`` or ``sam2.1``."""
-        return self.model.name
+        """The model's family name (``sam``, ``mobile_sam``, ``sam2.1``, a plugin's): for people;
+        code asks ``capabilities``."""
+        return self.model.family
 
     @property
     def capabilities(self) -> Capabilities:
@@ -177,8 +177,8 @@ class SamEngine:
         configure_threads(threads)
         weights = resolve_checkpoint(model, checkpoint)
         chosen = select_device(device)
-        family_model = build_model(model, weights, seed=seed)
-        engine = cls(family_model, device=chosen, dtype=select_dtype(dtype, chosen), cache_bytes=cache_bytes,
+        loaded = build_model(model, weights, seed=seed)
+        engine = cls(loaded, device=chosen, dtype=select_dtype(dtype, chosen), cache_bytes=cache_bytes,
                      random_weights=weights == RANDOM, **options)
         if keep_heap:  # once the engine exists: a failed load leaves the process as it was
             keep_freed_memory()
