@@ -238,8 +238,9 @@ def _add_family(registry: Registry, family: ModelFamily) -> None:
         raise PluginError(f"{where}: {cls.__name__}.capabilities must be a dtseg.families.Capabilities")
     for row in cls.models:
         if not isinstance(row, OfficialModel) or row.family != family.name:
+            got = f"{row.name!r} of family {row.family!r}" if isinstance(row, OfficialModel) else repr(row)
             raise PluginError(f"{where}: {cls.__name__}.models must hold OfficialModel rows of family "
-                              f"{family.name!r}, got {row!r}")
+                              f"{family.name!r}, got {got}")
     other = registry.families.get(family.name)
     if other is not None:
         raise PluginError(f"two model families are named {family.name!r}: {other.cls.__qualname__} from "
