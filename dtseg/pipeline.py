@@ -23,8 +23,7 @@ from dtseg.errors import CheckpointNotFoundError, ConfigError
 from dtseg.io import ImageLike, load_image
 from dtseg.plugins import PluginInfo, Registry, get_plugin_manager
 from dtseg.prompts import Prompts
-from dtseg.records import (NUM_PROMPTS, PROMPT_BOX, PROMPT_LABELS, PROMPT_POINTS, RANDOM_WEIGHTS, SAM_SCORE,
-                           TRACKER_ID)
+from dtseg.records import NUM_PROMPTS, RANDOM_WEIGHTS, prompt_detections
 from dtseg.runner import RunSummary, expand_sources, run_items
 
 log = logging.getLogger(__name__)
@@ -187,7 +186,7 @@ class Pipeline:
                 detections = self.engine.segment(sources[i], image_prompts, multimask_output=self.multimask_output,
                                                  cache=cache)
             else:
-                detections = empty_detections(image_prompts)
+                detections = prompt_detections(image_prompts)  # no prompts: no SAM
             for stage in self.stages:
                 after = getattr(stage.provider, "after_segment", None)
                 if after is not None:
@@ -278,14 +277,3 @@ def build_engine(config: PipelineConfig, allow_random: bool = False, keep_heap_d
         log.warning("%s\n*** --allow-random: SAM falls back to RANDOM weights ***", exc.problem.rstrip(" :\n"))
         return config.sam.model_copy(update={"checkpoint": "random"}).build_engine(
             config.cache, keep_heap_default=keep_heap_default)
-
-
-def empty_detections(prompts: Prompts) -> sv.Detections:
-    """What the engine returns for no prompts, without embedding the image: zero rows, with the
-    prompts' data keys and ``sam_score``."""
-    detections = sv.Detections.empty()
-    detections.data.update({k: v[:0] if isinstance(v, np.ndarray) else np.zeros(0, dtype=object)
-                            for k, v in prompts.data.items() if k != TRACKER_ID})
-    detections.data.update({SAM_SCORE: np.zeros(0, np.float32), PROMPT_BOX: prompts.boxes,
-                            PROMPT_POINTS: prompts.points, PROMPT_LABELS: prompts.labels})
-    return detections
