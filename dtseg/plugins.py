@@ -72,7 +72,7 @@ class ModelFamily:
     def capabilities(self) -> Capabilities:
         return self.cls.capabilities
 
-    def models(self) -> list[KnownModel]:
+    def known_models(self) -> list[KnownModel]:
         """Its official models, then its test-size ones."""
         official = [KnownModel(self.cls, row.arch, row, row.name) for row in self.cls.models]
         return official + [KnownModel(self.cls, arch, None, name) for name, arch in self.cls.test_models.items()]
@@ -245,7 +245,7 @@ def _add_family(registry: Registry, family: ModelFamily) -> None:
     if other is not None:
         raise PluginError(f"two model families are named {family.name!r}: {other.cls.__qualname__} from "
                           f"{other.source} and {cls.__qualname__} from {family.source}; rename one of them")
-    models = family.models()
+    models = family.known_models()
     for model in models:
         if not isinstance(model.name, str) or not NAME.fullmatch(model.name):
             raise PluginError(f"{where}: model name {model.name!r} must be a word such as 'my_sam_b'")

@@ -49,7 +49,7 @@ def describe(registry: Registry) -> dict[str, Any]:
     return {"prompt_providers": [entry(i) for i in registry.providers.values()],
             "sinks": [entry(i) for i in registry.sinks.values()],
             "model_families": [{"name": f.name, "class": f"{f.cls.__module__}.{f.cls.__qualname__}", "source": f.source,
-                                "models": [m.name for m in f.models()]} for f in registry.families.values()],
+                                "models": [m.name for m in f.known_models()]} for f in registry.families.values()],
             "failed": [{"source": s, "error": e} for s, e in registry.failures]}
 
 

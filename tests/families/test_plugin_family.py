@@ -51,7 +51,7 @@ def engine(installed) -> SamEngine:
 def test_it_is_registered_from_its_distribution(installed) -> None:
     family = default_registry().family("stretched_sam")
     assert family.source == SOURCE and family.cls is StretchedSamModel
-    assert [m.name for m in family.models()] == ["stretched_sam_s", "tiny_stretched_sam"]
+    assert [m.name for m in family.known_models()] == ["stretched_sam_s", "tiny_stretched_sam"]
 
 
 def test_it_loads_by_name_and_segments_in_its_own_geometry(engine: SamEngine) -> None:
@@ -87,12 +87,16 @@ def test_a_prompt_kind_it_does_not_take_is_refused(engine: SamEngine) -> None:
         engine.segment_image(image, point_coords=[[10, 10]], point_labels=[1], mask_input=mask)
 
 
-def test_dtseg_models_lists_it(installed, capsys) -> None:
+def test_dtseg_models_and_dtseg_plugins_list_it(installed, capsys) -> None:
     assert main(["models", "--json"]) == 0
     table = {row["model"]: row for row in json.loads(capsys.readouterr().out)}
     assert table["stretched_sam_s"]["family"] == table["tiny_stretched_sam"]["family"] == "stretched_sam"
     assert table["stretched_sam_s"]["input"] == SIDE and table["stretched_sam_s"]["licence"] == "MIT"
     assert table["tiny_stretched_sam"]["checkpoint"] is None
+    assert main(["plugins", "--json"]) == 0
+    families = {f["name"]: f for f in json.loads(capsys.readouterr().out)["model_families"]}
+    assert families["stretched_sam"] == {"name": "stretched_sam", "class": "tests.families.stretched_sam.StretchedSamModel",
+                                         "source": SOURCE, "models": ["stretched_sam_s", "tiny_stretched_sam"]}
 
 
 def test_a_config_naming_it_validates_and_unknown_names_list_it(installed) -> None:
