@@ -32,7 +32,7 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from dtseg.engine import SamEngine
 from dtseg.families.sam.encoder import fast_encoder
-from dtseg.families.sam.family import SamFamily
+from dtseg.families.sam.family import SamModel
 from dtseg.families.transforms import ImageTransform
 from dtseg.runtime.threads import configure_threads
 
@@ -76,7 +76,7 @@ def _timed(fn: Callable[[], object]) -> tuple[float, object]:
 def int8_mask_iou(sam, fp32: torch.Tensor, q8: torch.Tensor, image: np.ndarray) -> tuple[float, float]:
     """Mean and min mask IoU between masks decoded (by the engine, 20 boxes) from the fp32
     and the int8 embeddings ``(1, 256, 64, 64)`` of ``image``."""
-    engine = SamEngine(SamFamily(sam, "vit_b"), device=torch.device("cpu"))
+    engine = SamEngine(SamModel(sam, "vit_b"), device=torch.device("cpu"))
     rng = np.random.default_rng(1)
     xy = rng.uniform([0, 0], [1500, 800], (20, 2))
     boxes = np.concatenate([xy, xy + rng.uniform(50, 400, (20, 2))], axis=1)

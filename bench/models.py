@@ -66,7 +66,7 @@ def load(model: str, device: torch.device, dtype: str) -> SamEngine:
 
 def reference(engine: SamEngine) -> Any:
     """The family's own predictor over the engine's very network (``SamPredictor`` / ``SAM2ImagePredictor``)."""
-    if engine.family == "sam2.1":
+    if engine.capabilities.lineage == "sam2":
         from sam2.sam2_image_predictor import SAM2ImagePredictor
 
         return SAM2ImagePredictor(engine.model.net)
@@ -83,7 +83,7 @@ def ultralytics_predictor(engine: SamEngine, model: str, folder: Path) -> Any | 
 
     path = folder / ULTRALYTICS_NAMES[model]
     state = engine.model.net.state_dict()
-    torch.save({"model": state} if engine.family == "sam2.1" else state, path)
+    torch.save({"model": state} if engine.capabilities.lineage == "sam2" else state, path)
     threads = torch.get_num_threads()
     sam = SAM(str(path))
     sam.predict(np.zeros((64, 64, 3), np.uint8), bboxes=[[1, 1, 30, 30]], verbose=False)  # builds its predictor

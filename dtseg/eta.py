@@ -1,7 +1,9 @@
 """How long one SAM encoder pass will take here: the encoder's FLOPs over a quick matmul probe.
 
-The encoder always sees a 1024 x 1024 input, so its work is a constant per model. A run says
-it before the first (silent, seconds-long) encoder pass::
+The encoder always sees the same square input, so its work is a constant per model: each
+official model's row states it (``OfficialModel.encoder_gflop``, a plugin family's rows too; a
+row without it, a test-size or a custom architecture gets no estimate). A run says it before the
+first (silent, seconds-long) encoder pass::
 
     >>> embed_estimate(engine)
     'the SAM encoder takes ~5 s per image on this cpu (vit_b, bfloat16: 972 GFLOP at 390 GFLOP/s)'
@@ -13,11 +15,6 @@ import functools
 import statistics
 import time
 from typing import Any
-
-#: Encoder GFLOP per image at 1024 x 1024 (torch's FlopCounterMode on each model's forward,
-#: attention included, as ``bench/models.py`` counts its floors).
-ENCODER_GFLOP = {"vit_b": 972.1, "vit_l": 2985.7, "vit_h": 5961.1, "mobile_sam": 77.5, "sam2.1_t": 292.4,
-                 "sam2.1_s": 360.1, "sam2.1_b+": 646.8, "sam2.1_l": 1822.8}
 
 #: Encoders run at 1.2-2.8x their matmul floor (README's table): the estimate takes 2.
 FLOOR_FACTOR = 2.0
@@ -45,22 +42,32 @@ def matmul_gflops(device: str, dtype: Any) -> float:
     return 2 * PROBE_SIZE**3 / statistics.median(times[1:]) / 1e9
 
 
+def encoder_gflop(model: str) -> float | None:
+    """The encoder's GFLOP per image of the model named ``model``, as its checkpoint row states
+    it; ``None`` for a model without one (test-size, custom, a row that states none, unknown)."""
+    from dtseg.plugins import default_registry
+
+    known = default_registry().models.get(model)
+    return None if known is None or known.official is None else known.official.encoder_gflop
+
+
 def embed_seconds(model: str, gflops_rate: float) -> float | None:
     """Seconds one encoder pass of ``model`` should take at ``gflops_rate`` (GFLOP/s); ``None``
-    for a model without a known FLOP count (test-size or custom architectures)."""
-    gflop = ENCODER_GFLOP.get(model)
+    for a model without a known FLOP count (``encoder_gflop``)."""
+    gflop = encoder_gflop(model)
     return None if gflop is None or gflops_rate <= 0 else gflop / gflops_rate * FLOOR_FACTOR
 
 
 def embed_estimate(engine: Any) -> str | None:
     """One line on ``engine``'s encoder time here (model, device, precision, FLOPs and the probed
-    rate), or ``None`` where it cannot be estimated (an unknown model, an engine without these
-    attributes)."""
+    rate), or ``None`` where it cannot be estimated (a model without ``encoder_gflop``, an engine
+    without these attributes)."""
     model = getattr(engine, "model_name", None)
     device = getattr(engine, "device", None)
-    family = getattr(engine, "model", None)  # the precision the encoder computes in (fp32 for a fallback)
-    dtype = getattr(family, "compute", None) or getattr(family, "precision", None)
-    if model not in ENCODER_GFLOP or device is None or dtype is None:
+    loaded = getattr(engine, "model", None)  # the precision the encoder computes in (fp32 for a fallback)
+    dtype = getattr(loaded, "compute", None) or getattr(loaded, "precision", None)
+    gflop = encoder_gflop(model) if isinstance(model, str) else None
+    if gflop is None or device is None or dtype is None:
         return None
     rate = matmul_gflops(str(device), dtype)
     seconds = embed_seconds(model, rate)
@@ -69,4 +76,4 @@ def embed_estimate(engine: Any) -> str | None:
     shown = f"{seconds:.0f}" if seconds >= 2 else f"{seconds:.1f}"
     precision = str(dtype).removeprefix("torch.")
     return (f"the SAM encoder takes ~{shown} s per image on this {device.type} ({model}, {precision}: "
-            f"{ENCODER_GFLOP[model]:.0f} GFLOP at {rate:.0f} GFLOP/s)")
+            f"{gflop:.0f} GFLOP at {rate:.0f} GFLOP/s)")

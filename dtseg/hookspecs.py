@@ -22,6 +22,13 @@ Hooks only *register* classes; the work is done by ordinary typed classes:
   (``False``; ``True``: the second argument may be a ``dtseg.contracts.Writer`` instead of a
   folder, and every file goes through its ``write(path, data)``: then ``--skip-existing``
   checks those files, and the server can answer with them from memory).
+* a model family: a subclass of ``dtseg.families.LoadedModel`` (an instance is one loaded model:
+  its network and the family's encode/decode rules) whose class attributes declare the family:
+  ``family`` (its name, the one it is registered under), ``capabilities``
+  (``dtseg.families.Capabilities``: prompt kinds, lineage, video memory), ``models`` (its
+  ``OfficialModel`` checkpoint rows), ``test_models`` (test-size model name -> architecture,
+  random weights only) and its input geometry (``input_length``, ``mask_length``, ``stretch``,
+  ...). Its model names are what ``sam.model`` and ``SamEngine.load`` accept.
 * a route family (``dtseg serve``): a ``dtseg.server.families.RouteFamily``, an instance, not a
   class: its ``APIRouter`` (one routes module, beside one schemas module) and the engine it
   serves (``EngineNeed``: config key and ``Capabilities.lineage``). See ``docs/server.md``.
@@ -61,6 +68,16 @@ def dtseg_register_sinks(register: Register) -> None:
     """Register output-writer classes: call ``register(name, cls)`` once per sink.
 
     Called once for every plugin when the plugin manager is built; results are ignored.
+    """
+
+
+@hookspec
+def dtseg_register_model_families(register: Register) -> None:
+    """Register model families: call ``register(name, cls)`` once per family, ``cls`` a
+    ``dtseg.families.LoadedModel`` subclass whose ``family`` is ``name``.
+
+    Called once for every plugin when the plugin manager is built; results are ignored. A model
+    name that two families declare is an error naming both.
     """
 
 

@@ -23,8 +23,7 @@ from dtseg.errors import CheckpointNotFoundError, ConfigError
 from dtseg.io import ImageLike, load_image
 from dtseg.plugins import PluginInfo, Registry, get_plugin_manager
 from dtseg.prompts import Prompts
-from dtseg.records import (NUM_PROMPTS, PROMPT_BOX, PROMPT_LABELS, PROMPT_POINTS, RANDOM_WEIGHTS, SAM_SCORE,
-                           TRACKER_ID)
+from dtseg.records import NUM_PROMPTS, RANDOM_WEIGHTS, prompt_detections
 from dtseg.runner import RunSummary, expand_sources, run_items
 
 log = logging.getLogger(__name__)
@@ -166,7 +165,7 @@ class Pipeline:
                 detections = self.engine.segment(sources[i], image_prompts, multimask_output=self.multimask_output,
                                                  cache=cache)
             else:
-                detections = empty_detections(image_prompts)
+                detections = prompt_detections(image_prompts)  # no prompts: no SAM
             for stage in self.stages:
                 after = getattr(stage.provider, "after_segment", None)
                 if after is not None:
@@ -302,14 +301,3 @@ def random_if_missing(sam: SamConfig, name: str = "sam") -> SamConfig:
                     exc.problem.rstrip(" :\n"), name)
         return sam.model_copy(update={"checkpoint": RANDOM})
     return sam
-
-
-def empty_detections(prompts: Prompts) -> sv.Detections:
-    """What the engine returns for no prompts, without embedding the image: zero rows, with the
-    prompts' data keys and ``sam_score``."""
-    detections = sv.Detections.empty()
-    detections.data.update({k: v[:0] if isinstance(v, np.ndarray) else np.zeros(0, dtype=object)
-                            for k, v in prompts.data.items() if k != TRACKER_ID})
-    detections.data.update({SAM_SCORE: np.zeros(0, np.float32), PROMPT_BOX: prompts.boxes,
-                            PROMPT_POINTS: prompts.points, PROMPT_LABELS: prompts.labels})
-    return detections

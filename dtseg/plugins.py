@@ -1,13 +1,16 @@
-"""Plugin discovery (pluggy) and the registry of prompt providers and sinks.
+"""Plugin discovery (pluggy) and the registry of prompt providers, sinks and model families.
 
 ``get_plugin_manager`` builds a fresh manager each call (nothing happens at import time), in
 this order: hookspecs, built-ins, the ``dtseg`` entry-point group (one at a time), a plugins
 folder, dotted module paths; then ``check_pending`` so a misspelled hook fails loudly.
 ``Registry.collect(pm)`` asks every plugin for its classes and remembers where each came from.
+``default_registry()`` is the built-ins and installed plugins, collected once on first use: where
+model names are looked up (``dtseg.families.resolve_model``).
 """
 
 from __future__ import annotations
 
+import functools
 import importlib
 import importlib.metadata
 import importlib.util
@@ -17,7 +20,7 @@ import sys
 import types
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable, Literal
+from typing import TYPE_CHECKING, Any, Callable, Iterable, Literal, NamedTuple
 
 import pluggy
 
@@ -25,12 +28,18 @@ from dtseg import hookspecs
 from dtseg.config import StrictModel
 from dtseg.errors import DtsegError
 
+if TYPE_CHECKING:
+    from dtseg.families.base import Capabilities, LoadedModel, OfficialModel
+
 log = logging.getLogger(__name__)
 
 ENTRY_POINT_GROUP = "dtseg"
 USER_PLUGINS_PACKAGE = "dtseg_user_plugins"
-BUILTIN_MODULES = ("dtseg.sinks",)  # optional: skipped while absent
+#: optional: skipped while absent
+BUILTIN_MODULES = ("dtseg.sinks", "dtseg.families.sam", "dtseg.families.mobile_sam", "dtseg.families.sam2",
+                   "dtseg.families.sam3")
 Kind = Literal["prompt provider", "sink"]
+NAME = re.compile(r"[A-Za-z_][\w\-+.]*")  # a plugin, family or model name
 
 
 class PluginError(DtsegError):
@@ -49,6 +58,35 @@ class PluginInfo:
     @property
     def config_model(self) -> type[StrictModel]:
         return self.cls.Config
+
+
+@dataclass(frozen=True)
+class ModelFamily:
+    """A registered model family: ``cls`` (a ``dtseg.families.LoadedModel`` subclass) loads and
+    runs its models and declares the rest; ``source`` says where it came from, for humans."""
+
+    name: str
+    cls: type[LoadedModel]
+    source: str
+
+    @property
+    def capabilities(self) -> Capabilities:
+        return self.cls.capabilities
+
+    def known_models(self) -> list[KnownModel]:
+        """Its official models, then its test-size ones."""
+        official = [KnownModel(self.cls, row.arch, row, row.name) for row in self.cls.models]
+        return official + [KnownModel(self.cls, arch, None, name) for name, arch in self.cls.test_models.items()]
+
+
+class KnownModel(NamedTuple):
+    """A model by name: its family's class, its architecture, its official checkpoint row
+    (``None``: a test-size model, random weights only, or a custom architecture) and its name."""
+
+    cls: type[LoadedModel]
+    arch: Any
+    official: OfficialModel | None
+    name: str
 
 
 def get_plugin_manager(
@@ -90,29 +128,33 @@ def register_plugin(pm: pluggy.PluginManager, plugin: Any, name: str, source: st
 
 @dataclass
 class Registry:
-    """Every prompt provider and sink, by name, with its origin."""
+    """Every prompt provider, sink and model family, by name, with its origin; and every model
+    of those families by name (official models first, in family order, then test-size ones)."""
 
     providers: dict[str, PluginInfo] = field(default_factory=dict)
     sinks: dict[str, PluginInfo] = field(default_factory=dict)
+    families: dict[str, ModelFamily] = field(default_factory=dict)
+    models: dict[str, KnownModel] = field(default_factory=dict)
     failures: list[tuple[str, str]] = field(default_factory=list)  # (source, error)
 
     @classmethod
     def collect(cls, pm: pluggy.PluginManager) -> "Registry":
-        """Call both hooks, plugin by plugin (so each class's origin is known). Two classes under
-        one name raise ``PluginError`` naming both sources."""
+        """Call every hook, plugin by plugin (so each class's origin is known). Two classes (or
+        two models) under one name raise ``PluginError`` naming both sources."""
         registry = cls(failures=list(getattr(pm, "dtseg_failures", [])))
         sources: dict[str, str] = getattr(pm, "dtseg_sources", {})
-        hooks: dict[str, tuple[Kind, dict[str, PluginInfo]]] = {
-            "dtseg_register_prompt_providers": ("prompt provider", registry.providers),
-            "dtseg_register_sinks": ("sink", registry.sinks),
+        hooks: dict[str, Callable[[str, type, str], None]] = {
+            "dtseg_register_prompt_providers":
+                lambda n, c, s: _add(registry.providers, PluginInfo(n, c, "prompt provider", s)),
+            "dtseg_register_sinks": lambda n, c, s: _add(registry.sinks, PluginInfo(n, c, "sink", s)),
+            "dtseg_register_model_families": lambda n, c, s: _add_family(registry, ModelFamily(n, c, s)),
         }
-        for hook_name, (kind, table) in hooks.items():
+        for hook_name, add in hooks.items():
             for impl in getattr(pm.hook, hook_name).get_hookimpls():  # in registration order
                 source = sources.get(impl.plugin_name, impl.plugin_name)
 
-                def register(name: str, plugin_cls: type, *, _k: Kind = kind, _t: dict = table,
-                             _s: str = source) -> None:
-                    _add(_t, PluginInfo(name, plugin_cls, _k, _s))
+                def register(name: str, plugin_cls: type, *, _add: Callable = add, _s: str = source) -> None:
+                    _add(name, plugin_cls, _s)
 
                 try:
                     impl.function(**{arg: register for arg in impl.argnames})
@@ -120,6 +162,7 @@ class Registry:
                     raise
                 except Exception as exc:  # noqa: BLE001 - report which plugin broke
                     raise PluginError(f"{source}: {hook_name} raised {type(exc).__name__}: {exc}") from exc
+        registry.models = dict(sorted(registry.models.items(), key=lambda item: item[1].official is None))
         return registry
 
     def provider(self, name: str) -> PluginInfo:
@@ -128,6 +171,16 @@ class Registry:
     def sink(self, name: str) -> PluginInfo:
         return _lookup(self.sinks, name, "sink")
 
+    def family(self, name: str) -> ModelFamily:
+        return _lookup(self.families, name, "model family")
+
+    def model(self, name: str) -> KnownModel:
+        """The model called ``name``; ``ValueError`` listing the known names if there is none."""
+        try:
+            return self.models[name]
+        except KeyError:
+            raise ValueError(f"unknown model {name!r}; known models: {', '.join(self.models)}") from None
+
 
 def load_registry(plugins_dir: str | Path | None = None, modules: Iterable[str] = (),
                   strict: bool = False) -> Registry:
@@ -135,9 +188,18 @@ def load_registry(plugins_dir: str | Path | None = None, modules: Iterable[str] 
     return Registry.collect(get_plugin_manager(plugins_dir, modules, strict))
 
 
+@functools.cache
+def default_registry() -> Registry:
+    """The built-ins and the installed plugins (entry points), collected on first use and kept:
+    the model families ``SamEngine.load``, config validation and ``dtseg models`` know.
+    ``default_registry.cache_clear()`` collects again on the next call (e.g. after installing a
+    plugin in a running process)."""
+    return load_registry()
+
+
 # -- registration checks -------------------------------------------------------------------
 def _add(table: dict[str, PluginInfo], info: PluginInfo) -> None:
-    if not isinstance(info.name, str) or not re.fullmatch(r"[A-Za-z_][\w\-+.]*", info.name):
+    if not isinstance(info.name, str) or not NAME.fullmatch(info.name):
         raise PluginError(f"{info.source}: register({info.name!r}, ...): a {info.kind} name must be a "
                           "word such as 'my_detector'")
     if not isinstance(info.cls, type):
@@ -157,7 +219,49 @@ def _add(table: dict[str, PluginInfo], info: PluginInfo) -> None:
     table[info.name] = info
 
 
-def _lookup(table: dict[str, PluginInfo], name: str, kind: str) -> PluginInfo:
+def _add_family(registry: Registry, family: ModelFamily) -> None:
+    """Check a family class and what it declares, then add it and its models."""
+    import inspect
+
+    from dtseg.families.base import Capabilities, LoadedModel, OfficialModel
+
+    where, cls = f"{family.source}: model family {family.name!r}", family.cls
+    if not isinstance(family.name, str) or not NAME.fullmatch(family.name):
+        raise PluginError(f"{family.source}: register({family.name!r}, ...): a model family name must be a word "
+                          "such as 'my_sam'")
+    if not (isinstance(cls, type) and issubclass(cls, LoadedModel)) or inspect.isabstract(cls):
+        raise PluginError(f"{where}: expected a subclass of dtseg.families.LoadedModel with every abstract "
+                          f"method defined, got {cls!r}")
+    if getattr(cls, "family", None) != family.name:
+        raise PluginError(f"{where}: {cls.__name__}.family is {getattr(cls, 'family', None)!r}, not the name it "
+                          "is registered under")
+    if not isinstance(cls.capabilities, Capabilities):
+        raise PluginError(f"{where}: {cls.__name__}.capabilities must be a dtseg.families.Capabilities")
+    for row in cls.models:
+        if not isinstance(row, OfficialModel) or row.family != family.name:
+            got = f"{row.name!r} of family {row.family!r}" if isinstance(row, OfficialModel) else repr(row)
+            raise PluginError(f"{where}: {cls.__name__}.models must hold OfficialModel rows of family "
+                              f"{family.name!r}, got {got}")
+    other = registry.families.get(family.name)
+    if other is not None:
+        raise PluginError(f"two model families are named {family.name!r}: {other.cls.__qualname__} from "
+                          f"{other.source} and {cls.__qualname__} from {family.source}; rename one of them")
+    models = family.known_models()
+    for model in models:
+        if not isinstance(model.name, str) or not NAME.fullmatch(model.name):
+            raise PluginError(f"{where}: model name {model.name!r} must be a word such as 'my_sam_b'")
+        clash = registry.models.get(model.name)
+        if clash is not None:
+            raise PluginError(f"two models are named {model.name!r}: one of family {clash.cls.family!r} "
+                              f"({registry.families[clash.cls.family].source}) and one of {family.name!r} "
+                              f"({family.source}); rename one of them")
+    if len({m.name for m in models}) != len(models):
+        raise PluginError(f"{where}: {cls.__name__} declares a model name twice")
+    registry.families[family.name] = family
+    registry.models.update((m.name, m) for m in models)
+
+
+def _lookup(table: dict[str, Any], name: str, kind: str) -> Any:
     try:
         return table[name]
     except KeyError:

@@ -33,7 +33,7 @@ import supervision as sv
 
 from dtseg.errors import InputError
 from dtseg.masks import mask_to_polygons, masks_to_rle
-from dtseg.prompts import is_point
+from dtseg.prompts import Prompts, is_point
 
 # -- detections.data keys ------------------------------------------------------------------
 CLASS_NAME = "class_name"  # (N,) str, the detector's class names
@@ -147,3 +147,30 @@ def object_records(detections: sv.Detections, shape: tuple[int, int], *, output:
             obj["data"] = {k: column(detections, k, i) for k in extra}
         records.append(obj)
     return records
+
+
+def prompt_detections(prompts: Prompts, masks: np.ndarray | None = None,
+                      scores: np.ndarray | None = None) -> sv.Detections:
+    """Row i is prompt i's object: ``masks`` ``(N, H, W)`` bool, ``scores`` ``(N,)`` SAM's
+    predicted IoU (``SAM_SCORE``); ``xyxy`` the mask's tight box (the prompt box where the mask is
+    empty, else zeros); the prompt's ``class_id``, ``confidence``, ``tracker_id`` and data, and the
+    prompt itself (``PROMPT_BOX``, ``PROMPT_POINTS``, ``PROMPT_LABELS``). No prompts (``masks``
+    may then be ``None``): zero rows with the same data keys."""
+    data = {k: v for k, v in prompts.data.items() if k != TRACKER_ID}
+    if len(prompts) == 0:
+        data = {k: v[:0] if isinstance(v, np.ndarray) else np.zeros(0, dtype=object) for k, v in data.items()}
+        scores = np.zeros(0, np.float32)
+    elif masks is None or scores is None:
+        raise ValueError(f"{len(prompts)} prompts need their masks and scores")
+    data.update({SAM_SCORE: scores.astype(np.float32), PROMPT_BOX: prompts.boxes, PROMPT_POINTS: prompts.points,
+                 PROMPT_LABELS: prompts.labels})
+    if masks is None or len(prompts) == 0:
+        detections = sv.Detections.empty()
+        detections.data.update(data)
+        return detections
+    xyxy = sv.mask_to_xyxy(masks).astype(np.float32)
+    empty = ~masks.any(axis=(1, 2))
+    xyxy[empty] = np.where(prompts.has_box[:, None], prompts.boxes, 0.0)[empty]
+    tracker_id = prompts.data.get(TRACKER_ID)
+    return sv.Detections(xyxy=xyxy, mask=masks, class_id=prompts.class_id, confidence=prompts.confidence,
+                         tracker_id=None if tracker_id is None else np.asarray(tracker_id), data=data)

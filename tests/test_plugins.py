@@ -5,15 +5,16 @@ from __future__ import annotations
 
 import logging
 import sys
-import textwrap
 from pathlib import Path
 
 import pytest
 
 from dtseg.config import StrictModel
+from dtseg.families.sam.family import SamModel
 from dtseg.hookspecs import hookimpl
 from dtseg.plugins import PluginError, Registry, get_plugin_manager, load_registry, register_plugin
 from dtseg.prompts import Prompts
+from tests.distributions import fake_distribution, write
 
 PROVIDER = '''
 from dtseg.hookspecs import hookimpl
@@ -32,20 +33,6 @@ class {cls}:
 def dtseg_register_prompt_providers(register):
     register("{name}", {cls})
 '''
-
-
-def write(path: Path, text: str) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(textwrap.dedent(text))
-    return path
-
-
-def fake_distribution(site: Path, dist: str, version: str, entry_points: dict[str, str]) -> None:
-    """An installed distribution as importlib.metadata sees it: a ``.dist-info`` folder."""
-    info = site / f"{dist.replace('-', '_')}-{version}.dist-info"
-    write(info / "METADATA", f"Metadata-Version: 2.1\nName: {dist}\nVersion: {version}\n")
-    lines = "\n".join(f"{name} = {target}" for name, target in entry_points.items())
-    write(info / "entry_points.txt", f"[dtseg]\n{lines}\n")
 
 
 @pytest.fixture
@@ -207,3 +194,44 @@ def test_unknown_names_list_what_is_available():
         registry.provider("yollo")
     with pytest.raises(PluginError, match=r"unknown sink 'jsn'"):
         registry.sink("jsn")
+
+
+def test_dtsegs_model_families_register_through_the_hook():
+    registry = load_registry()
+    assert {name: f.source for name, f in registry.families.items()} == {
+        "sam": "built-in (dtseg.families.sam)", "mobile_sam": "built-in (dtseg.families.mobile_sam)",
+        "sam2.1": "built-in (dtseg.families.sam2)", "sam3": "built-in (dtseg.families.sam3)"}
+    assert registry.model("vit_b").cls is SamModel and registry.model("tiny").official is None
+    assert registry.family("sam2.1").capabilities.video_memory and not registry.family("sam").capabilities.video_memory
+    names = list(registry.models)  # official models first, then the test-size ones
+    assert names.index("sam2.1_l") < names.index("tiny") and names[-4:] == ["tiny", "tiny_mobile_sam", "tiny_sam2.1", "tiny_sam3"]
+    with pytest.raises(PluginError, match=r"unknown model family 'sam9'; available: mobile_sam, sam, sam2.1, sam3"):
+        registry.family("sam9")
+
+
+def _family_class(**attributes):
+    return type("Odd", (SamModel,), {"family": "odd", "models": (), "test_models": {}, **attributes})
+
+
+@pytest.mark.parametrize("make, message", [
+    (lambda: dict, r"expected a subclass of dtseg.families.LoadedModel"),
+    (lambda: _family_class(family="sam_like"), r"Odd.family is 'sam_like', not the name it is registered under"),
+    (lambda: _family_class(capabilities={"points"}), r"capabilities must be a dtseg.families.Capabilities"),
+    (lambda: _family_class(models=SamModel.models),
+     r"Odd.models must hold OfficialModel rows of family 'odd', got 'vit_h' of family 'sam'"),
+    (lambda: _family_class(test_models={"vit_b": None}),
+     r"two models are named 'vit_b': one of family 'sam' \(built-in \(dtseg.families.sam\)\) and one of 'odd'"),
+    (lambda: _family_class(test_models={"odd model": None}), r"model name 'odd model' must be a word"),
+])
+def test_bad_model_families_are_rejected_with_the_source(make, message: str):
+    cls = make()
+
+    class Plugin:
+        @hookimpl
+        def dtseg_register_model_families(self, register):
+            register("odd", cls)
+
+    pm = get_plugin_manager()
+    register_plugin(pm, Plugin(), name="odd-plugin", source="in-process test")
+    with pytest.raises(PluginError, match=message):
+        Registry.collect(pm)

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import threading
 from collections import OrderedDict
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from typing import Generic, Hashable, Protocol, TypeVar
 
 
@@ -30,6 +30,10 @@ class CacheStats:
     hits: int
     misses: int
     evictions: int
+
+    def counters(self) -> dict[str, int]:
+        """Every field by name (what ``/info`` shows)."""
+        return asdict(self)
 
 
 def namespace_of(key: Hashable) -> Hashable:

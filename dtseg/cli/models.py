@@ -1,4 +1,4 @@
-"""``dtseg models``: every model dtseg knows, its family and size, and whether its checkpoint is here."""
+"""``dtseg models``: every model of every registered family, its size, and whether its checkpoint is here."""
 
 from __future__ import annotations
 
@@ -9,28 +9,29 @@ from typing import Any
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
-        "models", help="list the models (SAM, MobileSAM, SAM 2.1) and their checkpoints",
-        description="List every model: family, parameters, input size, checkpoint file, whether it is in the "
-                    "checkpoint cache ($DTSEG_HOME/checkpoints), and the URL to fetch it from.")
+        "models", help="list the models (SAM, MobileSAM, SAM 2.1, plugins' families) and their checkpoints",
+        description="List every model of every model family (dtseg's and installed plugins'): family, "
+                    "parameters, input size, checkpoint file, whether it is in the checkpoint cache "
+                    "($DTSEG_HOME/checkpoints), and the URL to fetch it from.")
     parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
     parser.set_defaults(run=run)
 
 
 def rows() -> list[dict[str, Any]]:
-    """One dict per official model, then the test-size ones."""
-    from dtseg.families import MODELS, TEST_MODELS
+    """One dict per model of every registered family: the official models, then the test-size ones."""
     from dtseg.engine.checkpoints import checkpoint_dir
+    from dtseg.plugins import default_registry
 
     out = []
-    for m in MODELS.values():
-        path = checkpoint_dir() / m.filename
-        out.append({"model": m.name, "family": m.family, "params_m": m.params_m, "input": 1024,
-                    "checkpoint": m.filename, "present": path.is_file(), "path": str(path), "url": m.url,
-                    "sha256": m.sha256, "size_mb": m.size_mb, "licence": m.licence})
-    for name, (family, _) in TEST_MODELS.items():
-        out.append({"model": name, "family": family, "params_m": None, "input": 1024, "checkpoint": None,
-                    "present": None, "path": None, "url": None, "sha256": None, "size_mb": None,
-                    "licence": "test size: random weights only (checkpoint: random)"})
+    for name, (cls, _, m, _) in default_registry().models.items():
+        row: dict[str, Any] = {"model": name, "family": cls.family, "params_m": None, "input": cls.input_length,
+                               "checkpoint": None, "present": None, "path": None, "url": None, "sha256": None,
+                               "size_mb": None, "licence": "test size: random weights only (checkpoint: random)"}
+        if m is not None:
+            path = checkpoint_dir() / m.filename
+            row.update(params_m=m.params_m, checkpoint=m.filename, present=path.is_file(), path=str(path), url=m.url,
+                       sha256=m.sha256, size_mb=m.size_mb, licence=m.licence)
+        out.append(row)
     return out
 
 

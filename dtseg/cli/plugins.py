@@ -1,4 +1,5 @@
-"""``dtseg plugins``: every prompt provider and sink, where it came from, and its config fields."""
+"""``dtseg plugins``: every prompt provider and sink, where it came from, and its config fields; every
+model family, where it came from, and its models."""
 
 from __future__ import annotations
 
@@ -16,8 +17,9 @@ from dtseg.plugins import PluginInfo, Registry, get_plugin_manager
 
 
 def add_parser(subparsers: Any) -> None:
-    parser = subparsers.add_parser("plugins", help="list prompt providers and sinks",
-                                   description="List every prompt provider and sink, its origin and its options.")
+    parser = subparsers.add_parser("plugins", help="list prompt providers, sinks and model families",
+                                   description="List every prompt provider and sink, its origin and its options; "
+                                               "every model family, its origin and its models.")
     parser.add_argument("-c", "--config", metavar="FILE", help="also load the plugins this config names")
     parser.add_argument("--plugins-dir", metavar="DIR", help="load every *.py in DIR as a plugin")
     parser.add_argument("--strict", action="store_true", help="a plugin that fails to load is an error")
@@ -46,6 +48,8 @@ def describe(registry: Registry) -> dict[str, Any]:
 
     return {"prompt_providers": [entry(i) for i in registry.providers.values()],
             "sinks": [entry(i) for i in registry.sinks.values()],
+            "model_families": [{"name": f.name, "class": f"{f.cls.__module__}.{f.cls.__qualname__}", "source": f.source,
+                                "models": [m.name for m in f.known_models()]} for f in registry.families.values()],
             "failed": [{"source": s, "error": e} for s, e in registry.failures]}
 
 
@@ -61,6 +65,12 @@ def render(registry: Registry) -> str:
                 help_ = f"  # {row['description']}" if row["description"] else ""
                 lines.append(f"      {row['name']}: {row['type']}{default}{help_}")
         lines.append("")
+    lines.append("Model families:")
+    for family in data["model_families"] or [{"name": "(none)", "source": "", "models": []}]:
+        lines.append(f"  {family['name']}  [{family['source']}]")
+        if family["models"]:
+            lines.append(f"      models: {', '.join(family['models'])}")
+    lines.append("")
     for failure in data["failed"]:
         lines.append(f"failed to load: {failure['source']}: {failure['error']}")
     return "\n".join(lines).rstrip()

@@ -20,8 +20,8 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
-from dtseg.families import MODELS, TEST_MODELS, Family, OfficialModel, resolve_model
-from dtseg.families.sam.family import TINY_SPEC, SamFamily, SamSpec
+from dtseg.families import LoadedModel, OfficialModel, model_names, resolve_model
+from dtseg.families.sam.family import TINY_SPEC, SamSpec
 from dtseg.errors import CheckpointError, CheckpointNotFoundError, ChecksumMismatchError, RandomWeightsWarning
 
 RANDOM = "random"
@@ -29,8 +29,8 @@ RANDOM = "random"
 ModelArg = Union[str, SamSpec, dict, Any]
 CheckpointArg = Union[str, os.PathLike, None]
 
-__all__ = ["MODELS", "RANDOM", "TINY_SPEC", "SamSpec", "build_model", "build_sam", "load_weights",
-           "resolve_checkpoint", "save_checkpoint"]
+__all__ = ["RANDOM", "TINY_SPEC", "SamSpec", "build_model", "build_sam", "load_weights", "resolve_checkpoint",
+           "save_checkpoint"]
 
 
 def dtseg_home() -> Path:
@@ -146,8 +146,8 @@ def _offline_error(official: OfficialModel, path: Path, reason: str) -> Checkpoi
                       f"sam.checkpoint: random {random}"})
 
 
-def build_model(model: ModelArg, weights: Path | str, seed: int = 0) -> Family:
-    """The family model for ``model`` (a name or an architecture) with ``weights`` (a path) or,
+def build_model(model: ModelArg, weights: Path | str, seed: int = 0) -> LoadedModel:
+    """The loaded model for ``model`` (a name or an architecture) with ``weights`` (a path) or,
     for ``"random"``, weights seeded with ``seed``."""
     family, arch, _, name = resolve_model(model)
     with torch.random.fork_rng(devices=[]):
@@ -197,21 +197,18 @@ def load_weights(net: nn.Module, path: Path, model: str = "the chosen model") ->
 def identify_checkpoint(state: dict[str, torch.Tensor]) -> str | None:
     """The known model (official or test-size) whose architecture ``state`` fits, by its family's
     telltale keys and shapes; ``None`` if none does."""
-    from dtseg.families import FAMILY_CLASSES
-
-    candidates = [(m.name, m.family, m.arch) for m in MODELS.values()]
-    candidates += [(name, family, arch) for name, (family, arch) in TEST_MODELS.items()]
-    for name, family, arch in candidates:
-        if FAMILY_CLASSES[family].state_fits(state, arch):
+    for name in model_names():
+        family, arch, _, _ = resolve_model(name)
+        if family.state_fits(state, arch):
             return name
     return None
 
 
-def save_checkpoint(model: nn.Module | Family, path: str | os.PathLike) -> Path:
-    """Write a network's weights (a ``Family``'s, or any module's) as a plain state dict, which
-    ``load_weights`` reads."""
+def save_checkpoint(model: nn.Module | LoadedModel, path: str | os.PathLike) -> Path:
+    """Write a network's weights (a ``LoadedModel``'s, or any module's) as a plain state dict,
+    which ``load_weights`` reads."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    net = model.net if isinstance(model, Family) else model
+    net = model.net if isinstance(model, LoadedModel) else model
     torch.save(net.state_dict(), path)
     return path

@@ -22,8 +22,7 @@ import torch
 
 from dtseg.runtime.allocator import heap_kept
 from dtseg.cache.lru import ByteLRUCache
-from dtseg.families import IMAGE_EMBED, Family
-from dtseg.families.base import Capabilities
+from dtseg.families import IMAGE_EMBED, Capabilities, LoadedModel
 from dtseg.runtime.fast_path import ImplChoice, choose, describe as describe_passes
 from dtseg.engine.checkpoints import RANDOM, CheckpointArg, ModelArg, build_model, resolve_checkpoint
 from dtseg.runtime.device import select_device, select_dtype
@@ -35,6 +34,7 @@ from dtseg.families.transforms import ImageTransform
 from dtseg.errors import EmbeddingMismatchError, ImageNotEmbeddedError, InputError, PromptError
 from dtseg.io import ImageLike, content_hash, load_image
 from dtseg.prompts import Prompts
+from dtseg.records import prompt_detections
 
 MiB = 1 << 20
 
@@ -82,6 +82,12 @@ class SegmentResult:
     scores: np.ndarray
     low_res_logits: np.ndarray
 
+    def most_confident(self) -> "SegmentResult":
+        """Each object's highest-scoring candidate (M = 1; Roboflow's
+        ``choose_most_confident_sam_prediction``)."""
+        scores, masks, logits = most_confident(self.scores, self.masks, self.low_res_logits)
+        return SegmentResult(self.image_id, masks, scores, logits)
+
 
 @dataclass(frozen=True)
 class _Logits:
@@ -103,7 +109,7 @@ class SamEngine:
 
     def __init__(
         self,
-        model: Family,
+        model: LoadedModel,
         *,
         device: torch.device,
         dtype: torch.dtype = torch.float32,
@@ -138,8 +144,9 @@ class SamEngine:
 
     @property
     def family(self) -> str:
-        """The model's family: ``sam``, ``mobile_sam`` or ``sam2.1``."""
-        return self.model.name
+        """The model's family name (``sam``, ``mobile_sam``, ``sam2.1``, a plugin's): for people;
+        code asks ``capabilities``."""
+        return self.model.family
 
     @property
     def capabilities(self) -> Capabilities:
@@ -180,8 +187,8 @@ class SamEngine:
         configure_threads(threads)
         weights = resolve_checkpoint(model, checkpoint)
         chosen = select_device(device)
-        family_model = build_model(model, weights, seed=seed)
-        engine = cls(family_model, device=chosen, dtype=select_dtype(dtype, chosen), cache_bytes=cache_bytes,
+        loaded = build_model(model, weights, seed=seed)
+        engine = cls(loaded, device=chosen, dtype=select_dtype(dtype, chosen), cache_bytes=cache_bytes,
                      random_weights=weights == RANDOM, **options)
         if keep_heap:  # once the engine exists: a failed load leaves the process as it was
             keep_freed_memory()
@@ -330,6 +337,7 @@ class SamEngine:
         # every check that needs no embedding comes first: a bad request costs no encoder pass
         num_objects = _mask_batch(mask_input) if point_coords is None and boxes is None else None
         prompts = Prompts.from_arrays(point_coords, point_labels, boxes, num_objects=num_objects)
+        self._check_prompt_kinds(prompts, mask_input is not None)
         masks_in = self._check_mask_input(mask_input, len(prompts))
         embedding = self._embedding_for(image, image_id, namespace)
         if isinstance(masks_in, str):
@@ -337,7 +345,7 @@ class SamEngine:
         logits, scores = self._decode(embedding, prompts, masks_in, multimask_output)
         masks = self._masks(logits, embedding)
         logits = self._clamp(logits)
-        self.mask_logits.put((namespace, embedding.image_id), _Logits(_best(logits, scores)[0]))
+        self.mask_logits.put((namespace, embedding.image_id), _Logits(most_confident(scores, logits)[1]))
         return SegmentResult(embedding.image_id, masks, scores.numpy(), logits.numpy())
 
     def segment(
@@ -359,6 +367,7 @@ class SamEngine:
         the logits (video frames).
         """
         _require_point_or_box(prompts)
+        self._check_prompt_kinds(prompts, False)
         if isinstance(image, Embedding):
             self._check_model(image)
             embedding = image
@@ -367,11 +376,11 @@ class SamEngine:
         else:
             embedding = self.embed_image(image, None, namespace, cache=cache)
         logits, scores = self._decode(embedding, prompts, None, multimask_output)
-        best_logits, best_scores = _best(logits, scores)
+        best_scores, best_logits = most_confident(scores, logits)
         masks = self._masks(best_logits, embedding)[:, 0]
         if cache:
             self.mask_logits.put((namespace, embedding.image_id), _Logits(self._clamp(best_logits)))
-        return _detections(masks, best_scores.numpy(), prompts)
+        return prompt_detections(prompts, masks, best_scores[:, 0].numpy())
 
     # -- concepts -------------------------------------------------------------------------
     def segment_concepts(
@@ -505,26 +514,26 @@ class SamEngine:
         # no prompt at all: SAM's prompt encoder sizes the batch at 1, and every such row is alike
         return low.expand(len(index), -1, -1, -1), iou.expand(len(index), -1)
 
+    def _check_prompt_kinds(self, prompts: Prompts, masks: bool) -> None:
+        """Points, boxes and mask inputs only where the family takes them (``capabilities.prompts``)."""
+        takes = self.capabilities.prompts
+        for kind, field, given in (("points", "point_coords", bool(prompts.num_points.any())),
+                                   ("boxes", "boxes", bool(prompts.has_box.any())), ("masks", "mask_input", masks)):
+            if given and kind not in takes:
+                raise PromptError(field, f"the {self.family} family takes no {kind} (it takes "
+                                         f"{', '.join(sorted(takes)) or 'none'})")
+
     def _check_mask_input(self, mask_input: Any, n: int) -> torch.Tensor | str | None:
         """``None``, ``"cached"`` (returned as is: resolved once the image id is known), or logits
-        ``(256, 256)`` / ``(1|N, 1, 256, 256)`` -> checked ``(N, 1, 256, 256)``."""
+        ``(L, L)`` / ``(1|N, [1,] L, L)`` -> checked ``(N, 1, L, L)`` (``L = mask_length``)."""
         if mask_input is None:
             return None
         if isinstance(mask_input, str):
             if mask_input != "cached":
                 raise PromptError("mask_input", f"expected logits or 'cached', got {mask_input!r}")
             return mask_input
-        try:
-            masks = torch.as_tensor(np.asarray(mask_input, dtype=np.float32))
-        except (TypeError, ValueError) as exc:
-            raise PromptError("mask_input", f"expected numbers: {exc}") from exc
-        if not torch.isfinite(masks).all():
-            raise PromptError("mask_input", "logits must be finite")
-        if masks.ndim == 2:
-            masks = masks[None]
-        if masks.ndim == 3:
-            masks = masks[:, None]
-        return self._fit_masks(masks, n)
+        masks = mask_input_batch(mask_input, self.model.mask_length)
+        return self._fit_masks(torch.from_numpy(masks), n)
 
     def _cached_mask_logits(self, key: tuple[str, str], n: int) -> torch.Tensor:
         """The best logits of the last call on ``key``'s image, for ``n`` objects."""
@@ -534,11 +543,8 @@ class SamEngine:
         return self._fit_masks(entry.logits, n, f"the cached logits of image_id {key[1]!r} (the last call's)")
 
     def _fit_masks(self, masks: torch.Tensor, n: int, source: str = "the logits given") -> torch.Tensor:
-        """``(1|N, 1, 256, 256)`` -> ``(N, 1, 256, 256)``, or a ``PromptError`` naming the shape
-        and ``source`` (the caller's logits, or the cache's)."""
-        low_len = self.model.mask_length
-        if masks.ndim != 4 or tuple(masks.shape[1:]) != (1, low_len, low_len):
-            raise PromptError("mask_input", f"expected ({low_len}, {low_len}) or (N, 1, {low_len}, {low_len}), got {tuple(masks.shape)}")
+        """``(1|N, 1, L, L)`` -> ``(N, 1, L, L)``, or a ``PromptError`` naming the counts and
+        ``source`` (the caller's logits, or the cache's)."""
         if len(masks) == 1 and n > 1:
             masks = masks.expand(n, -1, -1, -1)
         if len(masks) != n:
@@ -575,8 +581,7 @@ class SamEngine:
             "decoder": self.decoder_impl,
             "keep_heap": heap_kept(),
             "encoder_calls": self.encoder_calls,
-            "cache": {"entries": stats.entries, "bytes": stats.bytes, "max_bytes": stats.max_bytes,
-                      "hits": stats.hits, "misses": stats.misses, "evictions": stats.evictions},
+            "cache": stats.counters(),
             "mask_logits_cache": {"entries": logits.entries, "bytes": logits.bytes, "max_bytes": logits.max_bytes},
         }
 
@@ -602,33 +607,28 @@ def _mask_batch(mask_input: Any) -> int:
     return shape[0] if len(shape) == 4 else 1
 
 
-def _best(logits: torch.Tensor, scores: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Each object's highest-scoring mask: logits ``(N, 1, L, L)`` and scores ``(N,)``."""
-    rows = torch.arange(len(scores))
-    best = scores.argmax(dim=1)
-    return logits[rows, best][:, None], scores[rows, best]
+def most_confident(scores: Any, *candidates: Any) -> tuple[Any, ...]:
+    """Each object's highest-scoring candidate: ``scores`` ``(N, M)`` and each of ``candidates``
+    ``(N, M, ...)`` (numpy arrays or CPU tensors) -> ``scores`` ``(N, 1)`` and each ``(N, 1, ...)``."""
+    rows, best = np.arange(len(scores)), np.asarray(scores.argmax(1))
+    return tuple(x[rows, best][:, None] for x in (scores, *candidates))
 
 
-def _detections(masks: np.ndarray, scores: np.ndarray, prompts: Prompts) -> sv.Detections:
-    """Masks ``(N, H, W)`` and scores ``(N,)`` for ``prompts`` -> ``sv.Detections`` (1:1, in order)."""
-    n = len(prompts)
-    if n == 0:
-        detections = sv.Detections.empty()
-        detections.data["sam_score"] = np.zeros(0, np.float32)
-        return detections
-    xyxy = sv.mask_to_xyxy(masks).astype(np.float32)
-    empty = ~masks.any(axis=(1, 2))
-    fallback = np.where(prompts.has_box[:, None], prompts.boxes, 0.0)
-    xyxy[empty] = fallback[empty]
-    data = {k: v for k, v in prompts.data.items() if k != "tracker_id"}
-    data.update(sam_score=scores.astype(np.float32), prompt_box=prompts.boxes,
-                prompt_points=prompts.points, prompt_labels=prompts.labels)
-    tracker_id = prompts.data.get("tracker_id")
-    return sv.Detections(
-        xyxy=xyxy,
-        mask=masks,
-        class_id=prompts.class_id,
-        confidence=prompts.confidence,
-        tracker_id=None if tracker_id is None else np.asarray(tracker_id),
-        data=data,
-    )
+def mask_input_batch(value: Any, side: int = 256, field: str = "mask_input") -> np.ndarray:
+    """Mask-input logits ``(L, L)``, ``(N, L, L)`` or ``(N, 1, L, L)`` (``L = side``, the family's
+    ``mask_length``) -> finite float32 ``(N, 1, L, L)``, ``N >= 1``; else a ``PromptError`` naming
+    ``field``."""
+    try:
+        masks = np.asarray(value, dtype=np.float32)
+    except (TypeError, ValueError) as exc:
+        raise PromptError(field, f"expected numbers: {exc}") from exc
+    if not np.isfinite(masks).all():
+        raise PromptError(field, "logits must be finite")
+    if masks.ndim == 2:
+        masks = masks[None]
+    if masks.ndim == 3:
+        masks = masks[:, None]
+    if masks.ndim != 4 or masks.shape[1:] != (1, side, side) or len(masks) == 0:
+        raise PromptError(field, f"expected logits ({side}, {side}), (N, {side}, {side}) or (N, 1, {side}, {side}), "
+                                 f"got {np.shape(value)}")
+    return np.ascontiguousarray(masks)

@@ -2,19 +2,24 @@
 
 The engine owns what every family shares: the byte-bounded cache, batching and grouping of
 prompts by layout, the one coordinate transform, mask post-processing, ``sv.Detections`` and
-the locks. A ``Family`` supplies only what differs: the network and how it is built, the input
+the locks. A family supplies only what differs: the network and how it is built, the input
 size and preprocessing, ``encode`` (a batch of images -> named feature tensors) and the batched
 ``decode`` of prompts given in the family's input coordinates.
 
-A new family (SAM-HQ, EfficientSAM) is one module in this package with a subclass and its
-``MODELS`` rows, added to ``FAMILY_CLASSES`` in ``__init__.py``.
+A family is a ``LoadedModel`` subclass: an instance is one loaded model of the family, and the
+class attributes describe the family (its name, ``Capabilities``, official checkpoints, test-size
+models, input geometry). It reaches the registry through the plugin hook
+``dtseg_register_model_families`` (``dtseg.hookspecs``), as dtseg's own families do: a new family
+(SAM-HQ, EfficientSAM) is one folder, here or in another package, and no edit to the core.
 """
 
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
+from collections.abc import Mapping
 from pathlib import Path
+from types import MappingProxyType
 from typing import Any, ClassVar
 
 import numpy as np
@@ -32,8 +37,11 @@ IMAGE_EMBED = "image_embed"
 class OfficialModel:
     """A published checkpoint: where it comes from and which architecture it fits.
 
-    ``sha256`` is ``None`` where no public source states one; ``size_bytes`` then identifies
-    the file. ``arch`` is the family's own architecture description.
+    ``family`` is the name of the family it belongs to; ``arch`` that family's own architecture
+    description. ``sha256`` is ``None`` where no public source states one; ``size_bytes`` then
+    identifies the file. ``encoder_gflop``: the encoder's GFLOP per image at the model's input
+    size (torch's FlopCounterMode on its forward pass, attention included, as ``bench/models.py``
+    counts its floors); ``dtseg.eta`` turns it into a time; ``None``: no estimate.
     """
 
     name: str
@@ -46,6 +54,7 @@ class OfficialModel:
     licence: str = field(compare=False, default="Apache-2.0")
     size_bytes: int | None = field(compare=False, default=None)
     params_m: float | None = field(compare=False, default=None)  # parameters, millions
+    encoder_gflop: float | None = field(compare=False, default=None)
 
 
 @dataclass(frozen=True)
@@ -82,8 +91,9 @@ def count_blocks(state: dict[str, Tensor], prefix: str) -> int:
     return len({key[len(prefix):].split(".", 1)[0] for key in state if key.startswith(prefix)})
 
 
-class Family(ABC):
-    """One loaded model of a family: its network plus the family's rules.
+class LoadedModel(ABC):
+    """One loaded model of a family: its network plus the family's rules. A subclass is a family:
+    its class attributes declare what the registry and the engine need to know about it.
 
     Tensors crossing the seam: ``preprocess`` returns ``(B, 3, S, S)`` on the model's device and
     dtype (``S = input_length``); ``encode`` returns a dict of batched features ``(B, ...)``;
@@ -91,10 +101,14 @@ class Family(ABC):
     returns low-res logits ``(N, M, L, L)`` and predicted IoUs ``(N, M)`` (``L = mask_length``).
     """
 
-    #: Family name (``sam``, ``mobile_sam``, ``sam2.1``).
-    name: ClassVar[str]
+    #: The family's name (``sam``, ``mobile_sam``, ``sam2.1``): what it is registered as.
+    family: ClassVar[str]
     #: What it can do (prompt kinds, lineage, video memory).
     capabilities: ClassVar[Capabilities] = Capabilities()
+    #: Its published checkpoints (each row's ``family`` is this family's name).
+    models: ClassVar[tuple[OfficialModel, ...]] = ()
+    #: Test-size models, name -> architecture: random weights only (``checkpoint="random"``).
+    test_models: ClassVar[Mapping[str, Any]] = MappingProxyType({})
     #: Side of the square model input, pixels.
     input_length: ClassVar[int] = 1024
     #: Side of the low-res mask logits.
@@ -161,10 +175,10 @@ class Family(ABC):
         the features are rounded to ``dtype``. On CUDA/MPS the weights are cast."""
         for kind, value, known in (("encoder", encoder, self.encoders), ("decoder", decoder, self.decoders)):
             if value not in known:
-                raise ValueError(f"{kind}: the {self.name} family has {list(known)}, got {value!r}")
+                raise ValueError(f"{kind}: the {self.family} family has {list(known)}, got {value!r}")
         if encoder_int8 or encoder_compile:
             option = "encoder_int8" if encoder_int8 else "encoder_compile"
-            raise ValueError(f"{option}: only the sam family (vit_b/l/h) has it, not {self.name}")
+            raise ValueError(f"{option}: only the sam family (vit_b/l/h) has it, not {self.family}")
         weights = torch.float32 if device.type == "cpu" else dtype
         self.net.to(device=device, dtype=weights)
         self.plan = plan(device, dtype)

@@ -40,5 +40,5 @@ def test_video_runs_sam2_by_name(tmp_path: Path, small_frame: np.ndarray) -> Non
 
 
 def test_an_unknown_model_lists_the_known_ones(tmp_path: Path, capsys) -> None:
-    assert main(["segment", str(tmp_path), "--set", "sam.model=sam3"]) == 2
-    assert "unknown model 'sam3'; known models: vit_h" in capsys.readouterr().err
+    assert main(["segment", str(tmp_path), "--set", "sam.model=sam9"]) == 2
+    assert "unknown model 'sam9'; known models: vit_h" in capsys.readouterr().err

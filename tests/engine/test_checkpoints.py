@@ -11,8 +11,9 @@ import torch
 
 from dtseg import CheckpointError, CheckpointNotFoundError, ChecksumMismatchError, SamEngine
 from dtseg.engine import checkpoints as models
-from dtseg.engine.checkpoints import (MODELS, TINY_SPEC, RandomWeightsWarning, build_sam, resolve_checkpoint,
-                                      save_checkpoint)
+from dtseg.engine.checkpoints import TINY_SPEC, RandomWeightsWarning, build_sam, resolve_checkpoint, save_checkpoint
+from dtseg.families.sam2.family import Sam2Model
+from dtseg.plugins import default_registry
 from dtseg.runtime.device import select_device, select_dtype
 
 
@@ -32,8 +33,10 @@ def tiny_file(tmp_path_factory):
 
 def fake_official(monkeypatch, url: str, sha256: str):
     """Point the vit_b registry entry at ``url`` (a file:// or loopback URL)."""
-    monkeypatch.setitem(MODELS, "vit_b", replace(MODELS["vit_b"], url=url, sha256=sha256))
-    return MODELS["vit_b"]
+    known = default_registry().models["vit_b"]
+    official = replace(known.official, url=url, sha256=sha256)
+    monkeypatch.setitem(default_registry().models, "vit_b", known._replace(official=official))
+    return official
 
 
 def test_saved_checkpoint_loads_into_the_same_weights(tiny_file):
@@ -212,4 +215,4 @@ def test_ultralytics_repackaged_sam2_checkpoint_loads(tmp_path, monkeypatch):
     path = tmp_path / "sam2.1_t.pt"
     torch.save({"model": build.build_sam2_t("sam2.1_t.pt").state_dict()}, path)
     engine = SamEngine.load("sam2.1_t", path, device="cpu")
-    assert engine.family == "sam2.1" and not engine.random_weights
+    assert isinstance(engine.model, Sam2Model) and not engine.random_weights

@@ -75,6 +75,8 @@ def test_nan_padding_is_no_point_and_minus_one_is_a_token(engine, image):
 def test_empty_prompts_give_empty_detections(engine, image):
     detections = engine.segment(image, Prompts.empty())
     assert len(detections) == 0 and isinstance(detections, sv.Detections)
+    one = engine.segment(image, Prompts.from_objects([{"box": [10, 10, 60, 60]}]))
+    assert set(detections.data) == set(one.data)  # the same keys as a result with rows
     result = engine.segment_image(image, boxes=np.zeros((0, 4)))
     assert result.masks.shape == (0, 3, *image.shape[:2]) and result.scores.shape == (0, 3)
 

@@ -16,6 +16,7 @@ from segment_anything import SamPredictor
 
 from dtseg import SamEngine
 from dtseg.errors import RandomWeightsWarning
+from dtseg.families.sam2.family import Sam2Model
 from dtseg.prompts import Prompts
 from tests.tiny import synthetic_image
 from tests.engine.test_parity import CASES, assert_matches, reference_predict
@@ -24,7 +25,7 @@ FAMILIES = {"mobile_sam": "tiny_mobile_sam", "sam2.1": "tiny_sam2.1"}
 
 
 def reference_predictor(engine: SamEngine):
-    if engine.family == "sam2.1":
+    if isinstance(engine.model, Sam2Model):
         from sam2.sam2_image_predictor import SAM2ImagePredictor
 
         return SAM2ImagePredictor(engine.model.net)
@@ -59,7 +60,7 @@ def test_single_object_matches_reference(setup, case, multimask):
 def test_every_feature_matches_reference(setup):
     engine, predictor = setup
     features = engine.get_embedding("img").features
-    if engine.family == "sam2.1":
+    if isinstance(engine.model, Sam2Model):
         expected = {"image_embed": predictor._features["image_embed"][0],
                     "high_res_0": predictor._features["high_res_feats"][0][0],
                     "high_res_1": predictor._features["high_res_feats"][1][0]}

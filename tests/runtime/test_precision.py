@@ -19,6 +19,8 @@ from dtseg import SamEngine
 from dtseg.config import SamConfig
 from dtseg.runtime import precision
 from dtseg.families.base import cast_shared
+from dtseg.families.sam.family import SamModel
+from dtseg.families.sam2.family import Sam2Model
 from dtseg.errors import RandomWeightsWarning
 from tests.tiny import synthetic_image
 
@@ -77,11 +79,12 @@ def test_low_precision_matches_fp32(fp32, low, dtype, torch_dtype):
     assert info["compute_dtype"] == str(model.compute).removeprefix("torch.")
     assert (f"{engine.dtype_name} features, computed in float32 (fallback: no oneDNN" in engine.summary()) is fallback
     # SAM's ViT runs under autocast; TinyViT and Hiera on their own copy of the weights in low precision
-    own_copy = engine.family != "sam" and not fallback
-    assert info["autocast"] is (engine.family == "sam" and not fallback)
+    vit = type(model) is SamModel
+    own_copy = not vit and not fallback
+    assert info["autocast"] is (vit and not fallback)
     assert ("encoder weights" in engine.summary()) is own_copy
     assert all(p.dtype == torch.float32 for p in model.net.parameters())  # the network stays fp32 on the CPU
-    decoder = model.fast_decoder if engine.family == "sam2.1" else model.mask_decoder
+    decoder = model.fast_decoder if isinstance(model, Sam2Model) else model.mask_decoder
     expected = torch.bfloat16 if model.compute == torch.bfloat16 else torch.float32  # fp16 has no CPU matrix units: fp32
     assert model.decoder_dtype == expected
     assert all(p.dtype == expected for p in decoder.parameters())  # a cast copy; the net keeps fp32

@@ -62,11 +62,11 @@ def present_sam2_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """Tiny SAM 2.1 random weights whose object-score head always says "present" (bias +10)."""
     import torch
 
-    from dtseg.families.sam2.family import TINY_SAM2_SPEC, Sam2Family
+    from dtseg.families.sam2.family import TINY_SAM2_SPEC, Sam2Model
     from dtseg.engine.checkpoints import save_checkpoint
 
     torch.manual_seed(0)
-    net = Sam2Family.build_net(TINY_SAM2_SPEC)
+    net = Sam2Model.build_net(TINY_SAM2_SPEC)
     head = net.sam_mask_decoder.pred_obj_score_head
     with torch.no_grad():
         (head.layers[-1] if hasattr(head, "layers") else head).bias.fill_(10.0)

@@ -11,13 +11,14 @@ the TinyViT module itself); everything after it is the ``sam`` family's, fast de
 from __future__ import annotations
 
 from dataclasses import dataclass, fields
+from types import MappingProxyType
 from typing import Any
 
 from segment_anything.modeling import MaskDecoder, PromptEncoder, Sam, TwoWayTransformer
 from torch import Tensor, nn
 
 from dtseg.families.base import OfficialModel, count_blocks
-from dtseg.families.sam.family import SamFamily
+from dtseg.families.sam.family import SamModel
 
 
 @dataclass(frozen=True)
@@ -42,17 +43,19 @@ MODELS = (
     OfficialModel("mobile_sam", "mobile_sam", MobileSamSpec((64, 128, 160, 320), (2, 2, 6, 2), (2, 4, 5, 10)),
                   "mobile_sam.pt", "https://github.com/ChaoningZhang/MobileSAM/raw/master/weights/mobile_sam.pt",
                   "6dbb90523a35330fedd7f1d3dfc66f995213d81b29a5ca8108dbcdd4e37d6c2f", 38.8,
-                  size_bytes=40728226, params_m=10.1),
+                  size_bytes=40728226, params_m=10.1, encoder_gflop=77.5),
 )
 
 #: Test-size TinyViT (random weights only).
 TINY_MOBILE_SPEC = MobileSamSpec((16, 32, 64, 320), (1, 1, 1, 1), (1, 1, 2, 4))
 
 
-class MobileSamFamily(SamFamily):
-    """SAM with ultralytics' TinyViT as its image encoder."""
+class MobileSamModel(SamModel):
+    """A loaded MobileSAM: SAM with ultralytics' TinyViT as its image encoder."""
 
-    name = "mobile_sam"
+    family = "mobile_sam"
+    models = MODELS
+    test_models = MappingProxyType({"tiny_mobile_sam": TINY_MOBILE_SPEC})
 
     @classmethod
     def build_net(cls, arch: MobileSamSpec) -> nn.Module:

@@ -8,6 +8,7 @@ reference`` switch back to segment-anything's forward passes.
 from __future__ import annotations
 
 from dataclasses import dataclass, fields
+from types import MappingProxyType
 from typing import Any
 
 import numpy as np
@@ -16,7 +17,7 @@ from segment_anything.build_sam import _build_sam
 from segment_anything.modeling import Sam
 from torch import Tensor, nn
 
-from dtseg.families.base import IMAGE_EMBED, Family, OfficialModel, cast_shared, count_blocks
+from dtseg.families.base import IMAGE_EMBED, LoadedModel, OfficialModel, cast_shared, count_blocks
 from dtseg.families.transforms import ImageTransform
 
 
@@ -40,23 +41,28 @@ _BASE_URL = "https://dl.fbaipublicfiles.com/segment_anything/"
 MODELS = (
     OfficialModel("vit_h", "sam", SamSpec(1280, 32, 16, (7, 15, 23, 31)), "sam_vit_h_4b8939.pth",
                   _BASE_URL + "sam_vit_h_4b8939.pth",
-                  "a7bf3b02f3ebf1267aba913ff637d9a2d5c33d3173bb679e46d9f338c26f262e", 2445, params_m=641.1),
+                  "a7bf3b02f3ebf1267aba913ff637d9a2d5c33d3173bb679e46d9f338c26f262e", 2445, params_m=641.1,
+                  encoder_gflop=5961.1),
     OfficialModel("vit_l", "sam", SamSpec(1024, 24, 16, (5, 11, 17, 23)), "sam_vit_l_0b3195.pth",
                   _BASE_URL + "sam_vit_l_0b3195.pth",
-                  "3adcc4315b642a4d2101128f611684e8734c41232a17c648ed1693702a49a622", 1250, params_m=312.3),
+                  "3adcc4315b642a4d2101128f611684e8734c41232a17c648ed1693702a49a622", 1250, params_m=312.3,
+                  encoder_gflop=2985.7),
     OfficialModel("vit_b", "sam", SamSpec(768, 12, 12, (2, 5, 8, 11)), "sam_vit_b_01ec64.pth",
                   _BASE_URL + "sam_vit_b_01ec64.pth",
-                  "ec2df62732614e57411cdcf32a23ffdf28910380d03139ee0f4fcbe91eb8c912", 358, params_m=93.7),
+                  "ec2df62732614e57411cdcf32a23ffdf28910380d03139ee0f4fcbe91eb8c912", 358, params_m=93.7,
+                  encoder_gflop=972.1),
 )
 
 #: A very small architecture for tests and demos on random weights (same decoder as SAM).
 TINY_SPEC = SamSpec(64, 2, 2, (1,))
 
 
-class SamFamily(Family):
-    """Segment Anything (ViT image encoder, prompt encoder, two-way mask decoder)."""
+class SamModel(LoadedModel):
+    """A loaded Segment Anything model (ViT image encoder, prompt encoder, two-way mask decoder)."""
 
-    name = "sam"
+    family = "sam"
+    models = MODELS
+    test_models = MappingProxyType({"tiny": TINY_SPEC})
     encoders = ("fast", "reference")
     decoders = ("fast", "reference")
     net: Sam

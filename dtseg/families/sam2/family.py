@@ -18,13 +18,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
+from types import MappingProxyType
 from typing import Any
 
 import numpy as np
 import torch
 from torch import Tensor, nn
 
-from dtseg.families.base import IMAGE_EMBED, Capabilities, Family, OfficialModel, cast_shared, count_blocks
+from dtseg.families.base import IMAGE_EMBED, Capabilities, LoadedModel, OfficialModel, cast_shared, count_blocks
 from dtseg.families.transforms import ImageTransform
 
 HIGH_RES = ("high_res_0", "high_res_1")  # (32, 256, 256) and (64, 128, 128) for the official models
@@ -48,16 +49,16 @@ _URL = "https://dl.fbaipublicfiles.com/segment_anything_2/092824/"
 MODELS = (
     OfficialModel("sam2.1_t", "sam2.1", Sam2Spec("sam2.1_hiera_t.yaml"), "sam2.1_hiera_tiny.pt",
                   _URL + "sam2.1_hiera_tiny.pt", "7402e0d864fa82708a20fbd15bc84245c2f26dff0eb43a4b5b93452deb34be69",
-                  149, size_bytes=156008466, params_m=39.0),
+                  149, size_bytes=156008466, params_m=39.0, encoder_gflop=292.4),
     OfficialModel("sam2.1_s", "sam2.1", Sam2Spec("sam2.1_hiera_s.yaml"), "sam2.1_hiera_small.pt",
                   _URL + "sam2.1_hiera_small.pt", "6d1aa6f30de5c92224f8172114de081d104bbd23dd9dc5c58996f0cad5dc4d38",
-                  176, size_bytes=184416285, params_m=46.1),
+                  176, size_bytes=184416285, params_m=46.1, encoder_gflop=360.1),
     OfficialModel("sam2.1_b+", "sam2.1", Sam2Spec("sam2.1_hiera_b+.yaml"), "sam2.1_hiera_base_plus.pt",
                   _URL + "sam2.1_hiera_base_plus.pt", "a2345aede8715ab1d5d31b4a509fb160c5a4af1970f199d9054ccfb746c004c5",
-                  309, size_bytes=323606802, params_m=80.9),
+                  309, size_bytes=323606802, params_m=80.9, encoder_gflop=646.8),
     OfficialModel("sam2.1_l", "sam2.1", Sam2Spec("sam2.1_hiera_l.yaml"), "sam2.1_hiera_large.pt",
                   _URL + "sam2.1_hiera_large.pt", "2647878d5dfa5098f2f8649825738a9345572bae2d4350a2468587ece47dd318",
-                  856, size_bytes=898083611, params_m=224.4),
+                  856, size_bytes=898083611, params_m=224.4, encoder_gflop=1822.8),
 )
 
 #: Test-size SAM 2.1: a 5-block Hiera trunk and a 1-layer memory attention (random weights only).
@@ -86,10 +87,12 @@ def model_config(spec: Sam2Spec) -> Any:
     return cfg.model
 
 
-class Sam2Family(Family):
-    """SAM 2.1 for images (``SAM2Base``'s encoder and SAM heads; the memory parts serve video)."""
+class Sam2Model(LoadedModel):
+    """A loaded SAM 2.1 for images (``SAM2Base``'s encoder and SAM heads; the memory parts serve video)."""
 
-    name = "sam2.1"
+    family = "sam2.1"
+    models = MODELS
+    test_models = MappingProxyType({"tiny_sam2.1": TINY_SAM2_SPEC})
     capabilities = Capabilities(lineage="sam2", video_memory=True)
     stretch = True
     single_upsample = True

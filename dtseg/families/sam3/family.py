@@ -25,6 +25,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from types import MappingProxyType
 from typing import Any
 
 import cv2
@@ -33,8 +34,16 @@ import torch
 from torch import Tensor, nn
 
 from dtseg.cache.lru import ByteLRUCache
-from dtseg.families.base import IMAGE_EMBED, Capabilities, Family, cast_shared
-from dtseg.families.sam3.net import SAM3, SAM3_SPEC, TINY_SAM3_SPEC, Sam3Spec, build_sam3_net, load_sam3_weights, on_device
+from dtseg.families.base import IMAGE_EMBED, Capabilities, LoadedModel, cast_shared
+from dtseg.families.sam3.net import (
+    SAM3,
+    SAM3_SPEC,
+    TINY_SAM3_SPEC,
+    Sam3Spec,
+    build_sam3_net,
+    load_sam3_weights,
+    on_device,
+)
 from dtseg.families.transforms import ImageTransform
 
 MODELS = (SAM3,)
@@ -76,10 +85,12 @@ class _Phrase:
         return sum(t.numel() * t.element_size() for t in (self.features, self.mask))
 
 
-class Sam3Family(Family):
+class Sam3Model(LoadedModel):
     """SAM 3 for images: points, boxes and mask inputs (``predict_inst``) and concepts."""
 
-    name = "sam3"
+    family = "sam3"
+    models = MODELS
+    test_models = MappingProxyType(TINY_MODELS)
     capabilities = Capabilities(prompts=frozenset({"points", "boxes", "masks", "concepts"}), lineage="sam3",
                                 video_memory=False)
     #: The official model's input side and low-res mask side; a ``Sam3Spec`` of another

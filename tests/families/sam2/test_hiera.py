@@ -87,7 +87,7 @@ def test_bf16_copy_close_to_fp32_and_net_untouched(net, batch):
 
 def test_engine_picks_the_encoder():
     """bf16: the fast pass on its own copy, the reference under autocast (on a CPU without
-    oneDNN's bf16 kernels both in fp32: ``precision.plan``), each as ``Family.embed`` runs it."""
+    oneDNN's bf16 kernels both in fp32: ``precision.plan``), each as ``LoadedModel.embed`` runs it."""
     fast, ref = load("tiny_sam2.1", "bf16"), load("tiny_sam2.1", "bf16", encoder="reference")
     assert fast.model.fast_encoder is not None and ref.model.fast_encoder is None
     assert not fast.model.autocast and ref.model.autocast is (ref.model.compute == torch.bfloat16)
@@ -100,7 +100,7 @@ def test_engine_picks_the_encoder():
 
 
 def encoded(model, x: torch.Tensor) -> dict[str, torch.Tensor]:
-    """``model.encode(x)`` in the precision and autocast ``Family.embed`` uses."""
+    """``model.encode(x)`` in the precision and autocast ``LoadedModel.embed`` uses."""
     with torch.inference_mode(), torch.autocast("cpu", model.compute, enabled=model.autocast):
         return model.encode(x)
 

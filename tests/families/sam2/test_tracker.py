@@ -16,7 +16,7 @@ import pytest
 import torch
 from PIL import Image
 
-from dtseg.families.sam2.family import TINY_SAM2_SPEC, Sam2Family, Sam2Spec, model_config
+from dtseg.families.sam2.family import TINY_SAM2_SPEC, Sam2Model, Sam2Spec, model_config
 from dtseg.families.sam2.tracker import FILL_HOLE_AREA, ObjectPrompt, Propagator
 from tests.video import synthetic
 
@@ -46,7 +46,7 @@ def nets() -> tuple[Any, Any]:
     from omegaconf import OmegaConf
 
     torch.manual_seed(0)
-    ours = Sam2Family.build_net(SPEC).eval()
+    ours = Sam2Model.build_net(SPEC).eval()
     cfg = OmegaConf.create({"model": OmegaConf.to_container(model_config(SPEC))})
     # what sam2.build_sam.build_sam2_video_predictor overrides
     OmegaConf.update(cfg, "model._target_", "sam2.sam2_video_predictor.SAM2VideoPredictor")
