@@ -117,7 +117,7 @@ MODE_ROWS = [("propagate", "sam2.1_t", 1), ("propagate", "sam2.1_t", 5), ("propa
 
 
 def bench_mode(mode: str, model: str, every: int, size: tuple[int, int], frames: int, out: Path,
-               dtype: str = "auto") -> list[object]:
+               dtype: str = "auto", threads: int | None = None) -> list[object]:
     """One ``VideoJob`` in ``mode`` (random weights, SAM in ``dtype``) after a one-frame warm-up
     run: frames/s, the share of each stage and the peak RSS sampled after every frame (the
     process's, so it includes the models loaded for earlier rows)."""
@@ -126,7 +126,8 @@ def bench_mode(mode: str, model: str, every: int, size: tuple[int, int], frames:
 
     width, height = size
     video = synthetic_video(out / f"in_{width}.mp4", frames + 1, width, height)
-    pipeline = Pipeline.from_config({"sam": {"model": model, "checkpoint": "random", "device": "cpu", "dtype": dtype},
+    pipeline = Pipeline.from_config({"sam": {"model": model, "checkpoint": "random", "device": "cpu", "dtype": dtype,
+                                             "threads": threads},
                                      "prompts": [DETECTOR], "sinks": [{"annotated": {}}]})
     config = VideoConfig(mode=mode, detect_every=every)
     if mode == "propagate":  # random weights say "absent" at random: force "present", so every object costs
@@ -157,15 +158,16 @@ def bench_mode(mode: str, model: str, every: int, size: tuple[int, int], frames:
             summary.objects / max(1, summary.frames), summary.fps, *shares, peak[0] / 2**20]
 
 
-def modes_table(frames: int, sizes: list[tuple[int, int]], rows: list[tuple[str, str, int]], dtype: str = "auto") -> None:
+def modes_table(frames: int, sizes: list[tuple[int, int]], rows: list[tuple[str, str, int]], dtype: str = "auto",
+                threads: int | None = None) -> None:
     started = time.perf_counter()
     table = []
     with tempfile.TemporaryDirectory() as tmp:
         for size in sizes:
             for mode, model, every in rows:
-                table.append(bench_mode(mode, model, every, size, frames, Path(tmp), dtype))
+                table.append(bench_mode(mode, model, every, size, frames, Path(tmp), dtype, threads))
                 print(table[-1], flush=True)
-    print_table(f"dtseg video modes, YOLOv8n (random, 5 boxes) + SAM (random, dtype {dtype}), CPU: {machine()}",
+    print_table(f"dtseg video modes, YOLOv8n (random, 5 boxes) + SAM (random, dtype {dtype}, threads {threads or 'auto'}), CPU: {machine()}",
                 ["mode", "SAM", "detect every", "size", "frames", "objects/frame", "frames/s", "detector",
                  "encoder", "memory attn + decoder", "writing", "peak RSS MiB"], table)
     print(f"\n(whole table {time.perf_counter() - started:.0f} s; propagate's 'memory attn + decoder' also holds "
@@ -184,6 +186,7 @@ def main() -> None:
     parser.add_argument("--only", choices=("propagate", "detect"), help="with --modes: only that mode's rows")
     parser.add_argument("--dtype", default="auto", choices=("auto", "fp32", "bf16", "fp16"),
                         help="with --modes: SAM's precision (sam.dtype)")
+    parser.add_argument("--threads", type=int, help="with --modes: torch CPU threads (sam.threads; default: the CPU quota)")
     args = parser.parse_args()
     warnings.simplefilter("ignore", RandomWeightsWarning)
     if args.memory:
@@ -191,7 +194,7 @@ def main() -> None:
     if args.modes:
         sizes = [(640, 360), (1280, 720)] if args.full else [(640, 360)]
         rows = [row for row in MODE_ROWS if args.only in (None, row[0])]
-        return modes_table(args.modes, sizes, rows, args.dtype)
+        return modes_table(args.modes, sizes, rows, args.dtype, args.threads)
     started = time.perf_counter()
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp)
