@@ -4,7 +4,8 @@ Run: ``python bench/video.py [--tiny-frames 8] [--vit-b-frames 1]``; ``--memory 
 frames with the tiny SAM and prints the process's RSS along the way and its peak; ``--modes [N]
 [--full]`` instead compares ``video.mode: propagate`` (sam2.1_t, detect every 1/5/15 frames) with
 ``detect`` (mobile_sam, vit_b) at 640x360 (and 1280x720 with ``--full``): frames/s, time shares,
-peak RSS. The detector is YOLOv8n
+peak RSS (``--only propagate|detect``: those rows only; ``--dtype``: the SAM precision, default
+``auto``). The detector is YOLOv8n
 built from ``yolov8n.yaml`` with random weights (conf 1e-4, at most 5 boxes: 5 objects per
 frame); SAM is the tiny test architecture and vit_b, both with random weights (timings only).
 End to end = ``VideoJob.run`` with tracking, the annotated mp4 and the JSONL. The stage shares
@@ -115,17 +116,19 @@ MODE_ROWS = [("propagate", "sam2.1_t", 1), ("propagate", "sam2.1_t", 5), ("propa
              ("detect", "mobile_sam", 1), ("detect", "vit_b", 1)]
 
 
-def bench_mode(mode: str, model: str, every: int, size: tuple[int, int], frames: int, out: Path) -> list[object]:
-    """One ``VideoJob`` in ``mode`` (random weights; the precision ``auto`` picks) after a one-frame
-    warm-up run: frames/s, the share of each stage and the peak RSS sampled after every frame
-    (the process's, so it includes the models loaded for earlier rows)."""
+def bench_mode(mode: str, model: str, every: int, size: tuple[int, int], frames: int, out: Path,
+               dtype: str = "auto", threads: int | None = None) -> list[object]:
+    """One ``VideoJob`` in ``mode`` (random weights, SAM in ``dtype``) after a one-frame warm-up
+    run: frames/s, the share of each stage and the peak RSS sampled after every frame (the
+    process's, so it includes the models loaded for earlier rows)."""
     import psutil
 
     from dtseg.config import VideoConfig
 
     width, height = size
     video = synthetic_video(out / f"in_{width}.mp4", frames + 1, width, height)
-    pipeline = Pipeline.from_config({"sam": {"model": model, "checkpoint": "random", "device": "cpu"},
+    pipeline = Pipeline.from_config({"sam": {"model": model, "checkpoint": "random", "device": "cpu", "dtype": dtype,
+                                             "threads": threads},
                                      "prompts": [DETECTOR], "sinks": [{"annotated": {}}]})
     config = VideoConfig(mode=mode, detect_every=every)
     if mode == "propagate":  # random weights say "absent" at random: force "present", so every object costs
@@ -156,15 +159,16 @@ def bench_mode(mode: str, model: str, every: int, size: tuple[int, int], frames:
             summary.objects / max(1, summary.frames), summary.fps, *shares, peak[0] / 2**20]
 
 
-def modes_table(frames: int, sizes: list[tuple[int, int]], rows: list[tuple[str, str, int]]) -> None:
+def modes_table(frames: int, sizes: list[tuple[int, int]], rows: list[tuple[str, str, int]], dtype: str = "auto",
+                threads: int | None = None) -> None:
     started = time.perf_counter()
     table = []
     with tempfile.TemporaryDirectory() as tmp:
         for size in sizes:
             for mode, model, every in rows:
-                table.append(bench_mode(mode, model, every, size, frames, Path(tmp)))
+                table.append(bench_mode(mode, model, every, size, frames, Path(tmp), dtype, threads))
                 print(table[-1], flush=True)
-    print_table(f"dtseg video modes, YOLOv8n (random, 5 boxes) + SAM (random), CPU: {machine()}",
+    print_table(f"dtseg video modes, YOLOv8n (random, 5 boxes) + SAM (random, dtype {dtype}, threads {threads or 'auto'}), CPU: {machine()}",
                 ["mode", "SAM", "detect every", "size", "frames", "objects/frame", "frames/s", "detector",
                  "encoder", "memory attn + decoder", "writing", "peak RSS MiB"], table)
     print(f"\n(whole table {time.perf_counter() - started:.0f} s; propagate's 'memory attn + decoder' also holds "
@@ -180,14 +184,19 @@ def main() -> None:
                         help="the detect-vs-propagate table instead: N frames per row (default 3) of propagate "
                              "with sam2.1_t (detect every 1, 5, 15) and detect with mobile_sam, vit_b, at 640x360")
     parser.add_argument("--full", action="store_true", help="with --modes: also at 1280x720")
+    parser.add_argument("--only", choices=("propagate", "detect"), help="with --modes: only that mode's rows")
+    parser.add_argument("--dtype", default="auto", choices=("auto", "fp32", "bf16", "fp16"),
+                        help="with --modes: SAM's precision (sam.dtype)")
+    parser.add_argument("--threads", type=int, help="with --modes: torch CPU threads (sam.threads; default: the CPU quota)")
     args = parser.parse_args()
     warnings.simplefilter("ignore", RandomWeightsWarning)
     if args.memory:
         memory(args.memory)
-        return
+        return None
     if args.modes:
-        modes_table(args.modes, [(640, 360), (1280, 720)] if args.full else [(640, 360)], MODE_ROWS)
-        return
+        sizes = [(640, 360), (1280, 720)] if args.full else [(640, 360)]
+        rows = [row for row in MODE_ROWS if args.only in (None, row[0])]
+        return modes_table(args.modes, sizes, rows, args.dtype, args.threads)
     started = time.perf_counter()
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp)

@@ -34,8 +34,9 @@ log = logging.getLogger(__name__)
 
 
 class MaskPropagator(Protocol):
-    """What the loop needs of a propagator (``dtseg.families.sam2.tracker.Propagator``; tests may
-    stand in). Outputs have ``.mask`` ``(H, W)`` bool and ``.score`` (> 0: present)."""
+    """What the loop needs of a propagator: what a video-memory family's ``tracker`` returns
+    (SAM 2's: ``dtseg.families.sam2.tracker.Propagator``; tests may stand in). Outputs have
+    ``.mask`` ``(H, W)`` bool and ``.score`` (> 0: present)."""
 
     def encode(self, image: np.ndarray) -> Any: ...
     def preview(self, frame: Any, prompts: list[Any]) -> list[Any]: ...
@@ -214,12 +215,14 @@ def iter_propagated(pipeline: Any, video: Any, book: ObjectBook, *, start: int =
             return
 
 
-def propagator_for(pipeline: Any, config: Any) -> Any:
-    """The pipeline engine's ``Propagator`` for the ``video`` config."""
-    from dtseg.families.sam2.tracker import Propagator
-
-    return Propagator.from_engine(pipeline.engine, image_size=config.image_size,
-                                  max_cond_frames=config.max_cond_frames)
+def propagator_for(pipeline: Any, config: Any) -> MaskPropagator:
+    """The tracker the pipeline engine's model family gives for the ``video`` config: a family
+    whose capabilities declare ``video_memory`` has ``tracker(engine, image_size, **options)``."""
+    engine = pipeline.engine
+    if not engine.capabilities.video_memory:
+        raise ValueError(f"video.mode: propagate needs a model with video memory, e.g. SAM 2.1 (sam.model: "
+                         f"sam2.1_t, ...), got {engine.model_name!r} ({engine.family})")
+    return engine.model.tracker(engine, image_size=config.image_size, max_cond_frames=config.max_cond_frames)
 
 
 def _object_prompt(prompts: Any, row: int, cls: type) -> Any:

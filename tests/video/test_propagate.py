@@ -147,8 +147,34 @@ def test_resume_continues_ids_above_the_old_ones(tmp_path: Path, video_30: Path,
 
 def test_propagate_needs_sam2(tmp_path: Path, video_30: Path, tiny_sam_engine: Any) -> None:
     job = VideoJob(video_30, tmp_path / "o.mp4", progress=False, video=VideoConfig(mode="propagate"))
-    with pytest.raises(ValueError, match="SAM 2.1"):
+    with pytest.raises(ValueError, match=r"needs a model with video memory, e.g. SAM 2.1 .* got 'tiny' \(sam\)"):
         job.run(shapes_pipeline(tiny_sam_engine))
+
+
+class VideoMemoryFamily:
+    """A family that declares video memory plugs its tracker in through ``tracker``."""
+
+    def __init__(self, propagator: ColorPropagator) -> None:
+        self.propagator = propagator
+        self.asked: list[tuple[Any, Any, dict[str, Any]]] = []
+
+    def tracker(self, engine: Any, image_size: int | None = None, **options: Any) -> ColorPropagator:
+        self.asked.append((engine, image_size, options))
+        return self.propagator
+
+
+def test_a_family_with_video_memory_gives_the_tracker(tmp_path: Path, video_30: Path) -> None:
+    from dtseg.families.base import Capabilities
+
+    engine = BoxEngine()
+    engine.capabilities = Capabilities(video_memory=True)
+    engine.model = VideoMemoryFamily(ColorPropagator())
+    job = VideoJob(video_30, tmp_path / "o.mp4", tmp_path / "o.jsonl", progress=False,
+                   video=VideoConfig(mode="propagate", detect_every=0, image_size=512, max_cond_frames=2))
+    job.run(shapes_pipeline(engine))
+    assert engine.model.asked == [(engine, 512, {"max_cond_frames": 2})]
+    lines = [json.loads(line) for line in (tmp_path / "o.jsonl").read_text().splitlines()]
+    assert _class_by_id(lines) == {0: "red", 1: "green"}  # the family's tracker carried them
 
 
 def test_process_video_propagates(video_30: Path, stand_in: ColorPropagator) -> None:

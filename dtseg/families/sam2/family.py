@@ -19,7 +19,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import MappingProxyType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -27,6 +27,10 @@ from torch import Tensor, nn
 
 from dtseg.families.base import IMAGE_EMBED, Capabilities, LoadedModel, OfficialModel, cast_shared, count_blocks
 from dtseg.families.transforms import ImageTransform
+
+if TYPE_CHECKING:
+    from dtseg.engine.engine import SamEngine
+    from dtseg.families.sam2.tracker import Propagator
 
 HIGH_RES = ("high_res_0", "high_res_1")  # (32, 256, 256) and (64, 128, 128) for the official models
 _MEAN, _STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
@@ -132,14 +136,14 @@ class Sam2Model(LoadedModel):
             self._dense_pe = self.net.sam_prompt_encoder.get_dense_pe().to(self.decoder_dtype)
 
     def preprocess(self, images: list[np.ndarray], transforms: list[ImageTransform]) -> Tensor:
-        """``SAM2Transforms``: to [0, 1], bilinear (antialiased) resize to S x S, ImageNet normalize."""
+        """``SAM2Transforms``: to [0, 1], bilinear (antialiased) resize to each transform's
+        ``input_size`` (the S x S square; ``transform`` gives ``input_length``), ImageNet normalize."""
         from torchvision.transforms.functional import normalize, resize
 
-        side = self.input_length
         batch = []
-        for image in images:
+        for image, transform in zip(images, transforms, strict=True):
             x = torch.from_numpy(np.ascontiguousarray(image)).to(self.device).permute(2, 0, 1).float() / 255.0
-            batch.append(normalize(resize(x, [side, side], antialias=True), _MEAN, _STD))
+            batch.append(normalize(resize(x, list(transform.input_size), antialias=True), _MEAN, _STD))
         return torch.stack(batch).to(self.dtype)
 
     def encode(self, x: Tensor) -> dict[str, Tensor]:
@@ -187,3 +191,59 @@ class Sam2Model(LoadedModel):
         return {HIGH_RES[0]: (decoder.conv_s0.out_channels, grid * 4, grid * 4),
                 HIGH_RES[1]: (decoder.conv_s1.out_channels, grid * 2, grid * 2),
                 IMAGE_EMBED: (d, grid, grid)}
+
+    # -- video ----------------------------------------------------------------------------
+    def tracker(self, engine: SamEngine, image_size: int | None = None, **options: Any) -> Propagator:
+        """SAM 2's memory tracking over this model (``engine``'s, shared): a ``Propagator``
+        whose frames go through this family's preprocessing and encoder (the fast one unless
+        ``encoder: reference``) in the engine's precision, under the engine's encoder lock.
+
+        At the model's input size a frame is embedded by ``engine.embed_image(cache=False)``:
+        pixels the engine's cache already holds are not encoded again, and video frames are
+        not stored (they would evict images). ``image_size``: another square input side (a
+        multiple of 64; smaller is faster and coarser); memory attention and the SAM heads then
+        run in a second network built for it (``resized_net``). ``options``: ``Propagator``'s."""
+        from dtseg.families.sam2.tracker import Propagator
+
+        side = self.input_length if image_size is None else int(image_size)
+        if side == self.input_length:
+            def encode(image: np.ndarray) -> list[Tensor]:
+                embedding = engine.embed_image(image, cache=False)
+                return self.backbone_maps({name: t[None] for name, t in embedding.features.items()})
+
+            return Propagator(self.net, encoder=encode, **options)
+
+        def encode_at(image: np.ndarray) -> list[Tensor]:
+            transform = ImageTransform.for_image(image.shape[0], image.shape[1], side, stretch=True)
+            with torch.inference_mode(), engine._encoder_lock:
+                features = self.embed([image], [transform])
+                engine.encoder_calls += 1
+            return self.backbone_maps(features)
+
+        return Propagator(self.resized_net(side), encoder=encode_at, **options)
+
+    def backbone_maps(self, features: dict[str, Tensor]) -> list[Tensor]:
+        """``encode``'s features ``(B, C, h, w)`` -> what ``SAM2Base.forward_image`` leaves in
+        ``backbone_fpn`` (its last ``num_feature_levels``), what memory attention and the memory
+        encoder read: the two projected high-resolution levels and the image embedding without
+        ``no_mem_embed`` (subtracted in fp32), in the weights' dtype."""
+        embed = features[IMAGE_EMBED].float()
+        if self.net.directly_add_no_mem_embed:
+            embed = embed - self.net.no_mem_embed.float().view(1, -1, 1, 1)
+        maps = [features[HIGH_RES[0]], features[HIGH_RES[1]], embed]
+        return [m.to(self.dtype) for m in maps[-self.net.num_feature_levels:]]
+
+    def resized_net(self, image_size: int) -> nn.Module:
+        """This network rebuilt for an ``image_size`` square input, the same weights; its image
+        encoder is this one's (shared: it does not depend on the input size)."""
+        from dataclasses import replace
+
+        from dtseg.families import resolve_model
+
+        if image_size % 64:
+            raise ValueError(f"video.image_size: a multiple of 64, got {image_size}")
+        _, arch, _, _ = resolve_model(self.model_name)
+        net = self.build_net(replace(arch, overrides=(*arch.overrides, ("image_size", image_size))))
+        net.load_state_dict(self.net.state_dict())
+        net.image_encoder = self.net.image_encoder
+        return net.to(device=self.device, dtype=self.dtype).eval()

@@ -18,8 +18,13 @@ whole loaded video, done per object on a stream, with the same semantics:
   pointers of the last ``max_obj_ptrs_in_encoder - 1`` frames (16 - 1), and at most
   ``max_cond_frames`` conditioning frames (the first and the most recent).
 
+Frames reach memory attention as ``SAM2Base.forward_image`` would give them; who encodes them is
+the ``encoder`` given: ``reference_encoder`` (what ``SAM2VideoPredictor`` runs: PIL resize and
+``forward_image``), or the ``sam2.1`` family's preprocessing and fast encoder in the engine's
+precision (``Sam2Model.tracker``, what ``video.mode: propagate`` uses).
+
 ```python
-prop = Propagator.from_engine(engine)                    # a sam2.1 engine
+prop = engine.model.tracker(engine)                      # a sam2.1 engine (capabilities.video_memory)
 frame = prop.encode(rgb)                                 # (H, W, 3) uint8
 prop.condition(frame, {1: ObjectPrompt(box=np.array([10, 20, 80, 90]))})
 outputs = prop.track(frame)                              # every other live object
@@ -30,6 +35,7 @@ from __future__ import annotations
 
 import warnings
 from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -43,6 +49,12 @@ VIDEO_PREDICTOR_ARGS = {"binarize_mask_from_pts_for_mem_enc": True}
 FILL_HOLE_AREA = 8  # the video predictor's ``fill_hole_area``
 _MEAN, _STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
 _NUM_FRAMES = 1 << 30  # a stream has no known length; SAM2Base only caps pointer lookback with it
+
+#: One RGB uint8 frame ``(H, W, 3)`` -> SAM 2's backbone feature maps of it, highest resolution
+#: first, each ``(1, C_i, H_i, W_i)``: what ``SAM2Base.forward_image`` leaves in ``backbone_fpn``
+#: (its last ``num_feature_levels``: the two high-resolution levels projected by ``conv_s0`` /
+#: ``conv_s1``, then the image embedding without ``no_mem_embed``), on any device and dtype.
+FrameEncoder = Callable[[np.ndarray], list[Tensor]]
 
 
 @dataclass
@@ -97,7 +109,9 @@ class ObjectOutput:
 @dataclass
 class VideoFrame:
     """One encoded frame: its stream ``index``, original ``size`` ``(H, W)`` and SAM 2's backbone
-    features for batch 1 (``feats``/``pos``: lists of ``(HW, 1, C)``; ``sizes``: their grids)."""
+    features for batch 1 (``feats``: one ``(HW, 1, C)`` per level, highest resolution first;
+    ``sizes``: their grids; ``pos``: the positional encoding of the last level, ``[(HW, 1, C)]``,
+    the only one memory attention reads)."""
 
     index: int
     size: tuple[int, int]
@@ -132,7 +146,8 @@ class Propagator:
     ``max_objects``: live objects at most (``condition`` refuses more).
     """
 
-    def __init__(self, net: nn.Module, *, max_cond_frames: int = 4, fill_hole_area: int = FILL_HOLE_AREA) -> None:
+    def __init__(self, net: nn.Module, *, encoder: FrameEncoder | None = None, max_cond_frames: int = 4,
+                 fill_hole_area: int = FILL_HOLE_AREA) -> None:
         if max_cond_frames < 1:
             raise ValueError("max_cond_frames: need at least 1")
         for key, value in VIDEO_PREDICTOR_ARGS.items():
@@ -141,22 +156,11 @@ class Propagator:
         self.max_cond_frames = int(max_cond_frames)
         self.fill_hole_area = int(fill_hole_area)
         self.image_size = int(net.image_size)
+        self.encoder = encoder if encoder is not None else reference_encoder(net)
         self.tracks: dict[int, _Track] = {}
         self._next_index = 0
         self._pos_enc: list[Tensor] | None = None  # maskmem_pos_enc, the same for every memory
-
-    @classmethod
-    def from_engine(cls, engine: Any, image_size: int | None = None, **options: Any) -> "Propagator":
-        """A propagator over a ``sam2.1`` engine's network (shared, not copied). ``image_size``:
-        run the video at another square input side than the model's (a multiple of 64; smaller
-        is faster and coarser); the weights are shared by value in a second network."""
-        if getattr(engine, "family", None) != "sam2.1":
-            raise ValueError(f"video.mode: propagate needs a SAM 2.1 model (sam.model: sam2.1_t, ...), "
-                             f"got {getattr(engine, 'model_name', engine)!r} ({getattr(engine, 'family', '?')})")
-        net = engine.model.net
-        if image_size is not None and int(image_size) != int(net.image_size):
-            net = _resized_net(engine, int(image_size))
-        return cls(net, **options)
+        self._vision_pos: dict[tuple[Any, ...], Tensor] = {}  # the last level's, per grid
 
     # -- state ----------------------------------------------------------------------------
     @property
@@ -178,21 +182,14 @@ class Propagator:
     # -- per frame ------------------------------------------------------------------------
     @torch.inference_mode()
     def encode(self, image: np.ndarray) -> VideoFrame:
-        """Encode the next frame of the stream: RGB uint8 ``(H, W, 3)``. The input is what
-        ``SAM2VideoPredictor`` feeds its encoder: PIL's resize to ``image_size`` squared, /255,
-        ImageNet-normalized."""
-        from PIL import Image
-
+        """Encode the next frame of the stream: RGB uint8 ``(H, W, 3)``, through ``encoder``;
+        the features as ``SAM2Base._prepare_backbone_features`` flattens them, in the net's dtype."""
         if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
             raise ValueError(f"frame: expected RGB uint8 (H, W, 3), got {image.dtype} {image.shape}")
-        side = self.image_size
-        resized = np.asarray(Image.fromarray(image).resize((side, side)), dtype=np.float32) / 255.0
-        x = torch.from_numpy(resized).permute(2, 0, 1)
-        mean, std = torch.tensor(_MEAN)[:, None, None], torch.tensor(_STD)[:, None, None]
-        x = ((x - mean) / std)[None].to(self.net.device, self._dtype)
-        backbone_out = self.net.forward_image(x)
-        _, feats, pos, sizes = self.net._prepare_backbone_features(backbone_out)
-        frame = VideoFrame(self._next_index, (image.shape[0], image.shape[1]), feats, pos, sizes)
+        maps = [m.to(self.net.device, self._dtype) for m in self.encoder(image)]
+        sizes = [(int(m.shape[-2]), int(m.shape[-1])) for m in maps]
+        feats = [m.flatten(2).permute(2, 0, 1) for m in maps]
+        frame = VideoFrame(self._next_index, (image.shape[0], image.shape[1]), feats, [self._pos_of(maps[-1])], sizes)
         self._next_index += 1
         return frame
 
@@ -258,6 +255,15 @@ class Propagator:
     @property
     def _dtype(self) -> torch.dtype:
         return next(self.net.parameters()).dtype
+
+    def _pos_of(self, level: Tensor) -> Tensor:
+        """The image encoder neck's positional encoding of ``level`` ``(1, C, h, w)``, flattened
+        to ``(hw, 1, C)`` as ``_prepare_backbone_features`` does; computed once per grid."""
+        key = (tuple(level.shape), level.dtype, level.device)
+        if key not in self._vision_pos:
+            pos = self.net.image_encoder.neck.position_encoding(level).to(level.dtype)
+            self._vision_pos[key] = pos.flatten(2).permute(2, 0, 1)
+        return self._vision_pos[key]
 
     def _layout(self, track: _Track, index: int) -> tuple[Any, ...]:
         """Which frames an object's memory attention reads at ``index``: objects with the same
@@ -390,17 +396,19 @@ class Propagator:
                 track.recent[t].maskmem_features = None
 
 
-def _resized_net(engine: Any, image_size: int) -> nn.Module:
-    """``engine``'s SAM 2 network rebuilt for a ``image_size`` square input, same weights."""
-    from dataclasses import replace
+def reference_encoder(net: nn.Module) -> FrameEncoder:
+    """What ``SAM2VideoPredictor`` feeds its encoder and runs: PIL's resize to ``image_size``
+    squared, /255, ImageNet-normalized, then ``net.forward_image`` in the net's dtype."""
+    from PIL import Image
 
-    from dtseg.families import resolve_model
+    side = int(net.image_size)
+    mean, std = torch.tensor(_MEAN)[:, None, None], torch.tensor(_STD)[:, None, None]
 
-    if image_size % 64:
-        raise ValueError(f"video.image_size: a multiple of 64, got {image_size}")
-    family, arch, _, _ = resolve_model(engine.model_name)
-    resized = replace(arch, overrides=(*arch.overrides, ("image_size", image_size)))
-    net = family.build_net(resized)
-    net.load_state_dict(engine.model.net.state_dict())
-    param = next(engine.model.net.parameters())
-    return net.to(device=param.device, dtype=param.dtype).eval()
+    def encode(image: np.ndarray) -> list[Tensor]:
+        resized = np.asarray(Image.fromarray(image).resize((side, side)), dtype=np.float32) / 255.0
+        x = (torch.from_numpy(resized).permute(2, 0, 1) - mean) / std
+        dtype = next(net.parameters()).dtype
+        maps = net.forward_image(x[None].to(net.device, dtype))["backbone_fpn"]
+        return list(maps[-net.num_feature_levels:])
+
+    return encode

@@ -1,4 +1,6 @@
-"""Streaming propagation vs Meta's ``SAM2VideoPredictor`` on the same random tiny SAM 2.1 weights.
+"""Streaming propagation vs Meta's ``SAM2VideoPredictor`` on the same random tiny SAM 2.1 weights,
+and the family's tracker (its preprocessing and fast encoder, the engine's cache) vs that
+reference path.
 
 The clip (the video tests' moving shapes, 128 x 96) is written as JPEGs for Meta's predictor,
 which reads a folder of JPEGs; dtseg gets the very same decoded frames, one at a time. Per object
@@ -8,6 +10,7 @@ The tiny model runs at a 128 input (8 x 8 memory grid) so the test stays fast on
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +19,10 @@ import pytest
 import torch
 from PIL import Image
 
+from dtseg import SamEngine
+from dtseg.engine.checkpoints import save_checkpoint
+from dtseg.errors import RandomWeightsWarning
+from dtseg.families import IMAGE_EMBED
 from dtseg.families.sam2.family import TINY_SAM2_SPEC, Sam2Model, Sam2Spec, model_config
 from dtseg.families.sam2.tracker import FILL_HOLE_AREA, ObjectPrompt, Propagator
 from tests.video import synthetic
@@ -181,3 +188,115 @@ def test_bad_prompts_are_refused() -> None:
         ObjectPrompt()
     with pytest.raises(ValueError, match="points and labels go together"):
         ObjectPrompt(points=np.array([[1.0, 2.0]]))
+
+
+# -- the family's tracker (dtseg's encoder, the engine's precision and cache) ------------------
+FAMILY_FRAMES = 6
+
+
+def mask_iou(a: np.ndarray, b: np.ndarray) -> float:
+    union = np.logical_or(a, b).sum()
+    return 1.0 if union == 0 else float(np.logical_and(a, b).sum() / union)
+
+
+@pytest.fixture(scope="module")
+def textured_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Tiny SAM 2.1 random weights with non-zero biases, norm shifts and ``no_mem_embed`` (random
+    init leaves them at zero: masks would be all or nothing, hiding a wrong feature), and the
+    object-score head saying "present" (so objects are tracked and their memories encoded)."""
+    torch.manual_seed(0)
+    net = Sam2Model.build_net(TINY_SAM2_SPEC)
+    g = torch.Generator().manual_seed(9)
+    with torch.no_grad():
+        for p in net.parameters():
+            if p.dim() == 1:
+                p.add_(torch.randn(p.shape, generator=g) * 0.3)
+        net.no_mem_embed.copy_(torch.randn(net.no_mem_embed.shape, generator=g))
+        head = net.sam_mask_decoder.pred_obj_score_head
+        (head.layers[-1] if hasattr(head, "layers") else head).bias.fill_(10.0)
+    return save_checkpoint(net, tmp_path_factory.mktemp("ckpt") / "tiny_sam2_textured.pt")
+
+
+def engine_of(checkpoint: Path, dtype: str) -> SamEngine:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RandomWeightsWarning)
+        return SamEngine.load("tiny_sam2.1", checkpoint, device="cpu", dtype=dtype)
+
+
+def run_clip(prop: Propagator, frames: list[np.ndarray]) -> list[dict[int, Any]]:
+    """Object 1 (a click) from frame 0, object 2 (a box) from frame 3; outputs per frame."""
+    results = []
+    for t, rgb in enumerate(frames):
+        frame = prop.encode(rgb)
+        prompts = {}
+        if t == 0:
+            prompts[1] = ObjectPrompt(points=CLICK[0], labels=CLICK[1])
+        if t == 3:
+            prompts[2] = ObjectPrompt(box=DISC_BOX)
+        outputs = prop.condition(frame, prompts)
+        outputs.update(prop.track(frame))
+        results.append(outputs)
+    return results
+
+
+@pytest.fixture(scope="module")
+def reference_run(textured_checkpoint: Path, clip: tuple[Path, list[np.ndarray]]) -> list[dict[int, Any]]:
+    """The reference path at a 128 input: PIL resize and ``forward_image`` (fp32)."""
+    engine = engine_of(textured_checkpoint, "fp32")
+    prop = Propagator(engine.model.resized_net(128))
+    return run_clip(prop, clip[1][:FAMILY_FRAMES])
+
+
+def test_family_tracker_fp32_matches_the_reference_path(textured_checkpoint: Path, clip: tuple[Path, list[np.ndarray]],
+                                                        reference_run: list[dict[int, Any]]) -> None:
+    engine = engine_of(textured_checkpoint, "fp32")
+    calls = engine.encoder_calls
+    ours = run_clip(engine.model.tracker(engine, image_size=128), clip[1][:FAMILY_FRAMES])
+    assert engine.encoder_calls == calls + FAMILY_FRAMES  # the engine's encoder, once a frame
+    coverage = []
+    for t, (mine, ref) in enumerate(zip(ours, reference_run)):
+        assert sorted(mine) == sorted(ref) == ([1] if t < 3 else [1, 2])
+        for obj_id, out in ref.items():
+            assert mine[obj_id].conditioned == out.conditioned
+            assert mask_iou(mine[obj_id].mask, out.mask) >= 0.99, f"frame {t} object {obj_id}"
+            coverage.append(out.mask.mean())
+    assert min(coverage) > 0.05 and max(coverage) < 0.98  # masks that say something
+
+
+def test_family_tracker_bf16_close_to_the_reference_path(textured_checkpoint: Path,
+                                                         clip: tuple[Path, list[np.ndarray]],
+                                                         reference_run: list[dict[int, Any]]) -> None:
+    """bf16 (its encoder computes in bf16 where the CPU has the kernels, else fp32): masks agree
+    on >= 98% of the pixels, the tolerance of the precision tests."""
+    engine = engine_of(textured_checkpoint, "bf16")
+    ours = run_clip(engine.model.tracker(engine, image_size=128), clip[1][:FAMILY_FRAMES])
+    for t, (mine, ref) in enumerate(zip(ours, reference_run)):
+        for obj_id, out in ref.items():
+            agree = (mine[obj_id].mask == out.mask).mean()
+            assert agree >= 0.98, f"frame {t} object {obj_id}: {agree:.4f}"
+
+
+def test_family_tracker_reads_the_engine_cache_and_stores_no_frame(textured_checkpoint: Path,
+                                                                  clip: tuple[Path, list[np.ndarray]]) -> None:
+    """At the model's own input size a frame the engine already embedded is not encoded again
+    (its cached features are what memory attention reads, ``no_mem_embed`` taken off); a new
+    frame is encoded once and not cached."""
+    engine = engine_of(textured_checkpoint, "fp32")
+    frames = clip[1]
+    cached = engine.embed_image(frames[0])
+    prop = engine.model.tracker(engine)
+    calls, entries = engine.encoder_calls, len(engine.embeddings)
+    frame = prop.encode(frames[0])
+    assert engine.encoder_calls == calls
+    net = engine.model.net
+    raw = cached.features[IMAGE_EMBED] - net.no_mem_embed.view(-1, 1, 1)
+    torch.testing.assert_close(frame.feats[-1][:, 0], raw.flatten(1).T)
+    assert frame.sizes == [(256, 256), (128, 128), (64, 64)] and frame.pos[0].shape == (64 * 64, 1, 256)
+    prop.encode(frames[1])
+    assert engine.encoder_calls == calls + 1 and len(engine.embeddings) == entries
+
+
+def test_family_tracker_refuses_a_size_not_a_multiple_of_64(textured_checkpoint: Path) -> None:
+    engine = engine_of(textured_checkpoint, "fp32")
+    with pytest.raises(ValueError, match="multiple of 64"):
+        engine.model.tracker(engine, image_size=100)
