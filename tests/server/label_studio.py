@@ -66,19 +66,20 @@ def migrated_database() -> Path | None:
         database.parent.mkdir(exist_ok=True)
         with tempfile.TemporaryDirectory(dir=database.parent) as scratch:
             data_dir = Path(scratch)
-            done = subprocess.run([str(LABEL_STUDIO), "version", "--data-dir", str(data_dir)], capture_output=True,
-                                  text=True, env=environment(data_dir, data_dir), cwd=data_dir, timeout=600)
+            done = subprocess.run([str(LABEL_STUDIO), "version", "--data-dir", str(data_dir)], stdout=subprocess.PIPE,
+                                  stderr=subprocess.STDOUT, text=True, env=environment(data_dir, data_dir), cwd=data_dir,
+                                  timeout=600)
             if done.returncode != 0:
-                raise RuntimeError(f"Label Studio could not migrate its database: {done.stdout[-2000:]}{done.stderr[-2000:]}")
+                raise RuntimeError(f"Label Studio could not migrate its database: {done.stdout[-4000:]}")
             os.replace(data_dir / DATABASE, database)  # atomic: a concurrent session sees all or nothing
     return database
 
 
 @contextlib.contextmanager
-def label_studio(data_dir: Path, files: Path, timeout_s: float = 300) -> Iterator[LabelStudio]:
-    """A running Label Studio (``/health`` answers) on a copy of ``migrated_database()`` in
-    ``data_dir`` until the block ends, then stopped."""
-    port = free_port()
+def label_studio(data_dir: Path, files: Path, port: int | None = None, timeout_s: float = 300) -> Iterator[LabelStudio]:
+    """A running Label Studio (``/health`` answers) on loopback ``port`` (a free one by default), on
+    a copy of ``migrated_database()`` in ``data_dir``, until the block ends; then stopped."""
+    port = port or free_port()
     url = f"http://127.0.0.1:{port}"
     database = migrated_database()
     if database is not None:

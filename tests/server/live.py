@@ -34,6 +34,10 @@ class Served:
         self.reader.join(timeout=10)
         return status
 
+    def wait_ready(self, timeout_s: float) -> None:
+        """Until ``/healthz`` answers (``wait_ready``)."""
+        wait_ready(self.process, f"{self.url}/healthz", self.output, timeout_s, "server")
+
 
 def wait_ready(process: subprocess.Popen, health_url: str, output: list[str], timeout_s: float, name: str) -> None:
     """Poll ``health_url`` until it answers 2xx; ``RuntimeError`` with ``process``'s ``output``
@@ -65,13 +69,10 @@ def launch(config_path: str | Path, *args: str) -> Served:
 
 
 @contextlib.contextmanager
-def servers(config_path: str | Path, count: int, *args: str, timeout_s: float = 120) -> Iterator[list[Served]]:
-    """``count`` servers of one config, started together (their imports and model loads overlap),
-    all ready (``/healthz``) when yielded; each stopped (SIGTERM, killed if need be) at the end."""
-    started = [launch(config_path, *args) for _ in range(count)]
+def stopped_at_end(started: list[Served]) -> Iterator[list[Served]]:
+    """``started`` until the block ends; then each still running is stopped (SIGTERM to all, then
+    waited for; killed if need be)."""
     try:
-        for served in started:
-            wait_ready(served.process, f"{served.url}/healthz", served.output, timeout_s, "server")
         yield started
     finally:
         running = [served.process for served in started if served.process.poll() is None]
@@ -83,6 +84,16 @@ def servers(config_path: str | Path, count: int, *args: str, timeout_s: float = 
             except subprocess.TimeoutExpired:
                 process.kill()
                 process.wait(timeout=10)
+
+
+@contextlib.contextmanager
+def servers(config_path: str | Path, count: int, *args: str, timeout_s: float = 120) -> Iterator[list[Served]]:
+    """``count`` servers of one config, started together (their imports and model loads overlap),
+    all ready (``/healthz``) when yielded; each stopped at the end."""
+    with stopped_at_end([launch(config_path, *args) for _ in range(count)]) as started:
+        for served in started:
+            served.wait_ready(timeout_s)
+        yield started
 
 
 @contextlib.contextmanager
