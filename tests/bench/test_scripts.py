@@ -60,10 +60,10 @@ def test_bench_scripts_parse_their_options(script, option):
 
 @pytest.mark.slow
 def test_paths_bench_compares_fast_and_reference_on_the_tiny_model():
-    """A row per precision asked (fp32 here: the other precisions run the same code): both sides
-    timed, masks compared, a switch verdict."""
+    """A row per precision asked (fp32 here: the other precisions run the same code), in its smoke
+    mode (each call once, a small image, 4 boxes): both sides timed, masks compared, a switch verdict."""
     result = subprocess.run([sys.executable, str(BENCH / "paths.py"), "--models", "tiny", "--dtypes", "fp32",
-                             "--quick"], capture_output=True, text=True, timeout=900)
+                             "--smoke"], capture_output=True, text=True, timeout=900)
     assert result.returncode == 0, result.stderr[-2000:]
     rows = [line.split("|")[1:-1] for line in result.stdout.splitlines() if line.startswith("| tiny ")]
     assert [row[1].strip() for row in rows] == ["float32"], result.stdout
@@ -71,3 +71,4 @@ def test_paths_bench_compares_fast_and_reference_on_the_tiny_model():
         assert float(row[4]) > 0 and float(row[7]) > 0 and float(row[10]) > 0  # fast/ref of each call
         assert 0.9 <= float(row[11]) <= 1 and 0.9 <= float(row[12]) <= 1  # the same weights: masks agree
         assert row[13].strip() in ("yes", "no")
+    assert "SMOKE RUN" in result.stdout and "| 4 boxes fast ms " in result.stdout

@@ -34,6 +34,10 @@ class Served:
         self.reader.join(timeout=10)
         return status
 
+    def wait_ready(self, timeout_s: float) -> None:
+        """Until ``/healthz`` answers (``wait_ready``)."""
+        wait_ready(self.process, f"{self.url}/healthz", self.output, timeout_s, "server")
+
 
 def wait_ready(process: subprocess.Popen, health_url: str, output: list[str], timeout_s: float, name: str) -> None:
     """Poll ``health_url`` until it answers 2xx; ``RuntimeError`` with ``process``'s ``output``
@@ -50,11 +54,9 @@ def wait_ready(process: subprocess.Popen, health_url: str, output: list[str], ti
         time.sleep(0.2)
 
 
-@contextlib.contextmanager
-def serving(config_path: str | Path, *args: str, timeout_s: float = 120) -> Iterator[Served]:
-    """``python -m dtseg.cli.serve --config config_path *args`` on a free loopback port, ready
-    (``/healthz``) when yielded; stopped (SIGTERM, killed if need be) at the end. ``$DTSEG_API_KEYS``
-    is not passed on: the config alone decides auth."""
+def launch(config_path: str | Path, *args: str) -> Served:
+    """Start ``python -m dtseg.cli.serve --config config_path *args`` on a free loopback port, not
+    waiting for it. ``$DTSEG_API_KEYS`` is not passed on: the config alone decides auth."""
     port = free_port()
     env = {k: v for k, v in os.environ.items() if k != "DTSEG_API_KEYS"}
     process = subprocess.Popen([sys.executable, "-m", "dtseg.cli.serve", "--config", str(config_path), "--port",
@@ -63,17 +65,42 @@ def serving(config_path: str | Path, *args: str, timeout_s: float = 120) -> Iter
     output: list[str] = []
     reader = threading.Thread(target=lambda: output.extend(process.stdout), daemon=True)  # type: ignore[arg-type]
     reader.start()
-    served = Served(f"http://127.0.0.1:{port}", process, output, reader)
+    return Served(f"http://127.0.0.1:{port}", process, output, reader)
+
+
+@contextlib.contextmanager
+def stopped_at_end(started: list[Served]) -> Iterator[list[Served]]:
+    """``started`` until the block ends; then each still running is stopped (SIGTERM to all, then
+    waited for; killed if need be)."""
     try:
-        wait_ready(process, f"{served.url}/healthz", output, timeout_s, "server")
-        yield served
+        yield started
     finally:
-        if process.poll() is None:
+        running = [served.process for served in started if served.process.poll() is None]
+        for process in running:
+            process.send_signal(signal.SIGTERM)
+        for process in running:
             try:
-                served.stop()
+                process.wait(timeout=30)
             except subprocess.TimeoutExpired:
                 process.kill()
                 process.wait(timeout=10)
+
+
+@contextlib.contextmanager
+def servers(config_path: str | Path, count: int, *args: str, timeout_s: float = 120) -> Iterator[list[Served]]:
+    """``count`` servers of one config, started together (their imports and model loads overlap),
+    all ready (``/healthz``) when yielded; each stopped at the end."""
+    with stopped_at_end([launch(config_path, *args) for _ in range(count)]) as started:
+        for served in started:
+            served.wait_ready(timeout_s)
+        yield started
+
+
+@contextlib.contextmanager
+def serving(config_path: str | Path, *args: str, timeout_s: float = 120) -> Iterator[Served]:
+    """One server (``servers`` of one): ready when yielded, stopped at the end."""
+    with servers(config_path, 1, *args, timeout_s=timeout_s) as [served]:
+        yield served
 
 
 @contextlib.contextmanager

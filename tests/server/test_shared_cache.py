@@ -10,7 +10,7 @@ import pytest
 import requests
 import yaml
 
-from tests.server.live import serve
+from tests.server.live import serve, servers
 from tests.server.server_helpers import b64_image, synthetic_image
 
 KEY = "shared-key"
@@ -31,7 +31,8 @@ def info(base_url: str) -> dict:
 
 def test_two_servers_serve_the_seed_flow_across_each_other(tmp_path, tiny_checkpoint, redis_server):
     config = write_config(tmp_path, tiny_checkpoint, redis_server.url)
-    with serve(config) as (one, _), serve(config) as (two, _):
+    with servers(config, 2) as started:
+        one, two = (served.url for served in started)
         embed = requests.post(f"{one}/sam/embed_image", params={"api_key": KEY},
                               json={"image": b64_image(synthetic_image()), "image_id": "seed"}, timeout=60)
         assert embed.status_code == 200, embed.text
@@ -71,7 +72,15 @@ def test_workers_share_embeddings(tmp_path, tiny_checkpoint, redis_server):
 def test_serve_refuses_to_start_without_its_redis(tmp_path, tiny_checkpoint, redis_server):
     config = write_config(tmp_path, tiny_checkpoint, redis_server.url)
     redis_server.stop()
-    for workers in ("1", "2"):
-        done = subprocess.run([sys.executable, "-m", "dtseg.cli.serve", "--config", config, "--workers", workers,
-                               "--port", "1"], capture_output=True, text=True, timeout=120)
-        assert done.returncode == 2 and f"cannot reach Redis at {redis_server.url}" in done.stderr, done.stderr
+    runs = [subprocess.Popen([sys.executable, "-m", "dtseg.cli.serve", "--config", config, "--workers", workers,
+                              "--port", "1"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+            for workers in ("1", "2")]  # together: their imports overlap
+    try:
+        for run in runs:
+            _, stderr = run.communicate(timeout=120)
+            assert run.returncode == 2 and f"cannot reach Redis at {redis_server.url}" in stderr, stderr
+    finally:
+        for run in runs:
+            if run.poll() is None:
+                run.kill()
+                run.wait()

@@ -181,7 +181,7 @@ def test_sigterm_answers_503_and_exits_within_the_grace(tiny_checkpoint: Path, t
     httpd = ThreadingHTTPServer(("127.0.0.1", 0), SlowImage)
     threading.Thread(target=httpd.serve_forever, daemon=True).start()
     base = f"http://127.0.0.1:{httpd.server_address[1]}"
-    config = write_config(tmp_path / "serve.yaml", tiny_checkpoint, shutdown_grace_s=8,
+    config = write_config(tmp_path / "serve.yaml", tiny_checkpoint, shutdown_grace_s=4,
                           url_fetch={"allow_private": True, "timeout_s": 120})
     answers: dict[str, requests.Response] = {}
 

@@ -19,9 +19,10 @@ import yaml
 from dtseg import Prompts, SamEngine
 from dtseg.labelstudio.label_config import label_config_xml
 from dtseg.labelstudio.regions import brush_mask
+from tests.redis_server import free_port
 from tests.server.browser.conftest import CHROMIUM, CHROMIUM_ARGS
+from tests.server.live import launch, stopped_at_end
 from tests.server.routes.labelstudio.label_studio import LABEL_STUDIO, PASSWORD, USER, LabelStudio, label_studio
-from tests.server.live import serving
 from tests.server.server_helpers import png_bytes, synthetic_image
 
 pytestmark = [pytest.mark.slow, pytest.mark.labelstudio]
@@ -31,19 +32,15 @@ OBJECTS = [{"points": [[20, 18]], "class_name": "disc"}, {"box": [30, 25, 60, 45
 
 
 @pytest.fixture(scope="module")
-def studio(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LabelStudio]:
+def running(tiny_checkpoint: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[LabelStudio, str]]:
+    """Label Studio, and ``dtseg serve`` as its backend with an API key, a pre-annotation pipeline and
+    Label Studio's address; started together (dtseg serve reaches Label Studio only when asked)."""
     if not LABEL_STUDIO.is_file():
         pytest.skip(f"{LABEL_STUDIO} is missing: `make labelstudio` installs Label Studio in its own venv")
     files = tmp_path_factory.mktemp("ls-files")
     (files / "images").mkdir()
     (files / "images" / "scene.png").write_bytes(png_bytes(synthetic_image(48, 64, seed=3)))
-    with label_studio(tmp_path_factory.mktemp("ls-data"), files) as running:
-        yield running
-
-
-@pytest.fixture(scope="module")
-def backend(studio: LabelStudio, tiny_checkpoint: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """``dtseg serve`` with an API key, a pre-annotation pipeline and Label Studio's address."""
+    port = free_port()
     folder = tmp_path_factory.mktemp("ls-serve")
     (folder / "configs").mkdir()
     (folder / "configs" / "manual.yaml").write_text(yaml.safe_dump(
@@ -52,10 +49,22 @@ def backend(studio: LabelStudio, tiny_checkpoint: Path, tmp_path_factory: pytest
     config.write_text(yaml.safe_dump({
         "sam": {"model": "tiny", "checkpoint": str(tiny_checkpoint), "device": "cpu", "dtype": "fp32"},
         "server": {"api_keys": [API_KEY], "configs_dir": str(folder / "configs"),
-                   "labelstudio": {"url": studio.url, "pipeline": "manual"}}}))
-    with serving(config, timeout_s=90) as served:
-        yield served.url
+                   "labelstudio": {"url": f"http://127.0.0.1:{port}", "pipeline": "manual"}}}))
+    data = tmp_path_factory.mktemp("ls-data")
+    with stopped_at_end([launch(config)]) as [served], label_studio(data, files, port) as studio:
+        served.wait_ready(timeout_s=90)
+        yield studio, served.url
         assert served.process.poll() is None, "dtseg serve died during the test"
+
+
+@pytest.fixture(scope="module")
+def studio(running: tuple[LabelStudio, str]) -> LabelStudio:
+    return running[0]
+
+
+@pytest.fixture(scope="module")
+def backend(running: tuple[LabelStudio, str]) -> str:
+    return running[1]
 
 
 def test_label_studio_gets_dtseg_masks(studio: LabelStudio, backend: str, tiny_checkpoint: Path) -> None:
