@@ -66,7 +66,7 @@ lint: setup  ## the linter and the type checker (also part of test)
 	$(BIN)/mypy
 
 test: setup lint browser redis labelstudio  ## lint, then the whole suite; the slowest 20 tests listed at the end
-	$(BIN)/python -m pytest -q -p no:cacheprovider --durations=20
+	DTSEG_TESTS_COMPLETE=1 $(BIN)/python -m pytest -q -p no:cacheprovider --durations=20
 
 test-fast: setup browser redis  ## skip the vit_b-sized cases
 	$(BIN)/python -m pytest -q -p no:cacheprovider -m "not slow"

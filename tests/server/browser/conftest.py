@@ -14,6 +14,7 @@ from typing import Any, Iterator
 import pytest
 import yaml
 
+from tests.outside import require_file, require_module
 from tests.server.live import serving
 
 CHROMIUM = Path(os.environ.get("DTSEG_CHROMIUM", "/usr/bin/chromium"))
@@ -42,9 +43,8 @@ def live_server(tiny_checkpoint: Path, tmp_path_factory: pytest.TempPathFactory)
 def browser(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
     """Chromium for this folder's tests. Playwright's sync API keeps an event loop running in the
     main thread while it is open: closed with the folder, so later tests can run their own."""
-    if not CHROMIUM.exists():
-        pytest.skip(f"{CHROMIUM} is missing: `make test` installs it (apt-get install chromium)")
-    sync_api = pytest.importorskip("playwright.sync_api", reason="pip install playwright (the test extra)")
+    require_file(CHROMIUM, "`make test` installs it (apt-get install chromium)")
+    sync_api = require_module("playwright.sync_api", "pip install playwright (the test extra)")
     profile = tmp_path_factory.mktemp("chromium-profile")
     with sync_api.sync_playwright() as playwright:
         context = playwright.chromium.launch_persistent_context(

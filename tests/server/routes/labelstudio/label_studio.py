@@ -21,7 +21,7 @@ from typing import Iterator
 from tests.redis_server import free_port
 from tests.server.live import wait_ready
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[4]
 LABEL_STUDIO = Path(os.environ.get("DTSEG_LABEL_STUDIO", ROOT / ".venv-labelstudio" / "bin" / "label-studio"))
 TOKEN = "dtseg-test-token-0123456789"
 USER, PASSWORD = "labeller@dtseg.test", "dtseg-test-pass"

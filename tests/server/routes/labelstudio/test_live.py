@@ -8,8 +8,9 @@ from __future__ import annotations
 
 import os
 import shutil
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import numpy as np
 import pytest
@@ -19,6 +20,7 @@ import yaml
 from dtseg import Prompts, SamEngine
 from dtseg.labelstudio.label_config import label_config_xml
 from dtseg.labelstudio.regions import brush_mask
+from tests.outside import require_file, require_module
 from tests.redis_server import free_port
 from tests.server.browser.conftest import CHROMIUM, CHROMIUM_ARGS
 from tests.server.live import launch, stopped_at_end
@@ -35,8 +37,7 @@ OBJECTS = [{"points": [[20, 18]], "class_name": "disc"}, {"box": [30, 25, 60, 45
 def running(tiny_checkpoint: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[LabelStudio, str]]:
     """Label Studio, and ``dtseg serve`` as its backend with an API key, a pre-annotation pipeline and
     Label Studio's address; started together (dtseg serve reaches Label Studio only when asked)."""
-    if not LABEL_STUDIO.is_file():
-        pytest.skip(f"{LABEL_STUDIO} is missing: `make labelstudio` installs Label Studio in its own venv")
+    require_file(LABEL_STUDIO, "`make labelstudio` installs Label Studio in its own venv")
     files = tmp_path_factory.mktemp("ls-files")
     (files / "images").mkdir()
     (files / "images" / "scene.png").write_bytes(png_bytes(synthetic_image(48, 64, seed=3)))
@@ -116,9 +117,8 @@ def test_a_click_in_label_studios_page_gives_a_dtseg_mask(studio: LabelStudio, b
     """Headless Chromium on Label Studio's labelling page: Auto-Annotation on, the smart keypoint
     label "person", one click on the image -> Label Studio asks dtseg and shows a brush region.
     ``DTSEG_LABELSTUDIO_SCREENSHOT=FILE`` saves the page (docs/img/labelstudio.png)."""
-    sync_api = pytest.importorskip("playwright.sync_api", reason="pip install playwright (the test extra)")
-    if not CHROMIUM.exists():
-        pytest.skip(f"{CHROMIUM} is missing: `make test` installs it (apt-get install chromium)")
+    sync_api = require_module("playwright.sync_api", "pip install playwright (the test extra)")
+    require_file(CHROMIUM, "`make test` installs it (apt-get install chromium)")
     from label_studio_sdk import LabelStudio as Client
     from ultralytics.utils import ASSETS
 
