@@ -70,13 +70,13 @@ def _overrides(args: argparse.Namespace) -> list[str]:
 
 
 def random_if_missing(config: "ServeConfig") -> "ServeConfig":
-    """``--allow-random``: each model (``sam``, ``sam2``) whose checkpoint is not given and
+    """``--allow-random``: each model (``sam``, ``sam2``, ``sam3``) whose checkpoint is not given and
     cannot be found or downloaded gets random weights, loudly. A checkpoint that was given and is
     missing stays an error. Decided here, once, so that every worker loads the same."""
     from dtseg.engine.checkpoints import RANDOM, resolve_checkpoint
 
     update = {}
-    for name in ("sam", "sam2"):
+    for name in ("sam", "sam2", "sam3"):
         section = getattr(config, name)
         if section is None or section.checkpoint is not None:
             continue
@@ -110,14 +110,14 @@ def run(args: argparse.Namespace) -> int:
             build_tiers(config.cache)  # Redis unreachable: say so once, before starting the workers
         # the process is dtseg's: sam.keep_heap left null keeps freed memory in the heap
         engine = config.sam.build_engine(config.cache, keep_heap_default=True) if args.workers == 1 else None
-        sam2_engine = (config.sam2.build_engine(config.cache, keep_heap_default=True)
-                       if config.sam2 and engine is not None else None)
-        app = create_app(engine, config.server, sam2_engine) if engine is not None else None
+        sam2_engine, sam3_engine = (section.build_engine(config.cache, keep_heap_default=True)
+                                    if section and engine is not None else None for section in (config.sam2, config.sam3))
+        app = create_app(engine, config.server, sam2_engine, sam3_engine) if engine is not None else None
     except (DtsegError, ValueError, OSError) as exc:
         return fail(exc)
     url = f"http://{args.host}:{args.port}"
     if engine is not None:
-        model = ", ".join(e.summary() for e in (engine, sam2_engine) if e is not None)
+        model = ", ".join(e.summary() for e in (engine, sam2_engine, sam3_engine) if e is not None)
     else:
         model = f"{config.sam.model if isinstance(config.sam.model, str) else 'custom'} (loaded by each of {args.workers} workers)"
     keys = config.server.effective_api_keys()

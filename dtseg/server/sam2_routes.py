@@ -52,8 +52,12 @@ def _engine(services: Services) -> SamEngine:
 @router.post("/embed_image", response_model=Sam2EmbedResponse, responses=_ERRORS)
 def embed_image(body: Sam2EmbedRequest, namespace: Namespace, services: ServicesDep) -> dict[str, Any]:
     """Embed an image with the SAM 2 model and cache it under ``image_id`` (default: a hash of its pixels)."""
+    return embed_response(_engine(services), body, namespace, services)
+
+
+def embed_response(engine: SamEngine, body: Sam2EmbedRequest, namespace: str, services: Services) -> dict[str, Any]:
+    """``/sam2/embed_image``'s answer from ``engine`` (``/sam3/embed_image`` shares it)."""
     start = time.perf_counter()
-    engine = _engine(services)
     if body.image is None:
         if body.image_id is None:
             raise InputError("image", "give an image, or the image_id of an embedded image")
@@ -70,8 +74,12 @@ def embed_image(body: Sam2EmbedRequest, namespace: Namespace, services: Services
                      "description": "json (polygons), rle, or np.savez_compressed bytes with format=binary"}})
 def segment_image(body: Sam2SegmentRequest, namespace: Namespace, services: ServicesDep) -> Response:
     """One mask per prompt (box and/or points) on an image or an embedded ``image_id``."""
+    return segment_response(_engine(services), body, namespace, services)
+
+
+def segment_response(engine: SamEngine, body: Sam2SegmentRequest, namespace: str, services: Services) -> Response:
+    """``/sam2/segment_image``'s answer from ``engine`` (``/sam3/visual_segment`` shares it)."""
     start = time.perf_counter()
-    engine = _engine(services)
     if body.image_id is not None:
         check_image_id(body.image_id)
     prompts = prompts_from_request(body.prompt_list(), services.config)
@@ -84,7 +92,7 @@ def segment_image(body: Sam2SegmentRequest, namespace: Namespace, services: Serv
     best = most_confident(result)
     if body.format == "binary":
         return Response(npz_bytes(best), media_type="application/octet-stream")
-    predictions = [{"masks": _masks(mask, body.format), "confidence": float(score),
+    predictions = [{"masks": mask_payload(mask, body.format), "confidence": float(score),
                     "format": "polygon" if body.format == "json" else "rle"}
                    for mask, score in zip(best.masks[:, 0], best.scores[:, 0])]
     return JSONResponse({**inference_fields(engine), "predictions": predictions,
@@ -129,7 +137,9 @@ def most_confident(result: SegmentResult) -> SegmentResult:
                          result.low_res_logits[rows, best][:, None])
 
 
-def _masks(mask: np.ndarray, fmt: str) -> Any:
+def mask_payload(mask: np.ndarray, fmt: str) -> Any:
+    """One ``(H, W)`` bool mask as Roboflow's ``masks``: COCO RLE ``{size, counts}`` for ``rle``,
+    else (``json``, ``polygon``) every outer contour ``[[x, y], ...]``."""
     if fmt == "rle":
         return masks_to_rle(mask[None])[0]
     return [part[0].tolist() for part in mask_to_polygons(mask)]  # every outer contour, holes dropped

@@ -14,13 +14,14 @@ from dtseg.server.decode_budget import DecodeBudget
 
 @dataclass
 class Services:
-    """One per app: the engine of ``/sam`` (and ``/segment``), the engine of ``/sam2`` (``None``
-    when no SAM 2 model is configured), the config and the built pipelines."""
+    """One per app: the engine of ``/sam`` (and ``/segment``), the engines of ``/sam2`` and
+    ``/sam3`` (``None`` when no such model is configured), the config and the built pipelines."""
 
     engine: SamEngine
     config: ServerConfig
     pipelines: dict[str, Any] = field(default_factory=dict)
     sam2_engine: SamEngine | None = None
+    sam3_engine: SamEngine | None = None
     decode_budget: DecodeBudget = field(init=False)
 
     def __post_init__(self) -> None:
