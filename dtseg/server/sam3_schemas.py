@@ -89,10 +89,14 @@ class Sam3PromptEcho(BaseModel):
     num_boxes: Optional[int] = None
 
 
+class Sam3Prediction(Sam2Prediction):
+    confidence: float = Field(description="SAM 3's score: sigmoid(logit) x presence")
+
+
 class Sam3PromptResult(BaseModel):
     prompt_index: int
     echo: Sam3PromptEcho
-    predictions: list[Sam2Prediction] = Field(
+    predictions: list[Sam3Prediction] = Field(
         description="the instances above the threshold, in the detector's query order; confidence = SAM 3's score")
 
 
