@@ -60,7 +60,8 @@ def create_app(engine: SamEngine, config: ServerConfig | None = None, sam2_engin
     app.state.api_keys = config.effective_api_keys()
     app.state.body_budget = BodyBudget(config.body_budget_bytes)  # see body.py
     share = config.cache_share_of(len(app.state.api_keys))
-    for cache in (engine.embeddings, engine.mask_logits):  # each key's share of the in-process cache
+    served = {id(e): e for e in (engine, sam2_engine, sam3_engine) if e is not None}.values()
+    for cache in (c for e in served for c in (e.embeddings, e.mask_logits)):  # each key's share of the in-process cache
         cache.set_share(None if share is None else int(cache.max_bytes * share))
     install_error_handlers(app)
     app.add_middleware(BodyLimits, max_bytes=config.max_body_bytes, timeout_s=config.body_timeout_s)

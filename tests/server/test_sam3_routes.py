@@ -207,6 +207,18 @@ def test_a_sam3_model_as_sam_serves_sam3_and_other_models_are_refused(engine: Sa
         create_app(engine, ServerConfig(), None, engine)
 
 
+def test_each_api_key_gets_its_share_of_the_sam3_cache(engine: SamEngine, sam3_engine: SamEngine,
+                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("DTSEG_API_KEYS", raising=False)
+    create_app(engine, ServerConfig(api_keys=["a", "b"]), None, sam3_engine)
+    try:
+        for cache in (sam3_engine.embeddings.local, sam3_engine.mask_logits.local):
+            assert cache.share_bytes == cache.max_bytes // 2  # no key evicts the other's embeddings
+    finally:
+        create_app(engine, ServerConfig(), None, sam3_engine)  # the module's apps have no keys
+    assert sam3_engine.embeddings.local.share_bytes is None
+
+
 @pytest.fixture(scope="module")
 def live_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """``dtseg serve`` with the tiny SAM on /sam and a random tiny SAM 3 as ``sam3:``, auth on."""
