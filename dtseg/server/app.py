@@ -21,8 +21,9 @@ from dtseg.server.state import Services
 
 DESCRIPTION = """\
 Segment Anything over HTTP with the request/response shapes of Roboflow Inference's SAM v1
-routes (`/sam/embed_image`, `/sam/segment_image`) and SAM 2 routes (`/sam2/embed_image`,
-`/sam2/segment_image`): client code written for Roboflow works by changing `base_url`. Extensions (documented per field): several objects per request, `boxes`,
+routes (`/sam/embed_image`, `/sam/segment_image`), SAM 2 routes (`/sam2/embed_image`,
+`/sam2/segment_image`) and SAM 3 routes (`/sam3/embed_image`, `/sam3/visual_segment`,
+`/sam3/concept_segment`: every instance of a phrase or exemplar box): client code written for Roboflow works by changing `base_url`. Extensions (documented per field): several objects per request, `boxes`,
 `multimask_output` with `scores`, `format: "rle"`, `polygons` with every part and hole, and
 `POST /segment` for detect-then-segment pipelines. Labels follow SAM: 1 foreground,
 0 background, -1 SAM's not-a-point token. Errors answer `{"message": ...}` with `field` or `code`.
@@ -56,7 +57,8 @@ def create_app(engines: SamEngine | Mapping[str, SamEngine], config: ServerConfi
     app.state.api_keys = config.effective_api_keys()
     app.state.body_budget = BodyBudget(config.body_budget_bytes)  # see common/body.py
     share = config.cache_share_of(len(app.state.api_keys))
-    for cache in (services.engine.embeddings, services.engine.mask_logits):  # each key's share of the in-process cache
+    served = {id(engine): engine for engine in services.engines.values()}.values()  # an engine serving two keys once
+    for cache in (c for engine in served for c in (engine.embeddings, engine.mask_logits)):  # each API key's share
         cache.set_share(None if share is None else int(cache.max_bytes * share))
     install_error_handlers(app)
     app.add_middleware(BodyLimits, max_bytes=config.max_body_bytes, timeout_s=config.body_timeout_s)

@@ -3,6 +3,7 @@
 ```yaml
 sam: {model: vit_b, checkpoint: null, device: auto}   # /sam/* and /segment
 sam2: {model: sam2.1_t}                               # /sam2/* (optional; default: sam, if it is SAM 2)
+sam3: {model: sam3}                                   # /sam3/* (optional; default: sam, if it is SAM 3)
 cache: {redis_url: redis://127.0.0.1:6379/0, ttl_s: 86400}   # shared by workers/replicas (optional)
 server:
   api_keys: [key-one, key-two]     # or DTSEG_API_KEYS="key-one,key-two"; empty: no auth
@@ -109,6 +110,8 @@ class ServeConfig(StrictModel):
     sam: SamConfig = Field(default_factory=SamConfig)
     sam2: Optional[SamConfig] = Field(None, description="the model of /sam2/* (a SAM 2 model); default: sam's, "
                                                         "when that is a SAM 2 model")
+    sam3: Optional[SamConfig] = Field(None, description="the model of /sam3/* (a SAM 3 model); default: sam's, "
+                                                        "when that is a SAM 3 model")
     cache: ServeCacheConfig = Field(default_factory=ServeCacheConfig)
     server: ServerConfig = Field(default_factory=ServerConfig)
 

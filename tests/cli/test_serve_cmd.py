@@ -39,9 +39,9 @@ def test_serve_help_offers_allow_random(capsys: pytest.CaptureFixture) -> None:
 
 
 def test_allow_random_replaces_only_missing_weights(offline: Path, tiny_sam_checkpoint: Path) -> None:
-    args = build_parser().parse_args(["serve", "--allow-random", "--set", "sam2.model=sam2.1_t"])
+    args = build_parser().parse_args(["serve", "--allow-random", "--set", "sam2.model=sam2.1_t", "--set", "sam3.model=sam3"])
     config = load_serve_config(None, serve._overrides(args)).random_if_missing()
-    assert (config.sam.checkpoint, config.sam2.checkpoint) == ("random", "random")
+    assert (config.sam.checkpoint, config.sam2.checkpoint, config.sam3.checkpoint) == ("random", "random", "random")
     assert config.server.allow_random  # /segment's detectors too
     given = load_serve_config(None, [f"sam.checkpoint={json.dumps(str(tiny_sam_checkpoint))}", "sam.model=tiny"])
     assert given.random_if_missing().sam.checkpoint == str(tiny_sam_checkpoint)

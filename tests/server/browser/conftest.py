@@ -6,6 +6,7 @@ for Python; Playwright's own browser download is never used.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 from pathlib import Path
@@ -57,10 +58,18 @@ def browser(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
 @pytest.fixture
 def page(browser: Any, live_server: str) -> Iterator[Any]:
     """A fresh tab on the page, the API key given through the page's own key dialog."""
+    with open_page(browser, live_server) as tab:
+        yield tab
+
+
+@contextlib.contextmanager
+def open_page(browser: Any, url: str) -> Iterator[Any]:
+    """A fresh tab on the page at ``url`` (a server with ``API_KEY``), the key given through the
+    page's own key dialog; closed at the end, with no error raised in the page."""
     tab = browser.new_page()
     errors: list[str] = []
     tab.on("pageerror", lambda exc: errors.append(str(exc)))
-    tab.goto(live_server + "/")
+    tab.goto(url + "/")
     tab.evaluate("sessionStorage.clear()")
     tab.reload()
     tab.wait_for_selector("#keyDialog[open]")

@@ -34,7 +34,7 @@ from dtseg.server.routes.sam2.schemas import (
     Sam2SegmentRequest,
     Sam2SegmentResponse,
 )
-from dtseg.server.state import ServicesDep
+from dtseg.server.state import Services, ServicesDep
 
 #: ``sam2.model``, or ``sam.model`` when that is a SAM 2 model.
 SAM2 = EngineNeed("sam2", lineage="sam2", label="SAM 2", example="sam2.1_t")
@@ -52,6 +52,11 @@ _ERRORS: dict[int | str, dict[str, Any]] = {
 @router.post("/embed_image", response_model=Sam2EmbedResponse, responses=_ERRORS)
 def embed_image(body: Sam2EmbedRequest, namespace: Namespace, engine: Engine, services: ServicesDep) -> dict[str, Any]:
     """Embed an image with the SAM 2 model and cache it under ``image_id`` (default: a hash of its pixels)."""
+    return embed_response(engine, body, namespace, services)
+
+
+def embed_response(engine: SamEngine, body: Sam2EmbedRequest, namespace: str, services: Services) -> dict[str, Any]:
+    """``/sam2/embed_image``'s answer from ``engine`` (``/sam3/embed_image`` shares it)."""
     start = time.perf_counter()
     if body.image is None:
         if body.image_id is None:
@@ -60,7 +65,8 @@ def embed_image(body: Sam2EmbedRequest, namespace: Namespace, engine: Engine, se
     else:
         if body.image_id is not None:
             check_image_id(body.image_id)
-        embedding = engine.embed_image(load_body_image(body, services.config, services.decode_budget), body.image_id, namespace)
+        image = load_body_image(body, services.config, services.decode_budget)
+        embedding = engine.embed_image(image, body.image_id, namespace)
     return {**inference_fields(engine), "time": time.perf_counter() - start, "image_id": embedding.image_id}
 
 
@@ -69,12 +75,18 @@ def embed_image(body: Sam2EmbedRequest, namespace: Namespace, engine: Engine, se
                      "description": "json (polygons), rle, or np.savez_compressed bytes with format=binary"}})
 def segment_image(body: Sam2SegmentRequest, namespace: Namespace, engine: Engine, services: ServicesDep) -> Response:
     """One mask per prompt (box and/or points) on an image or an embedded ``image_id``."""
+    return segment_response(engine, body, namespace, services)
+
+
+def segment_response(engine: SamEngine, body: Sam2SegmentRequest, namespace: str, services: Services) -> Response:
+    """``/sam2/segment_image``'s answer from ``engine`` (``/sam3/visual_segment`` shares it)."""
     start = time.perf_counter()
     if body.image_id is not None:
         check_image_id(body.image_id)
     prompts = prompts_from_request(body.prompt_list(), services.config)
     image = load_body_image(body, services.config, services.decode_budget) if body.image is not None else None
-    cached = body.load_logits_from_cache and body.image_id is not None and engine.has_mask_logits(body.image_id, namespace)
+    cached = (body.load_logits_from_cache and body.image_id is not None
+              and engine.has_mask_logits(body.image_id, namespace))
     result = engine.segment_image(
         image=image, image_id=body.image_id, point_coords=prompts.points, point_labels=prompts.labels,
         boxes=prompts.boxes, mask_input="cached" if cached else None, multimask_output=body.multimask_output,
@@ -82,9 +94,9 @@ def segment_image(body: Sam2SegmentRequest, namespace: Namespace, engine: Engine
     best = most_confident(result)
     if body.format == "binary":
         return Response(npz_bytes(best), media_type="application/octet-stream")
-    predictions = [{"masks": _masks(mask, body.format), "confidence": float(score),
+    predictions = [{"masks": mask_payload(mask, body.format), "confidence": float(score),
                     "format": "polygon" if body.format == "json" else "rle"}
-                   for mask, score in zip(best.masks[:, 0], best.scores[:, 0])]
+                   for mask, score in zip(best.masks[:, 0], best.scores[:, 0], strict=True)]
     return JSONResponse({**inference_fields(engine), "predictions": predictions,
                          "time": time.perf_counter() - start, "image_id": result.image_id})
 
@@ -127,7 +139,9 @@ def most_confident(result: SegmentResult) -> SegmentResult:
                          result.low_res_logits[rows, best][:, None])
 
 
-def _masks(mask: np.ndarray, fmt: str) -> Any:
+def mask_payload(mask: np.ndarray, fmt: str) -> Any:
+    """One ``(H, W)`` bool mask as Roboflow's ``masks``: COCO RLE ``{size, counts}`` for ``rle``,
+    else (``json``, ``polygon``) every outer contour ``[[x, y], ...]``."""
     if fmt == "rle":
         return masks_to_rle(mask[None])[0]
     return [part[0].tolist() for part in mask_to_polygons(mask)]  # every outer contour, holes dropped

@@ -1,4 +1,4 @@
-// What the page hands out: prompts as JSON / Python, zones as YAML, server pipelines, exports.
+// What the page hands out: prompts as JSON / Python, zones as YAML, server pipelines, SAM 3 concepts, exports.
 import { apiKey, request, requestJson } from "./api.js";
 import { pythonSnippet, segmentPayload, zonesYaml } from "./snippets.js";
 
@@ -67,6 +67,57 @@ export async function runEverything(app, minScore) {
   const kept = answer.detections.length;
   const why = kept ? "" : ` (none scored ≥ ${minScore}${answer.random_weights ? ": random weights score low" : ""}; lower the score)`;
   app.status("decodeStatus", `everything: kept ${kept} of ${answer.prompts} masks in ${answer.seconds} s${why}`);
+}
+
+/**
+ * POST /sam3/concept_segment with the image and `prompts`; every match of prompt i becomes an
+ * object named names[i], after the objects `replace` (ids) are removed. Returns the new ids (null on error).
+ */
+async function conceptsToObjects(app, prompts, names, replace = []) {
+  if (!app.imageData) { app.showError("open an image first"); return null; }
+  const threshold = Number($("conceptScore").value);
+  app.status("decodeStatus", "finding…");
+  const start = performance.now();
+  let answer;
+  try {
+    answer = await requestJson("/sam3/concept_segment", { image: { type: "base64", value: app.imageData },
+      image_id: app.imageId ?? undefined, prompts, output_prob_thresh: threshold, format: "rle" });
+  } catch (exc) {
+    app.status("decodeStatus", "finding failed");
+    app.showError(exc.message);
+    return null;
+  }
+  app.store.checkpoint();
+  for (const id of replace) app.store.remove(id);
+  const ids = [];
+  for (const result of answer.prompt_results) {
+    for (const [k, prediction] of result.predictions.entries()) {
+      const obj = app.store.add(names[result.prompt_index]);
+      obj.candidates = [{ rle: prediction.masks, lowRes: null, score: prediction.confidence,
+                          key: `concept.${start}.${result.prompt_index}.${k}` }];
+      ids.push(obj.id);
+    }
+  }
+  const counts = answer.prompt_results.map((r) => `${names[r.prompt_index]} ${r.predictions.length}`).join(", ");
+  app.status("decodeStatus", `found ${counts} (score ≥ ${threshold}) in ${((performance.now() - start) / 1000).toFixed(2)} s`);
+  app.refresh();
+  return ids;
+}
+
+/** Every instance of each comma-separated phrase of `text` becomes an object named by its phrase. */
+export async function runConcepts(app, text) {
+  const phrases = text.split(",").map((t) => t.trim()).filter(Boolean);
+  if (!phrases.length) return app.showError("type a phrase, or several separated by commas");
+  await conceptsToObjects(app, phrases.map((t) => ({ type: "text", text: t })), phrases);
+}
+
+/** The exemplar boxes drawn so far (app.exemplars: positive and negative) -> every similar object,
+ * replacing the previous answer's objects. */
+export async function runExemplars(app) {
+  const boxes = app.exemplars.map(({ box: [x0, y0, x1, y1] }) => ({ x0, y0, x1, y1 }));
+  const prompt = { type: "visual", boxes, box_labels: app.exemplars.map((e) => e.label) };
+  const ids = await conceptsToObjects(app, [prompt], ["exemplar"], app.exemplarIds);
+  if (ids) app.exemplarIds = ids;
 }
 
 export async function exportAs(app, format) {

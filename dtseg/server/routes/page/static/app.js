@@ -1,5 +1,5 @@
 // The dtseg page: open an image, embed it once, click to segment, draw zones, export.
-import { copyJson, copyPython, copyYaml, exportAs, runEverything, runPipeline } from "./actions.js";
+import { copyJson, copyPython, copyYaml, exportAs, runConcepts, runEverything, runExemplars, runPipeline } from "./actions.js";
 import { request, requestJson } from "./api.js";
 import { Decoder } from "./decode.js";
 import { renderPanel } from "./panel.js";
@@ -23,6 +23,8 @@ class App {
     this.press = null; // {start, screen, label, box}
     this.cursor = null;
     this.info = null;
+    this.exemplars = []; // Exemplar tool: [{box: [x1, y1, x2, y2], label: 1 | 0}] of the current query
+    this.exemplarIds = []; // the objects its last answer added
   }
 
   get multimask() { return $("multimask").checked; }
@@ -54,6 +56,9 @@ class App {
     const select = $("pipeline");
     select.replaceChildren(...this.info.pipelines.map((name) => new Option(name, name)));
     $("pipelineForm").hidden = !this.info.pipelines.length;
+    const sam3 = this.info.sam3 != null; // a SAM 3 model serves /sam3: phrases and exemplars
+    $("conceptForm").hidden = !sam3;
+    $("toolExemplar").hidden = !sam3;
   }
 
   // -- opening and embedding an image ------------------------------------------------
@@ -74,6 +79,8 @@ class App {
     this.store.reset();
     this.decoder.reset();
     this.zones.cancel();
+    this.exemplars = [];
+    this.exemplarIds = [];
     this.imageId = null;
     this.imageData = dataUrl;
     this.imageName = (name.replace(/\.[^.]*$/, "").replace(/[^A-Za-z0-9_.-]+/g, "_") || "image").slice(0, 100);
@@ -219,6 +226,13 @@ class App {
       if (press) this.showError("the image is not embedded yet");
       return;
     }
+    if (this.tool === "exemplar") { // a box is an example (Alt/right: a counter-example) for SAM 3
+      this.refresh();
+      if (!press.box) return;
+      this.exemplars.push({ box: press.box, label: press.label });
+      runExemplars(this);
+      return;
+    }
     this.store.checkpoint();
     const obj = this.store.object ?? this.store.add();
     if (press.box) {
@@ -233,8 +247,11 @@ class App {
     this.tool = tool;
     this.zones.cancel();
     this.press = null;
+    this.exemplars = [];
+    this.exemplarIds = [];
     $("toolSegment").classList.toggle("active", tool === "segment");
     $("toolZone").classList.toggle("active", tool === "zone");
+    $("toolExemplar").classList.toggle("active", tool === "exemplar");
     this.refresh();
   }
 
@@ -259,6 +276,9 @@ class App {
   escape() {
     if (this.press || this.zones.cancel()) {
       this.press = null;
+    } else if (this.exemplars.length) { // the next exemplar box starts a new query
+      this.exemplars = [];
+      this.exemplarIds = [];
     } else if (this.store.selectedZone !== null) {
       this.store.selectedZone = null;
     } else {
@@ -307,6 +327,8 @@ class App {
     $("everythingForm").addEventListener("submit", (e) => { e.preventDefault(); runEverything(this, Number($("everythingScore").value)); });
     $("toolSegment").addEventListener("click", () => this.setTool("segment"));
     $("toolZone").addEventListener("click", () => this.setTool("zone"));
+    $("toolExemplar").addEventListener("click", () => this.setTool("exemplar"));
+    $("conceptForm").addEventListener("submit", (e) => { e.preventDefault(); runConcepts(this, $("concepts").value); });
     $("zoomIn").addEventListener("click", () => { this.view.setZoom(this.view.zoom * 1.25); this.refresh(); });
     $("zoomOut").addEventListener("click", () => { this.view.setZoom(this.view.zoom * 0.8); this.refresh(); });
     $("zoomFit").addEventListener("click", () => { this.view.fit(); this.refresh(); });

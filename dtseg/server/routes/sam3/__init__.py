@@ -1,0 +1,1 @@
+"""Roboflow Inference's SAM 3 routes, ``/sam3/*``: visual and concept prompts on a SAM 3 model."""
