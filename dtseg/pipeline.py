@@ -19,7 +19,7 @@ import supervision as sv
 
 from dtseg.config import PipelineConfig, SamConfig, StrictModel, apply_overrides, load_yaml, validate
 from dtseg.contracts import Engine, PromptProvider, Sink, SinkTraits, Writer
-from dtseg.errors import CheckpointNotFoundError, ConfigError
+from dtseg.errors import CheckpointNotFoundError, ConfigError, PromptError
 from dtseg.io import ImageLike, load_image
 from dtseg.plugins import PluginInfo, Registry, get_plugin_manager
 from dtseg.prompts import Prompts
@@ -66,6 +66,7 @@ class Pipeline:
         self.loaded = loaded
         self.multimask_output = multimask_output
         self.random_parts = [s.name for s in self.stages if getattr(s.provider, "random_weights", False)]
+        check_concepts(engine, self.stages)
         if getattr(engine, "random_weights", False):
             self.random_parts.insert(0, "sam")
 
@@ -154,14 +155,16 @@ class Pipeline:
         """
         frames = [load_image(image, "image" if len(images) == 1 else f"images[{i}]") for i, image in enumerate(images)]
         prompts = [self.prompts(frame) for frame in frames]
-        need_sam = [i for i, p in enumerate(prompts) if len(p)]
+        need_sam = [i for i, p in enumerate(prompts) if len(p) or p.concepts is not None]
         sources: dict[int, Any] = {i: frames[i] for i in need_sam}
         if len(need_sam) > 1:
             embedded = self.engine.embed_images([frames[i] for i in need_sam], batch_size=self.batch_size, cache=cache)
             sources = dict(zip(need_sam, embedded))
         results = []
         for i, (frame, image_prompts) in enumerate(zip(frames, prompts)):
-            if i in sources:
+            if i in sources and image_prompts.concepts is not None:
+                detections = concept_detections(self.engine, sources[i], image_prompts, cache)
+            elif i in sources:
                 detections = self.engine.segment(sources[i], image_prompts, multimask_output=self.multimask_output,
                                                  cache=cache)
             else:
@@ -201,6 +204,36 @@ class Pipeline:
         from dtseg.video import process_video
 
         return process_video(self, source, **options)
+
+
+def check_concepts(engine: Engine, stages: Sequence[Stage]) -> None:
+    """A stage that asks for concept prompts (``concept_stage``, the ``text`` stage) needs an
+    engine that takes them (``capabilities.prompts``): else a ``ConfigError`` naming the setting."""
+    capabilities = getattr(engine, "capabilities", None)
+    takes = getattr(capabilities, "prompts", ())
+    for i, stage in enumerate(stages):
+        if getattr(stage.provider, "concept_stage", False) and "concepts" not in takes:
+            model = getattr(engine, "model_name", "this model")
+            raise ConfigError(f"prompts[{i}].{stage.name}: concept prompts (phrases, exemplar boxes) run on the "
+                              f"pipeline's SAM engine, and {model} takes points and boxes only: set sam.model: "
+                              "sam3 (--set sam.model=sam3)")
+
+
+def concept_detections(engine: Any, source: Any, prompts: Prompts, cache: bool = True) -> sv.Detections:
+    """``prompts.concepts`` on ``source`` (an image or its ``Embedding``) -> ``sv.Detections``,
+    one class per concept prompt (``dtseg.engine.concepts.to_detections``), plus
+    ``data["prompt_source"]`` (the stage). ``prompts`` must have no point/box objects."""
+    from dtseg.engine.concepts import PROMPT_SOURCE, to_detections
+
+    query = prompts.concepts
+    assert query is not None
+    if len(prompts):
+        raise PromptError("concepts", "concept prompts (the text stage) and point/box prompts cannot be mixed "
+                                      "in one pipeline: put the text stage alone")
+    results = engine.segment_concepts(source, list(query.prompts), threshold=query.threshold, cache=cache)
+    detections = to_detections(results, query.nms_iou)
+    detections.data[PROMPT_SOURCE] = np.full(len(detections), query.source, dtype=object)
+    return detections
 
 
 def open_sinks(registry: Registry, loaded: LoadedConfig | None, out_dir: str | Path,

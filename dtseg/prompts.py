@@ -6,6 +6,10 @@
 * ``boxes``   ``(N, 4)`` float32 ``[x1, y1, x2, y2]`` pixels; a NaN row means "no box"
 * ``class_id`` ``(N,)`` int, ``confidence`` ``(N,)`` float — or ``None`` (as in supervision)
 * ``data``    dict of per-object arrays/lists of length N (carried to the output)
+* ``concepts`` a ``dtseg.engine.concepts.ConceptQuery`` or ``None``: concept prompts (phrases,
+  exemplar boxes ``(K, 4)`` xyxy pixels with ``(K,)`` bool labels) for the whole image, beside
+  the N objects. Each finds every matching instance (a SAM 3 model, on the same embedding);
+  the pipeline appends those rows after the N objects' (the text stage gives N = 0).
 
 Labels follow SAM exactly: a -1 point is SAM's not-a-point token (its prompt encoder gives it
 ``not_a_point_embed`` and no positional encoding), which changes the mask as in ``SamPredictor``.
@@ -17,12 +21,15 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 import supervision as sv
 
 from dtseg.errors import PromptError
+
+if TYPE_CHECKING:
+    from dtseg.engine.concepts import ConceptQuery
 
 PromptMode = Literal["box", "center", "box+center"]
 VALID_LABELS = (-1, 0, 1)
@@ -36,6 +43,7 @@ class Prompts:
     class_id: np.ndarray | None = None
     confidence: np.ndarray | None = None
     data: dict[str, Any] = field(default_factory=dict)
+    concepts: ConceptQuery | None = None
 
     def __post_init__(self) -> None:
         self.points = _point_array(self.points, "points")
@@ -208,14 +216,22 @@ class Prompts:
             None if self.class_id is None else self.class_id[index],
             None if self.confidence is None else self.confidence[index],
             {k: _take(v, index) for k, v in self.data.items()},
+            self.concepts,
         )
 
     @classmethod
     def merge(cls, items: Sequence[Prompts]) -> Prompts:
-        """Concatenate object lists (points re-padded with NaN points to the largest K)."""
+        """Concatenate object lists (points re-padded with NaN points to the largest K); the one
+        item's ``concepts`` travel along (two items with concept prompts: ``PromptError``)."""
+        queries = [p.concepts for p in items if p.concepts is not None]
+        if len(queries) > 1:
+            raise PromptError("concepts", "cannot merge prompts where more than one carries concept prompts")
+        concepts = queries[0] if queries else None
         items = [p for p in items if len(p)]
         if not items:
-            return cls.empty()
+            empty = cls.empty()
+            empty.concepts = concepts
+            return empty
         k = max(p.points.shape[1] for p in items)
         points = np.concatenate([np.pad(p.points, ((0, 0), (0, k - p.points.shape[1]), (0, 0)), constant_values=np.nan)
                                  for p in items])
@@ -228,7 +244,7 @@ class Prompts:
         if any(set(p.data) != keys for p in items):
             raise PromptError("data", "cannot merge prompts whose data keys differ")
         data = {key: _concat([p.data[key] for p in items]) for key in keys}
-        return cls(points, labels, boxes, class_id, confidence, data)
+        return cls(points, labels, boxes, class_id, confidence, data, concepts)
 
 
 def _float_array(value: Any, name: str, allow_nan: bool = False) -> np.ndarray:

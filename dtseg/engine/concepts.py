@@ -16,6 +16,9 @@ import supervision as sv
 
 from dtseg.errors import PromptError
 
+#: ``Detections.data`` key: the prompt stage that asked for a concept prompt's rows (``(N,)`` str).
+PROMPT_SOURCE = "prompt_source"
+
 #: What a prompt's text is called when it has exemplar boxes only (Meta's placeholder).
 VISUAL = "visual"
 
@@ -66,6 +69,19 @@ class ConceptPrompt:
         if threshold is not None:
             threshold = check_threshold(threshold, f"{where}.threshold")
         return cls(text, boxes, labels, threshold)
+
+
+@dataclass(frozen=True)
+class ConceptQuery:
+    """What a prompt stage asks of one image: ``prompts`` (one class each, ``class_id`` = the
+    index), kept above ``threshold`` (a prompt's own threshold wins); ``nms_iou``: drop a mask
+    whose IoU with a better one of any prompt exceeds it (``None``: keep all); ``source``: the
+    stage that asked (provenance, ``data["prompt_source"]``)."""
+
+    prompts: tuple[ConceptPrompt, ...]
+    threshold: float = 0.5
+    nms_iou: float | None = None
+    source: str = "text"
 
 
 @dataclass(frozen=True)

@@ -70,7 +70,8 @@ class CocoSink:
         if not rles:
             return
         encoded = [{"size": r["size"], "counts": r["counts"].encode("ascii")} for r in rles]
-        areas, boxes = mask_utils.area(encoded), mask_utils.toBbox(encoded)
+        # one RLE at a time: pycocotools' area() of a list overflows past 255 masks (a uint8 count)
+        areas, boxes = [mask_utils.area(e) for e in encoded], mask_utils.toBbox(encoded)
         for i, rle in enumerate(rles):
             category = self._category(detections, i)
             sam_score, confidence = column(detections, SAM_SCORE, i), column(detections, "confidence", i)
