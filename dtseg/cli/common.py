@@ -48,6 +48,14 @@ def add_detector_shortcuts(parser: argparse.ArgumentParser) -> None:
                             "(sets prompts.yolo.classes)")
 
 
+def add_text_shortcut(parser: argparse.ArgumentParser) -> None:
+    """``--text "person, red car"``: the ``text`` stage alone (SAM 3 concept prompts)."""
+    parser.add_argument("--text", metavar="PHRASES",
+                        help='segment every instance of each comma-separated phrase, e.g. --text "person, red car" '
+                             "(the text stage alone, one class per phrase; needs sam.model=sam3; --conf sets "
+                             "its score threshold)")
+
+
 def checkpoint_argument(path: str) -> str:
     """A ``--sam-checkpoint`` value: ``random`` as is, a path made absolute against the current
     directory (a path typed on the command line never means "next to the config file"). The file
@@ -62,14 +70,18 @@ def checkpoint_argument(path: str) -> str:
 
 
 def overrides(args: argparse.Namespace) -> list[str]:
-    """``--set`` values plus the shortcuts (``--sam-checkpoint``, ``--conf``, ``--classes``)."""
+    """``--set`` values plus the shortcuts (``--sam-checkpoint``, ``--text``, ``--conf``, ``--classes``);
+    ``--text`` replaces the config's prompt stages."""
     items = list(args.overrides)
     if args.sam_checkpoint:
         items.append(f"sam.checkpoint={_yaml_string(checkpoint_argument(args.sam_checkpoint))}")
     if getattr(args, "dtype", None):
         items.append(f"sam.dtype={args.dtype}")
+    text = getattr(args, "text", None)
+    if text is not None:
+        items.append(f"prompts={json.dumps([{'text': {'phrases': phrase_list(text)}}])}")
     if getattr(args, "conf", None) is not None:
-        items.append(f"prompts.yolo.conf={args.conf}")
+        items.append(f"prompts.{'yolo' if text is None else 'text'}.conf={args.conf}")
     if getattr(args, "classes", None):
         items.append(f"prompts.yolo.classes={json.dumps(class_list(args.classes))}")
     if getattr(args, "cache_dir", None):  # relative to the current folder, like every command-line path
@@ -81,6 +93,11 @@ def class_list(values: list[str]) -> list[int | str]:
     """``["person", "bus"]`` / ``["0,5"]`` -> ``["person", "bus"]`` / ``[0, 5]``: ids as ints."""
     names = [v.strip() for value in values for v in value.split(",") if v.strip()]
     return [int(v) if v.isdigit() else v for v in names]
+
+
+def phrase_list(value: str) -> list[str]:
+    """``"person, red car"`` -> ``["person", "red car"]`` (an empty result is the stage's error)."""
+    return [p.strip() for p in value.split(",") if p.strip()]
 
 
 def build_pipeline(args: argparse.Namespace) -> Any:

@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from dtseg.cli.common import add_detector_shortcuts, add_pipeline_options, build_pipeline, fail
+from dtseg.cli.common import add_detector_shortcuts, add_pipeline_options, add_text_shortcut, build_pipeline, fail
 from dtseg.cli.ledger import LEDGER_NAME, Ledger, config_hash
 from dtseg.errors import ConfigError, DtsegError
 
@@ -29,6 +29,7 @@ def add_parser(subparsers: Any) -> None:
                              f"outputs are intact (recorded in OUT/{LEDGER_NAME}): resumes a killed run")
     add_pipeline_options(parser)
     add_detector_shortcuts(parser)
+    add_text_shortcut(parser)
     ray = parser.add_argument_group("ray")
     ray.add_argument("--ray", nargs="?", const="local", metavar="ADDRESS",
                      help="run on Ray Data: a cluster's address (ray://host:10001, auto), or none for a local "
