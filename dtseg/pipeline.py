@@ -10,9 +10,10 @@ from __future__ import annotations
 
 import copy
 import logging
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterable, Iterator, Sequence
+from typing import Any
 
 import numpy as np
 import supervision as sv
@@ -84,7 +85,7 @@ class Pipeline:
         registry: Registry | None = None,
         engine: Engine | None = None,
         keep_heap_default: bool = False,
-    ) -> "Pipeline":
+    ) -> Pipeline:
         """Build from a YAML file, a dict or a ``PipelineConfig``.
 
         ``overrides`` are ``--set key=value`` strings; ``plugins_dir`` adds to the config's;
@@ -159,9 +160,9 @@ class Pipeline:
         sources: dict[int, Any] = {i: frames[i] for i in need_sam}
         if len(need_sam) > 1:
             embedded = self.engine.embed_images([frames[i] for i in need_sam], batch_size=self.batch_size, cache=cache)
-            sources = dict(zip(need_sam, embedded))
+            sources = dict(zip(need_sam, embedded, strict=True))
         results = []
-        for i, (frame, image_prompts) in enumerate(zip(frames, prompts)):
+        for i, (frame, image_prompts) in enumerate(zip(frames, prompts, strict=True)):
             if i in sources and image_prompts.concepts is not None:
                 detections = concept_detections(self.engine, sources[i], image_prompts, cache)
             elif i in sources:
@@ -285,7 +286,7 @@ def load_pipeline_config(
         data, source, base_dir = load_yaml(path), str(path), path.resolve().parent
     for key in ("prompts", "sinks"):  # defaults first, so --set prompts.yolo.conf=... reaches them
         if key not in data:
-            data[key] = PipelineConfig.model_fields[key].default_factory()  # type: ignore[misc]
+            data[key] = PipelineConfig.model_fields[key].get_default(call_default_factory=True, validated_data={})
     apply_overrides(data, list(overrides))
     if device is not None:
         data.setdefault("sam", {})["device"] = device

@@ -78,7 +78,7 @@ def run(args: argparse.Namespace) -> int:
     return 1 if summary.failed or not total else 0
 
 
-def check_skippable(registry: "Registry", loaded: "LoadedConfig | None") -> None:
+def check_skippable(registry: Registry, loaded: LoadedConfig | None) -> None:
     """``--skip-existing`` needs sinks that write per image: a per-run sink (one file for the
     whole run, ``coco``) would leave the skipped images out."""
     from dtseg.contracts import SinkTraits
