@@ -106,3 +106,19 @@ def test_padding_is_a_whole_nan_point_labelled_minus_one(points, labels, message
         Prompts(np.array(points, np.float32), np.array(labels), np.full((1, 4), np.nan))
     with pytest.raises(PromptError, match=message):
         Prompts.from_arrays(points, labels)
+
+
+def test_concept_prompts_travel_through_indexing_and_merge() -> None:
+    from dtseg.engine.concepts import ConceptPrompt, ConceptQuery
+
+    query = ConceptQuery((ConceptPrompt("person"),), threshold=0.3)
+    text = Prompts.empty()
+    text.concepts = query
+    boxes = Prompts.from_arrays(boxes=[[0, 0, 5, 5], [1, 1, 4, 4]])
+    assert boxes.concepts is None
+    merged = Prompts.merge([text, boxes])
+    assert merged.concepts is query and len(merged) == 2
+    assert merged[1:].concepts is query
+    assert Prompts.merge([text]).concepts is query
+    with pytest.raises(PromptError, match="concepts"):
+        Prompts.merge([text, merged])
