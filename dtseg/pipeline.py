@@ -66,8 +66,8 @@ class Pipeline:
         self.registry = registry or Registry()
         self.loaded = loaded
         self.multimask_output = multimask_output
-        self.random_parts = [s.name for s in self.stages if getattr(s.provider, "random_weights", False)]
         check_concepts(engine, self.stages)
+        self.random_parts = [s.name for s in self.stages if getattr(s.provider, "random_weights", False)]
         if getattr(engine, "random_weights", False):
             self.random_parts.insert(0, "sam")
 
@@ -209,11 +209,16 @@ class Pipeline:
 
 def check_concepts(engine: Engine, stages: Sequence[Stage]) -> None:
     """A stage that asks for concept prompts (``concept_stage``, the ``text`` stage) needs an
-    engine that takes them (``capabilities.prompts``): else a ``ConfigError`` naming the setting."""
+    engine that takes them (``capabilities.prompts``); else it finds boxes with an engine of its
+    own (``detect_with_own_engine``) if it can, or it is a ``ConfigError`` naming the setting."""
     capabilities = getattr(engine, "capabilities", None)
     takes = getattr(capabilities, "prompts", ())
     for i, stage in enumerate(stages):
         if getattr(stage.provider, "concept_stage", False) and "concepts" not in takes:
+            own = getattr(stage.provider, "detect_with_own_engine", None)
+            if own is not None:
+                own(f"prompts[{i}].{stage.name}")
+                continue
             model = getattr(engine, "model_name", "this model")
             raise ConfigError(f"prompts[{i}].{stage.name}: concept prompts (phrases, exemplar boxes) run on the "
                               f"pipeline's SAM engine, and {model} takes points and boxes only: set sam.model: "

@@ -14,21 +14,28 @@ prompts:
           text: person               # optional; the class name is the phrase, else "visual"
 ```
 
-``dtseg segment photo.jpg --text "person, red car"`` is this stage alone. The stage asks for
-concept prompts (``Prompts.concepts``); the pipeline runs them on its own engine's image
-embedding, so the phrases and the masks share one encoder pass per image.
+``dtseg segment photo.jpg --text "person, red car"`` is this stage alone. With a SAM 3
+``sam.model`` the stage asks for concept prompts (``Prompts.concepts``) and the pipeline runs
+them on its own engine's image embedding: the phrases and the masks share one encoder pass per
+image. With another family, the stage's own SAM 3 engine (``model``, ``checkpoint``,
+``device``) finds the boxes and they prompt that family's masks (two encoder passes).
 """
 
 from __future__ import annotations
+
+from typing import TYPE_CHECKING
 
 import numpy as np
 from pydantic import Field, field_validator, model_validator
 
 from dtseg.config import StrictModel
-from dtseg.engine.concepts import ConceptPrompt, ConceptQuery
-from dtseg.errors import PromptError
+from dtseg.engine.concepts import PROMPT_SOURCE, ConceptPrompt, ConceptQuery, to_detections
+from dtseg.errors import CheckpointNotFoundError, ConfigError, PromptError
 from dtseg.hookspecs import Register, hookimpl
 from dtseg.prompts import Prompts
+
+if TYPE_CHECKING:
+    from dtseg.engine import SamEngine
 
 Box = tuple[float, float, float, float]
 
@@ -59,6 +66,11 @@ class TextPrompts:
         conf: float = Field(0.5, ge=0.0, le=1.0, description="keep instances whose SAM 3 score exceeds this")
         nms_iou: float | None = Field(None, ge=0.0, le=1.0,
                                       description="drop a mask whose IoU with a better one (any class) exceeds this")
+        model: str = Field("sam3", description="the SAM 3 model that finds the boxes when sam.model takes no "
+                                               "concept prompts (its boxes then prompt sam.model's masks)")
+        checkpoint: str | None = Field(None, description="that model's weights (default: found as for sam; "
+                                                         "random: seeded random weights)")
+        device: str | None = Field(None, description="that model's device (default: auto)")
 
         @field_validator("phrases")
         @classmethod
@@ -84,10 +96,39 @@ class TextPrompts:
             prompts.append(ConceptPrompt.of({"text": ex.text, "boxes": np.array([*ex.boxes, *ex.negative], np.float32),
                                              "box_labels": labels}, f"exemplars[{i}]"))
         self.query = ConceptQuery(tuple(prompts), config.conf, config.nms_iou, "text")
+        self.config = config
+        self.detector: SamEngine | None = None  # own SAM 3 engine, when the pipeline's takes no concepts
+
+    @property
+    def random_weights(self) -> bool:
+        return bool(self.detector is not None and self.detector.random_weights)
+
+    def detect_with_own_engine(self, where: str) -> None:
+        """The pipeline's engine takes no concept prompts: build this stage's SAM 3 engine
+        (``model``), whose boxes (one class per phrase) then prompt the pipeline's masks."""
+        from dtseg.engine import SamEngine
+
+        try:
+            engine = SamEngine.load(self.config.model, self.config.checkpoint, device=self.config.device or "auto")
+        except CheckpointNotFoundError as exc:
+            raise ConfigError(f"{where}: sam.model takes no concept prompts, so this stage finds the boxes with its "
+                              f"own {self.config.model} engine, whose weights are missing ({exc.problem.strip()}); "
+                              f"set sam.model: sam3 (one engine for both), or {where}.checkpoint (a file, or "
+                              "random to try it)") from exc
+        if "concepts" not in engine.capabilities.prompts:
+            raise ConfigError(f"{where}.model: {self.config.model} takes no concept prompts; name a SAM 3 model "
+                              "(sam3), or set sam.model: sam3")
+        self.detector = engine
 
     def __call__(self, frame: np.ndarray, prompts: Prompts | None) -> Prompts:
         if prompts is not None:
             raise PromptError("text", "the text stage must come first (it does not add to earlier prompts)")
+        if self.detector is not None:
+            results = self.detector.segment_concepts(frame, list(self.query.prompts), threshold=self.query.threshold,
+                                                     cache=False)
+            detections = to_detections(results, self.query.nms_iou)
+            detections.data[PROMPT_SOURCE] = np.full(len(detections), self.query.source, dtype=object)
+            return Prompts.from_detections(detections, "box")
         concepts = Prompts.empty()
         concepts.concepts = self.query
         return concepts

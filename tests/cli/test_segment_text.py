@@ -27,7 +27,7 @@ def test_text_writes_one_class_per_phrase(tmp_path: Path, bus_jpg: Path) -> None
 @pytest.mark.parametrize(("args", "field"), [
     (["--text", " , "], "give at least one phrase in phrases"),
     (["--text", "person", "--conf", "1.5"], "prompts[0].text.conf"),
-    (["--text", "person", "--set", "sam.model=tiny"], "set sam.model: sam3"),
+    (["--text", "person", "--set", "sam.model=tiny"], "prompts[0].text: sam.model takes no concept prompts"),
 ])
 def test_bad_text_input_is_a_clear_error(tmp_path: Path, bus_jpg: Path, capsys: pytest.CaptureFixture,
                                          args: list[str], field: str) -> None:

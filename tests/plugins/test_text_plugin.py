@@ -100,9 +100,30 @@ def test_coco_categories_and_yolo_names_are_the_phrases(engine, tmp_path: Path):
     assert yaml.safe_load((out / "yolo" / "data.yaml").read_text())["names"] == dict(enumerate(PHRASES))
 
 
-def test_a_model_without_concept_prompts_is_a_config_error_naming_sam_model():
-    config = {"sam": {"model": "tiny", "checkpoint": "random"}, "prompts": [{"text": {"phrases": ["person"]}}]}
-    with pytest.raises(ConfigError, match=r"prompts\[0\]\.text.*sam\.model"):
+def test_another_family_gets_its_boxes_from_the_stage_own_sam3_engine(engine):
+    """sam.model without concept prompts: the stage's SAM 3 finds boxes, the pipeline's model cuts the masks."""
+    image = synthetic_image(96, 128)
+    config = {"sam": {"model": "tiny", "checkpoint": "random"},
+              "prompts": [{"text": {"phrases": PHRASES, "conf": 0.0, "model": "tiny_sam3", "checkpoint": "random",
+                                    "device": "cpu"}}]}
+    pipeline = Pipeline.from_config(config)
+    detector = pipeline.stages[0].provider.detector
+    assert "text" in pipeline.random_parts and "concepts" in detector.capabilities.prompts
+    detections = pipeline(image)
+    direct = detector.segment_concepts(image, PHRASES, threshold=0.0, cache=False)
+    assert detections.metadata["num_prompts"] == len(detections) == sum(len(r.scores) for r in direct) > 0
+    for i, result in enumerate(direct):
+        rows = detections.class_id == i
+        np.testing.assert_allclose(detections.confidence[rows], result.scores, atol=1e-5)
+        np.testing.assert_allclose(detections.data["prompt_box"][rows], result.boxes, atol=1e-3)
+        assert set(detections.data["class_name"][rows]) == {PHRASES[i]}
+    assert pipeline.engine.model_name == "tiny" and pipeline.engine.encoder_calls == 1
+
+
+def test_the_stage_model_must_take_concept_prompts():
+    config = {"sam": {"model": "tiny", "checkpoint": "random"},
+              "prompts": [{"text": {"phrases": ["person"], "model": "tiny", "checkpoint": "random"}}]}
+    with pytest.raises(ConfigError, match=r"prompts\[0\]\.text\.model: tiny takes no concept prompts"):
         Pipeline.from_config(config)
 
 
