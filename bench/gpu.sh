@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The benchmark tables on a CUDA machine (bench/models.py, bench/paths.py --device cuda), in under 10 minutes.
+# The benchmark tables on a CUDA machine (bench/models.py, SAM 3 included, bench/paths.py --device cuda).
 # Usage: bash bench/gpu.sh [extra bench/models.py options]
 # Installs what it needs into .venv-gpu (reusing a CUDA torch already on the system, else
 # pip's CUDA wheel), then prints the machine line, the matmul rate of each precision and the
@@ -24,5 +24,8 @@ MODELS="vit_b mobile_sam sam2.1_t sam2.1_s"
 # each table runs even if the other ran out of time
 timeout 360 "$PY" bench/models.py --device cuda --dtypes fp32 bf16 fp16 --models $MODELS --quick "$@" ||
     echo "bench/models.py stopped (status $?)"
+# SAM 3 full size (860 M parameters): embed, 1 and 5 phrases, 1 click vs Meta's Sam3Processor
+timeout 240 "$PY" bench/models.py --device cuda --dtypes fp32 bf16 --models sam3 --quick "$@" ||
+    echo "bench/models.py (sam3) stopped (status $?)"
 timeout 180 "$PY" bench/paths.py --device cuda --dtypes fp32 bf16 fp16 --models $MODELS --quick ||
     echo "bench/paths.py stopped (status $?)"

@@ -1,7 +1,7 @@
 """Every family side by side: dtseg's engine vs the family's reference predictor (and ultralytics'
 ``SAM`` predictor where it has the model), the same random weights on all sides, in each precision.
 
-Run: ``python bench/models.py [--models vit_b mobile_sam sam2.1_t] [--dtypes fp32 auto] [--device cpu|cuda] [--quick]``
+Run: ``python bench/models.py [--models vit_b mobile_sam sam3] [--dtypes fp32 auto] [--device cpu|cuda] [--quick]``
 (``--smoke``: every row once on a small problem, 4 boxes instead of 20: checks the script runs).
 One 1920x1080 image. The machine line names the CPU and its AVX2 / AVX-512 / AVX512-BF16 / AMX;
 the matmul rate of each precision the engines compute in is measured in the same run (a
@@ -13,6 +13,14 @@ masks against fp32's. Then decode 1 point (multimask) and 20 boxes (one call vs 
 loop) in each precision, with the decode's FLOP floor and the time of its kernels alone
 (``common.ops_alone``). Targets: embed <= 1.3x floor (vit_b), <= 2x (light encoders);
 1 point <= 0.25x, 20 boxes <= 0.1x the reference.
+
+A SAM 3 model (``sam3``, ``tiny_sam3``; not in the default ``--models``: the full size takes
+minutes per image on a CPU, ``bench/gpu.sh`` runs it) gets its own table against Meta's
+``Sam3Processor`` (fp32, the same network): embed, 1 phrase, 5 phrases (Meta's: one
+``set_text_prompt`` each; both encode the phrases every call, dtseg's phrase LRU cleared), 1 click
+(Meta's ``predict_inst``), each with its FLOPs and floor. ultralytics' ``SAM3SemanticPredictor``
+is not compared: it builds the official architecture only and imports ``clip``, which it installs
+from GitHub.
 """
 
 from __future__ import annotations
@@ -35,8 +43,11 @@ from common import best_of, flop_counter, machine, ops_alone, print_table
 
 from dtseg import SamEngine
 from dtseg.errors import RandomWeightsWarning
+from dtseg.families import resolve_model
 from dtseg.runtime.precision import dtype_name, plan, resolve_dtype
 
+#: The phrases of the SAM 3 rows (the first alone for "1 phrase").
+PHRASES = ["person", "red car", "dog", "traffic light", "bicycle"]
 ULTRALYTICS_NAMES = {"mobile_sam": "mobile_sam.pt", "sam2.1_t": "sam2.1_t.pt", "sam2.1_s": "sam2.1_s.pt",
                      "sam2.1_b+": "sam2.1_b.pt", "sam2.1_l": "sam2.1_l.pt"}
 
@@ -178,6 +189,75 @@ def bench_model(model: str, image: np.ndarray, rates: dict[str, float], dtypes: 
     return embed_rows, decode_rows
 
 
+def bench_sam3(model: str, image: np.ndarray, rates: dict[str, float], dtypes: list[str], device: torch.device,
+               quick: bool, smoke: bool = False) -> list[tuple]:
+    """Rows of a SAM 3 model: embed, 1 phrase, 5 phrases, 1 click (multimask) in each precision
+    vs Meta's ``Sam3Processor`` (fp32, threshold 0.5 as its default) on the same network; the
+    click's masks in each precision against fp32's (mask IoU)."""
+    from PIL import Image
+    from sam3.model.sam3_image_processor import Sam3Processor
+
+    from dtseg.families.sam3.net import on_device
+
+    engine = load(model, device, "fp32")
+    net = engine.model.net
+    repeat = 1 if smoke else 2 if quick else 3
+    warmup = 0 if smoke else 1
+    point, label = np.array([[900.0, 500.0]]) * image.shape[1] / 1920, np.array([1])
+    pil = Image.fromarray(image)
+    with torch.inference_mode(), on_device(device):
+        processor = Sam3Processor(net, resolution=engine.model.input_length, device=device.type)
+        ref_embed = best_of(lambda: processor.set_image(pil), repeat, warmup=0)
+        state = processor.set_image(pil)
+
+        def ref_phrases(phrases: list[str]) -> Callable[[], object]:
+            def run() -> None:
+                for phrase in phrases:
+                    processor.reset_all_prompts(state)
+                    processor.set_text_prompt(phrase, state)
+            return run
+
+        reference_s = {"embed": ref_embed,
+                       "1 phrase": best_of(ref_phrases(PHRASES[:1]), repeat, warmup),
+                       "5 phrases": best_of(ref_phrases(PHRASES), repeat, warmup),
+                       "1 click, multimask": best_of(lambda: net.predict_inst(
+                           state, point_coords=point, point_labels=label, multimask_output=True), repeat, warmup)}
+    counter = iter(range(10**9))
+    rows, fp32_masks = [], None
+    for dtype in dtypes:
+        chosen = dtype_name(resolve_dtype(dtype, device))
+        low = engine if chosen == "float32" else load(model, device, dtype)
+        compute, path = low.info()["compute_dtype"], low.info()["dtype_path"]
+        label_ = (f"{dtype} ({chosen})" if dtype == "auto" else chosen) + {
+            "native": "", "emulated": " (emulated)", "fallback": f" ({compute} compute)"}[path]
+        low.embed_image(image, "bench")
+
+        def concepts(phrases: list[str], engine_: SamEngine = low) -> Callable[[], object]:
+            def run() -> object:
+                engine_.model.phrases.clear()  # every call encodes its phrases, as Meta's does
+                return engine_.segment_concepts(image_id="bench", concepts=phrases)
+            return run
+
+        calls: dict[str, Callable[[], object]] = {
+            "embed": lambda: low.embed_image(image, f"new-{next(counter)}"),  # noqa: B023 - called in this pass
+            "1 phrase": concepts(PHRASES[:1]),
+            "5 phrases": concepts(PHRASES),
+            "1 click, multimask": functools.partial(low.segment_image, image_id="bench", point_coords=point,
+                                                    point_labels=label, multimask_output=True)}
+        with torch.inference_mode():
+            masks = low.segment_image(image_id="bench", point_coords=point, point_labels=label,
+                                      multimask_output=True).masks
+            fp32_masks = masks if fp32_masks is None else fp32_masks
+            for case, call in calls.items():
+                gflop = call_flops(call) / 1e9
+                ours = best_of(call, repeat, warmup)
+                floor = gflop / rates[compute]
+                iou = f"{mask_iou(masks, fp32_masks):.4f}" if case.startswith("1 click") else "-"
+                rows.append((model, label_, case, ours * 1000, reference_s[case] * 1000, ours / reference_s[case],
+                             f"{gflop:.1f}", floor * 1000, ours / floor, iou))
+    return rows
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--models", nargs="+", default=["vit_b", "mobile_sam", "sam2.1_t", "sam2.1_s"])
@@ -198,9 +278,12 @@ def main() -> None:
     probe = dict(repeat=1, warmup_s=0.0, rows=512) if args.smoke else {}
     rates = {dtype_name(dt): matmul_rate(dt, device, **probe)
              for dt in (torch.float32, torch.bfloat16, torch.float16) if dt in computes}
-    embed_rows, decode_rows = [], []
+    embed_rows, decode_rows, sam3_rows = [], [], []
     with tempfile.TemporaryDirectory() as folder:
         for model in args.models:
+            if resolve_model(model)[0].capabilities.lineage == "sam3":
+                sam3_rows += bench_sam3(model, image, rates, args.dtypes, device, args.quick, args.smoke)
+                continue
             embed, decode = bench_model(model, image, rates, args.dtypes, device, args.quick, Path(folder), args.smoke)
             embed_rows += embed
             decode_rows += decode
@@ -208,15 +291,21 @@ def main() -> None:
           + ", ".join(f"{k} {v:.0f}" for k, v in rates.items())
           + f"; auto -> {dtype_name(resolve_dtype('auto', device))}; random weights, same on every side; "
             f"{width}x{height}; min of N runs" + ("; SMOKE RUN: one run each, not a measurement" if args.smoke else ""))
-    print_table("embed: each precision vs its floor, the fp32 reference and ultralytics (fp32)",
-                ["model", "dtype", "GFLOP", "ours ms", "floor ms", "x floor", "x reference", "x ultralytics",
-                 "mask IoU vs fp32"], embed_rows)
-    print_table("decode in each precision vs the reference predictor (fp32); floor = the decode's FLOPs at that "
-                "precision's matmul rate (what no arrangement of the work can beat); kernels = the decode's aten "
-                "ops each run alone, summed (what is left without overhead, short of fusing kernels; the mask "
-                "post-processing in OpenCV is outside it)",
-                ["model", "dtype", "case", "ours ms", "reference ms", "ours/ref", "ours/ultralytics", "GFLOP",
-                 "floor ms", "kernels ms (ops)", "target"], decode_rows)
+    if embed_rows:
+        print_table("embed: each precision vs its floor, the fp32 reference and ultralytics (fp32)",
+                    ["model", "dtype", "GFLOP", "ours ms", "floor ms", "x floor", "x reference", "x ultralytics",
+                     "mask IoU vs fp32"], embed_rows)
+        print_table("decode in each precision vs the reference predictor (fp32); floor = the decode's FLOPs at that "
+                    "precision's matmul rate (what no arrangement of the work can beat); kernels = the decode's aten "
+                    "ops each run alone, summed (what is left without overhead, short of fusing kernels; the mask "
+                    "post-processing in OpenCV is outside it)",
+                    ["model", "dtype", "case", "ours ms", "reference ms", "ours/ref", "ours/ultralytics", "GFLOP",
+                     "floor ms", "kernels ms (ops)", "target"], decode_rows)
+    if sam3_rows:
+        print_table("SAM 3 in each precision vs Meta's Sam3Processor (fp32, the same network); phrases encoded in "
+                    "every call on both sides; floor = the call's FLOPs at that precision's matmul rate",
+                    ["model", "dtype", "case", "ours ms", "Meta ms", "ours/Meta", "GFLOP", "floor ms", "x floor",
+                     "click mask IoU vs fp32"], sam3_rows)
 
 
 if __name__ == "__main__":

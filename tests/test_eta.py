@@ -32,6 +32,39 @@ def test_the_rows_flop_count_is_what_torch_counts(model: str) -> None:
     assert counter.get_total_flops() / 1e9 == pytest.approx(encoder_gflop(model), rel=1e-3)
 
 
+@pytest.mark.slow
+def test_the_sam3_rows_flop_count_is_what_torch_counts_scaled_by_depth() -> None:
+    """SAM 3's encoder (``forward_image``, attention included) at 1008 px from copies with 2 and 3
+    ViT blocks (Meta's builder cannot run on the meta device): the windowed and global blocks'
+    counts by difference, scaled to 28 windowed + 4 global blocks."""
+    from dataclasses import replace
+
+    import numpy as np
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "bench"))
+    from common import flop_counter
+
+    from dtseg.families.sam3.net import SAM3_SPEC
+
+    image = np.zeros((SAM3_SPEC.resolution,) * 2 + (3,), np.uint8)
+
+    def count(depth: int, global_blocks: tuple[int, ...]) -> float:
+        spec = replace(SAM3_SPEC, vit_depth=depth, vit_global_blocks=global_blocks, text_layers=1, encoder_layers=1,
+                       decoder_layers=1, geometry_layers=1, tracker_layers=1)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RandomWeightsWarning)
+            model = SamEngine.load(spec, "random", device="cpu", dtype="fp32").model
+        with torch.inference_mode(), flop_counter() as counter:
+            model.embed([image], [model.transform(*image.shape[:2])])
+        return counter.get_total_flops() / 1e9
+
+    one_each, two_windowed, two_global = count(2, (1,)), count(3, (2,)), count(3, (1, 2))
+    windowed, global_ = two_windowed - one_each, two_global - one_each
+    depth, n_global = SAM3_SPEC.vit_depth, len(SAM3_SPEC.vit_global_blocks)
+    total = one_each + (depth - n_global - 1) * windowed + (n_global - 1) * global_
+    assert total == pytest.approx(encoder_gflop("sam3"), rel=1e-3)
+
+
 def test_the_probe_measures_a_rate() -> None:
     rate = matmul_gflops("cpu", torch.float32)
     assert math.isfinite(rate) and rate > 0.1  # GFLOP/s: even a slow CPU does far more

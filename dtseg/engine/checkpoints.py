@@ -8,6 +8,7 @@ The registry of models and their architectures lives with the families
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import urllib.error
@@ -76,7 +77,7 @@ def download_checkpoint(official: OfficialModel, path: Path, timeout: float = 30
     partial = path.with_name(path.name + ".part")
     digest = hashlib.sha256()
     try:
-        with urllib.request.urlopen(official.url, timeout=timeout) as response, open(partial, "wb") as out:
+        with urllib.request.urlopen(_request(official), timeout=timeout) as response, open(partial, "wb") as out:
             total = int(response.headers.get("Content-Length") or 0) or None
             with tqdm(total=total, unit="B", unit_scale=True, desc=official.filename) as bar:
                 while chunk := response.read(1 << 20):
@@ -93,6 +94,19 @@ def download_checkpoint(official: OfficialModel, path: Path, timeout: float = 30
     partial.replace(path)
     _marker(path).write_text(_identity(official))
     return path
+
+
+def _request(official: OfficialModel) -> urllib.request.Request:
+    """The download request; a gated file's carries the Hugging Face token (``HF_TOKEN``, else
+    the one ``huggingface-cli login`` stored) where there is one."""
+    token = os.environ.get("HF_TOKEN") if official.gated else None
+    if official.gated and not token:
+        with contextlib.suppress(ImportError):
+            from huggingface_hub import get_token
+
+            token = get_token()
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
+    return urllib.request.Request(official.url, headers=headers)
 
 
 def _identity(official: OfficialModel) -> str:
@@ -135,11 +149,18 @@ def _marker(path: Path) -> Path:
 
 
 def _offline_error(official: OfficialModel, path: Path, reason: str) -> CheckpointNotFoundError:
-    check = f"sha256 {official.sha256}" if official.sha256 else f"{official.size_bytes} bytes"
+    check = (f", sha256 {official.sha256}" if official.sha256
+             else f", {official.size_bytes} bytes" if official.size_bytes else "")
     random = "builds random weights: the masks are meaningless, and every output says so (demos and tests only)."
+    gated = ""
+    if official.gated:
+        page = official.licence_url or official.url
+        gated = (f"\n  It is in a gated Hugging Face repository: accept the {official.licence} on {page},\n"
+                 f"  then log in (`huggingface-cli login`) or set HF_TOKEN to an access token and run again;\n"
+                 f"  or download it by hand in a browser where you are logged in.")
     return CheckpointNotFoundError(
         f"the {official.name} checkpoint is not on this machine and could not be downloaded "
-        f"({reason}).\n  Download {official.url} ({official.size_mb} MB, {check})\n  and put it at {path}\n", {
+        f"({reason}).{gated}\n  Download {official.url} ({official.size_mb} MB{check})\n  and put it at {path}\n", {
             "python": f"  (or pass checkpoint=PATH, or set DTSEG_HOME). Without the file, checkpoint='random' {random}",
             "cli": f"  (or pass --sam-checkpoint PATH, or set DTSEG_HOME). Without the file, --allow-random {random}",
             "config": f"  (or set sam.checkpoint to its path, or set DTSEG_HOME). Without the file, "

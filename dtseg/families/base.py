@@ -41,7 +41,9 @@ class OfficialModel:
     description. ``sha256`` is ``None`` where no public source states one; ``size_bytes`` then
     identifies the file. ``encoder_gflop``: the encoder's GFLOP per image at the model's input
     size (torch's FlopCounterMode on its forward pass, attention included, as ``bench/models.py``
-    counts its floors); ``dtseg.eta`` turns it into a time; ``None``: no estimate.
+    counts its floors); ``dtseg.eta`` turns it into a time; ``None``: no estimate. ``gated``:
+    the file is in a repository that serves it only to a logged-in user who accepted its licence
+    on ``licence_url`` (Hugging Face's gated repositories).
     """
 
     name: str
@@ -55,6 +57,8 @@ class OfficialModel:
     size_bytes: int | None = field(compare=False, default=None)
     params_m: float | None = field(compare=False, default=None)  # parameters, millions
     encoder_gflop: float | None = field(compare=False, default=None)
+    gated: bool = field(compare=False, default=False)
+    licence_url: str | None = field(compare=False, default=None)
 
 
 @dataclass(frozen=True)

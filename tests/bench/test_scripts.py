@@ -23,6 +23,7 @@ def test_gpu_script_syntax():
     assert result.returncode == 0, result.stderr
     assert "bench/models.py --device cuda" in script.read_text()
     assert "bench/paths.py --device cuda" in script.read_text()  # fast vs reference on the GPU
+    assert "--models sam3" in script.read_text()  # full-size SAM 3 runs there, not on a CPU
 
 
 def test_models_bench_parses_its_options():
@@ -72,3 +73,20 @@ def test_paths_bench_compares_fast_and_reference_on_the_tiny_model():
         assert 0.9 <= float(row[11]) <= 1 and 0.9 <= float(row[12]) <= 1  # the same weights: masks agree
         assert row[13].strip() in ("yes", "no")
     assert "SMOKE RUN" in result.stdout and "| 4 boxes fast ms " in result.stdout
+
+
+@pytest.mark.slow
+def test_models_bench_runs_sam3_rows_on_the_tiny_model():
+    """A SAM 3 model gets its own table against Meta's ``Sam3Processor`` (smoke mode, fp32: the
+    other precisions run the same code): embed, 1 phrase, 5 phrases, 1 click, each with its
+    FLOPs, floor and ratio; the fp32 click masks agree with themselves."""
+    result = subprocess.run([sys.executable, str(BENCH / "models.py"), "--models", "tiny_sam3", "--dtypes", "fp32",
+                             "--smoke"], capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-2000:]
+    rows = [line.split("|")[1:-1] for line in result.stdout.splitlines() if line.startswith("| tiny_sam3 ")]
+    assert [row[2].strip() for row in rows] == ["embed", "1 phrase", "5 phrases", "1 click, multimask"], result.stdout
+    for row in rows:
+        assert float(row[3]) > 0 and float(row[4]) > 0 and float(row[6]) > 0 and float(row[8]) > 0
+    assert float(rows[2][6]) > float(rows[1][6])  # five phrases are more work than one
+    assert rows[3][9].strip() == "1.0000"
+    assert "Sam3Processor" in result.stdout and "## embed" not in result.stdout  # no SAM rows asked

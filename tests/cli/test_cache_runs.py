@@ -65,3 +65,25 @@ def test_an_unreachable_redis_is_a_clear_error(tmp_path, images, tiny_sam_checkp
     code = main(["segment", str(images), "--set", f"cache.redis_url={redis_server.url}",
                  *options(tiny_sam_checkpoint, tmp_path / "out")])
     assert code == 2 and f"cannot reach Redis at {redis_server.url}" in capsys.readouterr().err
+
+
+def test_a_sam3_rerun_with_cache_dir_pays_no_encoder_pass(tmp_path, images, capsys, monkeypatch):
+    """SAM 3 (tiny_sam3, random weights seeded alike in both runs): the cached embedding holds
+    all six feature maps (the interactive decoder's three, the detector's three), so the rerun
+    decodes from disk alone and writes the same."""
+    from safetensors import safe_open
+
+    monkeypatch.chdir(tmp_path)
+    sam3 = ["--config", str(CONFIGS / "points.yaml"), "--set", "sam.model=tiny_sam3", "--allow-random",
+            "--device", "cpu", "--set", "sinks=[json]", "--cache-dir", "emb",
+            "--set", "prompts.points.objects=[{points: [[40, 40]]}, {box: [10, 10, 90, 80]}]"]
+    assert main(["segment", str(images), "--out", str(tmp_path / "one"), *sam3]) == 0
+    assert "(3 encoder passes)" in capsys.readouterr().err
+    files = sorted((tmp_path / "emb").rglob("embedding-*.safetensors"))
+    assert len(files) == 3
+    with safe_open(str(files[0]), "pt") as stored:
+        names = {key.rpartition("/")[2] for key in stored.keys()}  # noqa: SIM118 - safe_open is no mapping
+    assert {"image_embed", "high_res_0", "high_res_1", "detector_0", "detector_1", "detector_2"} <= names
+    assert main(["segment", str(images), "--out", str(tmp_path / "two"), *sam3]) == 0
+    assert "segmented 3 of 3 images" in (err := capsys.readouterr().err) and "(0 encoder passes)" in err
+    assert outputs(tmp_path / "one") == outputs(tmp_path / "two")

@@ -216,3 +216,55 @@ def test_ultralytics_repackaged_sam2_checkpoint_loads(tmp_path, monkeypatch):
     torch.save({"model": build.build_sam2_t("sam2.1_t.pt").state_dict()}, path)
     engine = SamEngine.load("sam2.1_t", path, device="cpu")
     assert isinstance(engine.model, Sam2Model) and not engine.random_weights
+
+
+def test_a_gated_checkpoint_says_how_to_get_it(home):
+    """sam3.pt lives in the gated facebook/sam3 repository: without the file (the download is
+    refused on this network-less machine) the error says to accept the licence and log in, or
+    to put the file by hand at the exact path, or to pass --sam-checkpoint."""
+    with pytest.raises(CheckpointNotFoundError) as info:
+        SamEngine.load("sam3", device="cpu")
+    message = info.value.spelled("cli")
+    assert "gated Hugging Face repository" in message and "SAM License" in message
+    assert "https://huggingface.co/facebook/sam3" in message and "HF_TOKEN" in message
+    assert str(home / "checkpoints" / "sam3.pt") in message and "--sam-checkpoint PATH" in message
+    assert "None" not in message  # no sha256 and no size are published: the message states neither
+
+
+def test_an_ungated_checkpoint_says_nothing_of_licences(home, monkeypatch):
+    monkeypatch.setenv("DTSEG_OFFLINE", "1")
+    with pytest.raises(CheckpointNotFoundError) as info:
+        resolve_checkpoint("vit_b")
+    assert "gated Hugging Face" not in str(info.value) and "HF_TOKEN" not in str(info.value)
+
+
+def test_a_gated_download_sends_the_token(home, monkeypatch):
+    """A gated file's request carries ``HF_TOKEN``; the server's refusal (401) becomes the gated advice."""
+    import http.server
+    import threading
+
+    seen = []
+
+    class Refuse(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):
+            seen.append(self.headers.get("Authorization"))
+            self.send_response(401)
+            self.end_headers()
+
+        def log_message(self, *args):
+            pass
+
+    server = http.server.HTTPServer(("127.0.0.1", 0), Refuse)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        known = default_registry().models["sam3"]
+        url = f"http://127.0.0.1:{server.server_port}/facebook/sam3/resolve/main/sam3.pt"
+        monkeypatch.setitem(default_registry().models, "sam3",
+                            known._replace(official=replace(known.official, url=url)))
+        monkeypatch.setenv("HF_TOKEN", "hf_test")
+        with pytest.raises(CheckpointNotFoundError, match="gated Hugging Face repository") as info:
+            resolve_checkpoint("sam3")
+    finally:
+        server.shutdown()
+    assert seen == ["Bearer hf_test"]
+    assert "Unauthorized" in str(info.value) and url in str(info.value)

@@ -116,12 +116,16 @@ TINY_SAM3_SPEC = Sam3Spec(resolution=168, vit_window=6, vit_pretrain_size=84, vi
                           decoder_layers=1, geometry_layers=1, tracker_layers=1)
 
 #: Meta's checkpoint, from the gated Hugging Face repository facebook/sam3 (accept the SAM
-#: License there; dtseg does not download it). Meta publishes no sha256, and this project has
+#: License there; dtseg's download sends the user's Hugging Face token). Meta publishes no sha256, and this project has
 #: not seen the file: ``size_mb`` is the network's fp32 tensors (3,449,659,104 bytes; the file
 #: adds pickle overhead), so no size check either. ``load_sam3_weights`` checks every key and
-#: shape instead.
+#: shape instead. ``encoder_gflop``: ``forward_image`` (ViT and both necks) at 1008 x 1008,
+#: counted by FlopCounterMode (attention included) on reduced-depth copies and scaled: a
+#: windowed block 156.3, a global block 254.1, patch embedding and necks 438.1 GFLOP;
+#: 28 windowed + 4 global blocks.
 SAM3 = OfficialModel("sam3", "sam3", SAM3_SPEC, "sam3.pt", "https://huggingface.co/facebook/sam3/resolve/main/sam3.pt",
-                     None, 3450, licence="SAM License", size_bytes=None, params_m=860.1)
+                     None, 3450, licence="SAM License", size_bytes=None, params_m=860.1, encoder_gflop=5830,
+                     gated=True, licence_url="https://huggingface.co/facebook/sam3")
 
 
 def bpe_path() -> Path:
