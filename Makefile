@@ -16,7 +16,7 @@ endif
 CHROMIUM := /usr/bin/chromium
 SUDO     := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: setup browser redis labelstudio lint test test-fast test-browser test-labelstudio demo bench clean
+.PHONY: setup browser redis labelstudio lint test test-heavy test-fast test-browser test-labelstudio demo bench clean
 
 setup: $(STAMP)
 
@@ -66,10 +66,13 @@ lint: setup  ## the linter and the type checker (also part of test)
 	$(BIN)/mypy
 
 test: setup lint browser redis labelstudio  ## lint, then the whole suite; the slowest 20 tests listed at the end
-	DTSEG_TESTS_COMPLETE=1 $(BIN)/python -m pytest -q -p no:cacheprovider --durations=20
+	DTSEG_TESTS_COMPLETE=1 $(BIN)/python -m pytest -q -p no:cacheprovider -m "not heavy" --durations=20
+
+test-heavy: setup  ## the full-size SAM 3 cases (minutes each on a 2-core CPU)
+	$(BIN)/python -m pytest -q -p no:cacheprovider -m heavy
 
 test-fast: setup browser redis  ## skip the vit_b-sized cases
-	$(BIN)/python -m pytest -q -p no:cacheprovider -m "not slow"
+	$(BIN)/python -m pytest -q -p no:cacheprovider -m "not slow and not heavy"
 
 test-browser: setup browser  ## the page in headless chromium (also part of test)
 	$(BIN)/python -m pytest -q -p no:cacheprovider -m browser

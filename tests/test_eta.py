@@ -32,7 +32,7 @@ def test_the_rows_flop_count_is_what_torch_counts(model: str) -> None:
     assert counter.get_total_flops() / 1e9 == pytest.approx(encoder_gflop(model), rel=1e-3)
 
 
-@pytest.mark.slow
+@pytest.mark.heavy
 def test_the_sam3_rows_flop_count_is_what_torch_counts_scaled_by_depth() -> None:
     """SAM 3's encoder (``forward_image``, attention included) at 1008 px from copies with 2 and 3
     ViT blocks (Meta's builder cannot run on the meta device): the windowed and global blocks'

@@ -75,7 +75,7 @@ def test_paths_bench_compares_fast_and_reference_on_the_tiny_model():
     assert "SMOKE RUN" in result.stdout and "| 4 boxes fast ms " in result.stdout
 
 
-@pytest.mark.slow
+@pytest.mark.heavy
 def test_models_bench_runs_sam3_rows_on_the_tiny_model():
     """A SAM 3 model gets its own table against Meta's ``Sam3Processor`` (smoke mode, fp32: the
     other precisions run the same code): embed, 1 phrase, 5 phrases, 1 click, each with its

@@ -328,7 +328,7 @@ def test_bf16_runs_both_prompt_kinds(engine, image):
     assert np.isfinite(visual.scores).all()
 
 
-@pytest.mark.slow
+@pytest.mark.heavy
 def test_real_size_architecture_matches_the_processor():
     """The official architecture (860 M parameters, random weights): one phrase and one
     exemplar box against ``Sam3Processor``, and a click against ``predict_inst``."""
