@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Any, Literal, Union
+from typing import Annotated, Any, Literal
 
 import yaml
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, ValidationInfo, field_validator
@@ -80,7 +80,7 @@ class CacheConfig(StrictModel):
 class SamConfig(StrictModel):
     """The ``sam:`` section: which model, which weights, where it runs."""
 
-    model: Union[str, SpecConfig] = "vit_b"  # any name `dtseg models` lists, or a SAM ViT spec
+    model: str | SpecConfig = "vit_b"  # any name `dtseg models` lists, or a SAM ViT spec
     checkpoint: ConfigPath | None = None  # a path, "random" (tests only), or None: cache, then download
     device: str = "auto"
     # auto: bf16 where the device runs it natively (CUDA with bf16, CPUs with AMX/AVX512-BF16), else fp32
@@ -111,7 +111,7 @@ class SamConfig(StrictModel):
         return value
 
     def build_engine(self, cache: CacheConfig | None = None, *,
-                     keep_heap_default: bool = False) -> "SamEngine":  # noqa: F821
+                     keep_heap_default: bool = False) -> SamEngine:  # noqa: F821
         """The engine; ``cache`` adds the Redis and disk tiers (``CacheTierError`` if unusable).
         ``keep_heap_default``: what ``keep_heap: null`` means (dtseg's commands and server: ``True``)."""
         from dtseg.engine import SamEngine

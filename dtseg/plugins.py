@@ -18,9 +18,10 @@ import logging
 import re
 import sys
 import types
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, Iterable, Literal, NamedTuple
+from typing import TYPE_CHECKING, Any, Literal, NamedTuple
 
 import pluggy
 
@@ -138,7 +139,7 @@ class Registry:
     failures: list[tuple[str, str]] = field(default_factory=list)  # (source, error)
 
     @classmethod
-    def collect(cls, pm: pluggy.PluginManager) -> "Registry":
+    def collect(cls, pm: pluggy.PluginManager) -> Registry:
         """Call every hook, plugin by plugin (so each class's origin is known). Two classes (or
         two models) under one name raise ``PluginError`` naming both sources."""
         registry = cls(failures=list(getattr(pm, "dtseg_failures", [])))
@@ -157,10 +158,10 @@ class Registry:
                     _add(name, plugin_cls, _s)
 
                 try:
-                    impl.function(**{arg: register for arg in impl.argnames})
+                    impl.function(**dict.fromkeys(impl.argnames, register))
                 except PluginError:
                     raise
-                except Exception as exc:  # noqa: BLE001 - report which plugin broke
+                except Exception as exc:  # report which plugin broke
                     raise PluginError(f"{source}: {hook_name} raised {type(exc).__name__}: {exc}") from exc
         registry.models = dict(sorted(registry.models.items(), key=lambda item: item[1].official is None))
         return registry
@@ -280,7 +281,7 @@ def _load(pm: pluggy.PluginManager, name: str, source: str, loader: Any, strict:
             log.debug("plugin %s is already registered as %s", source, pm.get_name(plugin))
             return
         pm.register(plugin, name=name)
-    except Exception as exc:  # noqa: BLE001 - a plugin may raise anything while importing
+    except Exception as exc:  # a plugin may raise anything while importing
         message = f"plugin {source} failed to load: {type(exc).__name__}: {exc}"
         if strict:
             raise PluginError(message + " (--strict)") from exc

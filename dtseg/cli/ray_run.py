@@ -18,8 +18,9 @@ import logging
 import pickle
 import sys
 import warnings
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import numpy as np
 import supervision as sv
@@ -89,7 +90,7 @@ def pack(detections: sv.Detections, masks: bool, frame: np.ndarray | None) -> by
 
 def unpack(data: bytes) -> tuple[sv.Detections, np.ndarray | None]:
     """``pack``'s bytes -> the detections and the frame (``None`` if it was not sent)."""
-    detections, packed, frame = pickle.loads(data)  # noqa: S301 - our own actors' rows, within one Ray job
+    detections, packed, frame = pickle.loads(data)  # our own actors' rows, within one Ray job
     if packed is not None:
         bits, shape = packed
         detections.mask = np.unpackbits(bits, axis=-1, count=shape[-1]).astype(bool).reshape(shape)
@@ -183,7 +184,7 @@ def _dataset(ray: Any, args: argparse.Namespace, items: list[Item], config: Any,
     if config.sam.threads is None:  # torch threads: the actor's CPUs, not the whole machine's
         spec = {**spec, "overrides": [*spec["overrides"], f"sam.threads={cpus_per_actor}"]}
     print(f"dtseg segment: {len(items)} images on Ray Data: {actors} actor{'s' * (actors != 1)}, "
-          f"{f'1 GPU' if gpus else f'{cpus_per_actor} CPU'}{'s' * (not gpus and cpus_per_actor != 1)} each",
+          f"{'1 GPU' if gpus else f'{cpus_per_actor} CPU'}{'s' * (not gpus and cpus_per_actor != 1)} each",
           file=sys.stderr)
     rows = [{"index": i, "source": item.source, "name": item.name} for i, item in enumerate(items)]
     return ray.data.from_items(rows).map_batches(

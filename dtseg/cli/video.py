@@ -70,7 +70,7 @@ def run(args: argparse.Namespace) -> int:
             summary = job.run(pipeline, should_stop=stop)
         except (DtsegError, ValueError, OSError) as exc:
             return fail(exc, 1)
-        except Exception as exc:  # noqa: BLE001 - a provider or SAM failed on a frame: the files are closed
+        except Exception as exc:  # a provider or SAM failed on a frame: the files are closed
             log.debug("video run failed", exc_info=True)
             print(f"dtseg: error: {type(exc).__name__}: {exc}\n(the outputs hold the frames finished before; "
                   "the same command with --resume continues)", file=sys.stderr)

@@ -9,9 +9,9 @@ where FFmpeg has it, else MPEG-4 part 2.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from fractions import Fraction
 from pathlib import Path
-from typing import Iterator
 
 import av
 import numpy as np

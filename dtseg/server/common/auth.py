@@ -8,7 +8,7 @@ import base64
 import binascii
 import hashlib
 import hmac
-from typing import Annotated, Any, Optional
+from typing import Annotated, Any
 
 from fastapi import Depends, FastAPI, HTTPException, Request, status
 from fastapi.security import APIKeyQuery, HTTPAuthorizationCredentials, HTTPBearer
@@ -54,8 +54,8 @@ def header_key(authorization: str | None) -> str | None:
 
 def client_namespace(
     request: Request,
-    api_key: Annotated[Optional[str], Depends(_query_key)] = None,
-    bearer: Annotated[Optional[HTTPAuthorizationCredentials], Depends(_bearer)] = None,
+    api_key: Annotated[str | None, Depends(_query_key)] = None,
+    bearer: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)] = None,
 ) -> str:
     """Dependency: ``request_namespace``. Its parameters declare the two ways to pass a key in OpenAPI."""
     return request_namespace(request)

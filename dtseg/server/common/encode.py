@@ -12,7 +12,8 @@ import binascii
 import io
 import math
 import zipfile
-from typing import IO, Any, Callable
+from collections.abc import Callable
+from typing import IO, Any
 
 import cv2
 import numpy as np

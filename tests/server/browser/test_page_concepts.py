@@ -4,8 +4,9 @@ Exemplar tool turns a box into every similar object (an Alt-box excludes objects
 from __future__ import annotations
 
 import base64
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import numpy as np
 import pytest

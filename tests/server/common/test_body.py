@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import random
-from typing import Callable
+from collections.abc import Callable
 
 import httpx
 from fastapi.testclient import TestClient

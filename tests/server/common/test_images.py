@@ -7,8 +7,8 @@ import io
 import socket
 import threading
 import time
+from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Iterator
 
 import numpy as np
 import pytest
@@ -44,7 +44,7 @@ def image_server(image: np.ndarray) -> Iterator[str]:
     data = png_bytes(image)
 
     class Handler(BaseHTTPRequestHandler):
-        def do_GET(self) -> None:  # noqa: N802
+        def do_GET(self) -> None:
             if self.path == "/img.png":
                 self._send(200, data, "image/png")
             elif self.path.startswith("/redirect/"):

@@ -4,16 +4,16 @@ from __future__ import annotations
 
 import base64
 import threading
+from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Iterator
 
 import pytest
 
 from dtseg.errors import InputError
 from dtseg.labelstudio.settings import Connection, LabelStudioConfig
-from dtseg.server.routes.labelstudio.images import read_task_image
 from dtseg.server.config import UrlFetchConfig
+from dtseg.server.routes.labelstudio.images import read_task_image
 
 IMAGE = b"\x89PNG pretend image bytes"
 TOKEN = "ls-token"
@@ -26,7 +26,7 @@ def studio() -> Iterator[tuple[str, list[dict[str, str]]]]:
     seen: list[dict[str, str]] = []
 
     class Handler(BaseHTTPRequestHandler):
-        def do_GET(self) -> None:  # noqa: N802
+        def do_GET(self) -> None:
             auth = self.headers.get("Authorization", "")
             seen.append({"path": self.path, "auth": auth})
             ok = auth == f"Token {TOKEN}" or self.path.startswith("/public/")

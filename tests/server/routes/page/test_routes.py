@@ -9,9 +9,10 @@ import io
 import re
 import threading
 import zipfile
+from collections.abc import Callable, Iterator
 from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any
 
 import cv2
 import numpy as np
@@ -162,8 +163,8 @@ def test_export_errors_name_the_field(client: TestClient, change: dict[str, Any]
 
 
 def test_everything_is_the_everything_provider_on_the_servers_engine(client: TestClient, engine: Any) -> None:
-    from dtseg.pipeline import Pipeline
     from dtseg.masks import rle_to_mask
+    from dtseg.pipeline import Pipeline
 
     image = synthetic_image(48, 64, seed=3)
     body = {"image": b64_image(image), "points_per_side": 4, "pred_iou_thresh": 0}

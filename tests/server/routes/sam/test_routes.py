@@ -8,13 +8,11 @@ import io
 import numpy as np
 import pytest
 from fastapi.testclient import TestClient
-
 from segment_anything import SamPredictor
 
 from dtseg import SamEngine
 from dtseg.io import content_hash
 from dtseg.masks import polygons_to_mask, rle_to_mask
-
 from tests.server.server_helpers import b64_image, synthetic_image
 
 POINT = {"point_coords": [[20, 18]], "point_labels": [1]}
