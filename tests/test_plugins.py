@@ -75,7 +75,7 @@ def test_a_broken_entry_point_warns_and_is_skipped_and_strict_fails(site: Path, 
     assert "entry point broken = broken_plugin (acme-mixed 0.1) failed to load" in caplog.text
     assert "this_module_does_not_exist" in caplog.text
     assert [s for s, _ in registry.failures] == ["entry point broken = broken_plugin (acme-mixed 0.1)"]
-    with pytest.raises(PluginError, match="broken_plugin.*this_module_does_not_exist"):
+    with pytest.raises(PluginError, match=r"broken_plugin.*this_module_does_not_exist"):
         load_registry(strict=True)
 
 
@@ -97,7 +97,7 @@ def test_a_broken_plugin_file_is_skipped_unless_strict(tmp_path: Path, caplog):
     assert "good" in registry.providers
     assert f"file {tmp_path / 'plugs' / 'bad.py'} failed to load: SyntaxError" in caplog.text
     assert "dtseg_user_plugins.bad" not in sys.modules
-    with pytest.raises(PluginError, match="bad.py failed to load: SyntaxError"):
+    with pytest.raises(PluginError, match=r"bad\.py failed to load: SyntaxError"):
         load_registry(plugins_dir=tmp_path / "plugs", strict=True)
 
 

@@ -50,11 +50,11 @@ class SegmentActor:
         self.send_masks, self.send_frames = spec["send_masks"], spec["send_frames"]
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, Any]:
-        items = [Item(str(s), str(n)) for s, n in zip(batch["source"], batch["name"])]
+        items = [Item(str(s), str(n)) for s, n in zip(batch["source"], batch["name"], strict=True)]
         rows: dict[str, list[Any]] = {"index": [], "error": [], "height": [], "width": [], "result": [],
                                       "encoder_calls": [], "random_label": []}
         before = getattr(self.pipeline.engine, "encoder_calls", 0)
-        position = {item.source + "\0" + item.name: int(i) for item, i in zip(items, batch["index"])}
+        position = {item.source + "\0" + item.name: int(i) for item, i in zip(items, batch["index"], strict=True)}
         for item, frame, result in segment_items(self.pipeline, items):
             error = write_one(item, frame, result, self.sinks)
             sent = None

@@ -36,7 +36,7 @@ from dtseg.sinks.writer import as_writer
 class Config(StrictModel):
     file: str = "coco.json"
     image_suffix: str = ""  # e.g. ".jpg": file_name = name + suffix
-    category_names: dict[int, str] = {}
+    category_names: dict[int, str] = {}  # noqa: RUF012 - pydantic copies defaults
     unlabeled_id: int = -1
     indent: int | None = None
 

@@ -43,7 +43,7 @@ class Config(StrictModel):
     root: str = "yolo"  # folder under the output folder ("": the folder itself)
     images: Literal["jpg", "png", "none"] = "jpg"
     jpg_quality: int = Field(95, ge=1, le=100)
-    category_names: dict[int, str] = {}
+    category_names: dict[int, str] = {}  # noqa: RUF012 - pydantic copies defaults
     unlabeled_id: int = Field(0, ge=0)
     data_yaml: str = "data.yaml"
 

@@ -13,6 +13,7 @@ import time
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from typing import ClassVar
 from urllib.parse import urlsplit
 
 import pytest
@@ -43,8 +44,7 @@ def served(tiny_checkpoint: Path, tmp_path_factory: pytest.TempPathFactory) -> I
 
 def connect(url: str) -> socket.socket:
     parts = urlsplit(url)
-    sock = socket.create_connection((parts.hostname, parts.port), timeout=BOUND_S)
-    return sock
+    return socket.create_connection((parts.hostname, parts.port), timeout=BOUND_S)
 
 
 def read_until_closed(sock: socket.socket) -> bytes:
@@ -154,7 +154,7 @@ class SlowImage(BaseHTTPRequestHandler):
     """``/fast.png`` in about a second, ``/slow.png`` over a minute (the server's fetch waits)."""
 
     image = png_bytes(synthetic_image())
-    started = {"/fast.png": threading.Event(), "/slow.png": threading.Event()}
+    started: ClassVar[dict[str, threading.Event]] = {"/fast.png": threading.Event(), "/slow.png": threading.Event()}
 
     def do_GET(self) -> None:
         self.send_response(200)

@@ -17,11 +17,11 @@ def scene(t: int, frames: int, width: int, height: int) -> np.ndarray:
     """Frame ``t`` of ``frames`` as RGB uint8 ``(height, width, 3)``."""
     img = np.full((height, width, 3), 60, np.uint8)
     side = height // 4
-    x = int(round(-side + (width + side) * t / max(1, frames - 1)))
+    x = round(-side + (width + side) * t / max(1, frames - 1))
     y = height // 5
     cv2.rectangle(img, (x, y), (x + side, y + side), (230, 30, 30), -1)
     radius = height // 8
-    cy = int(round(radius + 2 + (height - 2 * radius - 4) * t / max(1, frames - 1)))
+    cy = round(radius + 2 + (height - 2 * radius - 4) * t / max(1, frames - 1))
     cv2.circle(img, (3 * width // 4, cy), radius, (30, 220, 40), -1)
     if frames // 3 <= t < 2 * frames // 3:
         cv2.rectangle(img, (width // 2 - side // 2, height - side - 4), (width // 2 + side // 2, height - 4),

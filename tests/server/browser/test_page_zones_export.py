@@ -95,7 +95,7 @@ def test_exports_match_the_page_masks(driver: Driver, tmp_path: Path) -> None:
     assert (image["height"], image["width"]) == SHAPE and image["file_name"] == "bus"
     annotations = coco.loadAnns(coco.getAnnIds())
     assert len(annotations) == 2
-    for annotation, mask in zip(annotations, expected):
+    for annotation, mask in zip(annotations, expected, strict=True):
         assert np.array_equal(coco.annToMask(annotation).astype(bool), mask)
         assert annotation["area"] == mask.sum()
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import contextlib
 import io
 import socket
 import threading
@@ -66,10 +67,9 @@ def image_server(image: np.ndarray) -> Iterator[str]:
             self.send_header("Content-Type", kind)
             self.send_header("Content-Length", str(len(body)))
             self.end_headers()
-            try:
+            # the client under test may hang up early (a timeout or size limit it enforces)
+            with contextlib.suppress(BrokenPipeError, ConnectionResetError):
                 self.wfile.write(body)
-            except (BrokenPipeError, ConnectionResetError):
-                pass  # the client under test hung up early (a timeout or size limit it enforces)
 
         def log_message(self, *args: object) -> None:
             pass

@@ -134,7 +134,7 @@ class Backend:
                                "--set server.labelstudio.pipeline=NAME (a config in server.configs_dir)")
         try:
             return self.pipeline_for(self.services, name)
-        except Exception as exc:  # InputError / HTTPException of the /segment helpers
+        except Exception as exc:  # noqa: BLE001 - InputError / HTTPException of the /segment helpers, or a broken config
             raise _Unavailable(f"pipeline {name!r}: {getattr(exc, 'detail', None) or exc}") from None
 
     def _pre_annotate(self, task: Any, config: LabelConfig, pipeline: Any,

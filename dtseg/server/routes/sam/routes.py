@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import time
-from typing import Annotated, Any, Union
+from typing import Annotated, Any
 
 import numpy as np
 import torch
@@ -83,7 +83,7 @@ def embed_image(body: EmbedRequest, namespace: Namespace, engine: Engine, servic
     return Response(text, media_type="application/json", headers=headers)
 
 
-@router.post("/segment_image", response_model=Union[SegmentResponse, SegmentRleResponse], responses={
+@router.post("/segment_image", response_model=SegmentResponse | SegmentRleResponse, responses={
     **_ERRORS, 404: {"model": ErrorResponse, "description": "image_id not embedded and no image (code: image_not_embedded)"},
     200: {"content": {OCTET: {}}, "description": "json (polygons), rle, or np.savez_compressed bytes with format=binary"}})
 def segment_image(body: SegmentRequest, namespace: Namespace, engine: Engine, services: ServicesDep) -> Response:
@@ -126,7 +126,7 @@ def _pad_ragged(point_coords: Any, point_labels: Any) -> tuple[Any, Any]:
     if len(point_labels) != len(point_coords):
         raise InputError("point_labels", f"{len(point_labels)} label lists for {len(point_coords)} point lists")
     k = max(len(c) for c in point_coords)
-    for i, (coords, labels) in enumerate(zip(point_coords, point_labels)):
+    for i, (coords, labels) in enumerate(zip(point_coords, point_labels, strict=True)):
         if not isinstance(labels, list) or len(labels) != len(coords):
             raise InputError(f"point_labels[{i}]", f"expected {len(coords)} labels, one per point")
     nan = float("nan")

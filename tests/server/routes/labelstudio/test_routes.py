@@ -155,7 +155,7 @@ def test_retrieve_predictions_runs_the_pipeline(ls_client: TestClient, engine: S
     assert [r["value"][f"{output}labels"] for r in regions] == [["disc"], ["block"]]
     expected = engine.segment(IMAGE, Prompts.from_objects([{k: v for k, v in o.items() if k != "class_name"}
                                                            for o in OBJECTS[:2]]))
-    for region, mask, score in zip(regions, expected.mask, expected.data["sam_score"]):
+    for region, mask, score in zip(regions, expected.mask, expected.data["sam_score"], strict=True):
         assert region["score"] == pytest.approx(float(score), abs=1e-5)
         if output == "brush":
             np.testing.assert_array_equal(brush_mask(region), mask)

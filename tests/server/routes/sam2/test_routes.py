@@ -158,7 +158,7 @@ def test_without_a_sam2_model_the_routes_name_the_config_key(engine: SamEngine) 
 
 
 def test_a_sam_model_is_refused_as_the_sam2_model(engine: SamEngine) -> None:
-    with pytest.raises(ValueError, match="sam2.model: expected a SAM 2 model"):
+    with pytest.raises(ValueError, match=r"sam2\.model: expected a SAM 2 model"):
         create_app({"sam": engine, "sam2": engine}, ServerConfig())
 
 
