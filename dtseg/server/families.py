@@ -97,7 +97,7 @@ def load_route_families() -> dict[str, RouteFamily]:
 
     pm = get_plugin_manager()
     register_plugin(pm, routes, BUILTIN, f"built-in ({BUILTIN})")
-    sources: dict[str, str] = getattr(pm, "dtseg_sources", {})
+    sources = pm.dtseg_sources
     impls = pm.hook.dtseg_register_route_families.get_hookimpls()
     impls.sort(key=lambda impl: impl.plugin_name != BUILTIN)  # built-ins first, the rest in their order
     families: dict[str, RouteFamily] = {}
@@ -105,7 +105,7 @@ def load_route_families() -> dict[str, RouteFamily]:
     for impl in impls:
         source = sources.get(impl.plugin_name, impl.plugin_name)
 
-        def register(name: str, family: RouteFamily, _source: str = source) -> None:
+        def register(name: object, family: object, _source: str = source) -> None:
             if not isinstance(name, str) or not re.fullmatch(r"[A-Za-z_][\w\-+.]*", name):
                 raise PluginError(f"{_source}: register({name!r}, ...): a route family name must be a word such as 'sam3'")
             if not isinstance(family, RouteFamily):

@@ -35,7 +35,7 @@ MIN_BANNER_SCALE = 0.35  # below this the banner wraps instead of shrinking
 WHITE, BLACK, RED = (255, 255, 255), (0, 0, 0), (0, 0, 200)  # BGR
 
 
-class Config(StrictModel):
+class AnnotatedConfig(StrictModel):
     annotators: list[AnnotatorName] = ["mask", "box", "label"]  # noqa: RUF012 - pydantic copies defaults
     opacity: float = Field(0.5, ge=0.0, le=1.0)  # mask / halo / color fill
     thickness: int = Field(2, ge=1)  # box / polygon lines, pixels
@@ -66,7 +66,7 @@ class Annotator:
     """Draws detections on a frame (``render``), per the drawing options of ``config`` (its file
     options are not used). ``banner``: text or ``None``."""
 
-    def __init__(self, config: Config, banner: str | None = None) -> None:
+    def __init__(self, config: AnnotatedConfig, banner: str | None = None) -> None:
         self.config = config
         self.banner: str | None = config.banner if config.banner is not None else banner
         self._formatter = _MissingAsDash()
@@ -152,10 +152,10 @@ class AnnotatedSink(Annotator):
     """Draws detections on each frame and writes the picture, ``<subdir>/<name>.<format>``.
     ``out``: the output folder, or a ``Writer``."""
 
-    Config = Config
+    Config = AnnotatedConfig
     takes_writer = True
 
-    def __init__(self, config: Config, out: Path | Writer) -> None:
+    def __init__(self, config: AnnotatedConfig, out: Path | Writer) -> None:
         super().__init__(config)
         self.writer = as_writer(out)
         self.dir = None if self.writer.root is None else self.writer.root / config.subdir

@@ -39,7 +39,7 @@ from dtseg.sinks._common import check_frame, check_name, encode_image, relative
 from dtseg.sinks.writer import as_writer
 
 
-class Config(StrictModel):
+class YoloSegConfig(StrictModel):
     root: str = "yolo"  # folder under the output folder ("": the folder itself)
     images: Literal["jpg", "png", "none"] = "jpg"
     jpg_quality: int = Field(95, ge=1, le=100)
@@ -85,10 +85,10 @@ class YoloSegSink:
     """Writes each image's label file (and image) as it finishes; ``data.yaml`` at ``close()``.
     ``out``: the output folder, or a ``Writer``."""
 
-    Config = Config
+    Config = YoloSegConfig
     takes_writer = True
 
-    def __init__(self, config: Config, out: Path | Writer) -> None:
+    def __init__(self, config: YoloSegConfig, out: Path | Writer) -> None:
         self.config = config
         self.writer = as_writer(out)
         self.names: dict[int, str] = {}
