@@ -54,7 +54,7 @@ class EngineNeed:
     label: str = "SAM"
     example: str = "vit_b"
 
-    def __call__(self, request: Request) -> SamEngine:
+    def __call__(self, request: Request) -> "SamEngine":  # noqa: UP037 - FastAPI evaluates it; quoted, it stays a name
         engine = request.app.state.services.engines.get(self.key)
         if engine is None:
             raise HTTPException(404, self.not_configured())
