@@ -72,12 +72,14 @@ def document_auth(app: FastAPI) -> None:
     build = app.openapi
 
     def openapi() -> dict[str, Any]:
-        if app.openapi_schema is None:
-            for operations in build()["paths"].values():
+        first = app.openapi_schema is None
+        schema = build()  # built once, then app.openapi_schema
+        if first:
+            for operations in schema["paths"].values():
                 for operation in operations.values():
                     if operation.get("security"):
                         operation["responses"].setdefault("401", UNAUTHORIZED)
-        return app.openapi_schema
+        return schema
 
     app.openapi = openapi  # type: ignore[method-assign]
 

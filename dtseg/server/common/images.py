@@ -139,7 +139,7 @@ def check_url(url: str, allow_private: bool, field: str = "image.value") -> None
     except (socket.gaierror, UnicodeError, OSError) as exc:
         raise InputError(field, f"cannot resolve {host!r}: {exc}") from None
     for info in infos:
-        address = ipaddress.ip_address(info[4][0].split("%", 1)[0])
+        address = ipaddress.ip_address(str(info[4][0]).split("%", 1)[0])  # IPv6: drop the "%zone"
         if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
             address = address.ipv4_mapped
         if not address.is_global or address.is_multicast:
