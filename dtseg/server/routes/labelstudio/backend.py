@@ -144,7 +144,8 @@ class Backend:
         rgb = self._read(_image_url(task, config), connection)
         detections = pipeline(rgb)
         names = detections.data.get("class_name")
-        regions, unmapped = [], Counter()
+        regions: list[dict[str, Any]] = []
+        unmapped: Counter[str] = Counter()
         for i in range(len(detections)):
             name = None if names is None else str(names[i])
             label = config.label_named(name) if name else (config.labels[0] if len(config.labels) == 1 else None)
