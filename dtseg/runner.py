@@ -133,8 +133,9 @@ def run_items(
         return write_results(segment_items(pipeline, list(items)), sinks, summary, total=len(items),
                              progress=progress, on_error=on_error, ledger=ledger, writer=writer)
     finally:
-        if calls_before is not None:
-            summary.encoder_calls = pipeline.engine.encoder_calls - calls_before
+        calls_after = getattr(pipeline.engine, "encoder_calls", None)  # SamEngine's counter, not the protocol's
+        if calls_before is not None and calls_after is not None:
+            summary.encoder_calls = calls_after - calls_before
 
 
 def report_missing(summary: RunSummary, missing: Sequence[str], on_error: Callable[[str, str], None]) -> None:

@@ -81,7 +81,7 @@ def pack(detections: sv.Detections, masks: bool, frame: np.ndarray | None) -> by
     for the driver."""
     mask = detections.mask
     detections.mask = None
-    packed = (np.packbits(mask, axis=-1), mask.shape) if masks and mask is not None else None
+    packed = (np.packbits(np.asarray(mask), axis=-1), mask.shape) if masks and mask is not None else None
     try:
         return pickle.dumps((detections, packed, frame), protocol=pickle.HIGHEST_PROTOCOL)
     finally:
@@ -138,7 +138,7 @@ def run_on_ray(args: argparse.Namespace, items: list[Item], missing: list[str]) 
     from dtseg.plugins import Registry, get_plugin_manager
 
     out = Path(args.out).resolve()
-    config = str(Path(args.config).resolve()) if args.config else {}
+    config: str | dict[str, Any] = str(Path(args.config).resolve()) if args.config else {}
     plugins_dir = str(Path(args.plugins_dir).resolve()) if args.plugins_dir else None
     try:  # check the config and open the per-run sinks before starting anything
         loaded = load_pipeline_config(config, overrides(args), device=args.device)

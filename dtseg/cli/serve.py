@@ -9,6 +9,7 @@ import os
 import signal
 import sys
 from pathlib import Path
+from typing import Any
 
 from dtseg.cli.common import ALLOW_RANDOM_HELP, checkpoint_argument, fail
 from dtseg.errors import DtsegError
@@ -110,7 +111,7 @@ def run(args: argparse.Namespace) -> int:
         os.environ[CONFIG_ENV] = config.model_dump_json()
         # each worker imports torch and loads the model before it answers uvicorn's health pings:
         # far longer than uvicorn's 5 s default on a busy machine, which then kills it over and over
-        health = {"timeout_worker_healthcheck": WORKER_STARTUP_S} if "timeout_worker_healthcheck" in \
+        health: dict[str, Any] = {"timeout_worker_healthcheck": WORKER_STARTUP_S} if "timeout_worker_healthcheck" in \
             inspect.signature(uvicorn.run).parameters else {}
         uvicorn.run("dtseg.server.factory:build", factory=True, host=args.host, port=args.port,
                     workers=args.workers, **options, **health)

@@ -164,8 +164,7 @@ class ObjectBook:
         for obj_id in list(self.objects):
             obj = self.objects[obj_id]
             out = outputs.get(obj_id)
-            present = out is not None and out.score > 0 and bool(out.mask.any())
-            if present:
+            if out is not None and out.score > 0 and bool(out.mask.any()):
                 obj.absent_since, obj.last_mask = None, out.mask
                 continue
             if obj.absent_since is None:
