@@ -42,7 +42,8 @@ def add_pipeline_options(parser: argparse.ArgumentParser) -> None:
 def add_detector_shortcuts(parser: argparse.ArgumentParser) -> None:
     """ultralytics-style ``--conf`` and ``--classes``: options of the config's ``yolo`` stage."""
     group = parser.add_argument_group("detector (the yolo stage)")
-    group.add_argument("--conf", type=float, metavar="CONF", help="minimum detector confidence (sets prompts.yolo.conf)")
+    group.add_argument("--conf", type=float, metavar="CONF",
+                       help="minimum detector confidence (sets prompts.yolo.conf)")
     group.add_argument("--classes", nargs="+", metavar="CLASS",
                        help="keep only these classes, names or ids: --classes person bus, --classes 0,5 "
                             "(sets prompts.yolo.classes)")

@@ -107,9 +107,11 @@ def load_route_families() -> dict[str, RouteFamily]:
 
         def register(name: object, family: object, _source: str = source) -> None:
             if not isinstance(name, str) or not re.fullmatch(r"[A-Za-z_][\w\-+.]*", name):
-                raise PluginError(f"{_source}: register({name!r}, ...): a route family name must be a word such as 'sam3'")
+                raise PluginError(f"{_source}: register({name!r}, ...): a route family name must be a word "
+                                  "such as 'sam3'")
             if not isinstance(family, RouteFamily):
-                raise PluginError(f"{_source}: register({name!r}, {family!r}): expected a dtseg.server.families.RouteFamily")
+                raise PluginError(f"{_source}: register({name!r}, {family!r}): "
+                                  "expected a dtseg.server.families.RouteFamily")
             if name in families:
                 raise PluginError(f"route family {name!r} is registered twice: by {origin[name]} and by {_source}")
             families[name], origin[name] = family, _source

@@ -36,7 +36,7 @@ WHITE, BLACK, RED = (255, 255, 255), (0, 0, 0), (0, 0, 200)  # BGR
 
 
 class AnnotatedConfig(StrictModel):
-    annotators: list[AnnotatorName] = ["mask", "box", "label"]  # noqa: RUF012 - pydantic copies defaults
+    annotators: list[AnnotatorName] = ["mask", "box", "label"]  # noqa: RUF012 - pydantic copies it
     opacity: float = Field(0.5, ge=0.0, le=1.0)  # mask / halo / color fill
     thickness: int = Field(2, ge=1)  # box / polygon lines, pixels
     color_by: Literal["index", "class", "track"] = "class"  # falls back to index when absent

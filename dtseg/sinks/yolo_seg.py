@@ -8,7 +8,8 @@ Layout under ``<out_dir>/<root>`` (default ``yolo``)::
 
 A label line is the object's polygon in continuous image coordinates (the outline's pixel
 centers + 0.5), each divided by the image width or height (6 decimals), as in ultralytics' own
-converters; ``ultralytics.data.utils.polygon2mask`` gives an axis-aligned mask back exactly. The YOLO format has one polygon per object and
+converters; ``ultralytics.data.utils.polygon2mask`` gives an axis-aligned mask back exactly. The YOLO
+format has one polygon per object and
 no holes: a mask in several parts is joined into one polygon by zero-width bridges between the
 parts' outlines (``ultralytics.data.converter.merge_multi_segment``, as its COCO converter does),
 and holes are filled. An object whose outline has fewer than 3 vertices (an empty mask, a

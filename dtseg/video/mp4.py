@@ -58,7 +58,8 @@ class FragmentedMp4Writer:
         if self._container is None:
             raise ValueError(f"{self.path} is closed")
         if (bgr.shape[1], bgr.shape[0]) != self.frame_size:
-            raise ValueError(f"frame is {bgr.shape[1]}x{bgr.shape[0]}, the video {self.frame_size[0]}x{self.frame_size[1]}")
+            raise ValueError(f"frame is {bgr.shape[1]}x{bgr.shape[0]}, "
+                             f"the video {self.frame_size[0]}x{self.frame_size[1]}")
         if self.size != self.frame_size:
             padded = np.zeros((self.size[1], self.size[0], 3), np.uint8)
             padded[: bgr.shape[0], : bgr.shape[1]] = bgr

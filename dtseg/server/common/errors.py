@@ -9,8 +9,8 @@ from typing import TypeVar
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
-from starlette.responses import Response
 from starlette.exceptions import HTTPException
+from starlette.responses import Response
 
 from dtseg.errors import ImageNotEmbeddedError, InputError
 
@@ -59,7 +59,8 @@ async def _validation_error(request: Request, exc: RequestValidationError) -> JS
 
 
 async def _http_error(request: Request, exc: HTTPException) -> JSONResponse:
-    return JSONResponse({"message": str(exc.detail)}, status_code=exc.status_code, headers=getattr(exc, "headers", None))
+    return JSONResponse({"message": str(exc.detail)}, status_code=exc.status_code,
+                        headers=getattr(exc, "headers", None))
 
 
 async def _unexpected(request: Request, exc: Exception) -> JSONResponse:

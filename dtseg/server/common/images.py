@@ -60,7 +60,8 @@ def decode_image(data: bytes, config: ServerConfig, budget: DecodeBudget, auto_o
     from ``budget`` while decoding, EXIF orientation applied (``auto_orient`` and ``config.auto_orient``)."""
     size = declared_size(data)
     with budget.reserve(size[0] * size[1] if size else 0):
-        return load_image(data, field, max_pixels=config.max_image_pixels, auto_orient=auto_orient and config.auto_orient)
+        return load_image(data, field, max_pixels=config.max_image_pixels,
+                          auto_orient=auto_orient and config.auto_orient)
 
 
 def decode_base64(value: str, field: str) -> bytes:
@@ -78,7 +79,8 @@ def decode_base64(value: str, field: str) -> bytes:
     return data
 
 
-def fetch_url(url: str, config: UrlFetchConfig, field: str = "image.value", headers: dict[str, str] | None = None) -> bytes:
+def fetch_url(url: str, config: UrlFetchConfig, field: str = "image.value",
+              headers: dict[str, str] | None = None) -> bytes:
     """GET ``url`` within the limits of ``config``; refusals and failures raise ``InputError``.
     ``headers`` go with the first request only (a redirect elsewhere must not carry credentials).
 

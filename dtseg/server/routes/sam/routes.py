@@ -59,8 +59,10 @@ _ERRORS: dict[int | str, dict[str, Any]] = {
 
 
 @router.post("/embed_image", response_model=EmbedResponse, responses={
-    **_ERRORS, 404: {"model": ErrorResponse, "description": "no image and image_id not embedded (code: image_not_embedded)"},
-    200: {"content": {OCTET: {}}, "description": "json, or np.save bytes of (1, 256, 64, 64) float32 with format=binary"}})
+    **_ERRORS,
+    404: {"model": ErrorResponse, "description": "no image and image_id not embedded (code: image_not_embedded)"},
+    200: {"content": {OCTET: {}},
+          "description": "json, or np.save bytes of (1, 256, 64, 64) float32 with format=binary"}})
 def embed_image(body: EmbedRequest, namespace: Namespace, engine: Engine, services: ServicesDep) -> Response:
     """Embed an image and cache it under ``image_id`` (default: a hash of its pixels)."""
     start = time.perf_counter()
@@ -84,8 +86,10 @@ def embed_image(body: EmbedRequest, namespace: Namespace, engine: Engine, servic
 
 
 @router.post("/segment_image", response_model=SegmentResponse | SegmentRleResponse, responses={
-    **_ERRORS, 404: {"model": ErrorResponse, "description": "image_id not embedded and no image (code: image_not_embedded)"},
-    200: {"content": {OCTET: {}}, "description": "json (polygons), rle, or np.savez_compressed bytes with format=binary"}})
+    **_ERRORS,
+    404: {"model": ErrorResponse, "description": "image_id not embedded and no image (code: image_not_embedded)"},
+    200: {"content": {OCTET: {}},
+          "description": "json (polygons), rle, or np.savez_compressed bytes with format=binary"}})
 def segment_image(body: SegmentRequest, namespace: Namespace, engine: Engine, services: ServicesDep) -> Response:
     """Masks for point and/or box prompts on an image, a cached ``image_id``, or a client-held embedding."""
     start = time.perf_counter()

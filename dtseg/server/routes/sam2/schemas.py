@@ -32,7 +32,8 @@ class Sam2EmbedRequest(Sam2Compat):
     """``POST /sam2/embed_image``."""
 
     image: ImageInput | None = Field(None, description="required unless image_id is already embedded")
-    image_id: str | None = Field(None, min_length=1, max_length=512, description="cache key; default: a hash of the pixels")
+    image_id: str | None = Field(None, min_length=1, max_length=512,
+                                 description="cache key; default: a hash of the pixels")
 
 
 class Box(Strict):
@@ -67,7 +68,10 @@ def _prompts_form(value: Any) -> str:
 
 
 #: ``{"prompts": [...]}`` (documented, ``inference_sdk``), a flat list ``[...]``, or one prompt ``{...}``.
-PromptsField = Annotated[Annotated[Sam2PromptSet, Tag("set")] | Annotated[list[Sam2Prompt], Tag("list")] | Annotated[Sam2Prompt, Tag("one")], Discriminator(_prompts_form)]
+PromptsField = Annotated[
+    Annotated[Sam2PromptSet, Tag("set")] | Annotated[list[Sam2Prompt], Tag("list")] | Annotated[Sam2Prompt, Tag("one")],
+    Discriminator(_prompts_form),
+]
 
 
 class Sam2SegmentRequest(Sam2Compat):

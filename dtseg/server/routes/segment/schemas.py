@@ -38,7 +38,8 @@ class Detection(BaseModel):
     box: list[float] = Field(description="[x1, y1, x2, y2] pixels")
     prompt: Prompt
     area: int = Field(description="mask pixels")
-    polygons: list[list[list[list[int]]]] | None = Field(None, description="parts -> rings [exterior, holes...] -> [x, y]")
+    polygons: list[list[list[list[int]]]] | None = Field(
+        None, description="parts -> rings [exterior, holes...] -> [x, y]")
     rle: dict[str, Any] | None = None
     data: dict[str, Any] | None = Field(None, description="other per-object data from the providers")
 
