@@ -186,8 +186,9 @@ def test_sigterm_answers_503_and_exits_within_the_grace(tiny_checkpoint: Path, t
     answers: dict[str, requests.Response] = {}
 
     def embed(name: str) -> None:
+        body = {"image": {"type": "url", "value": f"{base}/{name}.png"}, "format": "binary"}
         answers[name] = requests.post(f"{served.url}/sam/embed_image", params={"api_key": KEY}, timeout=BOUND_S * 4,
-                                      json={"image": {"type": "url", "value": f"{base}/{name}.png"}, "format": "binary"})
+                                      json=body)
 
     try:
         with serving(config, timeout_s=120) as served:

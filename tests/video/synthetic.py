@@ -43,7 +43,8 @@ def write_frames(folder: Path, frames: int, width: int = 128, height: int = 96) 
     """Write ``frames`` PNG frames ``frame_0000.png``... into ``folder``; return it."""
     folder.mkdir(parents=True, exist_ok=True)
     for t in range(frames):
-        cv2.imwrite(str(folder / f"frame_{t:04d}.png"), cv2.cvtColor(scene(t, frames, width, height), cv2.COLOR_RGB2BGR))
+        bgr = cv2.cvtColor(scene(t, frames, width, height), cv2.COLOR_RGB2BGR)
+        cv2.imwrite(str(folder / f"frame_{t:04d}.png"), bgr)
     return folder
 
 

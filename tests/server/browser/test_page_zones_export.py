@@ -145,7 +145,8 @@ def test_everything_button_makes_objects_of_the_kept_masks(driver: Driver) -> No
         page.click("#everything")
     assert info.value.json()["detections"] == [] and info.value.json()["prompts"] == 256
     page.wait_for_function("document.getElementById('decodeStatus').textContent.startsWith('everything: kept 0')")
-    assert "of 256 masks" in page.text_content("#decodeStatus") and "lower the score" in page.text_content("#decodeStatus")
+    status = page.text_content("#decodeStatus")
+    assert "of 256 masks" in status and "lower the score" in status
     assert driver.sent("/everything")[-1]["pred_iou_thresh"] == 1
     page.fill("#everythingScore", "0")
     with page.expect_response(lambda r: r.url.endswith("/everything")) as info:

@@ -216,7 +216,9 @@ def test_request_images_decode_under_the_budget(make_client, monkeypatch) -> Non
 def test_exif_orientation_applies_unless_the_request_opts_out(make_client) -> None:
     """Roboflow's disable_preproc_auto_orient is honoured; server.auto_orient=false turns it off for all."""
     upright, stored = {}, orientation6_jpeg()
-    for name, config, flag in (("auto", {}, False), ("opt_out", {}, True), ("server_off", {"auto_orient": False}, False)):
+    cases: tuple[tuple[str, dict[str, bool], bool], ...] = (
+        ("auto", {}, False), ("opt_out", {}, True), ("server_off", {"auto_orient": False}, False))
+    for name, config, flag in cases:
         client = make_client(**config)
         response = client.post("/sam/segment_image", json={
             "image": {"type": "base64", "value": b64(stored)}, "point_coords": [[2, 2]], "point_labels": [1],

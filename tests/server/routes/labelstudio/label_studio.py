@@ -67,8 +67,8 @@ def migrated_database() -> Path | None:
         with tempfile.TemporaryDirectory(dir=database.parent) as scratch:
             data_dir = Path(scratch)
             done = subprocess.run([str(LABEL_STUDIO), "version", "--data-dir", str(data_dir)], stdout=subprocess.PIPE,
-                                  stderr=subprocess.STDOUT, text=True, env=environment(data_dir, data_dir), cwd=data_dir,
-                                  timeout=600)
+                                  stderr=subprocess.STDOUT, text=True, env=environment(data_dir, data_dir),
+                                  cwd=data_dir, timeout=600)
             if done.returncode != 0:
                 raise RuntimeError(f"Label Studio could not migrate its database: {done.stdout[-4000:]}")
             os.replace(data_dir / DATABASE, database)  # atomic: a concurrent session sees all or nothing

@@ -223,7 +223,8 @@ def test_bad_images_are_400(client: TestClient) -> None:
     assert bad_b64.status_code == 400 and bad_b64.json()["field"] == "image.value"
     not_image = segment(client, image={"type": "base64", "value": base64.b64encode(b"hello world").decode()}, **POINT)
     assert not_image.status_code == 400 and not_image.json()["field"] == "image"
-    broken_json = client.post("/sam/segment_image", content=b'{"image_id": ', headers={"content-type": "application/json"})
+    broken_json = client.post("/sam/segment_image", content=b'{"image_id": ',
+                              headers={"content-type": "application/json"})
     assert broken_json.status_code == 422 and "message" in broken_json.json()
 
 
@@ -374,9 +375,11 @@ def test_pixel_limit_and_decompression_bomb(make_client, image: np.ndarray) -> N
     def chunk(kind: bytes, data: bytes) -> bytes:
         return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
 
-    bomb = b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"\0" * 1000)) + chunk(b"IEND", b"")
+    bomb = (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"\0" * 1000))
+            + chunk(b"IEND", b""))
     default = make_client()
-    refused = default.post("/sam/embed_image", json={"image": {"type": "base64", "value": base64.b64encode(bomb).decode()}})
+    bomb_image = {"type": "base64", "value": base64.b64encode(bomb).decode()}
+    refused = default.post("/sam/embed_image", json={"image": bomb_image})
     assert refused.status_code == 400 and refused.json()["field"] == "image"
 
 

@@ -38,7 +38,8 @@ def sam3_engine() -> SamEngine:
 
 @pytest.fixture(scope="module")
 def client(engine: SamEngine, sam3_engine: SamEngine) -> Iterator[TestClient]:
-    with TestClient(create_app({"sam": engine, "sam3": sam3_engine}, ServerConfig()), raise_server_exceptions=False) as c:
+    app = create_app({"sam": engine, "sam3": sam3_engine}, ServerConfig())
+    with TestClient(app, raise_server_exceptions=False) as c:
         yield c
 
 
@@ -97,7 +98,8 @@ def test_a_top_left_box_is_the_same_box_as_its_corners(client: TestClient) -> No
 def test_nms_runs_across_prompts(client: TestClient, sam3_engine: SamEngine, threshold: float) -> None:
     prompts = [{"text": "a red disc"}, {"text": "a red disc"}, {"text": "a green box"}]
     plain = concept(client, image_id="c", prompts=prompts, output_prob_thresh=threshold, format="rle")
-    nms = concept(client, image_id="c", prompts=prompts, output_prob_thresh=threshold, format="rle", nms_iou_threshold=0.5)
+    nms = concept(client, image_id="c", prompts=prompts, output_prob_thresh=threshold, format="rle",
+                  nms_iou_threshold=0.5)
     counts = [len(r["predictions"]) for r in plain["prompt_results"]]
     assert counts[0] == counts[1] > 0
     direct = sam3_engine.segment_concepts(image_id="c", concepts=[p["text"] for p in prompts], threshold=threshold)
