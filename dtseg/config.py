@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Any, Literal, Union
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 import yaml
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, ValidationInfo, field_validator
 
 from dtseg.errors import ConfigError
+
+if TYPE_CHECKING:
+    from dtseg.engine import SamEngine
 
 
 class StrictModel(BaseModel):
@@ -80,7 +83,7 @@ class CacheConfig(StrictModel):
 class SamConfig(StrictModel):
     """The ``sam:`` section: which model, which weights, where it runs."""
 
-    model: Union[str, SpecConfig] = "vit_b"  # any name `dtseg models` lists, or a SAM ViT spec
+    model: str | SpecConfig = "vit_b"  # any name `dtseg models` lists, or a SAM ViT spec
     checkpoint: ConfigPath | None = None  # a path, "random" (tests only), or None: cache, then download
     device: str = "auto"
     # auto: bf16 where the device runs it natively (CUDA with bf16, CPUs with AMX/AVX512-BF16), else fp32
@@ -111,7 +114,7 @@ class SamConfig(StrictModel):
         return value
 
     def build_engine(self, cache: CacheConfig | None = None, *,
-                     keep_heap_default: bool = False) -> "SamEngine":  # noqa: F821
+                     keep_heap_default: bool = False) -> SamEngine:
         """The engine; ``cache`` adds the Redis and disk tiers (``CacheTierError`` if unusable).
         ``keep_heap_default``: what ``keep_heap: null`` means (dtseg's commands and server: ``True``)."""
         from dtseg.engine import SamEngine
@@ -127,6 +130,11 @@ class SamConfig(StrictModel):
 
 #: A chain of stages: ``[{yolo: {conf: 0.3}}, {zones: {...}}]`` (a bare name means no options).
 StageList = list[dict[str, dict[str, Any]]]
+
+
+def _default_stages(*names: str) -> StageList:
+    """``[{name: {}}, ...]``: stages with their default options."""
+    return [{name: {}} for name in names]
 
 
 class VideoConfig(StrictModel):
@@ -156,9 +164,9 @@ class PipelineConfig(StrictModel):
     sam: SamConfig = Field(default_factory=SamConfig)
     plugins: list[str] = Field(default_factory=list, description="dotted module paths to load as plugins")
     plugins_dir: ConfigPath | None = Field(None, description="a folder whose *.py files are plugins")
-    prompts: StageList = Field(default_factory=lambda: [{"yolo": {}}], min_length=1,
+    prompts: StageList = Field(default_factory=lambda: _default_stages("yolo"), min_length=1,
                                description="prompt stages, run in order")
-    sinks: StageList = Field(default_factory=lambda: [{"annotated": {}}, {"json": {}}],
+    sinks: StageList = Field(default_factory=lambda: _default_stages("annotated", "json"),
                              description="output writers")
     multimask_output: bool = Field(False, description="SAM predicts 3 masks per object and keeps the best")
     video: VideoConfig = Field(default_factory=VideoConfig)

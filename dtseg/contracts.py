@@ -11,9 +11,10 @@ These are ``typing.Protocol``s: a class satisfies one by having the methods, not
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Protocol, Sequence, runtime_checkable
+from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
 import numpy as np
 import supervision as sv
@@ -91,7 +92,7 @@ class SinkTraits:
     takes_writer: bool = False
 
     @classmethod
-    def of(cls, sink: type | object) -> "SinkTraits":
+    def of(cls, sink: type | object) -> SinkTraits:
         """The traits a sink class (or instance) declares, defaults where it declares none."""
         return cls(**{name: bool(getattr(sink, name, default)) for name, default in
                       (("per_run", False), ("needs_pixels", True), ("takes_writer", False))})
@@ -111,14 +112,14 @@ class Engine(Protocol):
         namespace: str = "",
         batch_size: int = 4,
         cache: bool = True,
-    ) -> list["Embedding"]:
+    ) -> list[Embedding]:
         """Embed several images (RGB ``(H, W, 3)`` uint8, paths or encoded bytes), ``batch_size``
         per encoder pass; ``cache=False`` stores nothing."""
         ...
 
     def segment(
         self,
-        image: "ImageLike | str | Embedding",
+        image: ImageLike | str | Embedding,
         prompts: Prompts,
         multimask_output: bool = False,
         namespace: str = "",
@@ -136,7 +137,7 @@ class Segmenter(Protocol):
 
     engine: Engine
     batch_size: int  # images per segment_batch call in folder runs
-    loaded: "LoadedConfig | None"  # the config it was built from, if any
+    loaded: LoadedConfig | None  # the config it was built from, if any
 
     @property
     def random_label(self) -> str | None:

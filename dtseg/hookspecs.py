@@ -40,7 +40,8 @@ is an error naming both plugins. See ``docs/plugins.md`` for a complete example.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Callable
+from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 import pluggy
 

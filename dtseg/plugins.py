@@ -18,9 +18,10 @@ import logging
 import re
 import sys
 import types
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, Iterable, Literal, NamedTuple
+from typing import TYPE_CHECKING, Any, Literal, NamedTuple
 
 import pluggy
 
@@ -48,16 +49,14 @@ class PluginError(DtsegError):
 
 @dataclass(frozen=True)
 class PluginInfo:
-    """One registered class: ``source`` says where it came from, for humans."""
+    """One registered class, its options model (``cls.Config``) and, in ``source``, where it came
+    from, for humans."""
 
     name: str
     cls: type
     kind: Kind
     source: str
-
-    @property
-    def config_model(self) -> type[StrictModel]:
-        return self.cls.Config
+    config_model: type[StrictModel]
 
 
 @dataclass(frozen=True)
@@ -89,18 +88,25 @@ class KnownModel(NamedTuple):
     name: str
 
 
+class PluginManager(pluggy.PluginManager):
+    """pluggy's manager with dtseg's hooks, each plugin's origin (``dtseg_sources``: plugin
+    name -> text) and the plugins that failed to load (``dtseg_failures``: (source, error))."""
+
+    def __init__(self) -> None:
+        super().__init__(hookspecs.PROJECT)
+        self.add_hookspecs(hookspecs)
+        self.dtseg_sources: dict[str, str] = {}
+        self.dtseg_failures: list[tuple[str, str]] = []
+
+
 def get_plugin_manager(
     plugins_dir: str | Path | None = None,
     modules: Iterable[str] = (),
     strict: bool = False,
-) -> pluggy.PluginManager:
+) -> PluginManager:
     """A plugin manager with every plugin found. A plugin that fails to import is logged with
-    its name and error and skipped (``strict=True``: ``PluginError``). The failures are kept in
-    ``pm.dtseg_failures`` and each plugin's origin in ``pm.dtseg_sources`` (plugin name -> text)."""
-    pm = pluggy.PluginManager(hookspecs.PROJECT)
-    pm.add_hookspecs(hookspecs)
-    pm.dtseg_sources = {}  # type: ignore[attr-defined]
-    pm.dtseg_failures = []  # type: ignore[attr-defined]
+    its name and error and skipped (``strict=True``: ``PluginError``); see ``PluginManager``."""
+    pm = PluginManager()
     for name in BUILTIN_MODULES:
         _load(pm, name, f"built-in ({name})", lambda n=name: _import_optional(n), strict)
     for ep in sorted(importlib.metadata.entry_points(group=ENTRY_POINT_GROUP), key=lambda e: e.name):
@@ -120,10 +126,10 @@ def get_plugin_manager(
     return pm
 
 
-def register_plugin(pm: pluggy.PluginManager, plugin: Any, name: str, source: str = "in-process") -> None:
+def register_plugin(pm: PluginManager, plugin: Any, name: str, source: str = "in-process") -> None:
     """Register a plugin object (a module or any object with ``@hookimpl`` methods) by hand."""
     pm.register(plugin, name=name)
-    pm.dtseg_sources[name] = source  # type: ignore[attr-defined]
+    pm.dtseg_sources[name] = source
 
 
 @dataclass
@@ -138,29 +144,28 @@ class Registry:
     failures: list[tuple[str, str]] = field(default_factory=list)  # (source, error)
 
     @classmethod
-    def collect(cls, pm: pluggy.PluginManager) -> "Registry":
+    def collect(cls, pm: pluggy.PluginManager) -> Registry:
         """Call every hook, plugin by plugin (so each class's origin is known). Two classes (or
         two models) under one name raise ``PluginError`` naming both sources."""
         registry = cls(failures=list(getattr(pm, "dtseg_failures", [])))
         sources: dict[str, str] = getattr(pm, "dtseg_sources", {})
-        hooks: dict[str, Callable[[str, type, str], None]] = {
-            "dtseg_register_prompt_providers":
-                lambda n, c, s: _add(registry.providers, PluginInfo(n, c, "prompt provider", s)),
-            "dtseg_register_sinks": lambda n, c, s: _add(registry.sinks, PluginInfo(n, c, "sink", s)),
-            "dtseg_register_model_families": lambda n, c, s: _add_family(registry, ModelFamily(n, c, s)),
+        hooks: dict[str, Callable[[object, object, str], None]] = {
+            "dtseg_register_prompt_providers": lambda n, c, s: _add(registry.providers, n, c, "prompt provider", s),
+            "dtseg_register_sinks": lambda n, c, s: _add(registry.sinks, n, c, "sink", s),
+            "dtseg_register_model_families": lambda n, c, s: _add_family(registry, n, c, s),
         }
         for hook_name, add in hooks.items():
             for impl in getattr(pm.hook, hook_name).get_hookimpls():  # in registration order
                 source = sources.get(impl.plugin_name, impl.plugin_name)
 
-                def register(name: str, plugin_cls: type, *, _add: Callable = add, _s: str = source) -> None:
+                def register(name: object, plugin_cls: object, *, _add: Callable = add, _s: str = source) -> None:
                     _add(name, plugin_cls, _s)
 
                 try:
-                    impl.function(**{arg: register for arg in impl.argnames})
+                    impl.function(**dict.fromkeys(impl.argnames, register))
                 except PluginError:
                     raise
-                except Exception as exc:  # noqa: BLE001 - report which plugin broke
+                except Exception as exc:  # report which plugin broke
                     raise PluginError(f"{source}: {hook_name} raised {type(exc).__name__}: {exc}") from exc
         registry.models = dict(sorted(registry.models.items(), key=lambda item: item[1].official is None))
         return registry
@@ -198,20 +203,22 @@ def default_registry() -> Registry:
 
 
 # -- registration checks -------------------------------------------------------------------
-def _add(table: dict[str, PluginInfo], info: PluginInfo) -> None:
-    if not isinstance(info.name, str) or not NAME.fullmatch(info.name):
-        raise PluginError(f"{info.source}: register({info.name!r}, ...): a {info.kind} name must be a "
-                          "word such as 'my_detector'")
-    if not isinstance(info.cls, type):
-        raise PluginError(f"{info.source}: register({info.name!r}, {info.cls!r}): expected a class")
-    if not hasattr(info.cls, "Config"):  # no options: an empty, strict Config
-        info.cls.Config = type("Config", (StrictModel,), {"__module__": info.cls.__module__})
-    if not (isinstance(info.cls.Config, type) and issubclass(info.cls.Config, StrictModel)):
-        raise PluginError(f"{info.source}: {info.kind} {info.name!r}: {info.cls.__name__}.Config must "
+def _add(table: dict[str, PluginInfo], name: object, cls: object, kind: Kind, source: str) -> None:
+    """Check what a plugin passed to ``register(name, cls)``, then add it as a ``PluginInfo``."""
+    if not isinstance(name, str) or not NAME.fullmatch(name):
+        raise PluginError(f"{source}: register({name!r}, ...): a {kind} name must be a word such as 'my_detector'")
+    if not isinstance(cls, type):
+        raise PluginError(f"{source}: register({name!r}, {cls!r}): expected a class")
+    if not hasattr(cls, "Config"):  # no options: an empty, strict Config
+        setattr(cls, "Config", type("Config", (StrictModel,), {"__module__": cls.__module__}))  # noqa: B010 - on any class
+    config = getattr(cls, "Config")  # noqa: B009 - any class may be registered; checked next
+    if not (isinstance(config, type) and issubclass(config, StrictModel)):
+        raise PluginError(f"{source}: {kind} {name!r}: {cls.__name__}.Config must "
                           "subclass dtseg.config.StrictModel (a pydantic model that rejects unknown keys)")
-    method = "__call__" if info.kind == "prompt provider" else "write"
-    if not any(callable(vars(k).get(method)) for k in info.cls.__mro__[:-1]):  # not type.__call__
-        raise PluginError(f"{info.source}: {info.kind} {info.name!r}: {info.cls.__name__} has no {method}()")
+    method = "__call__" if kind == "prompt provider" else "write"
+    if not any(callable(vars(k).get(method)) for k in cls.__mro__[:-1]):  # not type.__call__
+        raise PluginError(f"{source}: {kind} {name!r}: {cls.__name__} has no {method}()")
+    info = PluginInfo(name, cls, kind, source, config)
     other = table.get(info.name)
     if other is not None:
         raise PluginError(f"two {info.kind}s are named {info.name!r}: {other.cls.__qualname__} from "
@@ -219,25 +226,28 @@ def _add(table: dict[str, PluginInfo], info: PluginInfo) -> None:
     table[info.name] = info
 
 
-def _add_family(registry: Registry, family: ModelFamily) -> None:
-    """Check a family class and what it declares, then add it and its models."""
+def _add_family(registry: Registry, name: object, cls: object, source: str) -> None:
+    """Check what a plugin passed to ``register(name, cls)`` and what the family class declares,
+    then add it and its models."""
     import inspect
 
     from dtseg.families.base import Capabilities, LoadedModel, OfficialModel
 
-    where, cls = f"{family.source}: model family {family.name!r}", family.cls
-    if not isinstance(family.name, str) or not NAME.fullmatch(family.name):
-        raise PluginError(f"{family.source}: register({family.name!r}, ...): a model family name must be a word "
-                          "such as 'my_sam'")
+    if not isinstance(name, str) or not NAME.fullmatch(name):
+        raise PluginError(f"{source}: register({name!r}, ...): a model family name must be a word such as 'my_sam'")
+    where = f"{source}: model family {name!r}"
     if not (isinstance(cls, type) and issubclass(cls, LoadedModel)) or inspect.isabstract(cls):
         raise PluginError(f"{where}: expected a subclass of dtseg.families.LoadedModel with every abstract "
                           f"method defined, got {cls!r}")
+    family = ModelFamily(name, cls, source)
     if getattr(cls, "family", None) != family.name:
         raise PluginError(f"{where}: {cls.__name__}.family is {getattr(cls, 'family', None)!r}, not the name it "
                           "is registered under")
-    if not isinstance(cls.capabilities, Capabilities):
+    capabilities: object = cls.capabilities  # as the plugin wrote it
+    if not isinstance(capabilities, Capabilities):
         raise PluginError(f"{where}: {cls.__name__}.capabilities must be a dtseg.families.Capabilities")
-    for row in cls.models:
+    rows: list[object] = list(cls.models)
+    for row in rows:
         if not isinstance(row, OfficialModel) or row.family != family.name:
             got = f"{row.name!r} of family {row.family!r}" if isinstance(row, OfficialModel) else repr(row)
             raise PluginError(f"{where}: {cls.__name__}.models must hold OfficialModel rows of family "
@@ -248,7 +258,8 @@ def _add_family(registry: Registry, family: ModelFamily) -> None:
                           f"{other.source} and {cls.__qualname__} from {family.source}; rename one of them")
     models = family.known_models()
     for model in models:
-        if not isinstance(model.name, str) or not NAME.fullmatch(model.name):
+        model_name: object = model.name  # a test_models key may be anything
+        if not isinstance(model_name, str) or not NAME.fullmatch(model_name):
             raise PluginError(f"{where}: model name {model.name!r} must be a word such as 'my_sam_b'")
         clash = registry.models.get(model.name)
         if clash is not None:
@@ -270,7 +281,7 @@ def _lookup(table: dict[str, Any], name: str, kind: str) -> Any:
 
 
 # -- loading -------------------------------------------------------------------------------
-def _load(pm: pluggy.PluginManager, name: str, source: str, loader: Any, strict: bool) -> None:
+def _load(pm: PluginManager, name: str, source: str, loader: Any, strict: bool) -> None:
     """Import one plugin and register it; failures are reported and skipped (or fatal if strict)."""
     try:
         plugin = loader()
@@ -280,7 +291,7 @@ def _load(pm: pluggy.PluginManager, name: str, source: str, loader: Any, strict:
             log.debug("plugin %s is already registered as %s", source, pm.get_name(plugin))
             return
         pm.register(plugin, name=name)
-    except Exception as exc:  # noqa: BLE001 - a plugin may raise anything while importing
+    except Exception as exc:  # a plugin may raise anything while importing
         message = f"plugin {source} failed to load: {type(exc).__name__}: {exc}"
         if strict:
             raise PluginError(message + " (--strict)") from exc

@@ -19,9 +19,10 @@ import sys
 import time
 import urllib.parse
 import urllib.request
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Callable, Iterable, Iterator, Sequence, Union
+from typing import TYPE_CHECKING
 
 import numpy as np
 import supervision as sv
@@ -53,7 +54,7 @@ class Item:
 
 #: One image's outcome: its item, its RGB uint8 ``(H, W, 3)`` frame (``None`` if it could not be
 #: read) and its detections, or the ``Exception`` it raised.
-Result = tuple[Item, Union[np.ndarray, None], Union[sv.Detections, Exception]]
+Result = tuple[Item, np.ndarray | None, sv.Detections | Exception]
 
 
 @dataclass
@@ -113,8 +114,8 @@ def run_items(
     missing: Sequence[str] = (),
     progress: bool = True,
     on_error: Callable[[str, str], None] = print_error,
-    ledger: "Ledger | None" = None,
-    writer: "FileWriter | None" = None,
+    ledger: Ledger | None = None,
+    writer: FileWriter | None = None,
     skipped: int = 0,
 ) -> RunSummary:
     """Segment ``items`` with ``pipeline`` (``pipeline.batch_size`` at a time) and write each with
@@ -132,8 +133,9 @@ def run_items(
         return write_results(segment_items(pipeline, list(items)), sinks, summary, total=len(items),
                              progress=progress, on_error=on_error, ledger=ledger, writer=writer)
     finally:
-        if calls_before is not None:
-            summary.encoder_calls = getattr(pipeline.engine, "encoder_calls") - calls_before
+        calls_after = getattr(pipeline.engine, "encoder_calls", None)  # SamEngine's counter, not the protocol's
+        if calls_before is not None and calls_after is not None:
+            summary.encoder_calls = calls_after - calls_before
 
 
 def report_missing(summary: RunSummary, missing: Sequence[str], on_error: Callable[[str, str], None]) -> None:
@@ -151,8 +153,8 @@ def write_results(
     total: int,
     progress: bool = True,
     on_error: Callable[[str, str], None] = print_error,
-    ledger: "Ledger | None" = None,
-    writer: "FileWriter | None" = None,
+    ledger: Ledger | None = None,
+    writer: FileWriter | None = None,
 ) -> RunSummary:
     """Write each of ``total`` results with every sink, in order, into ``summary`` (done, failed,
     objects, seconds); close the sinks at the end, also after an error or Ctrl-C (which stops
@@ -194,7 +196,7 @@ def write_one(item: Item, frame: np.ndarray | None, result: sv.Detections | Exce
         for sink in sinks:
             sink.write(item.name, frame, result)
         return None
-    except Exception as exc:  # noqa: BLE001
+    except Exception as exc:
         log.debug("failed on %s", item.source, exc_info=exc)
         return describe(exc)
 
@@ -246,7 +248,7 @@ def segment_each(pipeline: Segmenter, frames: list[np.ndarray]) -> tuple[list[sv
     if len(frames) > 1:
         try:
             return list(pipeline.segment_batch(frames)), False
-        except Exception:  # noqa: BLE001 - retried one by one below, which names the culprit
+        except Exception:  # retried one by one below, which names the culprit
             log.debug("batch of %d failed; retrying one by one", len(frames), exc_info=True)
     results: list[sv.Detections | Exception] = []
     for frame in frames:

@@ -75,7 +75,7 @@ def test_a_broken_entry_point_warns_and_is_skipped_and_strict_fails(site: Path, 
     assert "entry point broken = broken_plugin (acme-mixed 0.1) failed to load" in caplog.text
     assert "this_module_does_not_exist" in caplog.text
     assert [s for s, _ in registry.failures] == ["entry point broken = broken_plugin (acme-mixed 0.1)"]
-    with pytest.raises(PluginError, match="broken_plugin.*this_module_does_not_exist"):
+    with pytest.raises(PluginError, match=r"broken_plugin.*this_module_does_not_exist"):
         load_registry(strict=True)
 
 
@@ -97,7 +97,7 @@ def test_a_broken_plugin_file_is_skipped_unless_strict(tmp_path: Path, caplog):
     assert "good" in registry.providers
     assert f"file {tmp_path / 'plugs' / 'bad.py'} failed to load: SyntaxError" in caplog.text
     assert "dtseg_user_plugins.bad" not in sys.modules
-    with pytest.raises(PluginError, match="bad.py failed to load: SyntaxError"):
+    with pytest.raises(PluginError, match=r"bad\.py failed to load: SyntaxError"):
         load_registry(plugins_dir=tmp_path / "plugs", strict=True)
 
 
@@ -190,7 +190,8 @@ def test_bad_provider_classes_are_rejected_with_the_source(cls_body: str, messag
 
 def test_unknown_names_list_what_is_available():
     registry = load_registry()
-    with pytest.raises(PluginError, match=r"unknown prompt provider 'yollo'; available: everything, points, yolo, zones"):
+    with pytest.raises(PluginError,
+                       match=r"unknown prompt provider 'yollo'; available: everything, points, yolo, zones"):
         registry.provider("yollo")
     with pytest.raises(PluginError, match=r"unknown sink 'jsn'"):
         registry.sink("jsn")
@@ -204,7 +205,8 @@ def test_dtsegs_model_families_register_through_the_hook():
     assert registry.model("vit_b").cls is SamModel and registry.model("tiny").official is None
     assert registry.family("sam2.1").capabilities.video_memory and not registry.family("sam").capabilities.video_memory
     names = list(registry.models)  # official models first, then the test-size ones
-    assert names.index("sam2.1_l") < names.index("tiny") and names[-4:] == ["tiny", "tiny_mobile_sam", "tiny_sam2.1", "tiny_sam3"]
+    assert names.index("sam2.1_l") < names.index("tiny")
+    assert names[-4:] == ["tiny", "tiny_mobile_sam", "tiny_sam2.1", "tiny_sam3"]
     with pytest.raises(PluginError, match=r"unknown model family 'sam9'; available: mobile_sam, sam, sam2.1, sam3"):
         registry.family("sam9")
 

@@ -37,7 +37,7 @@ def test_a_record_has_every_field_once_in_order_and_plain_json() -> None:
     assert second["confidence"] is None and second["tracker_id"] == -1  # NaN -> null
     assert second["prompt"] == {"box": None, "points": [[3.0, 5.0]], "labels": [1]}
     masks = _detections().mask
-    for obj, mask in zip((first, second), masks):
+    for obj, mask in zip((first, second), masks, strict=True):
         np.testing.assert_array_equal(rle_to_mask(obj["rle"]), mask)
         parts = [[np.asarray(ring) for ring in part] for part in obj["polygons"]]
         np.testing.assert_array_equal(polygons_to_mask(parts, mask.shape), mask)

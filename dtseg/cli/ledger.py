@@ -54,7 +54,7 @@ class Ledger:
         self._entries: dict[str, dict[str, Any]] = {}
         self._file: IO[str] | None = None
 
-    def load(self) -> "Ledger":
+    def load(self) -> Ledger:
         """Read the existing lines (a half-written last line, from a kill, is ignored)."""
         if not self.path.exists():
             return self

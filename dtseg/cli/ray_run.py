@@ -18,8 +18,9 @@ import logging
 import pickle
 import sys
 import warnings
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import numpy as np
 import supervision as sv
@@ -49,11 +50,11 @@ class SegmentActor:
         self.send_masks, self.send_frames = spec["send_masks"], spec["send_frames"]
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, Any]:
-        items = [Item(str(s), str(n)) for s, n in zip(batch["source"], batch["name"])]
+        items = [Item(str(s), str(n)) for s, n in zip(batch["source"], batch["name"], strict=True)]
         rows: dict[str, list[Any]] = {"index": [], "error": [], "height": [], "width": [], "result": [],
                                       "encoder_calls": [], "random_label": []}
         before = getattr(self.pipeline.engine, "encoder_calls", 0)
-        position = {item.source + "\0" + item.name: int(i) for item, i in zip(items, batch["index"])}
+        position = {item.source + "\0" + item.name: int(i) for item, i in zip(items, batch["index"], strict=True)}
         for item, frame, result in segment_items(self.pipeline, items):
             error = write_one(item, frame, result, self.sinks)
             sent = None
@@ -80,7 +81,7 @@ def pack(detections: sv.Detections, masks: bool, frame: np.ndarray | None) -> by
     for the driver."""
     mask = detections.mask
     detections.mask = None
-    packed = (np.packbits(mask, axis=-1), mask.shape) if masks and mask is not None else None
+    packed = (np.packbits(np.asarray(mask), axis=-1), mask.shape) if masks and mask is not None else None
     try:
         return pickle.dumps((detections, packed, frame), protocol=pickle.HIGHEST_PROTOCOL)
     finally:
@@ -89,7 +90,7 @@ def pack(detections: sv.Detections, masks: bool, frame: np.ndarray | None) -> by
 
 def unpack(data: bytes) -> tuple[sv.Detections, np.ndarray | None]:
     """``pack``'s bytes -> the detections and the frame (``None`` if it was not sent)."""
-    detections, packed, frame = pickle.loads(data)  # noqa: S301 - our own actors' rows, within one Ray job
+    detections, packed, frame = pickle.loads(data)  # our own actors' rows, within one Ray job
     if packed is not None:
         bits, shape = packed
         detections.mask = np.unpackbits(bits, axis=-1, count=shape[-1]).astype(bool).reshape(shape)
@@ -137,7 +138,7 @@ def run_on_ray(args: argparse.Namespace, items: list[Item], missing: list[str]) 
     from dtseg.plugins import Registry, get_plugin_manager
 
     out = Path(args.out).resolve()
-    config = str(Path(args.config).resolve()) if args.config else {}
+    config: str | dict[str, Any] = str(Path(args.config).resolve()) if args.config else {}
     plugins_dir = str(Path(args.plugins_dir).resolve()) if args.plugins_dir else None
     try:  # check the config and open the per-run sinks before starting anything
         loaded = load_pipeline_config(config, overrides(args), device=args.device)
@@ -183,7 +184,7 @@ def _dataset(ray: Any, args: argparse.Namespace, items: list[Item], config: Any,
     if config.sam.threads is None:  # torch threads: the actor's CPUs, not the whole machine's
         spec = {**spec, "overrides": [*spec["overrides"], f"sam.threads={cpus_per_actor}"]}
     print(f"dtseg segment: {len(items)} images on Ray Data: {actors} actor{'s' * (actors != 1)}, "
-          f"{f'1 GPU' if gpus else f'{cpus_per_actor} CPU'}{'s' * (not gpus and cpus_per_actor != 1)} each",
+          f"{'1 GPU' if gpus else f'{cpus_per_actor} CPU'}{'s' * (not gpus and cpus_per_actor != 1)} each",
           file=sys.stderr)
     rows = [{"index": i, "source": item.source, "name": item.name} for i, item in enumerate(items)]
     return ray.data.from_items(rows).map_batches(

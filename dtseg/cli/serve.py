@@ -9,6 +9,7 @@ import os
 import signal
 import sys
 from pathlib import Path
+from typing import Any
 
 from dtseg.cli.common import ALLOW_RANDOM_HELP, checkpoint_argument, fail
 from dtseg.errors import DtsegError
@@ -34,7 +35,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--allow-random", action="store_true",
                         help=ALLOW_RANDOM_HELP + "; also sets server.allow_random for /segment's detectors")
     parser.add_argument("--allow-private-urls", action="store_true",
-                        help="let image URLs reach loopback/private/link-local addresses (server.url_fetch.allow_private)")
+                        help="let image URLs reach loopback/private/link-local addresses "
+                             "(server.url_fetch.allow_private)")
     parser.add_argument("--workers", type=int, default=1,
                         help="uvicorn worker processes (default 1); each holds its own model and in-process "
                              "embedding cache: with cache.redis_url they share embeddings through Redis, "
@@ -92,10 +94,11 @@ def run(args: argparse.Namespace) -> int:
         engines = app.state.services.engines.values()
         model = ", ".join(e.summary() for e in dict.fromkeys(engines))  # an engine serving two keys once
     else:
-        model = f"{config.sam.model if isinstance(config.sam.model, str) else 'custom'} (loaded by each of {args.workers} workers)"
+        name = config.sam.model if isinstance(config.sam.model, str) else "custom"
+        model = f"{name} (loaded by each of {args.workers} workers)"
     keys = config.server.effective_api_keys()
-    print(f"dtseg serve: {url}  model {model}  auth {'on (' + str(len(keys)) + ' keys)' if keys else 'off'}  docs {url}/docs",
-          flush=True)
+    auth = f"on ({len(keys)} keys)" if keys else "off"
+    print(f"dtseg serve: {url}  model {model}  auth {auth}  docs {url}/docs", flush=True)
     print(f"dtseg serve: open {url}/ in a browser to click, segment, draw zones and export", flush=True)
     # uvicorn shuts down gracefully on SIGINT/SIGTERM (server.shutdown_grace_s), then re-raises the
     # signal: SIGTERM ends the command with status 0 (a clean stop), SIGINT with 130 (KeyboardInterrupt,
@@ -110,7 +113,7 @@ def run(args: argparse.Namespace) -> int:
         os.environ[CONFIG_ENV] = config.model_dump_json()
         # each worker imports torch and loads the model before it answers uvicorn's health pings:
         # far longer than uvicorn's 5 s default on a busy machine, which then kills it over and over
-        health = {"timeout_worker_healthcheck": WORKER_STARTUP_S} if "timeout_worker_healthcheck" in \
+        health: dict[str, Any] = {"timeout_worker_healthcheck": WORKER_STARTUP_S} if "timeout_worker_healthcheck" in \
             inspect.signature(uvicorn.run).parameters else {}
         uvicorn.run("dtseg.server.factory:build", factory=True, host=args.host, port=args.port,
                     workers=args.workers, **options, **health)

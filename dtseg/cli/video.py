@@ -28,8 +28,10 @@ def add_parser(subparsers: Any) -> None:
                     "Ctrl-C stops after the current frame with both files closed; --resume continues a JSONL run.")
     parser.add_argument("source", metavar="SOURCE",
                         help="a video file, a folder of frames, a webcam index (0) or a stream URL (rtsp://, http://)")
-    parser.add_argument("-o", "--out", required=True, metavar="OUT.mp4", help="annotated video (fragmented H.264 MP4: plays even if the run is killed)")
-    parser.add_argument("--jsonl", metavar="OUT.jsonl", help="one JSON line per processed frame, flushed as it finishes")
+    parser.add_argument("-o", "--out", required=True, metavar="OUT.mp4",
+                        help="annotated video (fragmented H.264 MP4: plays even if the run is killed)")
+    parser.add_argument("--jsonl", metavar="OUT.jsonl",
+                        help="one JSON line per processed frame, flushed as it finishes")
     parser.add_argument("--stride", type=_positive, default=1, metavar="N", help="process every N-th frame (default 1)")
     parser.add_argument("--start", type=_non_negative, default=0, metavar="S", help="first frame index (default 0)")
     parser.add_argument("--max-frames", type=_non_negative, metavar="N", help="process at most N frames")
@@ -43,7 +45,8 @@ def add_parser(subparsers: Any) -> None:
     parser.add_argument("--fps", type=float, metavar="FPS",
                         help="frame rate of a folder of frames (default 30) or a source that reports none")
     parser.add_argument("--resume", action="store_true",
-                        help="continue --jsonl (and --out) after its last complete frame; give the same options. Video frame k stays JSONL line k: JSONL lines beyond the video's frames are redone")
+                        help="continue --jsonl (and --out) after its last complete frame; give the same options. "
+                             "Video frame k stays JSONL line k: JSONL lines beyond the video's frames are redone")
     parser.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bar")
     add_pipeline_options(parser)
     add_detector_shortcuts(parser)
@@ -70,7 +73,7 @@ def run(args: argparse.Namespace) -> int:
             summary = job.run(pipeline, should_stop=stop)
         except (DtsegError, ValueError, OSError) as exc:
             return fail(exc, 1)
-        except Exception as exc:  # noqa: BLE001 - a provider or SAM failed on a frame: the files are closed
+        except Exception as exc:  # a provider or SAM failed on a frame: the files are closed
             log.debug("video run failed", exc_info=True)
             print(f"dtseg: error: {type(exc).__name__}: {exc}\n(the outputs hold the frames finished before; "
                   "the same command with --resume continues)", file=sys.stderr)

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
-from typing import AsyncIterator, Mapping
 
 import anyio.to_thread
 from fastapi import FastAPI
@@ -23,7 +23,8 @@ DESCRIPTION = """\
 Segment Anything over HTTP with the request/response shapes of Roboflow Inference's SAM v1
 routes (`/sam/embed_image`, `/sam/segment_image`), SAM 2 routes (`/sam2/embed_image`,
 `/sam2/segment_image`) and SAM 3 routes (`/sam3/embed_image`, `/sam3/visual_segment`,
-`/sam3/concept_segment`: every instance of a phrase or exemplar box): client code written for Roboflow works by changing `base_url`. Extensions (documented per field): several objects per request, `boxes`,
+`/sam3/concept_segment`: every instance of a phrase or exemplar box): client code written for
+Roboflow works by changing `base_url`. Extensions (documented per field): several objects per request, `boxes`,
 `multimask_output` with `scores`, `format: "rle"`, `polygons` with every part and hole, and
 `POST /segment` for detect-then-segment pipelines. Labels follow SAM: 1 foreground,
 0 background, -1 SAM's not-a-point token. Errors answer `{"message": ...}` with `field` or `code`.

@@ -35,7 +35,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any
 
 from pydantic import Field
 
@@ -108,9 +108,9 @@ class ServeConfig(StrictModel):
     """A ``dtseg serve --config`` file."""
 
     sam: SamConfig = Field(default_factory=SamConfig)
-    sam2: Optional[SamConfig] = Field(None, description="the model of /sam2/* (a SAM 2 model); default: sam's, "
+    sam2: SamConfig | None = Field(None, description="the model of /sam2/* (a SAM 2 model); default: sam's, "
                                                         "when that is a SAM 2 model")
-    sam3: Optional[SamConfig] = Field(None, description="the model of /sam3/* (a SAM 3 model); default: sam's, "
+    sam3: SamConfig | None = Field(None, description="the model of /sam3/* (a SAM 3 model); default: sam's, "
                                                         "when that is a SAM 3 model")
     cache: ServeCacheConfig = Field(default_factory=ServeCacheConfig)
     server: ServerConfig = Field(default_factory=ServerConfig)
@@ -120,7 +120,7 @@ class ServeConfig(StrictModel):
         sections = {name: getattr(self, name) for name in type(self).model_fields}
         return {name: section for name, section in sections.items() if isinstance(section, SamConfig)}
 
-    def random_if_missing(self) -> "ServeConfig":
+    def random_if_missing(self) -> ServeConfig:
         """``--allow-random``: every model section without weights gets random ones, loudly
         (``dtseg.pipeline.random_if_missing``). Decided once, so that every worker loads the same."""
         from dtseg.pipeline import random_if_missing

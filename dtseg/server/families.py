@@ -25,8 +25,9 @@ A server without that engine answers the family's routes 404 naming the config k
 from __future__ import annotations
 
 import re
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Callable, Mapping
+from typing import TYPE_CHECKING
 
 from fastapi import APIRouter, FastAPI, Request
 from starlette.exceptions import HTTPException
@@ -53,7 +54,7 @@ class EngineNeed:
     label: str = "SAM"
     example: str = "vit_b"
 
-    def __call__(self, request: Request) -> "SamEngine":
+    def __call__(self, request: Request) -> "SamEngine":  # noqa: UP037 - FastAPI evaluates it; quoted, it stays a name
         engine = request.app.state.services.engines.get(self.key)
         if engine is None:
             raise HTTPException(404, self.not_configured())
@@ -63,10 +64,10 @@ class EngineNeed:
         return (f"no {self.label} model is configured on this server: set {self.key}.model (e.g. {self.example}) "
                 f"in its config, or serve a {self.label} model as sam.model")
 
-    def accepts(self, engine: "SamEngine") -> bool:
+    def accepts(self, engine: SamEngine) -> bool:
         return self.lineage is None or engine.capabilities.lineage == self.lineage
 
-    def check(self, engine: "SamEngine") -> None:
+    def check(self, engine: SamEngine) -> None:
         """``ValueError`` naming ``key.model`` when ``engine`` is not of this family's lineage."""
         if not self.accepts(engine):
             raise ValueError(f"{self.key}.model: expected a {self.label} model ({self.example}, ...), "
@@ -96,7 +97,7 @@ def load_route_families() -> dict[str, RouteFamily]:
 
     pm = get_plugin_manager()
     register_plugin(pm, routes, BUILTIN, f"built-in ({BUILTIN})")
-    sources: dict[str, str] = getattr(pm, "dtseg_sources", {})
+    sources = pm.dtseg_sources
     impls = pm.hook.dtseg_register_route_families.get_hookimpls()
     impls.sort(key=lambda impl: impl.plugin_name != BUILTIN)  # built-ins first, the rest in their order
     families: dict[str, RouteFamily] = {}
@@ -104,25 +105,27 @@ def load_route_families() -> dict[str, RouteFamily]:
     for impl in impls:
         source = sources.get(impl.plugin_name, impl.plugin_name)
 
-        def register(name: str, family: RouteFamily, _source: str = source) -> None:
+        def register(name: object, family: object, _source: str = source) -> None:
             if not isinstance(name, str) or not re.fullmatch(r"[A-Za-z_][\w\-+.]*", name):
-                raise PluginError(f"{_source}: register({name!r}, ...): a route family name must be a word such as 'sam3'")
+                raise PluginError(f"{_source}: register({name!r}, ...): a route family name must be a word "
+                                  "such as 'sam3'")
             if not isinstance(family, RouteFamily):
-                raise PluginError(f"{_source}: register({name!r}, {family!r}): expected a dtseg.server.families.RouteFamily")
+                raise PluginError(f"{_source}: register({name!r}, {family!r}): "
+                                  "expected a dtseg.server.families.RouteFamily")
             if name in families:
                 raise PluginError(f"route family {name!r} is registered twice: by {origin[name]} and by {_source}")
             families[name], origin[name] = family, _source
 
         try:
-            impl.function(**{arg: register for arg in impl.argnames})
+            impl.function(**dict.fromkeys(impl.argnames, register))
         except PluginError:
             raise
-        except Exception as exc:  # noqa: BLE001 - report which plugin broke
+        except Exception as exc:  # report which plugin broke
             raise PluginError(f"{source}: dtseg_register_route_families raised {type(exc).__name__}: {exc}") from exc
     return families
 
 
-def engines_for(families: Mapping[str, RouteFamily], engines: Mapping[str, "SamEngine"]) -> dict[str, "SamEngine"]:
+def engines_for(families: Mapping[str, RouteFamily], engines: Mapping[str, SamEngine]) -> dict[str, SamEngine]:
     """The engine of each config key the families need: its own section's, else ``sam``'s when
     its lineage fits; keys with neither are left out (their routes answer 404). An engine given
     under a key whose families need another lineage is a ``ValueError`` naming ``key.model``."""

@@ -16,6 +16,7 @@ process exits at the end of the grace whatever its threads are doing.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import json
 import logging
@@ -25,7 +26,7 @@ import threading
 from typing import Any
 
 import h11
-from uvicorn.protocols.http.h11_impl import H11Protocol
+from uvicorn.protocols.http.h11_impl import H11Protocol, RequestResponseCycle
 
 from dtseg.server.access_log import log_config
 from dtseg.server.config import ServerConfig
@@ -61,7 +62,8 @@ class DeadlineProtocol(H11Protocol):
     def shutdown(self) -> None:
         super().shutdown()
         self._disarm_header_timer()
-        if self.cycle is not None and not self.cycle.response_complete:
+        cycle: RequestResponseCycle | None = self.cycle  # None between requests (uvicorn types it without)
+        if cycle is not None and not cycle.response_complete:
             grace = float(self.config.timeout_graceful_shutdown or 0)
             self.loop.call_later(max(grace - 1.0, grace / 2), self._answer_unavailable)
             _exit_after(grace)
@@ -86,15 +88,13 @@ class DeadlineProtocol(H11Protocol):
         self._header_timer = None
         if self.transport.is_closing() or self.conn.their_state is not h11.IDLE:
             return
-        try:
+        with contextlib.suppress(h11.LocalProtocolError):
             self.conn.send(h11.ConnectionClosed())
-        except h11.LocalProtocolError:
-            pass
         self.transport.close()
 
     def _answer_unavailable(self) -> None:
         """The grace is nearly over and this request has no answer yet: 503, close, drop the handler's answer."""
-        cycle = self.cycle
+        cycle: RequestResponseCycle | None = self.cycle  # None between requests
         if cycle is None or cycle.response_started or cycle.disconnected or self.transport.is_closing():
             return
         log.warning("shutdown: %s %s still running at the end of the grace: answered 503",

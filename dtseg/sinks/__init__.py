@@ -26,7 +26,7 @@ BUILTIN_SINKS: dict[str, type] = {
     "yolo_seg": YoloSegSink,
 }
 
-__all__ = ["AnnotatedSink", "BUILTIN_SINKS", "CocoSink", "JsonSink", "MasksPngSink", "YoloSegSink"]
+__all__ = ["BUILTIN_SINKS", "AnnotatedSink", "CocoSink", "JsonSink", "MasksPngSink", "YoloSegSink"]
 
 
 @hookimpl

@@ -15,14 +15,14 @@ from dtseg.errors import InputError
 from dtseg.records import SAM_SCORE
 
 
-def check_name(name: str) -> str:
+def check_name(name: object) -> str:
     """``name`` must be a plain file stem: no folders, no ``..``, not empty."""
     if not isinstance(name, str) or not name or name in (".", "..") or Path(name).name != name or "\\" in name:
         raise InputError("name", f"expected a file stem without folders, got {name!r}")
     return name
 
 
-def check_frame(frame: np.ndarray) -> tuple[int, int]:
+def check_frame(frame: object) -> tuple[int, int]:
     """``frame`` must be RGB uint8 ``(H, W, 3)``; returns ``(H, W)``."""
     if not isinstance(frame, np.ndarray) or frame.dtype != np.uint8 or frame.ndim != 3 or frame.shape[2] != 3:
         shape = getattr(frame, "shape", None)

@@ -35,8 +35,8 @@ MIN_BANNER_SCALE = 0.35  # below this the banner wraps instead of shrinking
 WHITE, BLACK, RED = (255, 255, 255), (0, 0, 0), (0, 0, 200)  # BGR
 
 
-class Config(StrictModel):
-    annotators: list[AnnotatorName] = ["mask", "box", "label"]
+class AnnotatedConfig(StrictModel):
+    annotators: list[AnnotatorName] = ["mask", "box", "label"]  # noqa: RUF012 - pydantic copies it
     opacity: float = Field(0.5, ge=0.0, le=1.0)  # mask / halo / color fill
     thickness: int = Field(2, ge=1)  # box / polygon lines, pixels
     color_by: Literal["index", "class", "track"] = "class"  # falls back to index when absent
@@ -66,7 +66,7 @@ class Annotator:
     """Draws detections on a frame (``render``), per the drawing options of ``config`` (its file
     options are not used). ``banner``: text or ``None``."""
 
-    def __init__(self, config: Config, banner: str | None = None) -> None:
+    def __init__(self, config: AnnotatedConfig, banner: str | None = None) -> None:
         self.config = config
         self.banner: str | None = config.banner if config.banner is not None else banner
         self._formatter = _MissingAsDash()
@@ -109,7 +109,7 @@ class Annotator:
             draw_zones(scene, detections.metadata[ZONES], self.config.thickness, self.config.text_scale)
         if len(detections):
             lookup = self.color_lookup(detections)
-            for name, annotator in zip(self.config.annotators, self._annotators):
+            for name, annotator in zip(self.config.annotators, self._annotators, strict=True):
                 if name == "label":
                     scene = annotator.annotate(scene, detections, labels=self.labels(detections),
                                                custom_color_lookup=lookup)
@@ -152,10 +152,10 @@ class AnnotatedSink(Annotator):
     """Draws detections on each frame and writes the picture, ``<subdir>/<name>.<format>``.
     ``out``: the output folder, or a ``Writer``."""
 
-    Config = Config
+    Config = AnnotatedConfig
     takes_writer = True
 
-    def __init__(self, config: Config, out: Path | Writer) -> None:
+    def __init__(self, config: AnnotatedConfig, out: Path | Writer) -> None:
         super().__init__(config)
         self.writer = as_writer(out)
         self.dir = None if self.writer.root is None else self.writer.root / config.subdir
@@ -201,7 +201,7 @@ def draw_prompt_points(scene: np.ndarray, detections: sv.Detections, custom_colo
     for foreground in (False, True):  # dots on top of crosses
         for i in range(len(detections)):
             color = sv.ColorPalette.DEFAULT.by_idx(int(custom_color_lookup[i])).as_bgr()
-            for (x, y), label in zip(np.asarray(points[i], np.float64), np.asarray(labels[i])):
+            for (x, y), label in zip(np.asarray(points[i], np.float64), np.asarray(labels[i]), strict=True):
                 if label != int(foreground) or not (np.isfinite(x) and np.isfinite(y)):
                     continue
                 center = (round(x), round(y))

@@ -33,10 +33,10 @@ from dtseg.sinks._common import check_frame, check_name, json_bytes, relative
 from dtseg.sinks.writer import as_writer
 
 
-class Config(StrictModel):
+class CocoConfig(StrictModel):
     file: str = "coco.json"
     image_suffix: str = ""  # e.g. ".jpg": file_name = name + suffix
-    category_names: dict[int, str] = {}
+    category_names: dict[int, str] = {}  # noqa: RUF012 - pydantic copies defaults
     unlabeled_id: int = -1
     indent: int | None = None
 
@@ -45,12 +45,12 @@ class CocoSink:
     """Collects RLE annotations per image; writes the dataset JSON once, at ``close()``. ``out``:
     the output folder, or a ``Writer``."""
 
-    Config = Config
+    Config = CocoConfig
     per_run = True  # one file for the whole run
     needs_pixels = False  # the frame's size only
     takes_writer = True
 
-    def __init__(self, config: Config, out: Path | Writer) -> None:
+    def __init__(self, config: CocoConfig, out: Path | Writer) -> None:
         self.config = config
         self.writer = as_writer(out)
         self.images: list[dict[str, Any]] = []

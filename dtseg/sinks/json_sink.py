@@ -28,7 +28,7 @@ from dtseg.sinks._common import check_frame, check_name, json_bytes, relative
 from dtseg.sinks.writer import as_writer
 
 
-class Config(StrictModel):
+class JsonConfig(StrictModel):
     polygons: bool = True
     rle: bool = True
     indent: int | None = Field(None, ge=0)
@@ -47,11 +47,11 @@ class JsonSink:
     """Writes one JSON document per image; holds nothing between images. ``out``: the output
     folder, or a ``Writer``."""
 
-    Config = Config
+    Config = JsonConfig
     needs_pixels = False  # the frame's size only
     takes_writer = True
 
-    def __init__(self, config: Config, out: Path | Writer) -> None:
+    def __init__(self, config: JsonConfig, out: Path | Writer) -> None:
         self.config = config
         self.writer = as_writer(out)
 

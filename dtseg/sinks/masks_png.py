@@ -33,7 +33,7 @@ from dtseg.sinks._common import check_frame, check_name, encode_image, relative,
 from dtseg.sinks.writer import as_writer
 
 
-class Config(StrictModel):
+class MasksPngConfig(StrictModel):
     mode: Literal["per_object", "instance"] = "per_object"
     overlap: Literal["score", "order"] = "score"  # instance mode only
     color: bool = True  # instance mode: also a colour PNG to look at, <subdir>/color/<name>.png
@@ -63,7 +63,7 @@ def color_map(instances: np.ndarray) -> np.ndarray:
     return np.asarray(palette, np.uint8)[instances]
 
 
-def mask_pngs(name: str, frame: np.ndarray, detections: sv.Detections, config: Config) -> dict[str, bytes]:
+def mask_pngs(name: str, frame: np.ndarray, detections: sv.Detections, config: MasksPngConfig) -> dict[str, bytes]:
     """One image's PNG files as ``{path under the output folder: bytes}``, per ``config`` (the
     module docstring); ``frame`` RGB uint8 ``(H, W, 3)`` gives the size."""
     name = check_name(name)
@@ -83,11 +83,11 @@ class MasksPngSink:
     """Writes each frame's masks as PNGs; holds nothing between images. ``out``: the output
     folder, or a ``Writer``."""
 
-    Config = Config
+    Config = MasksPngConfig
     needs_pixels = False  # the frame's size only
     takes_writer = True
 
-    def __init__(self, config: Config, out: Path | Writer) -> None:
+    def __init__(self, config: MasksPngConfig, out: Path | Writer) -> None:
         self.config = config
         self.writer = as_writer(out)
 

@@ -8,7 +8,8 @@ Layout under ``<out_dir>/<root>`` (default ``yolo``)::
 
 A label line is the object's polygon in continuous image coordinates (the outline's pixel
 centers + 0.5), each divided by the image width or height (6 decimals), as in ultralytics' own
-converters; ``ultralytics.data.utils.polygon2mask`` gives an axis-aligned mask back exactly. The YOLO format has one polygon per object and
+converters; ``ultralytics.data.utils.polygon2mask`` gives an axis-aligned mask back exactly. The YOLO
+format has one polygon per object and
 no holes: a mask in several parts is joined into one polygon by zero-width bridges between the
 parts' outlines (``ultralytics.data.converter.merge_multi_segment``, as its COCO converter does),
 and holes are filled. An object whose outline has fewer than 3 vertices (an empty mask, a
@@ -39,11 +40,11 @@ from dtseg.sinks._common import check_frame, check_name, encode_image, relative
 from dtseg.sinks.writer import as_writer
 
 
-class Config(StrictModel):
+class YoloSegConfig(StrictModel):
     root: str = "yolo"  # folder under the output folder ("": the folder itself)
     images: Literal["jpg", "png", "none"] = "jpg"
     jpg_quality: int = Field(95, ge=1, le=100)
-    category_names: dict[int, str] = {}
+    category_names: dict[int, str] = {}  # noqa: RUF012 - pydantic copies defaults
     unlabeled_id: int = Field(0, ge=0)
     data_yaml: str = "data.yaml"
 
@@ -85,10 +86,10 @@ class YoloSegSink:
     """Writes each image's label file (and image) as it finishes; ``data.yaml`` at ``close()``.
     ``out``: the output folder, or a ``Writer``."""
 
-    Config = Config
+    Config = YoloSegConfig
     takes_writer = True
 
-    def __init__(self, config: Config, out: Path | Writer) -> None:
+    def __init__(self, config: YoloSegConfig, out: Path | Writer) -> None:
         self.config = config
         self.writer = as_writer(out)
         self.names: dict[int, str] = {}

@@ -9,9 +9,9 @@ where FFmpeg has it, else MPEG-4 part 2.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from fractions import Fraction
 from pathlib import Path
-from typing import Iterator
 
 import av
 import numpy as np
@@ -39,13 +39,18 @@ class FragmentedMp4Writer:
         self.size = (self.frame_size[0] + self.frame_size[0] % 2, self.frame_size[1] + self.frame_size[1] % 2)
         self.rate = Fraction(fps).limit_denominator(1001)
         self.frames = 0
-        self._container = av.open(str(self.path), "w", format="mp4", options=dict(FRAGMENTED))
+        container = av.open(str(self.path), "w", format="mp4", options=dict(FRAGMENTED))
         codec, options = _codec()
-        self._stream = self._container.add_stream(codec, rate=self.rate, options=options)
-        self._stream.width, self._stream.height = self.size
-        self._stream.pix_fmt = "yuv420p"
-        self._stream.codec_context.gop_size = KEYFRAME_EVERY
-        self._stream.codec_context.max_b_frames = 0
+        stream = container.add_stream(codec, rate=self.rate, options=options)
+        if not isinstance(stream, av.VideoStream):
+            container.close()
+            raise TypeError(f"codec {codec!r} made a {type(stream).__name__}, not a video stream")
+        stream.width, stream.height = self.size
+        stream.pix_fmt = "yuv420p"
+        stream.codec_context.gop_size = KEYFRAME_EVERY
+        stream.codec_context.max_b_frames = 0
+        self._container: av.container.OutputContainer | None = container
+        self._stream = stream
         self._time_base = 1 / self.rate
 
     def write(self, bgr: np.ndarray) -> None:
@@ -53,7 +58,8 @@ class FragmentedMp4Writer:
         if self._container is None:
             raise ValueError(f"{self.path} is closed")
         if (bgr.shape[1], bgr.shape[0]) != self.frame_size:
-            raise ValueError(f"frame is {bgr.shape[1]}x{bgr.shape[0]}, the video {self.frame_size[0]}x{self.frame_size[1]}")
+            raise ValueError(f"frame is {bgr.shape[1]}x{bgr.shape[0]}, "
+                             f"the video {self.frame_size[0]}x{self.frame_size[1]}")
         if self.size != self.frame_size:
             padded = np.zeros((self.size[1], self.size[0], 3), np.uint8)
             padded[: bgr.shape[0], : bgr.shape[1]] = bgr

@@ -19,8 +19,7 @@ import cv2
 import numpy as np
 import supervision as sv
 
-from dtseg.sinks.annotated import Annotator
-from dtseg.sinks.annotated import Config as AnnotatedConfig
+from dtseg.sinks.annotated import AnnotatedConfig, Annotator
 from dtseg.video.mp4 import FragmentedMp4Writer, read_frames
 
 log = logging.getLogger(__name__)

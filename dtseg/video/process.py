@@ -11,8 +11,9 @@ for index, detections in process_video(pipeline, "traffic.mp4", stride=2):
 from __future__ import annotations
 
 import time
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Callable, Iterator
+from typing import TYPE_CHECKING
 
 import numpy as np
 import supervision as sv
@@ -83,7 +84,7 @@ def process_video(
     track: bool = True,
     tracker_config: TrackerConfig | None = None,
     fps: float | None = None,
-    video_config: "VideoConfig | None" = None,
+    video_config: VideoConfig | None = None,
 ) -> Iterator[tuple[int, sv.Detections]]:
     """Yield ``(frame_index, sv.Detections)`` for frames ``start, start + stride, ...`` of ``source``
     (a video file, a folder of frames, a webcam index or a stream URL), at most ``max_frames``.
@@ -110,6 +111,6 @@ def process_video(
             yield result.index, result.detections
 
 
-def pipeline_video_config(pipeline: Segmenter) -> "VideoConfig | None":
+def pipeline_video_config(pipeline: Segmenter) -> VideoConfig | None:
     """The pipeline config's ``video`` section, if the pipeline came from a config."""
     return pipeline.loaded.config.video if pipeline.loaded is not None else None

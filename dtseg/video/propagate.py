@@ -22,8 +22,9 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import Any, Callable, Iterator, Protocol
+from typing import Any, Protocol
 
 import numpy as np
 import supervision as sv
@@ -40,7 +41,8 @@ class MaskPropagator(Protocol):
 
     def encode(self, image: np.ndarray) -> Any: ...
     def preview(self, frame: Any, prompts: list[Any]) -> list[Any]: ...
-    def condition(self, frame: Any, prompts: dict[int, Any], previews: dict[int, Any] | None = None) -> dict[int, Any]: ...
+    def condition(self, frame: Any, prompts: dict[int, Any],
+                  previews: dict[int, Any] | None = None) -> dict[int, Any]: ...
     def track(self, frame: Any) -> dict[int, Any]: ...
     def remove(self, obj_id: int) -> None: ...
 
@@ -163,8 +165,7 @@ class ObjectBook:
         for obj_id in list(self.objects):
             obj = self.objects[obj_id]
             out = outputs.get(obj_id)
-            present = out is not None and out.score > 0 and bool(out.mask.any())
-            if present:
+            if out is not None and out.score > 0 and bool(out.mask.any()):
                 obj.absent_since, obj.last_mask = None, out.mask
                 continue
             if obj.absent_since is None:

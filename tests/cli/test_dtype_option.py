@@ -10,6 +10,8 @@ from dtseg.cli import common, serve
 from dtseg.cli.segment import add_parser as add_segment
 from dtseg.pipeline import load_pipeline_config
 
+POINT_PROMPTS = [{"points": {"objects": [{"points": [[5, 5]]}]}}]
+
 
 def parser() -> argparse.ArgumentParser:
     root = argparse.ArgumentParser(prog="dtseg")
@@ -39,7 +41,7 @@ def test_first_line_names_model_device_and_precision(tiny_sam_config, tmp_path, 
     import yaml
 
     config = tmp_path / "p.yaml"
-    config.write_text(yaml.safe_dump({"sam": tiny_sam_config, "prompts": [{"points": {"objects": [{"points": [[5, 5]]}]}}]}))
+    config.write_text(yaml.safe_dump({"sam": tiny_sam_config, "prompts": POINT_PROMPTS}))
     args = parser().parse_args(["segment", "x.jpg", "-c", str(config), "--dtype", "bf16"])
     pipeline = common.build_pipeline(args)
     assert pipeline.engine.dtype_name == "bfloat16"
@@ -47,7 +49,8 @@ def test_first_line_names_model_device_and_precision(tiny_sam_config, tmp_path, 
     path = pipeline.engine.info()["dtype_path"]  # what this CPU runs bf16 as (dtseg.runtime.precision.plan)
     how = {"native": "bfloat16 (native; autocast, fp32 weights); auto on this cpu: ",
            "emulated": "bfloat16 (emulated: no bfloat16 arithmetic on this CPU (",
-           "fallback": "bfloat16 features, computed in float32 (fallback: no oneDNN bfloat16 kernels on this CPU ("}[path]
+           "fallback": "bfloat16 features, computed in float32 "
+                       "(fallback: no oneDNN bfloat16 kernels on this CPU ("}[path]
     assert first.startswith(f"dtseg: tiny on cpu, {how}")
     assert first.endswith("; fast encoder and decoder")
 
@@ -56,7 +59,7 @@ def test_first_line_names_the_passes(tiny_sam_config, tmp_path, capsys):
     import yaml
 
     config = tmp_path / "p.yaml"
-    config.write_text(yaml.safe_dump({"sam": tiny_sam_config, "prompts": [{"points": {"objects": [{"points": [[5, 5]]}]}}]}))
+    config.write_text(yaml.safe_dump({"sam": tiny_sam_config, "prompts": POINT_PROMPTS}))
     args = parser().parse_args(["segment", "x.jpg", "-c", str(config), "--set", "sam.decoder=reference"])
     pipeline = common.build_pipeline(args)
     assert pipeline.engine.info()["decoder"] == "reference"

@@ -12,8 +12,8 @@ import pytest
 
 from dtseg.cli import main
 
-POINTS = ["--set", "prompts=[{points: {objects: [{points: [[40, 30]]}, {box: [80, 50, 140, 100]}]}}]", "--set", "sam.checkpoint=random",
-          "--set", "sam.device=cpu"]
+POINTS = ["--set", "prompts=[{points: {objects: [{points: [[40, 30]]}, {box: [80, 50, 140, 100]}]}}]",
+          "--set", "sam.checkpoint=random", "--set", "sam.device=cpu"]
 
 
 @pytest.mark.parametrize("model", ["tiny_mobile_sam", "tiny_sam2.1"])

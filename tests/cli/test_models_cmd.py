@@ -19,7 +19,9 @@ def test_lists_every_model_with_its_url_and_presence(tmp_path, monkeypatch, caps
     table = {row["model"]: row for row in json.loads(capsys.readouterr().out)}
     assert {"vit_b", "mobile_sam", "sam2.1_t", "sam2.1_l", "tiny", "tiny_sam2.1"} <= set(table)
     assert table["mobile_sam"]["present"] is True and table["vit_b"]["present"] is False
-    assert table["sam2.1_t"]["family"] == "sam2.1" and table["sam2.1_t"]["url"] == resolve_model("sam2.1_t").official.url
+    official = resolve_model("sam2.1_t").official
+    assert official is not None
+    assert table["sam2.1_t"]["family"] == "sam2.1" and table["sam2.1_t"]["url"] == official.url
     assert main(["models"]) == 0
     text = capsys.readouterr().out
     assert "sam2.1_b+" in text and "mobile_sam.pt" in text and str(tmp_path / "checkpoints") in text

@@ -78,9 +78,9 @@ def test_ray_with_a_config_error_fails_before_starting(local_ray, folder, tmp_pa
 
 def test_the_driver_gets_real_frames_only_where_a_per_run_sink_needs_pixels(small_frame):
     from dtseg.cli.ray_run import driver_results, pack
+    from dtseg.prompts import Prompts
     from dtseg.runner import Item, RunSummary, describe
     from tests.fakes import FakeEngine
-    from dtseg.prompts import Prompts
 
     detections = FakeEngine().segment(small_frame, Prompts.from_objects([{"box": [20, 20, 60, 60]}]))
     items = [Item("a.png", "a"), Item("b.png", "b"), Item("c.png", "c")]

@@ -38,7 +38,7 @@ def test_python_api_blocks_run_as_written(bus_jpg: Path, monkeypatch: pytest.Mon
         code = code.replace(old, new)
     code = code.replace('"photo.jpg"', repr(str(bus_jpg)))
     namespace: dict = {}
-    exec(compile(code, "README.md", "exec"), namespace)  # noqa: S102 - the README's own code
+    exec(compile(code, "README.md", "exec"), namespace)  # the README's own code
     assert namespace["result"].masks.shape == (2, 1, 1080, 810)
     assert namespace["detections"].metadata["random_weights"]  # allow_random really stood in
     assert namespace["pipeline"].random_parts == ["sam", "yolo"]

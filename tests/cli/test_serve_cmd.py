@@ -22,7 +22,8 @@ def offline(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     return tmp_path
 
 
-@pytest.mark.parametrize("command", [["serve"], ["segment", "nothing.jpg", "--set", "prompts=[{points: {objects: [{points: [[1, 1]]}]}}]"]])
+@pytest.mark.parametrize("command", [
+    ["serve"], ["segment", "nothing.jpg", "--set", "prompts=[{points: {objects: [{points: [[1, 1]]}]}}]"]])
 def test_missing_weights_advise_the_command_line_spelling(offline: Path, command: list[str],
                                                           capsys: pytest.CaptureFixture) -> None:
     assert main([*command, "--set", "sam.model=vit_b"]) == 2
@@ -39,7 +40,8 @@ def test_serve_help_offers_allow_random(capsys: pytest.CaptureFixture) -> None:
 
 
 def test_allow_random_replaces_only_missing_weights(offline: Path, tiny_sam_checkpoint: Path) -> None:
-    args = build_parser().parse_args(["serve", "--allow-random", "--set", "sam2.model=sam2.1_t", "--set", "sam3.model=sam3"])
+    args = build_parser().parse_args(["serve", "--allow-random", "--set", "sam2.model=sam2.1_t",
+                                      "--set", "sam3.model=sam3"])
     config = load_serve_config(None, serve._overrides(args)).random_if_missing()
     assert (config.sam.checkpoint, config.sam2.checkpoint, config.sam3.checkpoint) == ("random", "random", "random")
     assert config.server.allow_random  # /segment's detectors too

@@ -6,8 +6,8 @@ from __future__ import annotations
 
 import sys
 import warnings
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 import pytest
 from fastapi.testclient import TestClient
@@ -120,5 +120,5 @@ def test_a_name_taken_by_a_built_in_is_an_error_naming_both(site: Path) -> None:
 
 def test_registering_something_else_than_a_route_family_is_an_error(site: Path) -> None:
     install(site, family="router")
-    with pytest.raises(PluginError, match="acme-routes 0.1.*expected a dtseg.server.families.RouteFamily"):
+    with pytest.raises(PluginError, match=r"acme-routes 0\.1.*expected a dtseg\.server\.families\.RouteFamily"):
         load_route_families()

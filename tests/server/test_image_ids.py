@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from urllib.parse import unquote
 
-import numpy as np
 import pytest
 from fastapi.testclient import TestClient
 

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import re
-from typing import Any, Iterator
+from collections.abc import Iterator
+from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
@@ -81,7 +82,8 @@ def test_every_route_lists_its_error_codes(engine: SamEngine, keys: list[str],
     listed = {(method, path): {int(code) for code in op["responses"] if not code.startswith("2")}
               for path, ops in schema["paths"].items() for method, op in ops.items()}
     open_routes = ("/healthz", "/labelstudio/health")
-    expected = {route: codes | ({401} if keys and route[1] not in open_routes else set()) for route, codes in ERRORS.items()}
+    expected = {route: codes | ({401} if keys and route[1] not in open_routes else set())
+                for route, codes in ERRORS.items()}
     assert listed == expected
     for path, ops in schema["paths"].items():
         for op in ops.values():

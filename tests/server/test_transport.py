@@ -10,9 +10,10 @@ import signal
 import socket
 import threading
 import time
+from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Iterator
+from typing import ClassVar
 from urllib.parse import urlsplit
 
 import pytest
@@ -43,8 +44,7 @@ def served(tiny_checkpoint: Path, tmp_path_factory: pytest.TempPathFactory) -> I
 
 def connect(url: str) -> socket.socket:
     parts = urlsplit(url)
-    sock = socket.create_connection((parts.hostname, parts.port), timeout=BOUND_S)
-    return sock
+    return socket.create_connection((parts.hostname, parts.port), timeout=BOUND_S)
 
 
 def read_until_closed(sock: socket.socket) -> bytes:
@@ -154,7 +154,7 @@ class SlowImage(BaseHTTPRequestHandler):
     """``/fast.png`` in about a second, ``/slow.png`` over a minute (the server's fetch waits)."""
 
     image = png_bytes(synthetic_image())
-    started = {"/fast.png": threading.Event(), "/slow.png": threading.Event()}
+    started: ClassVar[dict[str, threading.Event]] = {"/fast.png": threading.Event(), "/slow.png": threading.Event()}
 
     def do_GET(self) -> None:
         self.send_response(200)
@@ -186,8 +186,9 @@ def test_sigterm_answers_503_and_exits_within_the_grace(tiny_checkpoint: Path, t
     answers: dict[str, requests.Response] = {}
 
     def embed(name: str) -> None:
+        body = {"image": {"type": "url", "value": f"{base}/{name}.png"}, "format": "binary"}
         answers[name] = requests.post(f"{served.url}/sam/embed_image", params={"api_key": KEY}, timeout=BOUND_S * 4,
-                                      json={"image": {"type": "url", "value": f"{base}/{name}.png"}, "format": "binary"})
+                                      json=body)
 
     try:
         with serving(config, timeout_s=120) as served:

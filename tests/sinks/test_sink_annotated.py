@@ -47,7 +47,7 @@ def test_labels_and_boxes(tmp_path, frame, detections) -> None:
     del detections.data["class_name"]
     assert AnnotatedSink(AnnotatedSink.Config(), tmp_path).labels(detections) == ["0 -", "2 -", "2 -"]
     boxes = AnnotatedSink(AnnotatedSink.Config(annotators=["box"]), tmp_path).render(frame, detections)
-    x1, y1, x2, y2 = detections.xyxy[1].astype(int)
+    x1, y1, x2, _y2 = detections.xyxy[1].astype(int)
     assert (boxes[y1, x1:x2] != cv2.cvtColor(frame, cv2.COLOR_RGB2BGR)[y1, x1:x2]).any()
 
 

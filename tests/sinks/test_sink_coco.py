@@ -29,7 +29,7 @@ def test_dataset_loads_with_pycocotools_and_masks_are_exact(tmp_path, frame, det
     for file_name, dets in expected.items():
         anns = coco.loadAnns(coco.getAnnIds(imgIds=[images[file_name]["id"]]))
         assert len(anns) == len(dets)
-        for ann, mask, class_id, confidence in zip(anns, dets.mask, dets.class_id, dets.confidence):
+        for ann, mask, class_id, confidence in zip(anns, dets.mask, dets.class_id, dets.confidence, strict=True):
             np.testing.assert_array_equal(coco.annToMask(ann).astype(bool), mask)
             assert ann["area"] == int(mask.sum())
             ys, xs = np.nonzero(mask)

@@ -52,7 +52,7 @@ def test_document_fields(tmp_path, frame, detections) -> None:
 
 
 def test_rle_round_trips_exactly(tmp_path, frame, detections) -> None:
-    for obj, mask in zip(run(tmp_path, frame, detections)["objects"], detections.mask):
+    for obj, mask in zip(run(tmp_path, frame, detections)["objects"], detections.mask, strict=True):
         rle = {"size": obj["rle"]["size"], "counts": obj["rle"]["counts"].encode()}
         np.testing.assert_array_equal(mask_utils.decode(rle).astype(bool), mask)
 
@@ -62,7 +62,7 @@ def test_polygons_keep_holes_and_every_part(tmp_path, frame, detections) -> None
     objects = run(tmp_path, frame, detections)["objects"]
     ring = objects[0]["polygons"]
     assert sorted(len(part) for part in ring) == [1, 2]  # the ring (with its hole) + the island
-    for obj, mask in zip(objects, detections.mask):
+    for obj, mask in zip(objects, detections.mask, strict=True):
         np.testing.assert_array_equal(polygons_to_mask(obj["polygons"], shape), mask)  # exact
         naive = rasterize(obj["polygons"], shape)
         # close without dtseg too: nothing extra; only each hole's 1-pixel border goes missing

@@ -18,7 +18,7 @@ from tests.sinks.conftest import HEIGHT, WIDTH
 
 def _verify(image: Path, label: Path, num_classes: int) -> tuple[np.ndarray, list[np.ndarray]]:
     """ultralytics' own check of an image/label pair -> (N, 5) [class, box xywh] and N segments."""
-    _, labels, shape, segments, _, missing, found, empty, corrupt, message = verify_image_label(
+    _, labels, shape, segments, _, missing, _found, _empty, corrupt, message = verify_image_label(
         (str(image), str(label), "", False, num_classes, 0, 0, False))
     assert (missing, corrupt, message) == (0, 0, ""), message
     assert tuple(shape) == (HEIGHT, WIDTH)
@@ -44,8 +44,8 @@ def test_labels_load_back_with_ultralytics_as_our_masks(tmp_path: Path, frame, d
         mask = polygon2mask((HEIGHT, WIDTH), [segment * (WIDTH, HEIGHT)], color=1).astype(bool)
         expected = detections.mask[i].copy()
         if i == 0:  # YOLO has no holes: the ring comes back filled
-            expected = cv2.drawContours(expected.astype(np.uint8), [c for c in cv2.findContours(
-                expected.astype(np.uint8), cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_NONE)[0]], -1, 1, -1).astype(bool)
+            expected = cv2.drawContours(expected.astype(np.uint8), list(cv2.findContours(
+                expected.astype(np.uint8), cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_NONE)[0]), -1, 1, -1).astype(bool)
         assert _iou(mask, expected) > 0.9, i
         x, y, w, h = labels[i, 1:]
         x1, y1, x2, y2 = detections.xyxy[i] / (WIDTH, HEIGHT, WIDTH, HEIGHT)  # the tight box, normalized

@@ -18,7 +18,6 @@ from tests.fakes import FakeEngine
 from tests.video import synthetic
 from tests.video.plugins import shapes
 
-
 BoxEngine = FakeEngine  # its mask: the bright pixels inside each prompt box
 
 
@@ -62,8 +61,8 @@ def present_sam2_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """Tiny SAM 2.1 random weights whose object-score head always says "present" (bias +10)."""
     import torch
 
-    from dtseg.families.sam2.family import TINY_SAM2_SPEC, Sam2Model
     from dtseg.engine.checkpoints import save_checkpoint
+    from dtseg.families.sam2.family import TINY_SAM2_SPEC, Sam2Model
 
     torch.manual_seed(0)
     net = Sam2Model.build_net(TINY_SAM2_SPEC)

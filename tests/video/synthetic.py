@@ -17,11 +17,11 @@ def scene(t: int, frames: int, width: int, height: int) -> np.ndarray:
     """Frame ``t`` of ``frames`` as RGB uint8 ``(height, width, 3)``."""
     img = np.full((height, width, 3), 60, np.uint8)
     side = height // 4
-    x = int(round(-side + (width + side) * t / max(1, frames - 1)))
+    x = round(-side + (width + side) * t / max(1, frames - 1))
     y = height // 5
     cv2.rectangle(img, (x, y), (x + side, y + side), (230, 30, 30), -1)
     radius = height // 8
-    cy = int(round(radius + 2 + (height - 2 * radius - 4) * t / max(1, frames - 1)))
+    cy = round(radius + 2 + (height - 2 * radius - 4) * t / max(1, frames - 1))
     cv2.circle(img, (3 * width // 4, cy), radius, (30, 220, 40), -1)
     if frames // 3 <= t < 2 * frames // 3:
         cv2.rectangle(img, (width // 2 - side // 2, height - side - 4), (width // 2 + side // 2, height - 4),
@@ -43,7 +43,8 @@ def write_frames(folder: Path, frames: int, width: int = 128, height: int = 96) 
     """Write ``frames`` PNG frames ``frame_0000.png``... into ``folder``; return it."""
     folder.mkdir(parents=True, exist_ok=True)
     for t in range(frames):
-        cv2.imwrite(str(folder / f"frame_{t:04d}.png"), cv2.cvtColor(scene(t, frames, width, height), cv2.COLOR_RGB2BGR))
+        bgr = cv2.cvtColor(scene(t, frames, width, height), cv2.COLOR_RGB2BGR)
+        cv2.imwrite(str(folder / f"frame_{t:04d}.png"), bgr)
     return folder
 
 

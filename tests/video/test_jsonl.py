@@ -30,7 +30,7 @@ def test_frame_record_fields_and_masks() -> None:
     assert first == {"index": 0, "tracker_id": 7, "class_id": 3, "class_name": "car", "confidence": 0.75,
                      "sam_score": 0.9, "zone": "a", "box": [2.0, 1.0, 4.0, 2.0], "area": 6, "rle": first["rle"]}
     assert second["tracker_id"] == -1
-    for obj, mask in zip(record["objects"], detections.mask):
+    for obj, mask in zip(record["objects"], detections.mask, strict=True):
         assert np.array_equal(rle_to_mask(obj["rle"]), mask)
 
 

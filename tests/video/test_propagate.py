@@ -54,7 +54,8 @@ class ColorPropagator:
             outs.append(Out(frame[c] & box, 1.0, True))
         return outs
 
-    def condition(self, frame: np.ndarray, prompts: dict[int, Any], previews: dict[int, Out] | None = None) -> dict[int, Out]:
+    def condition(self, frame: np.ndarray, prompts: dict[int, Any],
+                  previews: dict[int, Out] | None = None) -> dict[int, Out]:
         assert previews is not None and set(previews) == set(prompts)
         for obj_id, out in previews.items():
             self.colors[obj_id] = int(np.argmax([(m & out.mask).sum() for m in frame]))
@@ -214,7 +215,8 @@ class LosingPropagator(ColorPropagator):
                 outs[i] = Out(np.zeros_like(out.mask), -1.0)
         return outs
 
-    def condition(self, frame: np.ndarray, prompts: dict[int, Any], previews: dict[int, Out] | None = None) -> dict[int, Out]:
+    def condition(self, frame: np.ndarray, prompts: dict[int, Any],
+                  previews: dict[int, Out] | None = None) -> dict[int, Out]:
         self.lost -= set(prompts)
         return super().condition(frame, prompts, previews)
 

@@ -8,7 +8,7 @@ import base64
 import binascii
 import hashlib
 import hmac
-from typing import Annotated, Any, Optional
+from typing import Annotated, Any
 
 from fastapi import Depends, FastAPI, HTTPException, Request, status
 from fastapi.security import APIKeyQuery, HTTPAuthorizationCredentials, HTTPBearer
@@ -54,8 +54,8 @@ def header_key(authorization: str | None) -> str | None:
 
 def client_namespace(
     request: Request,
-    api_key: Annotated[Optional[str], Depends(_query_key)] = None,
-    bearer: Annotated[Optional[HTTPAuthorizationCredentials], Depends(_bearer)] = None,
+    api_key: Annotated[str | None, Depends(_query_key)] = None,
+    bearer: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)] = None,
 ) -> str:
     """Dependency: ``request_namespace``. Its parameters declare the two ways to pass a key in OpenAPI."""
     return request_namespace(request)
@@ -72,12 +72,14 @@ def document_auth(app: FastAPI) -> None:
     build = app.openapi
 
     def openapi() -> dict[str, Any]:
-        if app.openapi_schema is None:
-            for operations in build()["paths"].values():
+        first = app.openapi_schema is None
+        schema = build()  # built once, then app.openapi_schema
+        if first:
+            for operations in schema["paths"].values():
                 for operation in operations.values():
                     if operation.get("security"):
                         operation["responses"].setdefault("401", UNAUTHORIZED)
-        return app.openapi_schema
+        return schema
 
     app.openapi = openapi  # type: ignore[method-assign]
 

@@ -19,9 +19,10 @@ from __future__ import annotations
 
 import asyncio
 from collections import deque
+from collections.abc import AsyncIterator, Callable, Coroutine
 from contextlib import asynccontextmanager
 from json import JSONDecodeError
-from typing import Any, AsyncIterator, Callable, Coroutine
+from typing import Any
 
 from fastapi import Request, Response
 from fastapi.dependencies.models import Dependant

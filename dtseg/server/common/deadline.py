@@ -7,6 +7,7 @@ and, when time is up, shuts the sockets down, so the blocked read fails at once.
 
 from __future__ import annotations
 
+import contextlib
 import socket
 import threading
 import time
@@ -25,7 +26,7 @@ class Deadline:
         self._timer = threading.Timer(seconds, self._expire)
         self._timer.daemon = True
 
-    def __enter__(self) -> "Deadline":
+    def __enter__(self) -> Deadline:
         self._timer.start()
         return self
 
@@ -56,7 +57,5 @@ class Deadline:
 
 
 def _shut(sock: socket.socket) -> None:
-    try:
+    with contextlib.suppress(OSError):  # already closed
         sock.shutdown(socket.SHUT_RDWR)
-    except OSError:  # already closed
-        pass

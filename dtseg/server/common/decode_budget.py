@@ -5,8 +5,8 @@ samples, then 8-bit BGR and RGB copies), so concurrent large images wait instead
 from __future__ import annotations
 
 import threading
+from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Iterator
 
 
 class DecodeBudget:

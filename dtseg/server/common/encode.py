@@ -12,7 +12,8 @@ import binascii
 import io
 import math
 import zipfile
-from typing import IO, Any, Callable
+from collections.abc import Callable
+from typing import IO, Any
 
 import cv2
 import numpy as np
@@ -148,7 +149,8 @@ def mask_input_logits(value: Any, fmt: str, max_objects: int, field: str = "mask
         raise InputError(field, "has_mask_input is true but there is no mask_input (and no cached mask for image_id)")
     if fmt == "binary":
         array = load_npy(value, field, lambda shape: _mask_shape_ok(shape, max_objects),
-                         f"logits (256, 256), (N, 256, 256) or (N, 1, 256, 256) with 1 <= N <= server.max_objects = {max_objects}")
+                         "logits (256, 256), (N, 256, 256) or (N, 1, 256, 256) "
+                         f"with 1 <= N <= server.max_objects = {max_objects}")
         array = array.astype(np.float32)
     else:
         array = _json_mask(value, field, max_objects)

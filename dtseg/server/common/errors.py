@@ -3,23 +3,39 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Awaitable, Callable
+from typing import TypeVar
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException
+from starlette.responses import Response
 
 from dtseg.errors import ImageNotEmbeddedError, InputError
 
 log = logging.getLogger("dtseg.server")
+E = TypeVar("E", bound=Exception)
 
 
 def install_error_handlers(app: FastAPI) -> None:
-    app.add_exception_handler(InputError, _input_error)
-    app.add_exception_handler(ImageNotEmbeddedError, _not_embedded)
-    app.add_exception_handler(RequestValidationError, _validation_error)
-    app.add_exception_handler(HTTPException, _http_error)
-    app.add_exception_handler(Exception, _unexpected)
+    _on(app, InputError, _input_error)
+    _on(app, ImageNotEmbeddedError, _not_embedded)
+    _on(app, RequestValidationError, _validation_error)
+    _on(app, HTTPException, _http_error)
+    _on(app, Exception, _unexpected)
+
+
+def _on(app: FastAPI, kind: type[E], handler: Callable[[Request, E], Awaitable[Response]]) -> None:
+    """``app.add_exception_handler(kind, handler)``, typed: Starlette declares every handler as
+    taking any ``Exception``; it calls this one with ``kind``'s only."""
+
+    async def handle(request: Request, exc: Exception) -> Response:
+        if not isinstance(exc, kind):
+            raise exc
+        return await handler(request, exc)
+
+    app.add_exception_handler(kind, handle)
 
 
 async def _input_error(request: Request, exc: InputError) -> JSONResponse:
@@ -43,9 +59,10 @@ async def _validation_error(request: Request, exc: RequestValidationError) -> JS
 
 
 async def _http_error(request: Request, exc: HTTPException) -> JSONResponse:
-    return JSONResponse({"message": str(exc.detail)}, status_code=exc.status_code, headers=getattr(exc, "headers", None))
+    return JSONResponse({"message": str(exc.detail)}, status_code=exc.status_code,
+                        headers=getattr(exc, "headers", None))
 
 
 async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
-    log.exception("unexpected error on %s %s", request.method, request.url.path)
+    log.error("unexpected error on %s %s", request.method, request.url.path, exc_info=exc)
     return JSONResponse({"message": f"internal server error: {type(exc).__name__}"}, status_code=500)

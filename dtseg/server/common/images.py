@@ -60,7 +60,8 @@ def decode_image(data: bytes, config: ServerConfig, budget: DecodeBudget, auto_o
     from ``budget`` while decoding, EXIF orientation applied (``auto_orient`` and ``config.auto_orient``)."""
     size = declared_size(data)
     with budget.reserve(size[0] * size[1] if size else 0):
-        return load_image(data, field, max_pixels=config.max_image_pixels, auto_orient=auto_orient and config.auto_orient)
+        return load_image(data, field, max_pixels=config.max_image_pixels,
+                          auto_orient=auto_orient and config.auto_orient)
 
 
 def decode_base64(value: str, field: str) -> bytes:
@@ -78,7 +79,8 @@ def decode_base64(value: str, field: str) -> bytes:
     return data
 
 
-def fetch_url(url: str, config: UrlFetchConfig, field: str = "image.value", headers: dict[str, str] | None = None) -> bytes:
+def fetch_url(url: str, config: UrlFetchConfig, field: str = "image.value",
+              headers: dict[str, str] | None = None) -> bytes:
     """GET ``url`` within the limits of ``config``; refusals and failures raise ``InputError``.
     ``headers`` go with the first request only (a redirect elsewhere must not carry credentials).
 
@@ -139,7 +141,7 @@ def check_url(url: str, allow_private: bool, field: str = "image.value") -> None
     except (socket.gaierror, UnicodeError, OSError) as exc:
         raise InputError(field, f"cannot resolve {host!r}: {exc}") from None
     for info in infos:
-        address = ipaddress.ip_address(info[4][0].split("%", 1)[0])
+        address = ipaddress.ip_address(str(info[4][0]).split("%", 1)[0])  # IPv6: drop the "%zone"
         if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
             address = address.ipv4_mapped
         if not address.is_global or address.is_multicast:

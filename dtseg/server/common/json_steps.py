@@ -13,7 +13,7 @@ import asyncio
 import json
 import re
 import time
-from json.decoder import JSONDecodeError, scanstring
+from json.decoder import JSONDecodeError, scanstring  # type: ignore[attr-defined]  # not in typeshed
 from json.scanner import make_scanner
 from typing import Any
 
@@ -21,7 +21,7 @@ STEP_S = 0.002  # longest stretch without giving the loop its turn (plus one ste
 RUN = 4096  # numbers decoded by one C call
 MAX_DEPTH = 500  # nested containers (json.loads stops near the recursion limit, 1000)
 
-_scan = make_scanner(json.JSONDecoder())
+_scan = make_scanner(json.JSONDecoder())  # type: ignore[arg-type]  # typeshed: any object with a decoder's attributes
 _WS = re.compile(r"[ \t\n\r]*")
 _NUMBERS = re.compile(rf"-?\d[\d.eE+-]*(?:[ \t\n\r]*,[ \t\n\r]*-?\d[\d.eE+-]*){{0,{RUN - 1}}}")
 

@@ -4,7 +4,7 @@ ignored) and those every response carries (its ``InferenceResponse``), filled fo
 from __future__ import annotations
 
 import uuid
-from typing import Any, Optional
+from typing import Any
 
 from pydantic import BaseModel, Field
 
@@ -17,16 +17,16 @@ class RoboflowBase(Strict):
     ``disable_preproc_auto_orient`` (true: EXIF orientation is not applied). Authentication reads
     ``api_key`` from the query string or ``Authorization: Bearer``; a body ``api_key`` is ignored."""
 
-    api_key: Optional[str] = Field(None, description="ignored in the body: pass ?api_key= or a Bearer token")
-    id: Optional[str] = None
-    model_id: Optional[str] = None
-    model_type: Optional[str] = None
-    usage_billable: Optional[bool] = None
-    start: Optional[float] = None
-    source: Optional[str] = None
-    source_info: Optional[str] = None
-    disable_model_monitoring: Optional[bool] = None
-    disable_preproc_auto_orient: Optional[bool] = Field(
+    api_key: str | None = Field(None, description="ignored in the body: pass ?api_key= or a Bearer token")
+    id: str | None = None
+    model_id: str | None = None
+    model_type: str | None = None
+    usage_billable: bool | None = None
+    start: float | None = None
+    source: str | None = None
+    source_info: str | None = None
+    disable_model_monitoring: bool | None = None
+    disable_preproc_auto_orient: bool | None = Field(
         None, description="true: use the pixels as stored, without applying EXIF orientation")
 
 
@@ -34,14 +34,14 @@ class ResolvedModel(BaseModel):
     """Which model answered: dtseg's model name, its precision and backend."""
 
     model_id: str
-    model_package_id: Optional[str] = None
+    model_package_id: str | None = None
     backend: str = "torch"
-    quantization: Optional[str] = None
+    quantization: str | None = None
 
 
 class InferenceFields(BaseModel):
     inference_id: str = Field(description="a fresh id per response (uuid4)")
-    frame_id: Optional[int] = Field(None, description="always null: no video context")
+    frame_id: int | None = Field(None, description="always null: no video context")
     resolved_model: ResolvedModel
 
 

@@ -7,7 +7,7 @@ are rejected (422 naming the field).
 
 from __future__ import annotations
 
-from typing import Annotated, Literal, Optional
+from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -43,5 +43,5 @@ class RleMask(BaseModel):
 
 class ErrorResponse(BaseModel):
     message: str
-    field: Optional[str] = None
-    code: Optional[str] = None
+    field: str | None = None
+    code: str | None = None

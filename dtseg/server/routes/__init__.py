@@ -23,5 +23,6 @@ def dtseg_register_route_families(register: RegisterRouteFamily) -> None:
     register("sam3", RouteFamily(sam3.router, sam3.SAM3))  # Roboflow's /sam3/*: a SAM 3 model
     register("segment", RouteFamily(segment.router))  # /segment: pipeline configs
     register("labelstudio", RouteFamily(labelstudio.router))  # the Label Studio ML backend
-    register("page", RouteFamily(page.router, install=page.install_static))  # /, /static, /fetch_image, /export, /everything
+    # /, /static, /fetch_image, /export, /everything
+    register("page", RouteFamily(page.router, install=page.install_static))
     register("server", RouteFamily(server.router))  # /healthz, /info

@@ -4,8 +4,9 @@ Exemplar tool turns a box into every similar object (an Alt-box excludes objects
 from __future__ import annotations
 
 import base64
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import numpy as np
 import pytest
@@ -77,7 +78,8 @@ def test_phrases_add_every_match_as_objects_from_the_cached_embedding(driver: Dr
     driver.page.fill("#concepts", " person, red car ,")
     sent = find(driver, lambda: driver.page.click("#findConcepts"))
     assert sent["prompts"] == [{"type": "text", "text": "person"}, {"type": "text", "text": "red car"}]
-    assert sent["output_prob_thresh"] == threshold and sent["image_id"] == driver.page.evaluate("window.dtsegPage.imageId")
+    image_id = driver.page.evaluate("window.dtsegPage.imageId")
+    assert sent["output_prob_thresh"] == threshold and sent["image_id"] == image_id
     assert driver.object_names() == ["person"] * counts[0] + ["red car"] * counts[1]
     assert driver.overlay_pixels() > 1000
     assert requests.get(f"{sam3_server}/info", headers=AUTH).json()["encoder_calls"] == calls  # the page's embedding

@@ -22,7 +22,8 @@ _GIVE = """([kind, b64, name]) => {
   const bytes = Uint8Array.from(atob(b64), (c) => c.charCodeAt(0));
   const data = new DataTransfer();
   data.items.add(new File([bytes], name, { type: 'image/png' }));
-  if (kind === 'drop') document.getElementById('stage').dispatchEvent(new DragEvent('drop', { dataTransfer: data, bubbles: true }));
+  const stage = document.getElementById('stage');
+  if (kind === 'drop') stage.dispatchEvent(new DragEvent('drop', { dataTransfer: data, bubbles: true }));
   else document.dispatchEvent(new ClipboardEvent('paste', { clipboardData: data, bubbles: true }));
 }"""
 

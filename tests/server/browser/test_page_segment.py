@@ -61,7 +61,7 @@ def test_negative_click_refines_from_the_cached_mask(driver: Driver) -> None:
     driver.click(400, 500)
     driver.click(420, 900, button="right")
     driver.click(300, 300, modifiers=["Alt"])
-    first, second, third = driver.sent("/sam/segment_image")
+    _first, second, third = driver.sent("/sam/segment_image")
     assert second["point_coords"] == [[400, 500], [420, 900]] and second["point_labels"] == [1, 0]
     assert second["has_mask_input"] is True and second["use_mask_input_cache"] is True
     assert "mask_input" not in second  # the server has it: nothing heavy is sent

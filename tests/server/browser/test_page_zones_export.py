@@ -95,7 +95,7 @@ def test_exports_match_the_page_masks(driver: Driver, tmp_path: Path) -> None:
     assert (image["height"], image["width"]) == SHAPE and image["file_name"] == "bus"
     annotations = coco.loadAnns(coco.getAnnIds())
     assert len(annotations) == 2
-    for annotation, mask in zip(annotations, expected):
+    for annotation, mask in zip(annotations, expected, strict=True):
         assert np.array_equal(coco.annToMask(annotation).astype(bool), mask)
         assert annotation["area"] == mask.sum()
 
@@ -145,7 +145,8 @@ def test_everything_button_makes_objects_of_the_kept_masks(driver: Driver) -> No
         page.click("#everything")
     assert info.value.json()["detections"] == [] and info.value.json()["prompts"] == 256
     page.wait_for_function("document.getElementById('decodeStatus').textContent.startsWith('everything: kept 0')")
-    assert "of 256 masks" in page.text_content("#decodeStatus") and "lower the score" in page.text_content("#decodeStatus")
+    status = page.text_content("#decodeStatus")
+    assert "of 256 masks" in status and "lower the score" in status
     assert driver.sent("/everything")[-1]["pred_iou_thresh"] == 1
     page.fill("#everythingScore", "0")
     with page.expect_response(lambda r: r.url.endswith("/everything")) as info:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import random
-from typing import Callable
+from collections.abc import Callable
 
 import httpx
 from fastapi.testclient import TestClient
@@ -19,7 +19,8 @@ from dtseg.server.config import ServerConfig
 def test_key_is_checked_before_the_body_is_parsed(make_client: Callable[..., TestClient]) -> None:
     """Without a key, a body that is not even JSON gets 401 (parsing first would answer 422)."""
     client = make_client(api_keys=["alpha"])
-    for path in ("/sam/embed_image", "/sam/segment_image", "/sam2/segment_image", "/sam3/concept_segment", "/segment", "/export"):
+    for path in ("/sam/embed_image", "/sam/segment_image", "/sam2/segment_image", "/sam3/concept_segment",
+                 "/segment", "/export"):
         response = client.post(path, content=b"{not json", headers={"Content-Type": "application/json"})
         assert response.status_code == 401, (path, response.text)
         assert response.headers["connection"] == "close"

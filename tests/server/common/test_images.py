@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import base64
+import contextlib
 import io
 import socket
 import threading
 import time
+from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Iterator
 
 import numpy as np
 import pytest
@@ -44,7 +45,7 @@ def image_server(image: np.ndarray) -> Iterator[str]:
     data = png_bytes(image)
 
     class Handler(BaseHTTPRequestHandler):
-        def do_GET(self) -> None:  # noqa: N802
+        def do_GET(self) -> None:
             if self.path == "/img.png":
                 self._send(200, data, "image/png")
             elif self.path.startswith("/redirect/"):
@@ -66,10 +67,9 @@ def image_server(image: np.ndarray) -> Iterator[str]:
             self.send_header("Content-Type", kind)
             self.send_header("Content-Length", str(len(body)))
             self.end_headers()
-            try:
+            # the client under test may hang up early (a timeout or size limit it enforces)
+            with contextlib.suppress(BrokenPipeError, ConnectionResetError):
                 self.wfile.write(body)
-            except (BrokenPipeError, ConnectionResetError):
-                pass  # the client under test hung up early (a timeout or size limit it enforces)
 
         def log_message(self, *args: object) -> None:
             pass
@@ -216,7 +216,9 @@ def test_request_images_decode_under_the_budget(make_client, monkeypatch) -> Non
 def test_exif_orientation_applies_unless_the_request_opts_out(make_client) -> None:
     """Roboflow's disable_preproc_auto_orient is honoured; server.auto_orient=false turns it off for all."""
     upright, stored = {}, orientation6_jpeg()
-    for name, config, flag in (("auto", {}, False), ("opt_out", {}, True), ("server_off", {"auto_orient": False}, False)):
+    cases: tuple[tuple[str, dict[str, bool], bool], ...] = (
+        ("auto", {}, False), ("opt_out", {}, True), ("server_off", {"auto_orient": False}, False))
+    for name, config, flag in cases:
         client = make_client(**config)
         response = client.post("/sam/segment_image", json={
             "image": {"type": "base64", "value": b64(stored)}, "point_coords": [[2, 2]], "point_labels": [1],

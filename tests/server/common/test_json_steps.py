@@ -13,8 +13,9 @@ from hypothesis import strategies as st
 from dtseg.server.common.json_steps import RUN, decode_body, parse_json
 
 scalars = st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=8)
-documents = st.recursive(scalars, lambda inner: st.lists(inner, max_size=6) | st.dictionaries(st.text(max_size=5), inner,
-                                                                                                max_size=5), max_leaves=40)
+documents = st.recursive(
+    scalars, lambda inner: st.lists(inner, max_size=6) | st.dictionaries(st.text(max_size=5), inner, max_size=5),
+    max_leaves=40)
 
 
 def parse(text: str) -> object:

@@ -38,7 +38,7 @@ class ShapePrompts:
     class Config(StrictModel):
         interrupt_after: int | None = None
         sleep_s: float = 0.0
-        colors: list[str] = list(COLORS)
+        colors: list[str] = list(COLORS)  # noqa: RUF012 - pydantic copies defaults
         fail_after: int | None = None
 
     def __init__(self, config: Config) -> None:

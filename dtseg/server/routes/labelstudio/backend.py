@@ -12,8 +12,9 @@ import hashlib
 import logging
 import threading
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 
@@ -133,7 +134,7 @@ class Backend:
                                "--set server.labelstudio.pipeline=NAME (a config in server.configs_dir)")
         try:
             return self.pipeline_for(self.services, name)
-        except Exception as exc:  # InputError / HTTPException of the /segment helpers
+        except Exception as exc:  # noqa: BLE001 - InputError / HTTPException of the /segment helpers, or a broken config
             raise _Unavailable(f"pipeline {name!r}: {getattr(exc, 'detail', None) or exc}") from None
 
     def _pre_annotate(self, task: Any, config: LabelConfig, pipeline: Any,
@@ -143,7 +144,8 @@ class Backend:
         rgb = self._read(_image_url(task, config), connection)
         detections = pipeline(rgb)
         names = detections.data.get("class_name")
-        regions, unmapped = [], Counter()
+        regions: list[dict[str, Any]] = []
+        unmapped: Counter[str] = Counter()
         for i in range(len(detections)):
             name = None if names is None else str(names[i])
             label = config.label_named(name) if name else (config.labels[0] if len(config.labels) == 1 else None)

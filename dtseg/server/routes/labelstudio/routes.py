@@ -12,7 +12,7 @@ and ``Authorization: Bearer`` work too.
 from __future__ import annotations
 
 import threading
-from typing import Annotated, Any, Optional
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Request
 from fastapi.security import HTTPBasic, HTTPBasicCredentials
@@ -39,7 +39,7 @@ _basic = HTTPBasic(auto_error=False, description="Label Studio's ML backend basi
 
 def labelstudio_namespace(
     namespace: Annotated[str, Depends(client_namespace)],
-    basic: Annotated[Optional[HTTPBasicCredentials], Depends(_basic)] = None,
+    basic: Annotated[HTTPBasicCredentials | None, Depends(_basic)] = None,
 ) -> str:
     """``client_namespace`` (which reads Basic auth too); ``basic`` declares Label Studio's way
     to pass the key in OpenAPI."""

@@ -5,7 +5,7 @@ Label Studio adds fields from version to version: requests accept unknown fields
 
 from __future__ import annotations
 
-from typing import Any, Optional, Union
+from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -16,17 +16,17 @@ class _LabelStudioBody(BaseModel):
 
 class PredictRequest(_LabelStudioBody):
     tasks: list[dict[str, Any]] = Field(description="Label Studio tasks: {id, data: {image: URL}, ...}")
-    label_config: Optional[str] = Field(None, description="the project's label config (XML)")
-    project: Optional[Union[str, int]] = Field(None, description="'<project id>.<created timestamp>'")
-    params: Optional[dict[str, Any]] = Field(None, description="{context: {result: [the annotator's smart regions]}, "
+    label_config: str | None = Field(None, description="the project's label config (XML)")
+    project: str | int | None = Field(None, description="'<project id>.<created timestamp>'")
+    params: dict[str, Any] | None = Field(None, description="{context: {result: [the annotator's smart regions]}, "
                                                                "login, password}; no context: pre-annotation")
 
 
 class SetupRequest(_LabelStudioBody):
-    project: Optional[Union[str, int]] = None
-    schema_: Optional[str] = Field(None, alias="schema", description="the project's label config (XML)")
-    hostname: Optional[str] = Field(None, description="Label Studio's address, for task URLs starting with '/'")
-    access_token: Optional[str] = Field(None, description="a Label Studio API token to read task images with")
+    project: str | int | None = None
+    schema_: str | None = Field(None, alias="schema", description="the project's label config (XML)")
+    hostname: str | None = Field(None, description="Label Studio's address, for task URLs starting with '/'")
+    access_token: str | None = Field(None, description="a Label Studio API token to read task images with")
 
 
 class Prediction(BaseModel):
@@ -36,8 +36,8 @@ class Prediction(BaseModel):
     result: list[dict[str, Any]] = Field(description="brushlabels or polygonlabels regions")
     score: float
     model_version: str
-    error: Optional[str] = None
-    unmapped_classes: Optional[dict[str, int]] = Field(None, description="detector classes without a label in the "
+    error: str | None = None
+    unmapped_classes: dict[str, int] | None = Field(None, description="detector classes without a label in the "
                                                                          "label config, and how many objects each had")
 
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Literal, Optional
+from typing import Literal
 
 from pydantic import Field
 
@@ -28,8 +28,8 @@ class EverythingResponse(SegmentPipelineResponse):
 
 class ExportObject(Strict):
     rle: RleMask = Field(description="the mask as COCO compressed RLE, size [height, width] of the image")
-    class_name: Optional[str] = Field(None, max_length=200, description="category name; default 'object'")
-    sam_score: Optional[float] = Field(None, description="SAM's predicted IoU of the mask")
+    class_name: str | None = Field(None, max_length=200, description="category name; default 'object'")
+    sam_score: float | None = Field(None, description="SAM's predicted IoU of the mask")
 
 
 class ExportRequest(Strict):

@@ -3,15 +3,15 @@ image is decoded or any model runs: decoder time and memory grow with objects x 
 
 from __future__ import annotations
 
-from typing import Any, Optional
+from typing import Any
 
 from dtseg.errors import InputError
 from dtseg.server.common.encode import nesting_depth
 from dtseg.server.config import ServerConfig
 
 
-def check_prompt_counts(point_coords: Optional[list[Any]], point_labels: Optional[list[Any]],
-                        boxes: Optional[list[Any]], config: ServerConfig) -> None:
+def check_prompt_counts(point_coords: list[Any] | None, point_labels: list[Any] | None,
+                        boxes: list[Any] | None, config: ServerConfig) -> None:
     """Refuse more than ``server.max_objects`` objects or ``server.max_points_per_object`` points.
 
     ``point_coords`` is ``[[x, y], ...]`` (one object) or ``[[[x, y], ...], ...]`` (N objects);
@@ -28,7 +28,7 @@ def check_prompt_counts(point_coords: Optional[list[Any]], point_labels: Optiona
         _check_objects("boxes", len(boxes), config)
 
 
-def _counts(value: Optional[list[Any]], leaf_depth: int) -> tuple[int, int]:
+def _counts(value: list[Any] | None, leaf_depth: int) -> tuple[int, int]:
     """``(objects, most points in one object)`` of a one-object or several-object prompt list."""
     if not value:
         return 0, 0

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import time
-from typing import Annotated, Any, Union
+from typing import Annotated, Any
 
 import numpy as np
 import torch
@@ -59,8 +59,10 @@ _ERRORS: dict[int | str, dict[str, Any]] = {
 
 
 @router.post("/embed_image", response_model=EmbedResponse, responses={
-    **_ERRORS, 404: {"model": ErrorResponse, "description": "no image and image_id not embedded (code: image_not_embedded)"},
-    200: {"content": {OCTET: {}}, "description": "json, or np.save bytes of (1, 256, 64, 64) float32 with format=binary"}})
+    **_ERRORS,
+    404: {"model": ErrorResponse, "description": "no image and image_id not embedded (code: image_not_embedded)"},
+    200: {"content": {OCTET: {}},
+          "description": "json, or np.save bytes of (1, 256, 64, 64) float32 with format=binary"}})
 def embed_image(body: EmbedRequest, namespace: Namespace, engine: Engine, services: ServicesDep) -> Response:
     """Embed an image and cache it under ``image_id`` (default: a hash of its pixels)."""
     start = time.perf_counter()
@@ -83,9 +85,11 @@ def embed_image(body: EmbedRequest, namespace: Namespace, engine: Engine, servic
     return Response(text, media_type="application/json", headers=headers)
 
 
-@router.post("/segment_image", response_model=Union[SegmentResponse, SegmentRleResponse], responses={
-    **_ERRORS, 404: {"model": ErrorResponse, "description": "image_id not embedded and no image (code: image_not_embedded)"},
-    200: {"content": {OCTET: {}}, "description": "json (polygons), rle, or np.savez_compressed bytes with format=binary"}})
+@router.post("/segment_image", response_model=SegmentResponse | SegmentRleResponse, responses={
+    **_ERRORS,
+    404: {"model": ErrorResponse, "description": "image_id not embedded and no image (code: image_not_embedded)"},
+    200: {"content": {OCTET: {}},
+          "description": "json (polygons), rle, or np.savez_compressed bytes with format=binary"}})
 def segment_image(body: SegmentRequest, namespace: Namespace, engine: Engine, services: ServicesDep) -> Response:
     """Masks for point and/or box prompts on an image, a cached ``image_id``, or a client-held embedding."""
     start = time.perf_counter()
@@ -126,7 +130,7 @@ def _pad_ragged(point_coords: Any, point_labels: Any) -> tuple[Any, Any]:
     if len(point_labels) != len(point_coords):
         raise InputError("point_labels", f"{len(point_labels)} label lists for {len(point_coords)} point lists")
     k = max(len(c) for c in point_coords)
-    for i, (coords, labels) in enumerate(zip(point_coords, point_labels)):
+    for i, (coords, labels) in enumerate(zip(point_coords, point_labels, strict=True)):
         if not isinstance(labels, list) or len(labels) != len(coords):
             raise InputError(f"point_labels[{i}]", f"expected {len(coords)} labels, one per point")
     nan = float("nan")

@@ -10,7 +10,7 @@ are strict (``dtseg.server.common.schemas``).
 
 from __future__ import annotations
 
-from typing import Any, Literal, Optional, Union
+from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
@@ -24,15 +24,15 @@ class RoboflowCompat(RoboflowBase):
     """Roboflow's ``SamInferenceRequest``: ``sam_version_id`` is validated but does not switch
     models: one model is served (see /info)."""
 
-    sam_version_id: Optional[SamVersion] = Field(None, description="vit_h, vit_l or vit_b; validated, ignored")
-    use_embeddings_cache: Optional[bool] = None
+    sam_version_id: SamVersion | None = Field(None, description="vit_h, vit_l or vit_b; validated, ignored")
+    use_embeddings_cache: bool | None = None
 
 
 class EmbedRequest(RoboflowCompat):
     """``POST /sam/embed_image``."""
 
-    image: Optional[ImageInput] = Field(None, description="required unless image_id is already embedded")
-    image_id: Optional[str] = Field(None, min_length=1, max_length=512, examples=["example_image_id"],
+    image: ImageInput | None = Field(None, description="required unless image_id is already embedded")
+    image_id: str | None = Field(None, min_length=1, max_length=512, examples=["example_image_id"],
                                     description="cache key; default: a hash of the pixels. Printable text, no "
                                                 "control characters; percent-encoded in X-Image-Id")
     format: Literal["json", "binary"] = Field("json", description="binary: np.save bytes of (1, 256, 64, 64) float32")
@@ -59,21 +59,21 @@ class SegmentRequest(RoboflowCompat):
     is one object decoded from no prompt (as ``SamPredictor.predict()``).
     """
 
-    image: Optional[ImageInput] = None
-    image_id: Optional[str] = Field(None, min_length=1, max_length=512, examples=["example_image_id"])
-    point_coords: Optional[Union[Points2D, Points3D]] = Field(None, examples=[[[380, 350]]])
-    point_labels: Optional[Union[list[Number], list[list[Number]]]] = Field(None, examples=[[1]])
-    boxes: Optional[Union[list[Number], list[list[Number]]]] = Field(
+    image: ImageInput | None = None
+    image_id: str | None = Field(None, min_length=1, max_length=512, examples=["example_image_id"])
+    point_coords: Points2D | Points3D | None = Field(None, examples=[[[380, 350]]])
+    point_labels: list[Number] | list[list[Number]] | None = Field(None, examples=[[1]])
+    boxes: list[Number] | list[list[Number]] | None = Field(
         None, description="extension: [x1, y1, x2, y2] or a list of them, original pixels")
     multimask_output: bool = Field(False, description="extension: three masks per object, with scores")
     format: Literal["json", "binary", "rle"] = Field(
         "json", description="json: polygons; binary: np.savez_compressed; rle (extension): COCO RLE")
-    embeddings: Optional[Any] = Field(
+    embeddings: Any | None = Field(
         None, description="client-held embedding (1, 256, 64, 64) or (256, 64, 64); needs orig_im_size")
     embeddings_format: Literal["json", "binary"] = Field("json", description="binary: base64 of np.save bytes")
-    orig_im_size: Optional[list[int]] = Field(None, description="[height, width] of the embedded image")
+    orig_im_size: list[int] | None = Field(None, description="[height, width] of the embedded image")
     has_mask_input: bool = False
-    mask_input: Optional[Any] = Field(
+    mask_input: Any | None = Field(
         None, description="json: polygons on the 256x256 grid, or logits (256, 256) / (N, 1, 256, 256); "
                           "binary: base64 of np.save bytes of logits")
     mask_input_format: Literal["json", "binary"] = "json"

@@ -8,7 +8,7 @@ Extensions are marked. Boxes are centre-based (``x``, ``y`` = centre), as Robofl
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal, Optional, Union
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, Discriminator, Field, Tag
 
@@ -25,14 +25,15 @@ class Sam2Compat(RoboflowBase):
     """Roboflow's ``Sam2InferenceRequest``: ``sam2_version_id`` does not switch models: the server
     holds one SAM 2 model (``sam2.model`` in its config, reported as ``resolved_model``)."""
 
-    sam2_version_id: Optional[Sam2Version] = Field(None, description="validated; the configured model answers")
+    sam2_version_id: Sam2Version | None = Field(None, description="validated; the configured model answers")
 
 
 class Sam2EmbedRequest(Sam2Compat):
     """``POST /sam2/embed_image``."""
 
-    image: Optional[ImageInput] = Field(None, description="required unless image_id is already embedded")
-    image_id: Optional[str] = Field(None, min_length=1, max_length=512, description="cache key; default: a hash of the pixels")
+    image: ImageInput | None = Field(None, description="required unless image_id is already embedded")
+    image_id: str | None = Field(None, min_length=1, max_length=512,
+                                 description="cache key; default: a hash of the pixels")
 
 
 class Box(Strict):
@@ -49,12 +50,12 @@ class Point(Strict):
 
 
 class Sam2Prompt(Strict):
-    box: Optional[Box] = None
-    points: Optional[list[Point]] = None
+    box: Box | None = None
+    points: list[Point] | None = None
 
 
 class Sam2PromptSet(Strict):
-    prompts: Optional[list[Sam2Prompt]] = None
+    prompts: list[Sam2Prompt] | None = None
 
 
 def _prompts_form(value: Any) -> str:
@@ -67,8 +68,10 @@ def _prompts_form(value: Any) -> str:
 
 
 #: ``{"prompts": [...]}`` (documented, ``inference_sdk``), a flat list ``[...]``, or one prompt ``{...}``.
-PromptsField = Annotated[Union[Annotated[Sam2PromptSet, Tag("set")], Annotated[list[Sam2Prompt], Tag("list")],
-                               Annotated[Sam2Prompt, Tag("one")]], Discriminator(_prompts_form)]
+PromptsField = Annotated[
+    Annotated[Sam2PromptSet, Tag("set")] | Annotated[list[Sam2Prompt], Tag("list")] | Annotated[Sam2Prompt, Tag("one")],
+    Discriminator(_prompts_form),
+]
 
 
 class Sam2SegmentRequest(Sam2Compat):
@@ -76,8 +79,8 @@ class Sam2SegmentRequest(Sam2Compat):
 
     ``image`` may be left out when ``image_id`` is embedded (extension: Roboflow requires it)."""
 
-    image: Optional[ImageInput] = None
-    image_id: Optional[str] = Field(None, min_length=1, max_length=512)
+    image: ImageInput | None = None
+    image_id: str | None = Field(None, min_length=1, max_length=512)
     prompts: PromptsField = Field(default_factory=Sam2PromptSet, description=(
         "{\"prompts\": [...]} as documented; a flat list of prompts or a single prompt are accepted too "
         "(as Roboflow does). No prompt at all, or a prompt with neither box nor points, is Roboflow's "

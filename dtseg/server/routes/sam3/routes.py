@@ -81,11 +81,14 @@ def concept_segment(body: Sam3ConceptRequest, namespace: Namespace, engine: Engi
     results = engine.segment_concepts(image, prompts, image_id=body.image_id, threshold=threshold, namespace=namespace)
     detections = to_detections(results, nms_iou=body.nms_iou_threshold)  # NMS across prompts, as Roboflow's
     fmt = "rle" if body.format == "rle" else "polygon"
+    none = np.zeros((0, 0, 0), bool)  # when nothing was found, mask / confidence may be None
+    masks = none if detections.mask is None else detections.mask
+    scores = none[:, 0, 0] if detections.confidence is None else detections.confidence
     prompt_results = []
     for i, (asked, prompt) in enumerate(zip(body.prompts, prompts, strict=True)):
         mine = np.flatnonzero(detections.class_id == i)
-        predictions = [{"masks": mask_payload(detections.mask[k], fmt), "confidence": float(detections.confidence[k]),
-                        "format": fmt} for k in mine]
+        predictions = [{"masks": mask_payload(masks[k], fmt), "confidence": float(scores[k]), "format": fmt}
+                       for k in mine]
         echo = {"prompt_index": i, "type": "visual" if len(prompt.boxes) else "text", "text": asked.text,
                 "num_boxes": len(prompt.boxes)}
         prompt_results.append({"prompt_index": i, "echo": echo, "predictions": predictions})

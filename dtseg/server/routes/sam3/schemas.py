@@ -71,7 +71,8 @@ class Sam3ConceptRequest(RoboflowBase):
 
     image: ImageInput | None = None
     image_id: str | None = Field(None, min_length=1, max_length=512,
-                                 description="cache key (extension: Roboflow ignores it); default: a hash of the pixels")
+                                 description="cache key (extension: Roboflow ignores it); "
+                                             "default: a hash of the pixels")
     prompts: list[Sam3Prompt] = Field(min_length=1, max_length=MAX_PROMPTS,
                                       description=f"1 to {MAX_PROMPTS} prompts; all share one image embedding")
     output_prob_thresh: Number | None = Field(

@@ -65,7 +65,8 @@ def pipeline_named(services: Services, name: str) -> Any:
                 services.pipelines[name] = Pipeline.from_config(path, engine=services.engine,
                                                                 allow_random=services.config.allow_random)
             except (DtsegError, ValueError, OSError, ImportError) as exc:
-                raise HTTPException(503, f"pipeline config {name!r} cannot be built on this server: {_server_hint(exc)}") from None
+                raise HTTPException(503, f"pipeline config {name!r} cannot be built on this server: "
+                                         f"{_server_hint(exc)}") from None
         return services.pipelines[name]
 
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any, Literal, Optional
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -19,7 +19,7 @@ class SegmentPipelineRequest(Strict):
 class Prompt(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    box: Optional[list[float]] = Field(None, description="[x1, y1, x2, y2] pixels, or null")
+    box: list[float] | None = Field(None, description="[x1, y1, x2, y2] pixels, or null")
     points: list[list[float]] = Field(description="[[x, y], ...] pixels")
     labels: list[int] = Field(description="1 foreground, 0 background, one per point")
 
@@ -29,22 +29,23 @@ class Detection(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
     index: int
-    class_id: Optional[int] = None
-    class_name: Optional[str] = None
-    confidence: Optional[float] = None
-    sam_score: Optional[float] = None
-    tracker_id: Optional[int] = None
-    zone: Optional[Any] = Field(None, description="the zone the object lies in (zones provider), when set")
+    class_id: int | None = None
+    class_name: str | None = None
+    confidence: float | None = None
+    sam_score: float | None = None
+    tracker_id: int | None = None
+    zone: Any | None = Field(None, description="the zone the object lies in (zones provider), when set")
     box: list[float] = Field(description="[x1, y1, x2, y2] pixels")
     prompt: Prompt
     area: int = Field(description="mask pixels")
-    polygons: Optional[list[list[list[list[int]]]]] = Field(None, description="parts -> rings [exterior, holes...] -> [x, y]")
-    rle: Optional[dict[str, Any]] = None
-    data: Optional[dict[str, Any]] = Field(None, description="other per-object data from the providers")
+    polygons: list[list[list[list[int]]]] | None = Field(
+        None, description="parts -> rings [exterior, holes...] -> [x, y]")
+    rle: dict[str, Any] | None = None
+    data: dict[str, Any] | None = Field(None, description="other per-object data from the providers")
 
 
 class SegmentPipelineResponse(BaseModel):
     detections: list[Detection]
     time: float
     config: str
-    random_weights: Optional[str] = Field(None, description="set when a model has random weights: masks are meaningless")
+    random_weights: str | None = Field(None, description="set when a model has random weights: masks are meaningless")

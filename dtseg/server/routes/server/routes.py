@@ -23,7 +23,8 @@ async def healthz() -> dict[str, str]:
 
 
 @router.get("/info")
-def info(request: Request, namespace: Namespace, services: Annotated[Services, Depends(get_services)]) -> dict[str, Any]:
+def info(request: Request, namespace: Namespace,
+         services: Annotated[Services, Depends(get_services)]) -> dict[str, Any]:
     """Model, device, cache counters (``encoder_calls`` counts images through the encoder).
 
     With API keys, the cache counters are the caller's own: its entries, bytes, share

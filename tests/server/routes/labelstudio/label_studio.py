@@ -14,9 +14,9 @@ import shutil
 import subprocess
 import tempfile
 import threading
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator
 
 from tests.redis_server import free_port
 from tests.server.live import wait_ready
@@ -67,8 +67,8 @@ def migrated_database() -> Path | None:
         with tempfile.TemporaryDirectory(dir=database.parent) as scratch:
             data_dir = Path(scratch)
             done = subprocess.run([str(LABEL_STUDIO), "version", "--data-dir", str(data_dir)], stdout=subprocess.PIPE,
-                                  stderr=subprocess.STDOUT, text=True, env=environment(data_dir, data_dir), cwd=data_dir,
-                                  timeout=600)
+                                  stderr=subprocess.STDOUT, text=True, env=environment(data_dir, data_dir),
+                                  cwd=data_dir, timeout=600)
             if done.returncode != 0:
                 raise RuntimeError(f"Label Studio could not migrate its database: {done.stdout[-4000:]}")
             os.replace(data_dir / DATABASE, database)  # atomic: a concurrent session sees all or nothing

@@ -4,16 +4,16 @@ from __future__ import annotations
 
 import base64
 import threading
+from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Iterator
 
 import pytest
 
 from dtseg.errors import InputError
 from dtseg.labelstudio.settings import Connection, LabelStudioConfig
-from dtseg.server.routes.labelstudio.images import read_task_image
 from dtseg.server.config import UrlFetchConfig
+from dtseg.server.routes.labelstudio.images import read_task_image
 
 IMAGE = b"\x89PNG pretend image bytes"
 TOKEN = "ls-token"
@@ -26,7 +26,7 @@ def studio() -> Iterator[tuple[str, list[dict[str, str]]]]:
     seen: list[dict[str, str]] = []
 
     class Handler(BaseHTTPRequestHandler):
-        def do_GET(self) -> None:  # noqa: N802
+        def do_GET(self) -> None:
             auth = self.headers.get("Authorization", "")
             seen.append({"path": self.path, "auth": auth})
             ok = auth == f"Token {TOKEN}" or self.path.startswith("/public/")
@@ -52,7 +52,7 @@ def test_local_dirs_map_url_prefixes_to_folders(tmp_path: Path) -> None:
     assert read_task_image("/data/local-files/?d=sub%20dir/a.png", settings, UrlFetchConfig()) == IMAGE
     with pytest.raises(InputError, match="leaves the folder"):
         read_task_image("/data/local-files/?d=../../etc/passwd", settings, UrlFetchConfig())
-    with pytest.raises(InputError, match="cannot read 'sub dir/b.png'") as info:
+    with pytest.raises(InputError, match=r"cannot read 'sub dir/b\.png'") as info:
         read_task_image("/data/local-files/?d=sub dir/b.png", settings, UrlFetchConfig(), field="task.data")
     assert info.value.field == "task.data"
 
@@ -75,7 +75,7 @@ def test_label_studio_paths_are_fetched_with_the_token(studio: tuple[str, list[d
 
 
 def test_the_setup_hostname_is_fetched_under_the_url_guards(studio: tuple[str, list[dict[str, str]]]) -> None:
-    url, seen = studio
+    url, _seen = studio
     setup = Connection(hostname=url, access_token=TOKEN)
     with pytest.raises(InputError, match="loopback/private"):
         read_task_image("/data/upload/1/a.png", LabelStudioConfig(), UrlFetchConfig(), setup)

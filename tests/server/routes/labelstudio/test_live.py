@@ -108,7 +108,7 @@ def test_label_studio_gets_dtseg_masks(studio: LabelStudio, backend: str, tiny_c
     assert [r["value"]["brushlabels"] for r in regions] == [["disc"], ["block"]]  # "sky" has no label
     pipeline = engine.segment(image, Prompts.from_objects([{k: v for k, v in o.items() if k != "class_name"}
                                                            for o in OBJECTS[:2]]))
-    for stored, mask in zip(regions, pipeline.mask):
+    for stored, mask in zip(regions, pipeline.mask, strict=True):
         decoded = brush_mask(stored)
         assert decoded.shape == mask.shape and (decoded & mask).sum() == (decoded | mask).sum()  # IoU 1.0
 

@@ -90,7 +90,8 @@ def test_connect_as_label_studio_does(ls_client: TestClient) -> None:
     webhook = ls_client.post("/labelstudio/webhook", json={"action": "ANNOTATION_CREATED", "annotation": {}},
                              headers=basic("k0"))
     assert webhook.status_code == 201
-    assert ls_client.get("/labelstudio/versions", headers=basic("k0")).json()["versions"] == [health.json()["model_version"]]
+    versions = ls_client.get("/labelstudio/versions", headers=basic("k0")).json()["versions"]
+    assert versions == [health.json()["model_version"]]
 
 
 def test_recorded_click_gives_the_engines_mask_and_a_second_click_costs_one_decode(
@@ -106,7 +107,8 @@ def test_recorded_click_gives_the_engines_mask_and_a_second_click_costs_one_deco
     best = int(np.argmax(expected.scores[0]))
     np.testing.assert_array_equal(brush_mask(region), expected.masks[0, best])
     assert prediction["score"] == pytest.approx(float(expected.scores[0, best]), abs=1e-5)
-    assert "tiny float32" in prediction["model_version"] and first.json()["model_version"] == prediction["model_version"]
+    assert "tiny float32" in prediction["model_version"]
+    assert first.json()["model_version"] == prediction["model_version"]
 
     encoded = engine.encoder_calls
     refine = body("predict_interactive_brush")
@@ -155,7 +157,7 @@ def test_retrieve_predictions_runs_the_pipeline(ls_client: TestClient, engine: S
     assert [r["value"][f"{output}labels"] for r in regions] == [["disc"], ["block"]]
     expected = engine.segment(IMAGE, Prompts.from_objects([{k: v for k, v in o.items() if k != "class_name"}
                                                            for o in OBJECTS[:2]]))
-    for region, mask, score in zip(regions, expected.mask, expected.data["sam_score"]):
+    for region, mask, score in zip(regions, expected.mask, expected.data["sam_score"], strict=True):
         assert region["score"] == pytest.approx(float(score), abs=1e-5)
         if output == "brush":
             np.testing.assert_array_equal(brush_mask(region), mask)
@@ -165,7 +167,8 @@ def test_retrieve_predictions_runs_the_pipeline(ls_client: TestClient, engine: S
 def test_bad_input_fails_its_task_only(ls_client: TestClient) -> None:
     good = body("predict_interactive_brush")
     request = copy.deepcopy(good)
-    request["tasks"] = [good["tasks"][0], {"id": 2, "data": {}}, {"id": 3, "data": {"image": "/data/local-files/?d=no.png"}},
+    request["tasks"] = [good["tasks"][0], {"id": 2, "data": {}},
+                        {"id": 3, "data": {"image": "/data/local-files/?d=no.png"}},
                         {"id": 4, "data": {"image": "s3://bucket/a.png"}}]
     results = ls_client.post("/labelstudio/predict", json=request, headers=basic("k7")).json()["results"]
     assert len(results) == 4 and len(results[0]["result"]) == 1 and "error" not in results[0]
@@ -198,7 +201,8 @@ def test_pre_annotation_without_a_pipeline_says_how_to_set_one(make_client, fold
     request = body("predict_tasks_brush")
     request.pop("label_config")  # the label config /setup sent stands in
     assert client.post("/labelstudio/setup", json=body("setup_brush")).status_code == 200
-    assert "server.labelstudio.pipeline" in client.post("/labelstudio/predict", json=request).json()["results"][0]["error"]
+    results = client.post("/labelstudio/predict", json=request).json()["results"]
+    assert "server.labelstudio.pipeline" in results[0]["error"]
 
 
 def test_malformed_bodies_are_422(ls_client: TestClient) -> None:

@@ -9,9 +9,10 @@ import io
 import re
 import threading
 import zipfile
+from collections.abc import Callable, Iterator
 from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any
 
 import cv2
 import numpy as np
@@ -88,7 +89,7 @@ def test_fetch_image_uses_the_guarded_fetch(make_client: Callable[..., TestClien
 
 def _objects(masks: list[np.ndarray], names: list[Any]) -> list[dict[str, Any]]:
     return [{"rle": mask_to_rle(m), "class_name": n,
-             "sam_score": 0.5} for m, n in zip(masks, names)]
+             "sam_score": 0.5} for m, n in zip(masks, names, strict=True)]
 
 
 @pytest.fixture(scope="module")
@@ -114,7 +115,7 @@ def test_export_coco_round_trips_masks_and_names(client: TestClient, scene: tupl
     assert coco.loadCats(coco.getCatIds()) == [{"id": 1, "name": "disc"}, {"id": 2, "name": "box"}]
     annotations = coco.loadAnns(coco.getAnnIds())
     assert [a["category_id"] for a in annotations] == [1, 2, 1]
-    for annotation, mask in zip(annotations, masks):
+    for annotation, mask in zip(annotations, masks, strict=True):
         assert np.array_equal(coco.annToMask(annotation).astype(bool), mask)
 
 
@@ -162,8 +163,8 @@ def test_export_errors_name_the_field(client: TestClient, change: dict[str, Any]
 
 
 def test_everything_is_the_everything_provider_on_the_servers_engine(client: TestClient, engine: Any) -> None:
-    from dtseg.pipeline import Pipeline
     from dtseg.masks import rle_to_mask
+    from dtseg.pipeline import Pipeline
 
     image = synthetic_image(48, 64, seed=3)
     body = {"image": b64_image(image), "points_per_side": 4, "pred_iou_thresh": 0}
@@ -174,7 +175,7 @@ def test_everything_is_the_everything_provider_on_the_servers_engine(client: Tes
     detections = answer.json()["detections"]
     assert answer.json()["prompts"] == 16 and answer.json()["config"] == "everything"
     assert len(detections) == len(expected) > 0
-    for det, mask in zip(detections, expected.mask):
+    for det, mask in zip(detections, expected.mask, strict=True):
         np.testing.assert_array_equal(rle_to_mask(det["rle"]), mask)
     assert [d["data"]["grid_point"] for d in detections] == expected.data["grid_point"].tolist()
 

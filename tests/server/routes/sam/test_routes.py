@@ -8,13 +8,11 @@ import io
 import numpy as np
 import pytest
 from fastapi.testclient import TestClient
-
 from segment_anything import SamPredictor
 
 from dtseg import SamEngine
 from dtseg.io import content_hash
 from dtseg.masks import polygons_to_mask, rle_to_mask
-
 from tests.server.server_helpers import b64_image, synthetic_image
 
 POINT = {"point_coords": [[20, 18]], "point_labels": [1]}
@@ -139,10 +137,10 @@ def test_rle_format_decodes_to_the_binary_masks(client: TestClient, embedded: st
     assert rle.status_code == 200
     binary = npz(segment(client, image_id=embedded, format="binary", multimask_output=True, **POINT))
     assert len(rle.json()["masks"]) == 3
-    for encoded, mask in zip(rle.json()["masks"], binary["masks"]):
+    for encoded, mask in zip(rle.json()["masks"], binary["masks"], strict=True):
         assert encoded["size"] == [48, 64]
         np.testing.assert_array_equal(rle_to_mask(encoded), mask)
-    for encoded, logits in zip(rle.json()["low_res_masks"], binary["low_res_masks"]):
+    for encoded, logits in zip(rle.json()["low_res_masks"], binary["low_res_masks"], strict=True):
         np.testing.assert_array_equal(rle_to_mask(encoded), logits > 0)
 
 
@@ -225,7 +223,8 @@ def test_bad_images_are_400(client: TestClient) -> None:
     assert bad_b64.status_code == 400 and bad_b64.json()["field"] == "image.value"
     not_image = segment(client, image={"type": "base64", "value": base64.b64encode(b"hello world").decode()}, **POINT)
     assert not_image.status_code == 400 and not_image.json()["field"] == "image"
-    broken_json = client.post("/sam/segment_image", content=b'{"image_id": ', headers={"content-type": "application/json"})
+    broken_json = client.post("/sam/segment_image", content=b'{"image_id": ',
+                              headers={"content-type": "application/json"})
     assert broken_json.status_code == 422 and "message" in broken_json.json()
 
 
@@ -372,10 +371,15 @@ def test_pixel_limit_and_decompression_bomb(make_client, image: np.ndarray) -> N
     import struct
     import zlib
     ihdr = struct.pack(">IIBBBBB", 100_000, 100_000, 8, 2, 0, 0, 0)
-    chunk = lambda kind, data: struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
-    bomb = b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"\0" * 1000)) + chunk(b"IEND", b"")
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    bomb = (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"\0" * 1000))
+            + chunk(b"IEND", b""))
     default = make_client()
-    refused = default.post("/sam/embed_image", json={"image": {"type": "base64", "value": base64.b64encode(bomb).decode()}})
+    bomb_image = {"type": "base64", "value": base64.b64encode(bomb).decode()}
+    refused = default.post("/sam/embed_image", json={"image": bomb_image})
     assert refused.status_code == 400 and refused.json()["field"] == "image"
 
 

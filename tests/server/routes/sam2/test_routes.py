@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import io
 import warnings
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 import numpy as np
 import pytest
@@ -35,7 +35,8 @@ def sam2_engine() -> SamEngine:
 
 @pytest.fixture(scope="module")
 def client(engine: SamEngine, sam2_engine: SamEngine) -> Iterator[TestClient]:
-    with TestClient(create_app({"sam": engine, "sam2": sam2_engine}, ServerConfig()), raise_server_exceptions=False) as c:
+    app = create_app({"sam": engine, "sam2": sam2_engine}, ServerConfig())
+    with TestClient(app, raise_server_exceptions=False) as c:
         yield c
 
 
@@ -48,7 +49,8 @@ def test_embed_then_segment_by_image_id_matches_the_engine(client: TestClient, s
     assert body["resolved_model"]["model_id"] == "tiny_sam2.1" and "embeddings" not in body
     calls = sam2_engine.encoder_calls
     prompts = [{"box": BOX}, {"points": [{"x": 30, "y": 30, "positive": True}, {"x": 90, "y": 70, "positive": False}]}]
-    response = client.post("/sam2/segment_image", json={"image_id": "a", "prompts": {"prompts": prompts}, "format": "rle"})
+    response = client.post("/sam2/segment_image",
+                           json={"image_id": "a", "prompts": {"prompts": prompts}, "format": "rle"})
     assert response.status_code == 200, response.text
     assert sam2_engine.encoder_calls == calls  # by image_id only: no encoder pass
     predictions = response.json()["predictions"]
@@ -62,8 +64,8 @@ def test_embed_then_segment_by_image_id_matches_the_engine(client: TestClient, s
 
 
 def test_json_masks_are_every_outer_contour(client: TestClient, sam2_engine: SamEngine) -> None:
-    response = client.post("/sam2/segment_image", json={"image": b64_image(IMAGE), "prompts": {"prompts": [{"box": BOX}]},
-                                                        "multimask_output": False})
+    response = client.post("/sam2/segment_image", json={
+        "image": b64_image(IMAGE), "prompts": {"prompts": [{"box": BOX}]}, "multimask_output": False})
     assert response.status_code == 200, response.text
     (prediction,) = response.json()["predictions"]
     direct = sam2_engine.segment_image(IMAGE, boxes=XYXY, multimask_output=False)
@@ -158,7 +160,7 @@ def test_without_a_sam2_model_the_routes_name_the_config_key(engine: SamEngine) 
 
 
 def test_a_sam_model_is_refused_as_the_sam2_model(engine: SamEngine) -> None:
-    with pytest.raises(ValueError, match="sam2.model: expected a SAM 2 model"):
+    with pytest.raises(ValueError, match=r"sam2\.model: expected a SAM 2 model"):
         create_app({"sam": engine, "sam2": engine}, ServerConfig())
 
 
@@ -189,8 +191,8 @@ def test_inference_sdk_client_works_unchanged(live_server: str, tmp_path: Path) 
     # with auth on, the key travels as the SDK's recommended Bearer header (a key in the body is ignored)
     client = InferenceHTTPClient(api_url=live_server, api_key="sdk-key").configure(
         InferenceConfiguration(api_key_transport="header"))
-    result = client.sam2_segment_image(str(path), prompts=[{"box": BOX}, {"points": [{"x": 30, "y": 30, "positive": True}]}],
-                                       sam2_version_id="hiera_tiny")
+    prompts = [{"box": BOX}, {"points": [{"x": 30, "y": 30, "positive": True}]}]
+    result = client.sam2_segment_image(str(path), prompts=prompts, sam2_version_id="hiera_tiny")
     assert len(result["predictions"]) == 2
     for prediction in result["predictions"]:
         assert 0 <= prediction["confidence"] <= 1 and prediction["format"] == "polygon"

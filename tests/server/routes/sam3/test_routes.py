@@ -4,8 +4,8 @@
 from __future__ import annotations
 
 import warnings
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 import numpy as np
 import pytest
@@ -38,7 +38,8 @@ def sam3_engine() -> SamEngine:
 
 @pytest.fixture(scope="module")
 def client(engine: SamEngine, sam3_engine: SamEngine) -> Iterator[TestClient]:
-    with TestClient(create_app({"sam": engine, "sam3": sam3_engine}, ServerConfig()), raise_server_exceptions=False) as c:
+    app = create_app({"sam": engine, "sam3": sam3_engine}, ServerConfig())
+    with TestClient(app, raise_server_exceptions=False) as c:
         yield c
 
 
@@ -72,9 +73,9 @@ def test_concept_results_are_the_engines(client: TestClient, sam3_engine: SamEng
               {"prompt_index": 2, "type": "visual", "text": "a green box", "num_boxes": 1}]
     assert [r["echo"] for r in body["prompt_results"]] == echoes
     assert len(direct[2].scores) > len(direct[0].scores) > 0  # the prompt's own threshold counts
-    for i, (got, want) in enumerate(zip(body["prompt_results"], direct)):
+    for i, (got, want) in enumerate(zip(body["prompt_results"], direct, strict=True)):
         assert got["prompt_index"] == i and len(got["predictions"]) == len(want.scores)
-        for prediction, mask, score in zip(got["predictions"], want.masks, want.scores):
+        for prediction, mask, score in zip(got["predictions"], want.masks, want.scores, strict=True):
             assert prediction["confidence"] == pytest.approx(float(score))
             assert prediction["format"] == ("rle" if fmt == "rle" else "polygon")
             if fmt == "rle":
@@ -84,7 +85,7 @@ def test_concept_results_are_the_engines(client: TestClient, sam3_engine: SamEng
 
 
 def test_a_top_left_box_is_the_same_box_as_its_corners(client: TestClient) -> None:
-    corners = dict(zip(("x0", "y0", "x1", "y1"), DISC_XYXY))
+    corners = dict(zip(("x0", "y0", "x1", "y1"), DISC_XYXY, strict=True))
     shifted = {**DISC_TOP_LEFT, "x": 40.0}
     body = concept(client, image_id="c", output_prob_thresh=0.0, format="rle",
                    prompts=[{"boxes": [DISC_TOP_LEFT]}, {"boxes": [corners]}, {"boxes": [shifted]}])
@@ -97,7 +98,8 @@ def test_a_top_left_box_is_the_same_box_as_its_corners(client: TestClient) -> No
 def test_nms_runs_across_prompts(client: TestClient, sam3_engine: SamEngine, threshold: float) -> None:
     prompts = [{"text": "a red disc"}, {"text": "a red disc"}, {"text": "a green box"}]
     plain = concept(client, image_id="c", prompts=prompts, output_prob_thresh=threshold, format="rle")
-    nms = concept(client, image_id="c", prompts=prompts, output_prob_thresh=threshold, format="rle", nms_iou_threshold=0.5)
+    nms = concept(client, image_id="c", prompts=prompts, output_prob_thresh=threshold, format="rle",
+                  nms_iou_threshold=0.5)
     counts = [len(r["predictions"]) for r in plain["prompt_results"]]
     assert counts[0] == counts[1] > 0
     direct = sam3_engine.segment_concepts(image_id="c", concepts=[p["text"] for p in prompts], threshold=threshold)
@@ -108,7 +110,7 @@ def test_nms_runs_across_prompts(client: TestClient, sam3_engine: SamEngine, thr
     kept_0, kept_1 = (len(nms["prompt_results"][i]["predictions"]) for i in (0, 1))
     assert kept_0 + kept_1 <= counts[0]  # the same phrase twice: of each twin pair (scores equal to ~1 ulp) one at most
     for i, result in enumerate(nms["prompt_results"]):
-        for prediction, k in zip(result["predictions"], kept[owner[kept] == i]):
+        for prediction, k in zip(result["predictions"], kept[owner[kept] == i], strict=True):
             np.testing.assert_array_equal(rle_to_mask(prediction["masks"]), masks[k])
 
 
@@ -204,7 +206,7 @@ def test_a_sam3_model_as_sam_serves_sam3_and_other_models_are_refused(engine: Sa
     with TestClient(create_app(sam3_engine, ServerConfig()), raise_server_exceptions=False) as c:
         assert c.get("/info").json()["sam3"] == "same as sam"
         assert c.post("/sam3/embed_image", json={"image": b64_image(IMAGE)}).status_code == 200
-    with pytest.raises(ValueError, match="sam3.model: expected a SAM 3 model"):
+    with pytest.raises(ValueError, match=r"sam3\.model: expected a SAM 3 model"):
         create_app({"sam": engine, "sam3": engine}, ServerConfig())
 
 

@@ -44,7 +44,7 @@ def test_every_output_writes_the_same_record(make_client, tmp_path: Path, engine
     from_server = response.json()["detections"]
 
     assert len(from_sink) == len(from_jsonl) == len(from_server) == 2
-    for sink_obj, line_obj, server_obj in zip(from_sink, from_jsonl, from_server):
+    for sink_obj, line_obj, server_obj in zip(from_sink, from_jsonl, from_server, strict=True):
         assert sink_obj["zone"] == line_obj["zone"] == server_obj["zone"] == "left"
         assert list(sink_obj) == [f for f in RECORD_FIELDS if f in sink_obj]  # one order, one set of names
         for key in ("index", "class_id", "class_name", "confidence", "tracker_id", "box", "area", "rle"):

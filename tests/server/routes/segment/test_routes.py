@@ -36,12 +36,12 @@ def test_segment_with_a_named_config(make_client, pipelines: Path, engine: SamEn
     assert [d["class_id"] for d in body["detections"]] == [3, 5]
     prompts = Prompts.from_objects([{"points": [[20, 18]]}, {"box": [30, 25, 60, 45]}])
     expected = engine.segment(image, prompts)  # the same engine, the same prompts
-    for row, mask, score in zip(body["detections"], expected.mask, expected.data["sam_score"]):
+    for row, mask, score in zip(body["detections"], expected.mask, expected.data["sam_score"], strict=True):
         parts = [[np.asarray(ring) for ring in part] for part in row["polygons"]]
         np.testing.assert_array_equal(polygons_to_mask(parts, mask.shape), mask)
         assert row["sam_score"] == pytest.approx(float(score), abs=1e-5) and len(row["box"]) == 4
     rle = client.post("/segment", json={"image": b64_image(image), "config": "manual", "format": "rle"}).json()
-    for row, mask in zip(rle["detections"], expected.mask):
+    for row, mask in zip(rle["detections"], expected.mask, strict=True):
         np.testing.assert_array_equal(rle_to_mask(row["rle"]), mask)
 
 
