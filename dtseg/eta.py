@@ -22,7 +22,7 @@ FLOOR_FACTOR = 2.0
 PROBE_SIZE = 1024  # the probe multiplies two (PROBE_SIZE, PROBE_SIZE) matrices: 2.1 GFLOP
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def matmul_gflops(device: str, dtype: Any) -> float:
     """The matmul rate of ``device`` in ``dtype`` (a torch dtype), GFLOP/s: the median of five
     ``PROBE_SIZE``-square products after a warm-up (tens of milliseconds on a CPU; the median,

@@ -12,9 +12,9 @@ import pytest
 import torch
 
 from dtseg.engine import SamEngine
-from dtseg.families import resolve_model
 from dtseg.errors import RandomWeightsWarning
 from dtseg.eta import FLOOR_FACTOR, embed_estimate, encoder_gflop, matmul_gflops
+from dtseg.families import resolve_model
 
 
 @pytest.mark.parametrize("model", ["vit_b", "vit_l"])

@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import threading
 from collections import OrderedDict
+from collections.abc import Hashable
 from dataclasses import asdict, dataclass
-from typing import Generic, Hashable, Protocol, TypeVar
+from typing import Generic, Protocol, TypeVar
 
 
 class Sized(Protocol):
@@ -44,7 +45,7 @@ def namespace_of(key: Hashable) -> Hashable:
 class _Books:
     """One namespace's keys (LRU order), bytes and counters."""
 
-    __slots__ = ("keys", "bytes", "hits", "misses", "evictions")
+    __slots__ = ("bytes", "evictions", "hits", "keys", "misses")
 
     def __init__(self) -> None:
         self.keys: OrderedDict[Hashable, None] = OrderedDict()

@@ -18,7 +18,8 @@ import hashlib
 import json
 import logging
 import threading
-from typing import Any, Generic, Hashable, Protocol, Sequence, TypeVar
+from collections.abc import Hashable, Sequence
+from typing import Any, Generic, Protocol, TypeVar
 
 import torch
 

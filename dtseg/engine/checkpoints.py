@@ -20,9 +20,9 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
+from dtseg.errors import CheckpointError, CheckpointNotFoundError, ChecksumMismatchError, RandomWeightsWarning
 from dtseg.families import LoadedModel, OfficialModel, model_names, resolve_model
 from dtseg.families.sam.family import TINY_SPEC, SamSpec
-from dtseg.errors import CheckpointError, CheckpointNotFoundError, ChecksumMismatchError, RandomWeightsWarning
 
 RANDOM = "random"
 

@@ -8,8 +8,9 @@ per prompt; ``to_detections`` merges them into ``sv.Detections`` with one class 
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Mapping, Sequence
+from typing import Any
 
 import numpy as np
 import supervision as sv
@@ -41,7 +42,7 @@ class ConceptPrompt:
         return self.text or VISUAL
 
     @classmethod
-    def of(cls, value: Any, where: str = "concepts[0]") -> "ConceptPrompt":
+    def of(cls, value: Any, where: str = "concepts[0]") -> ConceptPrompt:
         """A phrase, a mapping ``{text, boxes, box_labels, threshold}`` or a ``ConceptPrompt``,
         checked; a ``PromptError`` naming ``where`` and the field otherwise."""
         if isinstance(value, ConceptPrompt):

@@ -12,29 +12,31 @@ from __future__ import annotations
 
 import hashlib
 import threading
-from pathlib import Path
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
-from typing import Any, Sequence
+from pathlib import Path
+from typing import Any
 
 import numpy as np
 import supervision as sv
 import torch
 
-from dtseg.runtime.allocator import heap_kept
 from dtseg.cache.lru import ByteLRUCache
-from dtseg.families import IMAGE_EMBED, Capabilities, LoadedModel
-from dtseg.runtime.fast_path import ImplChoice, choose, describe as describe_passes
-from dtseg.engine.checkpoints import RANDOM, CheckpointArg, ModelArg, build_model, resolve_checkpoint
-from dtseg.runtime.device import select_device, select_dtype
 from dtseg.cache.tiers import TieredCache, build_tiers, cache_scope
-from dtseg.runtime.precision import auto_dtype, describe, dtype_name
+from dtseg.engine.checkpoints import RANDOM, CheckpointArg, ModelArg, build_model, resolve_checkpoint
 from dtseg.engine.concepts import ConceptResult, check_threshold, concept_prompts, mask_nms
 from dtseg.engine.postprocess import masks_from_low_res
-from dtseg.families.transforms import ImageTransform
 from dtseg.errors import EmbeddingMismatchError, ImageNotEmbeddedError, InputError, PromptError
+from dtseg.families import IMAGE_EMBED, Capabilities, LoadedModel
+from dtseg.families.transforms import ImageTransform
 from dtseg.io import ImageLike, content_hash, load_image
 from dtseg.prompts import Prompts
 from dtseg.records import prompt_detections
+from dtseg.runtime.allocator import heap_kept
+from dtseg.runtime.device import select_device, select_dtype
+from dtseg.runtime.fast_path import ImplChoice, choose
+from dtseg.runtime.fast_path import describe as describe_passes
+from dtseg.runtime.precision import auto_dtype, describe, dtype_name
 
 MiB = 1 << 20
 
@@ -82,7 +84,7 @@ class SegmentResult:
     scores: np.ndarray
     low_res_logits: np.ndarray
 
-    def most_confident(self) -> "SegmentResult":
+    def most_confident(self) -> SegmentResult:
         """Each object's highest-scoring candidate (M = 1; Roboflow's
         ``choose_most_confident_sam_prediction``)."""
         scores, masks, logits = most_confident(self.scores, self.masks, self.low_res_logits)
@@ -170,7 +172,7 @@ class SamEngine:
         threads: int | None = None,
         keep_heap: bool = False,
         **options: Any,
-    ) -> "SamEngine":
+    ) -> SamEngine:
         """Build an engine. ``model``: a model name (``dtseg models`` lists them: ``vit_b``,
         ``mobile_sam``, ``sam2.1_t``, ...; ``tiny*`` for tests) or an architecture (``SamSpec``).
         ``checkpoint``: a path, ``None`` (cache, then download) or ``"random"`` (tests only).

@@ -16,8 +16,8 @@ models, input geometry). It reaches the registry through the plugin hook
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from dataclasses import dataclass, field
 from collections.abc import Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 from types import MappingProxyType
 from typing import Any, ClassVar
@@ -26,8 +26,8 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from dtseg.runtime.precision import Plan, plan
 from dtseg.families.transforms import ImageTransform
+from dtseg.runtime.precision import Plan, plan
 
 #: Name of the feature every family has: the ``(C, 64, 64)`` image embedding the decoder attends to.
 IMAGE_EMBED = "image_embed"

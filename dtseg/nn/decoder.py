@@ -28,8 +28,9 @@ What it changes, all exact in real arithmetic (float results differ by rounding 
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 
 import torch
 import torch.nn.functional as F

@@ -8,8 +8,8 @@ import pytest
 import torch
 from safetensors import safe_open
 
-from dtseg.engine.engine import Embedding, _Logits
 from dtseg.cache.serialize import CacheFormatError, dumps, loads
+from dtseg.engine.engine import Embedding, _Logits
 
 
 def embedding(dtype: torch.dtype = torch.float32) -> Embedding:

@@ -9,8 +9,8 @@ import time
 import numpy as np
 import pytest
 
-from dtseg.config import CacheConfig
 from dtseg.cache.disk_tier import DiskTier
+from dtseg.config import CacheConfig
 from dtseg.errors import CacheTierError
 from tests.tiny import make_engine, synthetic_image
 

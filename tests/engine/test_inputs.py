@@ -9,7 +9,6 @@ import pytest
 from dtseg import ImageDecodeError, ImageNotEmbeddedError, InputError, PromptError
 from dtseg.io import content_hash, load_image
 from dtseg.prompts import Prompts
-
 from tests.tiny import make_engine
 
 

@@ -18,8 +18,8 @@ from dtseg import SamEngine
 from dtseg.errors import RandomWeightsWarning
 from dtseg.families.sam2.family import Sam2Model
 from dtseg.prompts import Prompts
-from tests.tiny import synthetic_image
 from tests.engine.test_parity import CASES, assert_matches, reference_predict
+from tests.tiny import synthetic_image
 
 FAMILIES = {"mobile_sam": "tiny_mobile_sam", "sam2.1": "tiny_sam2.1"}
 

@@ -7,13 +7,14 @@ import json
 import subprocess
 import sys
 import warnings
-from typing import Any, Iterator
+from collections.abc import Iterator
+from typing import Any
 
 import pytest
 
 from dtseg.config import SamConfig
-from dtseg.runtime import allocator
 from dtseg.errors import RandomWeightsWarning
+from dtseg.runtime import allocator
 
 linux_only = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="mallopt is glibc's; RSS from /proc")
 

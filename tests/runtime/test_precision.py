@@ -17,11 +17,11 @@ import torch
 
 from dtseg import SamEngine
 from dtseg.config import SamConfig
-from dtseg.runtime import precision
+from dtseg.errors import RandomWeightsWarning
 from dtseg.families.base import cast_shared
 from dtseg.families.sam.family import SamModel
 from dtseg.families.sam2.family import Sam2Model
-from dtseg.errors import RandomWeightsWarning
+from dtseg.runtime import precision
 from tests.tiny import synthetic_image
 
 MODELS = ["tiny", "tiny_mobile_sam", "tiny_sam2.1"]

@@ -131,13 +131,13 @@ class FastTinyViT(nn.Module):
         attn, ws = block.attn, block.window_size
         B, H, W, C = x.shape
         qkv = linear(attn.norm(x), attn.qkv.weight, attn.qkv.bias)  # (B, H, W, heads * (2 key_dim + d))
-        if (H, W) != (ws, ws):  # one window of the whole map otherwise, as in the reference
+        if (ws, ws) != (H, W):  # one window of the whole map otherwise, as in the reference
             pad = attn.qkv(attn.norm(x.new_zeros(1, C)))[0]
             qkv = window_partition(qkv, ws, pad_value=pad)
         n, heads = qkv.shape[0], attn.num_heads
         q, k, v = qkv.view(n, ws * ws, heads, -1).split([attn.key_dim, attn.key_dim, attn.d], dim=3)
         o = attention(q, k, v, attn.scale, self._bias(attn, q.dtype)).reshape(n, ws, ws, attn.dh)
-        if (H, W) != (ws, ws):
+        if (ws, ws) != (H, W):
             o = window_unpartition(o, B, H, W)
         x = x + linear(o, attn.proj.weight, attn.proj.bias)
         conv = block.local_conv

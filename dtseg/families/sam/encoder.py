@@ -21,7 +21,6 @@ quantized copy (``fast_encoder(..., int8=True)``) runs through the same code.
 from __future__ import annotations
 
 import copy
-import math
 
 import torch
 import torch.nn.functional as F

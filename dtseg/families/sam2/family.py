@@ -124,8 +124,8 @@ class Sam2Model(LoadedModel):
 
     def configure(self, device: torch.device, dtype: torch.dtype, **options: Any) -> None:
         super().configure(device, dtype, **options)
-        from dtseg.nn.decoder import FastMaskDecoder
         from dtseg.families.sam2.hiera import fast_sam2_encoder
+        from dtseg.nn.decoder import FastMaskDecoder
 
         reference = options.get("decoder", "fast") == "reference"
         self.fast_decoder = None if reference else FastMaskDecoder(self.decoder_weights(self.net.sam_mask_decoder))

@@ -29,17 +29,18 @@ import contextlib
 import functools
 import os
 import warnings
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any
 from unittest import mock
 
 import torch
 from torch import Tensor, nn
 from torch.overrides import TorchFunctionMode
 
-from dtseg.families.base import OfficialModel
 from dtseg.errors import CheckpointError, CheckpointNotFoundError
+from dtseg.families.base import OfficialModel
 
 #: sha256 of open_clip's ``bpe_simple_vocab_16e6.txt.gz``, byte-identical to the file Meta's
 #: repository ships as ``assets/bpe_simple_vocab_16e6.txt.gz`` (the ``sam3`` wheel does not).

@@ -9,9 +9,9 @@ import warnings
 import pytest
 import torch
 
-from dtseg.nn.decoder import FastMaskDecoder
 from dtseg.engine.checkpoints import build_model
 from dtseg.errors import RandomWeightsWarning
+from dtseg.nn.decoder import FastMaskDecoder
 from tests.nn.test_decoder import ATOL, _boxes, _max_err, _points
 
 

@@ -10,8 +10,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from dtseg import SamEngine
-from dtseg.families.sam2.hiera import FastSam2Encoder, _max_pool, _upsample2x, fast_sam2_encoder
 from dtseg.errors import RandomWeightsWarning
+from dtseg.families.sam2.hiera import FastSam2Encoder, _max_pool, _upsample2x, fast_sam2_encoder
 from tests.similarity import cosine, rel_error
 
 
