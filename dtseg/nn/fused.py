@@ -48,13 +48,15 @@ def kernel_runs(kernel: str, dtype: torch.dtype) -> bool:
     if kernel == "linear":
         x, w, b = (torch.randint(-3, 4, shape, generator=g).float() for shape in ((4, 16), (8, 16), (8,)))
         expected = F.gelu(F.linear(x, w, b))
-        run = lambda: mkldnn._linear_pointwise(x.to(dtype), w.to(dtype), b.to(dtype), "gelu", [], "none")
+        def run():
+            return mkldnn._linear_pointwise(x.to(dtype), w.to(dtype), b.to(dtype), "gelu", [], "none")
     else:
         x = torch.randint(-3, 4, (1, 8, 6, 6), generator=g).float().contiguous(memory_format=torch.channels_last)
         w, b = torch.randint(-1, 2, (8, 1, 3, 3), generator=g).float(), torch.randint(-3, 4, (8,), generator=g).float()
         expected = F.gelu(F.conv2d(x, w, b, 1, 1, groups=8))
-        run = lambda: mkldnn._convolution_pointwise(x.to(dtype), w.to(dtype), b.to(dtype), [1, 1], [1, 1], [1, 1],
-                                                    8, "gelu", [], "none")
+        def run():
+            return mkldnn._convolution_pointwise(x.to(dtype), w.to(dtype), b.to(dtype), [1, 1], [1, 1], [1, 1],
+                                                            8, "gelu", [], "none")
     try:
         with torch.inference_mode():
             out = run()

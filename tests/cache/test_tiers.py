@@ -96,7 +96,7 @@ def test_a_torn_file_on_disk_is_ignored_and_replaced(tmp_path, caplog):
     image = synthetic_image(64, 80)
     first = engine_with(tmp_path)
     first.embed_image(image, "torn")
-    [path] = [p for p in tmp_path.rglob("embedding-*.safetensors")]
+    [path] = list(tmp_path.rglob("embedding-*.safetensors"))
     path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])  # e.g. a power loss
     second = engine_with(tmp_path)
     with caplog.at_level(logging.WARNING, "dtseg.cache"):
