@@ -27,6 +27,7 @@ from torch import Tensor, nn
 
 from dtseg.families.base import IMAGE_EMBED, Capabilities, LoadedModel, OfficialModel, cast_shared, count_blocks
 from dtseg.families.transforms import ImageTransform
+from dtseg.nn import RefModule
 
 if TYPE_CHECKING:
     from dtseg.engine.engine import SamEngine
@@ -98,6 +99,7 @@ class Sam2Model(LoadedModel):
     models = MODELS
     test_models = MappingProxyType({"tiny_sam2.1": TINY_SAM2_SPEC})
     capabilities = Capabilities(lineage="sam2", video_memory=True)
+    net: RefModule  # sam2's SAM2Base, read by its parts' names
     stretch = True
     single_upsample = True
     logit_clamp = 32.0

@@ -44,6 +44,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from dtseg.nn import RefModule
+
 #: What ``sam2.build_sam.build_sam2_video_predictor`` sets beyond the image settings.
 VIDEO_PREDICTOR_ARGS = {"binarize_mask_from_pts_for_mem_enc": True}
 FILL_HOLE_AREA = 8  # the video predictor's ``fill_hole_area``
@@ -152,7 +154,7 @@ class Propagator:
             raise ValueError("max_cond_frames: need at least 1")
         for key, value in VIDEO_PREDICTOR_ARGS.items():
             setattr(net, key, value)
-        self.net = net.eval()
+        self.net: RefModule = net.eval()  # sam2's SAM2Base, read by its parts' names
         self.max_cond_frames = int(max_cond_frames)
         self.fill_hole_area = int(fill_hole_area)
         self.image_size = int(net.image_size)
@@ -396,7 +398,7 @@ class Propagator:
                 track.recent[t].maskmem_features = None
 
 
-def reference_encoder(net: nn.Module) -> FrameEncoder:
+def reference_encoder(net: RefModule) -> FrameEncoder:
     """What ``SAM2VideoPredictor`` feeds its encoder and runs: PIL's resize to ``image_size``
     squared, /255, ImageNet-normalized, then ``net.forward_image`` in the net's dtype."""
     from PIL import Image

@@ -45,6 +45,7 @@ from dtseg.families.sam3.net import (
     on_device,
 )
 from dtseg.families.transforms import ImageTransform
+from dtseg.nn import RefModule
 
 MODELS = (SAM3,)
 #: Test-size SAM 3 (random weights only), see ``TINY_SAM3_SPEC``.
@@ -93,6 +94,7 @@ class Sam3Model(LoadedModel):
     test_models = MappingProxyType(TINY_MODELS)
     capabilities = Capabilities(prompts=frozenset({"points", "boxes", "masks", "concepts"}), lineage="sam3",
                                 video_memory=False)
+    net: RefModule  # the sam3 package's network, read by its parts' names
     #: The official model's input side and low-res mask side; a ``Sam3Spec`` of another
     #: resolution (``tiny_sam3``: 168 and 48) sets its own on the instance.
     input_length = SAM3_SPEC.resolution
