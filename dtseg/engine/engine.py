@@ -28,6 +28,7 @@ from dtseg.engine.concepts import ConceptResult, check_threshold, concept_prompt
 from dtseg.engine.postprocess import masks_from_low_res
 from dtseg.errors import EmbeddingMismatchError, ImageNotEmbeddedError, InputError, PromptError
 from dtseg.families import IMAGE_EMBED, Capabilities, LoadedModel
+from dtseg.families.base import ConceptDecoder
 from dtseg.families.transforms import ImageTransform
 from dtseg.io import ImageLike, content_hash, load_image
 from dtseg.prompts import Prompts
@@ -427,7 +428,9 @@ class SamEngine:
         boxes = [self._tensor(transform.boxes(p.boxes)) for p in prompts]
         labels = [torch.as_tensor(p.box_labels, device=self.device) for p in prompts]
         with torch.inference_mode(), self._decoder_lock:
-            out = self.model.decode_concepts(features, [p.text for p in prompts], boxes, labels)
+            model = self.model
+            assert isinstance(model, ConceptDecoder)  # capabilities.prompts has "concepts"
+            out = model.decode_concepts(features, [p.text for p in prompts], boxes, labels)
         height, width = embedding.original_size
         results = []
         for i, prompt in enumerate(prompts):

@@ -34,7 +34,7 @@ import torch
 from torch import Tensor, nn
 
 from dtseg.cache.lru import ByteLRUCache
-from dtseg.families.base import IMAGE_EMBED, Capabilities, LoadedModel, cast_shared
+from dtseg.families.base import IMAGE_EMBED, Capabilities, ConceptOutput, LoadedModel, cast_shared
 from dtseg.families.sam3.net import (
     SAM3,
     SAM3_SPEC,
@@ -58,20 +58,6 @@ MAX_HOLE_AREA = 256
 VISUAL_PHRASE = "visual"
 #: Prompts per detector pass (the pixel decoder holds ~0.5 GB per prompt at the official size).
 CONCEPT_CHUNK = 4
-
-
-@dataclass(frozen=True)
-class ConceptOutput:
-    """Every query of the detector for P prompts on one image (float32, on the CPU).
-
-    ``scores`` ``(P, Q)`` = sigmoid(logit) x sigmoid(presence); ``boxes`` ``(P, Q, 4)``
-    normalized ``xyxy`` in [0, 1] of the image; ``mask_logits`` ``(P, Q, L, L)`` over the
-    stretched image (``L = 4g``); ``Q = 200``.
-    """
-
-    scores: Tensor
-    boxes: Tensor
-    mask_logits: Tensor
 
 
 @dataclass(frozen=True)
@@ -109,7 +95,7 @@ class Sam3Model(LoadedModel):
     #: Bytes of phrase encodings kept (an official phrase is 33 KB).
     phrase_cache_bytes = 16 << 20
 
-    def __init__(self, net: nn.Module, model_name: str) -> None:
+    def __init__(self, net: RefModule, model_name: str) -> None:
         super().__init__(net, model_name)
         tracker = net.inst_interactive_predictor.model
         self.input_length = tracker.image_size
@@ -119,7 +105,7 @@ class Sam3Model(LoadedModel):
         self.fast_decoder: nn.Module | None = None
 
     @property
-    def tracker(self) -> nn.Module:
+    def tracker(self) -> RefModule:
         """The interactive predictor's SAM 2-style model (prompt encoder, mask decoder)."""
         return self.net.inst_interactive_predictor.model
 
@@ -312,6 +298,7 @@ class Sam3Model(LoadedModel):
 def _move_cached_tensors(net: nn.Module, device: torch.device) -> None:
     """Meta's modules keep precomputed tensors outside their state (position encodings by
     size, the decoder's coordinate grid): move them with the network."""
+    module: RefModule  # Meta's modules, their caches set by name
     for module in net.modules():
         cache = getattr(module, "cache", None)
         if isinstance(cache, dict):
