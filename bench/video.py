@@ -192,11 +192,12 @@ def main() -> None:
     warnings.simplefilter("ignore", RandomWeightsWarning)
     if args.memory:
         memory(args.memory)
-        return None
+        return
     if args.modes:
         sizes = [(640, 360), (1280, 720)] if args.full else [(640, 360)]
         rows = [row for row in MODE_ROWS if args.only in (None, row[0])]
-        return modes_table(args.modes, sizes, rows, args.dtype, args.threads)
+        modes_table(args.modes, sizes, rows, args.dtype, args.threads)
+        return
     started = time.perf_counter()
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp)

@@ -71,7 +71,7 @@ class TieredCache(Generic[V]):
             return value
         name = self.name(key)
         for i, tier in enumerate(self.tiers):
-            data = _guard(tier, "get", lambda: tier.get(name), None)
+            data = _guard(tier, "get", lambda: tier.get(name), None)  # noqa: B023 - called at once
             if data is None:
                 continue
             try:
@@ -79,7 +79,7 @@ class TieredCache(Generic[V]):
             except CacheFormatError as exc:
                 log.warning("%s cache: dropping an unreadable entry (%s)", tier.name, exc)
                 self._count(key, "corrupt")
-                _guard(tier, "delete", lambda: tier.delete(name), None)
+                _guard(tier, "delete", lambda: tier.delete(name), None)  # noqa: B023 - called at once
                 continue
             self.local.put(key, value)
             for earlier in self.tiers[:i]:  # e.g. a disk hit fills Redis for the other processes

@@ -222,7 +222,7 @@ class SamEngine:
         results: list[Embedding | None] = []
         pixels: dict[str, np.ndarray] = {}  # by content hash: the same pixels, under several ids, are encoded once
         waiting: dict[str, list[tuple[int, str]]] = {}  # content hash -> (index, image id) of each image
-        for i, (image, image_id) in enumerate(zip(images, ids)):
+        for i, (image, image_id) in enumerate(zip(images, ids, strict=True)):
             rgb = load_image(image, "image" if len(images) == 1 else f"images[{i}]")
             digest = content_hash(rgb)
             key_id = digest if image_id is None else _check_image_id(image_id)
@@ -234,7 +234,7 @@ class SamEngine:
         digests, step = list(pixels), max(1, batch_size)
         for start in range(0, len(digests), step):
             batch = digests[start : start + step]
-            for digest, (features, transform) in zip(batch, self._encode([pixels[d] for d in batch])):
+            for digest, (features, transform) in zip(batch, self._encode([pixels[d] for d in batch]), strict=True):
                 for i, key_id in waiting[digest]:
                     embedding = Embedding(key_id, features, transform.original_size, transform.input_size, digest,
                                           self.model_name, self.dtype_name)
@@ -475,7 +475,7 @@ class SamEngine:
         counts, has_box = prompts.num_points, prompts.has_box
         features = self._decoder_features(embedding)
         transform = embedding.transform
-        for layout in sorted(set(zip(counts.tolist(), has_box.tolist()))):
+        for layout in sorted(set(zip(counts.tolist(), has_box.tolist(), strict=True))):
             index = np.flatnonzero((counts == layout[0]) & (has_box == layout[1]))
             for chunk in np.array_split(index, -(-len(index) // self.chunk_size)):
                 low, iou = self._decode_group(features, transform, prompts, chunk, layout, masks_in, multimask)

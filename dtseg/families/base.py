@@ -104,7 +104,7 @@ def cast_shared(x: Tensor, dtype: torch.dtype) -> Tensor:
     if x.dtype == dtype:
         return x
     compact = x
-    for dim, (size, stride) in enumerate(zip(x.shape, x.stride())):
+    for dim, (size, stride) in enumerate(zip(x.shape, x.stride(), strict=True)):
         if stride == 0 and size > 1:
             compact = compact.narrow(dim, 0, 1)
     return compact.to(dtype).expand(x.shape)

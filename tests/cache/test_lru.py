@@ -199,7 +199,7 @@ def test_embed_images_batches_the_encoder_once_per_distinct_image():
 
     assert passes == [2, 1]  # a and b, then c; the copy of a is not encoded twice
     assert [e.image_id for e in embeddings][2] == "again" and embeddings[2].image_hash == embeddings[0].image_hash
-    for image, embedding in zip([a, b, a, c], embeddings):
+    for image, embedding in zip([a, b, a, c], embeddings, strict=True):
         single = alone.embed_image(image)
         assert embedding.original_size == single.original_size and embedding.input_size == single.input_size
         np.testing.assert_allclose(embedding.embedding, single.embedding, atol=1e-4)

@@ -48,7 +48,7 @@ def test_disk_tier_remembers_its_order_across_restarts_and_drops_stale_temp_file
 def test_a_folder_that_cannot_be_written_is_a_clear_error(tmp_path):
     blocker = tmp_path / "file"
     blocker.write_text("not a folder")
-    with pytest.raises(CacheTierError, match="cache.dir"):
+    with pytest.raises(CacheTierError, match=r"cache\.dir"):
         DiskTier(blocker / "cache", 1000)
 
 

@@ -81,7 +81,7 @@ def test_twenty_boxes_in_one_call_match_reference_loop(setup, multimask):
     boxes = np.concatenate([xy, xy + rng.uniform(20, [w * 0.4, h * 0.4], (20, 2))], axis=1).astype(np.float32)
     result = engine.segment_image(image_id="img", boxes=boxes, multimask_output=multimask)
     references = [reference_predict(predictor, {"boxes": box}, multimask) for box in boxes]
-    assert_matches(result, *(np.stack(x) for x in zip(*references)))
+    assert_matches(result, *(np.stack(x) for x in zip(*references, strict=True)))
 
 
 def test_mask_input_matches_reference(setup):

@@ -180,8 +180,8 @@ def test_without_onednn_kernels_bf16_falls_back_to_fp32_compute(tmp_path, monkey
     assert [(kernel, dtype) for kernel, dtype in no_onednn_kernels] == [("linear", torch.bfloat16)]
     assert engine.info()["dtype_path"] == "fallback" and engine.info()["compute_dtype"] == "float32"
     summary = engine.summary()
-    assert "bfloat16 features, computed in float32 (fallback: no oneDNN bfloat16 kernels on this CPU (AVX2 AVX-512 " \
-           "AVX512-BF16" in summary  # then ", oneDNN limited to ..." where ONEDNN_MAX_CPU_ISA is set
+    assert ("bfloat16 features, computed in float32 (fallback: no oneDNN bfloat16 kernels on this CPU (AVX2 AVX-512 "
+            "AVX512-BF16") in summary  # then ", oneDNN limited to ..." where ONEDNN_MAX_CPU_ISA is set
     assert "; they need AVX-512 (BW, VL, DQ), AVX-NE-CONVERT or AMX)); auto on this cpu: float32" in summary
     image = synthetic_image(300, 500, seed=2)
     embedding, reference = engine.embed_image(image, "img"), load(model, "fp32").embed_image(image, "img")

@@ -33,7 +33,7 @@ class MobileSamSpec:
     def __post_init__(self) -> None:
         if not len(self.embed_dims) == len(self.depths) == len(self.num_heads) == len(self.window_sizes) == 4:
             raise ValueError("embed_dims, depths, num_heads and window_sizes need 4 stages each")
-        if any(d % h for d, h in zip(self.embed_dims[1:], self.num_heads[1:])):
+        if any(d % h for d, h in zip(self.embed_dims[1:], self.num_heads[1:], strict=True)):
             raise ValueError("each attention stage's width must be divisible by its heads")
         if self.embed_dims[3] not in (320, 448, 576):  # TinyViT's last merge keeps 64x64 only for these
             raise ValueError("embed_dims[3] must be 320, 448 or 576 (TinyViT keeps the 64x64 grid only for those)")

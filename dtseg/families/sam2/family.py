@@ -160,7 +160,7 @@ class Sam2Model(LoadedModel):
         if net.directly_add_no_mem_embed:
             vision_feats[-1] = vision_feats[-1] + net.no_mem_embed
         b = x.shape[0]
-        maps = [feat.permute(1, 2, 0).reshape(b, -1, *size) for feat, size in zip(vision_feats, sizes)]
+        maps = [feat.permute(1, 2, 0).reshape(b, -1, *size) for feat, size in zip(vision_feats, sizes, strict=True)]
         return {HIGH_RES[0]: maps[0], HIGH_RES[1]: maps[1], IMAGE_EMBED: maps[-1]}
 
     def decode(self, features: dict[str, Tensor], coords: Tensor | None, labels: Tensor | None,

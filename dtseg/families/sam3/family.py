@@ -178,7 +178,7 @@ class Sam3Model(LoadedModel):
         embed = sam2[2] + tracker.no_mem_embed.reshape(1, -1, 1, 1)
         features = {HIGH_RES[0]: tracker.sam_mask_decoder.conv_s0(sam2[0]),
                     HIGH_RES[1]: tracker.sam_mask_decoder.conv_s1(sam2[1]), IMAGE_EMBED: embed}
-        features.update(zip(DETECTOR, out["backbone_fpn"]))
+        features.update(zip(DETECTOR, out["backbone_fpn"], strict=True))
         return features
 
     def feature_shapes(self) -> dict[str, tuple[int, ...]]:
@@ -253,7 +253,7 @@ class Sam3Model(LoadedModel):
         parts = [self._concepts(features, phrases[i:i + CONCEPT_CHUNK], boxes[i:i + CONCEPT_CHUNK],
                                 labels[i:i + CONCEPT_CHUNK]) for i in range(0, len(phrases), CONCEPT_CHUNK)]
         return ConceptOutput(*(torch.cat(tensors) for tensors in zip(*((p.scores, p.boxes, p.mask_logits)
-                                                                         for p in parts))))
+                                                                         for p in parts), strict=True)))
 
     def _concepts(self, features: dict[str, Tensor], phrases: list[str | None], boxes: list[Tensor],
                   labels: list[Tensor]) -> ConceptOutput:
@@ -274,7 +274,7 @@ class Sam3Model(LoadedModel):
             padded = torch.zeros(most, count, 4, device=device)
             kinds = torch.zeros(most, count, dtype=torch.long, device=device)
             mask = torch.ones(count, most, dtype=torch.bool, device=device)
-            for i, (b, lab) in enumerate(zip(boxes, labels)):
+            for i, (b, lab) in enumerate(zip(boxes, labels, strict=True)):
                 xyxy = b.float() / self.input_length
                 padded[: len(b), i] = torch.cat([(xyxy[:, :2] + xyxy[:, 2:]) / 2, xyxy[:, 2:] - xyxy[:, :2]], dim=1)
                 kinds[: len(b), i] = lab.long()

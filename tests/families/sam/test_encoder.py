@@ -153,7 +153,7 @@ def test_bf16_autocast_encoder_close_to_fp32() -> None:
         module.rel_pos_attention = real
     assert any(b.window_size > 0 for b in encoder.blocks) and any(b.window_size == 0 for b in encoder.blocks)
     assert len(calls) == len(encoder.blocks)  # every block's attention, in block order
-    for shape, block in zip(calls, encoder.blocks):
+    for shape, block in zip(calls, encoder.blocks, strict=True):
         ws = block.window_size
         windows = math.ceil(32 / ws) ** 2 if ws else 1  # 32 x 32 tokens at 512 px
         assert shape == (windows, 3, ws ** 2 if ws else 1024, 16)
