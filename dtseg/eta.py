@@ -66,8 +66,10 @@ def embed_estimate(engine: Any) -> str | None:
     device = getattr(engine, "device", None)
     loaded = getattr(engine, "model", None)  # the precision the encoder computes in (fp32 for a fallback)
     dtype = getattr(loaded, "compute", None) or getattr(loaded, "precision", None)
-    gflop = encoder_gflop(model) if isinstance(model, str) else None
-    if gflop is None or device is None or dtype is None:
+    if not isinstance(model, str) or device is None or dtype is None:
+        return None
+    gflop = encoder_gflop(model)
+    if gflop is None:
         return None
     rate = matmul_gflops(str(device), dtype)
     seconds = embed_seconds(model, rate)

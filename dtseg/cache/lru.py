@@ -143,7 +143,7 @@ class ByteLRUCache(Generic[V]):
         with self._lock:
             return len(self._items)
 
-    def stats(self, namespace: Hashable = ..., /) -> CacheStats:  # type: ignore[assignment]
+    def stats(self, namespace: Hashable = ..., /) -> CacheStats:
         """Counters of the whole cache, or of one namespace (``max_bytes`` is then its share)."""
         with self._lock:
             if namespace is ...:

@@ -23,11 +23,11 @@ from typing import Any, Generic, Protocol, TypeVar
 
 import torch
 
-from dtseg.cache.lru import ByteLRUCache, CacheStats, namespace_of
+from dtseg.cache.lru import ByteLRUCache, CacheStats, Sized, namespace_of
 from dtseg.cache.serialize import CacheFormatError, dumps, loads
 
 log = logging.getLogger("dtseg.cache")
-V = TypeVar("V")
+V = TypeVar("V", bound=Sized)
 
 
 class Tier(Protocol):

@@ -69,7 +69,7 @@ def cpu_info() -> CpuInfo:
         text = CPUINFO.read_text()
     except OSError:
         return CpuInfo("", frozenset())
-    model, flags = "", frozenset()
+    model, flags = "", frozenset[str]()
     for line in text.splitlines():
         key, _, value = line.partition(":")
         key = key.strip()

@@ -172,7 +172,7 @@ def spec_builder(spec: Sam3Spec, device: str | torch.device = "cpu") -> Iterator
     ``build_sam3_image_model`` and ``build_sam3_video_model`` alike)."""
     import sam3.model_builder as builder
 
-    patches = {name: _with_kwargs(getattr(builder, name), kwargs) for name, kwargs in spec.overrides().items()}
+    patches: dict[str, Any] = {name: _with_kwargs(getattr(builder, name), kwargs) for name, kwargs in spec.overrides().items()}
     with on_device(device), mock.patch.multiple(builder, **patches), warnings.catch_warnings():
         # the interactive predictor's CUDA autocast, without CUDA
         warnings.filterwarnings("ignore", "CUDA is not available", UserWarning)
@@ -198,7 +198,7 @@ def build_sam3_net(spec: Sam3Spec = SAM3_SPEC, device: str | torch.device = "cpu
 
 
 # -- checkpoints ---------------------------------------------------------------------------
-def sam3_state(checkpoint: dict[str, Tensor]) -> dict[str, Tensor]:
+def sam3_state(checkpoint: dict[str, Any]) -> dict[str, Tensor]:
     """A ``sam3.pt`` state dict (``detector.*``, ``tracker.*``; plain or under ``"model"``) ->
     the image network's. A key with another prefix raises ``CheckpointError``."""
     if isinstance(checkpoint.get("model"), dict):
