@@ -140,7 +140,8 @@ class SamEngine:
         scope = cache_scope(self.model_name, dtype, model.net) if tiers else self.model_name
         self.embeddings = TieredCache(ByteLRUCache(cache_bytes), tiers, Embedding, "embedding", scope)
         self.mask_logits = TieredCache(ByteLRUCache(max(64 * MiB, cache_bytes // 16)),
-                                       tiers if getattr(cache_tiers, "mask_logits", False) else [], _Logits, "logits", scope)
+                                       tiers if getattr(cache_tiers, "mask_logits", False) else [], _Logits, "logits",
+                                       scope)
         self.encoder_calls = 0  # images through the encoder, for tests and /info
         self._encoder_lock, self._decoder_lock = threading.Lock(), threading.Lock()
         self._last_features: tuple[Embedding, dict[str, torch.Tensor]] | None = None
@@ -290,7 +291,8 @@ class SamEngine:
         if not np.isfinite(array).all():
             raise InputError("embeddings", "expected finite numbers")
         height, width = int(original_size[0]), int(original_size[1])
-        digest = "embedding-" + hashlib.blake2b(array.tobytes() + f"{height}x{width}".encode(), digest_size=16).hexdigest()
+        digest = "embedding-" + hashlib.blake2b(array.tobytes() + f"{height}x{width}".encode(),
+                                                digest_size=16).hexdigest()
         tensor = torch.from_numpy(np.ascontiguousarray(array, dtype=np.float32)).to(self.device, self.model.precision)
         transform = self.model.transform(height, width)
         return Embedding(image_id or digest, {IMAGE_EMBED: tensor}, (height, width), transform.input_size, digest,
@@ -449,8 +451,8 @@ class SamEngine:
 
     def _masks(self, logits: torch.Tensor, embedding: Embedding) -> np.ndarray:
         """Low-res logits ``(N, M, L, L)`` -> bool masks ``(N, M, H, W)`` by the family's rule."""
-        return masks_from_low_res(self.model.fill_holes(logits), embedding.input_size, embedding.original_size, self.model.input_length,
-                                  single_step=self.model.single_upsample)
+        return masks_from_low_res(self.model.fill_holes(logits), embedding.input_size, embedding.original_size,
+                                  self.model.input_length, single_step=self.model.single_upsample)
 
     def _clamp(self, logits: torch.Tensor) -> torch.Tensor:
         """The low-res logits as the family's reference predictor returns them."""

@@ -131,7 +131,8 @@ def test_redis_unreachable_at_start_is_a_clear_error(redis_server):
 
 def test_two_engines_share_embeddings_and_refinement_logits_through_redis(redis_server):
     image = synthetic_image(96, 128)
-    a, b = engine_with(redis_url=redis_server.url, mask_logits=True), engine_with(redis_url=redis_server.url, mask_logits=True)
+    a = engine_with(redis_url=redis_server.url, mask_logits=True)
+    b = engine_with(redis_url=redis_server.url, mask_logits=True)
     a.embed_image(image, "shared", namespace="key:1")
     first = a.segment_image(image_id="shared", boxes=[10, 10, 80, 60], namespace="key:1")
     refined = b.segment_image(image_id="shared", point_coords=[[40, 30]], point_labels=[1], mask_input="cached",

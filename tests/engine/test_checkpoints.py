@@ -136,7 +136,8 @@ def test_corrupt_file_in_the_cache_is_refused(home, monkeypatch, tiny_file):
 
 
 def test_unknown_model_and_bad_spec_are_value_errors():
-    with pytest.raises(ValueError, match=r"unknown model 'vit_xxl'; known models: vit_h, vit_l, vit_b, mobile_sam, sam2\.1_t"):
+    known = r"unknown model 'vit_xxl'; known models: vit_h, vit_l, vit_b, mobile_sam, sam2\.1_t"
+    with pytest.raises(ValueError, match=known):
         SamEngine.load("vit_xxl", "random")
     with pytest.raises(ValueError, match="divisible"):
         models.SamSpec(65, 2, 2, (1,))

@@ -43,7 +43,8 @@ def assert_matches(result, ref_masks, ref_scores, ref_logits) -> None:
     np.testing.assert_allclose(result.scores, ref_scores, atol=1e-4)
     np.testing.assert_allclose(result.low_res_logits, ref_logits, atol=1e-4)
     assert result.masks.shape == ref_masks.shape
-    for ours, theirs in zip(result.masks.reshape(-1, *ref_masks.shape[-2:]), ref_masks.reshape(-1, *ref_masks.shape[-2:]), strict=True):
+    side = ref_masks.shape[-2:]
+    for ours, theirs in zip(result.masks.reshape(-1, *side), ref_masks.reshape(-1, *side), strict=True):
         assert mask_iou(ours, theirs) >= 0.99
 
 

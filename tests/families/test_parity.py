@@ -2,7 +2,8 @@
 
 ``mobile_sam``: segment-anything's ``SamPredictor`` over the same TinyViT ``Sam``;
 ``sam2.1``: Meta's ``SAM2ImagePredictor`` over the same ``SAM2Base``. (``sam`` has its own,
-longer file: test_parity.py; the ragged-batch test covers it here too.) Scores and low-res logits within 1e-4, masks IoU >= 0.99.
+longer file: test_parity.py; the ragged-batch test covers it here too.) Scores and low-res logits
+within 1e-4, masks IoU >= 0.99.
 """
 
 from __future__ import annotations

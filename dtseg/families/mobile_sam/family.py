@@ -62,8 +62,9 @@ class MobileSamModel(SamModel):
         from ultralytics.models.sam.modules.tiny_encoder import TinyViT
 
         encoder = TinyViT(img_size=1024, in_chans=3, num_classes=1000, embed_dims=arch.embed_dims,
-                          depths=arch.depths, num_heads=arch.num_heads, window_sizes=arch.window_sizes, mlp_ratio=4.0, drop_rate=0.0, drop_path_rate=0.0,
-                          use_checkpoint=False, mbconv_expand_ratio=4.0, local_conv_size=3, layer_lr_decay=0.8)
+                          depths=arch.depths, num_heads=arch.num_heads, window_sizes=arch.window_sizes,
+                          mlp_ratio=4.0, drop_rate=0.0, drop_path_rate=0.0, use_checkpoint=False,
+                          mbconv_expand_ratio=4.0, local_conv_size=3, layer_lr_decay=0.8)
         return Sam(
             image_encoder=encoder,
             prompt_encoder=PromptEncoder(embed_dim=256, image_embedding_size=(64, 64), input_image_size=(1024, 1024),

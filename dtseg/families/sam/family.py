@@ -118,7 +118,8 @@ class SamModel(LoadedModel):
 
     def preprocess(self, images: list[np.ndarray], transforms: list[ImageTransform]) -> Tensor:
         """Resize with PIL as ``SamPredictor`` does, normalize, zero-pad to ``(B, 3, S, S)``."""
-        resized = [torch.from_numpy(t.resize_image(im).copy()).permute(2, 0, 1) for t, im in zip(transforms, images, strict=True)]
+        resized = [torch.from_numpy(t.resize_image(im).copy()).permute(2, 0, 1)
+                   for t, im in zip(transforms, images, strict=True)]
         if len({t.input_size for t in transforms}) == 1:
             return self._normalize_pad(torch.stack(resized))
         return torch.cat([self._normalize_pad(x[None]) for x in resized])  # different sizes: pad each

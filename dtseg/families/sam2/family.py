@@ -59,7 +59,8 @@ MODELS = (
                   _URL + "sam2.1_hiera_small.pt", "6d1aa6f30de5c92224f8172114de081d104bbd23dd9dc5c58996f0cad5dc4d38",
                   176, size_bytes=184416285, params_m=46.1, encoder_gflop=360.1),
     OfficialModel("sam2.1_b+", "sam2.1", Sam2Spec("sam2.1_hiera_b+.yaml"), "sam2.1_hiera_base_plus.pt",
-                  _URL + "sam2.1_hiera_base_plus.pt", "a2345aede8715ab1d5d31b4a509fb160c5a4af1970f199d9054ccfb746c004c5",
+                  _URL + "sam2.1_hiera_base_plus.pt",
+                  "a2345aede8715ab1d5d31b4a509fb160c5a4af1970f199d9054ccfb746c004c5",
                   309, size_bytes=323606802, params_m=80.9, encoder_gflop=646.8),
     OfficialModel("sam2.1_l", "sam2.1", Sam2Spec("sam2.1_hiera_l.yaml"), "sam2.1_hiera_large.pt",
                   _URL + "sam2.1_hiera_large.pt", "2647878d5dfa5098f2f8649825738a9345572bae2d4350a2468587ece47dd318",
@@ -118,7 +119,8 @@ class Sam2Model(LoadedModel):
         if not isinstance(arch, Sam2Spec) or patch is None:
             return False
         trunk = model_config(arch).image_encoder.trunk
-        return patch.shape[0] == trunk.embed_dim and count_blocks(state, "image_encoder.trunk.blocks.") == sum(trunk.stages)
+        return (patch.shape[0] == trunk.embed_dim
+                and count_blocks(state, "image_encoder.trunk.blocks.") == sum(trunk.stages))
 
     @classmethod
     def arch_from(cls, value: Any) -> Sam2Spec | None:

@@ -217,7 +217,8 @@ class Sam3Model(LoadedModel):
         out = logits.float().cpu().clone()
         flat = out.view(-1, *out.shape[-2:]).numpy()
         for cell in flat:
-            _count, components, stats, _ = cv2.connectedComponentsWithStats((cell <= 0).astype(np.uint8), connectivity=8)
+            _count, components, stats, _ = cv2.connectedComponentsWithStats((cell <= 0).astype(np.uint8),
+                                                                            connectivity=8)
             small = np.flatnonzero(stats[1:, cv2.CC_STAT_AREA] <= MAX_HOLE_AREA) + 1
             if len(small):
                 cell[np.isin(components, small)] = 10.0

@@ -172,7 +172,8 @@ def spec_builder(spec: Sam3Spec, device: str | torch.device = "cpu") -> Iterator
     ``build_sam3_image_model`` and ``build_sam3_video_model`` alike)."""
     import sam3.model_builder as builder
 
-    patches: dict[str, Any] = {name: _with_kwargs(getattr(builder, name), kwargs) for name, kwargs in spec.overrides().items()}
+    patches: dict[str, Any] = {name: _with_kwargs(getattr(builder, name), kwargs)
+                               for name, kwargs in spec.overrides().items()}
     with on_device(device), mock.patch.multiple(builder, **patches), warnings.catch_warnings():
         # the interactive predictor's CUDA autocast, without CUDA
         warnings.filterwarnings("ignore", "CUDA is not available", UserWarning)

@@ -204,7 +204,8 @@ def test_compiled_engine_embeds_like_the_eager_one(tmp_path, monkeypatch) -> Non
     image = torch.Generator().manual_seed(3)
     pixels = torch.randint(0, 256, (90, 130, 3), generator=image, dtype=torch.uint8).numpy()
     eager = SamConfig(model="tiny", checkpoint="random", device="cpu", dtype="fp32").build_engine()
-    compiled = SamConfig(model="tiny", checkpoint="random", device="cpu", dtype="fp32", encoder_compile=True).build_engine()
+    compiled = SamConfig(model="tiny", checkpoint="random", device="cpu", dtype="fp32",
+                         encoder_compile=True).build_engine()
     assert hasattr(compiled.model.image_encoder, "_orig_mod")  # an OptimizedModule around FastImageEncoder
     max_abs, cosine = _compare(compiled.embed_image(pixels).embedding, eager.embed_image(pixels).embedding)
     assert max_abs <= MAX_ABS and cosine >= 0.9999, (max_abs, cosine)
