@@ -168,7 +168,8 @@ def modes_table(frames: int, sizes: list[tuple[int, int]], rows: list[tuple[str,
             for mode, model, every in rows:
                 table.append(bench_mode(mode, model, every, size, frames, Path(tmp), dtype, threads))
                 print(table[-1], flush=True)
-    print_table(f"dtseg video modes, YOLOv8n (random, 5 boxes) + SAM (random, dtype {dtype}, threads {threads or 'auto'}), CPU: {machine()}",
+    print_table(f"dtseg video modes, YOLOv8n (random, 5 boxes) + SAM (random, dtype {dtype}, "
+                f"threads {threads or 'auto'}), CPU: {machine()}",
                 ["mode", "SAM", "detect every", "size", "frames", "objects/frame", "frames/s", "detector",
                  "encoder", "memory attn + decoder", "writing", "peak RSS MiB"], table)
     print(f"\n(whole table {time.perf_counter() - started:.0f} s; propagate's 'memory attn + decoder' also holds "
@@ -187,16 +188,18 @@ def main() -> None:
     parser.add_argument("--only", choices=("propagate", "detect"), help="with --modes: only that mode's rows")
     parser.add_argument("--dtype", default="auto", choices=("auto", "fp32", "bf16", "fp16"),
                         help="with --modes: SAM's precision (sam.dtype)")
-    parser.add_argument("--threads", type=int, help="with --modes: torch CPU threads (sam.threads; default: the CPU quota)")
+    parser.add_argument("--threads", type=int,
+                        help="with --modes: torch CPU threads (sam.threads; default: the CPU quota)")
     args = parser.parse_args()
     warnings.simplefilter("ignore", RandomWeightsWarning)
     if args.memory:
         memory(args.memory)
-        return None
+        return
     if args.modes:
         sizes = [(640, 360), (1280, 720)] if args.full else [(640, 360)]
         rows = [row for row in MODE_ROWS if args.only in (None, row[0])]
-        return modes_table(args.modes, sizes, rows, args.dtype, args.threads)
+        modes_table(args.modes, sizes, rows, args.dtype, args.threads)
+        return
     started = time.perf_counter()
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp)

@@ -9,8 +9,18 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
-from dtseg.errors import (CheckpointError, CheckpointNotFoundError, ChecksumMismatchError, ConfigError, DtsegError,
-                          ImageDecodeError, ImageNotEmbeddedError, InputError, PromptError, RandomWeightsWarning)
+from dtseg.errors import (
+    CheckpointError,
+    CheckpointNotFoundError,
+    ChecksumMismatchError,
+    ConfigError,
+    DtsegError,
+    ImageDecodeError,
+    ImageNotEmbeddedError,
+    InputError,
+    PromptError,
+    RandomWeightsWarning,
+)
 
 __version__ = "0.1.0"
 

@@ -22,7 +22,7 @@ FLOOR_FACTOR = 2.0
 PROBE_SIZE = 1024  # the probe multiplies two (PROBE_SIZE, PROBE_SIZE) matrices: 2.1 GFLOP
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def matmul_gflops(device: str, dtype: Any) -> float:
     """The matmul rate of ``device`` in ``dtype`` (a torch dtype), GFLOP/s: the median of five
     ``PROBE_SIZE``-square products after a warm-up (tens of milliseconds on a CPU; the median,
@@ -66,8 +66,10 @@ def embed_estimate(engine: Any) -> str | None:
     device = getattr(engine, "device", None)
     loaded = getattr(engine, "model", None)  # the precision the encoder computes in (fp32 for a fallback)
     dtype = getattr(loaded, "compute", None) or getattr(loaded, "precision", None)
-    gflop = encoder_gflop(model) if isinstance(model, str) else None
-    if gflop is None or device is None or dtype is None:
+    if not isinstance(model, str) or device is None or dtype is None:
+        return None
+    gflop = encoder_gflop(model)
+    if gflop is None:
         return None
     rate = matmul_gflops(str(device), dtype)
     seconds = embed_seconds(model, rate)

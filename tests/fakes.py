@@ -10,8 +10,9 @@ gets an empty mask. An empty mask's box is the prompt box, else zeros (as ``SamE
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 import supervision as sv

@@ -122,7 +122,7 @@ class CountedPoints:
 
 def test_segment_batch_embeds_every_prompted_image_in_one_encoder_pass(fresh_engine, tiny_sam_config, small_frame):
     frames = [small_frame.copy() for _ in range(3)] + [np.full((90, 200, 3), 140, np.uint8)]
-    for frame, n in zip(frames, (2, 0, 5, 1)):  # ragged: 2, none, 5 and 1 prompts; two image sizes
+    for frame, n in zip(frames, (2, 0, 5, 1), strict=True):  # ragged: 2, none, 5 and 1 prompts; two image sizes
         frame[0, 0, 0] = n
     frames[2] = frames[2][::-1].copy()
     frames[2][0, 0, 0] = 5
@@ -136,7 +136,7 @@ def test_segment_batch_embeds_every_prompted_image_in_one_encoder_pass(fresh_eng
     assert passes == [3]  # the frame without prompts is never encoded
     alone = Pipeline.from_config(config, registry=registry_with(counted=CountedPoints),
                                  engine=SamConfig(**tiny_sam_config).build_engine())
-    for frame, result, n in zip(frames, results, (2, 0, 5, 1)):
+    for frame, result, n in zip(frames, results, (2, 0, 5, 1), strict=True):
         expected = alone(frame)
         assert len(result) == n and result.metadata["num_prompts"] == n
         np.testing.assert_allclose(result.data["sam_score"], expected.data["sam_score"], atol=1e-4)
@@ -173,7 +173,7 @@ def test_empty_prompts_give_empty_detections_without_running_sam(fresh_engine, s
 def test_after_segment_hooks_run_in_stage_order(small_frame):
     class Keep(Fixed):
         def after_segment(self, frame, detections):
-            return detections[np.array(["obj1" != t for t in detections.data["tag"]])]
+            return detections[np.array([t != "obj1" for t in detections.data["tag"]])]
 
     class Label:
         def __init__(self, config):
@@ -202,7 +202,7 @@ def test_a_provider_returning_something_else_is_named(small_frame):
 
     pipeline = Pipeline.from_config({"prompts": ["wrong"], "sinks": []}, registry=registry_with(wrong=Wrong),
                                     engine=FakeEngine())
-    with pytest.raises(TypeError, match="prompt provider 'wrong' .*in-process.* returned list, not Prompts"):
+    with pytest.raises(TypeError, match=r"prompt provider 'wrong' .*in-process.* returned list, not Prompts"):
         pipeline(small_frame)
 
 

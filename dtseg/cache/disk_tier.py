@@ -37,8 +37,8 @@ class DiskTier:
         self.root, self.max_bytes = Path(root).expanduser(), int(max_bytes)
         try:
             self.root.mkdir(parents=True, exist_ok=True)
-            probe = tempfile.NamedTemporaryFile(dir=self.root, prefix=".probe-", delete=True)
-            probe.close()
+            with tempfile.NamedTemporaryFile(dir=self.root, prefix=".probe-", delete=True):
+                pass
         except OSError as exc:
             raise CacheTierError(f"cache.dir: cannot write to {self.root}: {exc.strerror or exc}") from exc
         self._lock = threading.Lock()

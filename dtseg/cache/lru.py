@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import threading
 from collections import OrderedDict
+from collections.abc import Hashable
 from dataclasses import asdict, dataclass
-from typing import Generic, Hashable, Protocol, TypeVar
+from typing import Generic, Protocol, TypeVar
 
 
 class Sized(Protocol):
@@ -44,7 +45,7 @@ def namespace_of(key: Hashable) -> Hashable:
 class _Books:
     """One namespace's keys (LRU order), bytes and counters."""
 
-    __slots__ = ("keys", "bytes", "hits", "misses", "evictions")
+    __slots__ = ("bytes", "evictions", "hits", "keys", "misses")
 
     def __init__(self) -> None:
         self.keys: OrderedDict[Hashable, None] = OrderedDict()
@@ -142,7 +143,7 @@ class ByteLRUCache(Generic[V]):
         with self._lock:
             return len(self._items)
 
-    def stats(self, namespace: Hashable = ..., /) -> CacheStats:  # type: ignore[assignment]
+    def stats(self, namespace: Hashable = ..., /) -> CacheStats:
         """Counters of the whole cache, or of one namespace (``max_bytes`` is then its share)."""
         with self._lock:
             if namespace is ...:

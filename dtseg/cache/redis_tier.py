@@ -10,7 +10,8 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from typing import Any, Callable, TypeVar
+from collections.abc import Callable
+from typing import Any, TypeVar, cast
 
 from dtseg.errors import CacheTierError
 
@@ -40,7 +41,8 @@ class RedisTier:
         self.hits = self.misses = self.writes = self.errors = 0
 
     def get(self, key: str) -> bytes | None:
-        value = self._call(lambda: self.client.get(key), None)
+        # bytes: the client does not decode responses
+        value = cast("bytes | None", self._call(lambda: self.client.get(key), None))
         with self._lock:
             if value is None:
                 self.misses += 1

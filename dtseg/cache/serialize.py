@@ -67,7 +67,7 @@ def loads(data: bytes, cls: type[T]) -> T:
     try:
         tensors = _load_tensors(data)
         kinds, scalars = json.loads(metadata["fields"]), json.loads(metadata["values"])
-    except Exception as exc:  # noqa: BLE001 - safetensors raises its own error types
+    except Exception as exc:
         raise CacheFormatError(f"unreadable value: {exc}") from exc
     if _checksum(tensors) != metadata.get("checksum"):
         raise CacheFormatError("checksum mismatch: the value is torn or altered")

@@ -18,15 +18,16 @@ import hashlib
 import json
 import logging
 import threading
-from typing import Any, Generic, Hashable, Protocol, Sequence, TypeVar
+from collections.abc import Hashable, Sequence
+from typing import Any, Generic, Protocol, TypeVar
 
 import torch
 
-from dtseg.cache.lru import ByteLRUCache, CacheStats, namespace_of
+from dtseg.cache.lru import ByteLRUCache, CacheStats, Sized, namespace_of
 from dtseg.cache.serialize import CacheFormatError, dumps, loads
 
 log = logging.getLogger("dtseg.cache")
-V = TypeVar("V")
+V = TypeVar("V", bound=Sized)
 
 
 class Tier(Protocol):
@@ -70,7 +71,7 @@ class TieredCache(Generic[V]):
             return value
         name = self.name(key)
         for i, tier in enumerate(self.tiers):
-            data = _guard(tier, "get", lambda: tier.get(name), None)
+            data = _guard(tier, "get", lambda: tier.get(name), None)  # noqa: B023 - called at once
             if data is None:
                 continue
             try:
@@ -78,7 +79,7 @@ class TieredCache(Generic[V]):
             except CacheFormatError as exc:
                 log.warning("%s cache: dropping an unreadable entry (%s)", tier.name, exc)
                 self._count(key, "corrupt")
-                _guard(tier, "delete", lambda: tier.delete(name), None)
+                _guard(tier, "delete", lambda: tier.delete(name), None)  # noqa: B023 - called at once
                 continue
             self.local.put(key, value)
             for earlier in self.tiers[:i]:  # e.g. a disk hit fills Redis for the other processes

@@ -15,20 +15,20 @@ import urllib.error
 import urllib.request
 import warnings
 from pathlib import Path
-from typing import Any, Union
+from typing import Any
 
 import torch
 from torch import nn
 from tqdm import tqdm
 
+from dtseg.errors import CheckpointError, CheckpointNotFoundError, ChecksumMismatchError, RandomWeightsWarning
 from dtseg.families import LoadedModel, OfficialModel, model_names, resolve_model
 from dtseg.families.sam.family import TINY_SPEC, SamSpec
-from dtseg.errors import CheckpointError, CheckpointNotFoundError, ChecksumMismatchError, RandomWeightsWarning
 
 RANDOM = "random"
 
-ModelArg = Union[str, SamSpec, dict, Any]
-CheckpointArg = Union[str, os.PathLike, None]
+ModelArg = str | SamSpec | dict | Any
+CheckpointArg = str | os.PathLike | None
 
 __all__ = ["RANDOM", "TINY_SPEC", "SamSpec", "build_model", "build_sam", "load_weights", "resolve_checkpoint",
            "save_checkpoint"]

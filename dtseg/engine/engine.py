@@ -12,29 +12,32 @@ from __future__ import annotations
 
 import hashlib
 import threading
-from pathlib import Path
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
-from typing import Any, Sequence
+from pathlib import Path
+from typing import Any
 
 import numpy as np
 import supervision as sv
 import torch
 
-from dtseg.runtime.allocator import heap_kept
 from dtseg.cache.lru import ByteLRUCache
-from dtseg.families import IMAGE_EMBED, Capabilities, LoadedModel
-from dtseg.runtime.fast_path import ImplChoice, choose, describe as describe_passes
-from dtseg.engine.checkpoints import RANDOM, CheckpointArg, ModelArg, build_model, resolve_checkpoint
-from dtseg.runtime.device import select_device, select_dtype
 from dtseg.cache.tiers import TieredCache, build_tiers, cache_scope
-from dtseg.runtime.precision import auto_dtype, describe, dtype_name
+from dtseg.engine.checkpoints import RANDOM, CheckpointArg, ModelArg, build_model, resolve_checkpoint
 from dtseg.engine.concepts import ConceptResult, check_threshold, concept_prompts, mask_nms
 from dtseg.engine.postprocess import masks_from_low_res
-from dtseg.families.transforms import ImageTransform
 from dtseg.errors import EmbeddingMismatchError, ImageNotEmbeddedError, InputError, PromptError
+from dtseg.families import IMAGE_EMBED, Capabilities, LoadedModel
+from dtseg.families.base import ConceptDecoder
+from dtseg.families.transforms import ImageTransform
 from dtseg.io import ImageLike, content_hash, load_image
 from dtseg.prompts import Prompts
 from dtseg.records import prompt_detections
+from dtseg.runtime.allocator import heap_kept
+from dtseg.runtime.device import select_device, select_dtype
+from dtseg.runtime.fast_path import ImplChoice, choose
+from dtseg.runtime.fast_path import describe as describe_passes
+from dtseg.runtime.precision import auto_dtype, describe, dtype_name
 
 MiB = 1 << 20
 
@@ -82,7 +85,7 @@ class SegmentResult:
     scores: np.ndarray
     low_res_logits: np.ndarray
 
-    def most_confident(self) -> "SegmentResult":
+    def most_confident(self) -> SegmentResult:
         """Each object's highest-scoring candidate (M = 1; Roboflow's
         ``choose_most_confident_sam_prediction``)."""
         scores, masks, logits = most_confident(self.scores, self.masks, self.low_res_logits)
@@ -137,7 +140,8 @@ class SamEngine:
         scope = cache_scope(self.model_name, dtype, model.net) if tiers else self.model_name
         self.embeddings = TieredCache(ByteLRUCache(cache_bytes), tiers, Embedding, "embedding", scope)
         self.mask_logits = TieredCache(ByteLRUCache(max(64 * MiB, cache_bytes // 16)),
-                                       tiers if getattr(cache_tiers, "mask_logits", False) else [], _Logits, "logits", scope)
+                                       tiers if getattr(cache_tiers, "mask_logits", False) else [], _Logits, "logits",
+                                       scope)
         self.encoder_calls = 0  # images through the encoder, for tests and /info
         self._encoder_lock, self._decoder_lock = threading.Lock(), threading.Lock()
         self._last_features: tuple[Embedding, dict[str, torch.Tensor]] | None = None
@@ -170,7 +174,7 @@ class SamEngine:
         threads: int | None = None,
         keep_heap: bool = False,
         **options: Any,
-    ) -> "SamEngine":
+    ) -> SamEngine:
         """Build an engine. ``model``: a model name (``dtseg models`` lists them: ``vit_b``,
         ``mobile_sam``, ``sam2.1_t``, ...; ``tiny*`` for tests) or an architecture (``SamSpec``).
         ``checkpoint``: a path, ``None`` (cache, then download) or ``"random"`` (tests only).
@@ -219,7 +223,7 @@ class SamEngine:
         results: list[Embedding | None] = []
         pixels: dict[str, np.ndarray] = {}  # by content hash: the same pixels, under several ids, are encoded once
         waiting: dict[str, list[tuple[int, str]]] = {}  # content hash -> (index, image id) of each image
-        for i, (image, image_id) in enumerate(zip(images, ids)):
+        for i, (image, image_id) in enumerate(zip(images, ids, strict=True)):
             rgb = load_image(image, "image" if len(images) == 1 else f"images[{i}]")
             digest = content_hash(rgb)
             key_id = digest if image_id is None else _check_image_id(image_id)
@@ -231,7 +235,7 @@ class SamEngine:
         digests, step = list(pixels), max(1, batch_size)
         for start in range(0, len(digests), step):
             batch = digests[start : start + step]
-            for digest, (features, transform) in zip(batch, self._encode([pixels[d] for d in batch])):
+            for digest, (features, transform) in zip(batch, self._encode([pixels[d] for d in batch]), strict=True):
                 for i, key_id in waiting[digest]:
                     embedding = Embedding(key_id, features, transform.original_size, transform.input_size, digest,
                                           self.model_name, self.dtype_name)
@@ -287,7 +291,8 @@ class SamEngine:
         if not np.isfinite(array).all():
             raise InputError("embeddings", "expected finite numbers")
         height, width = int(original_size[0]), int(original_size[1])
-        digest = "embedding-" + hashlib.blake2b(array.tobytes() + f"{height}x{width}".encode(), digest_size=16).hexdigest()
+        digest = "embedding-" + hashlib.blake2b(array.tobytes() + f"{height}x{width}".encode(),
+                                                digest_size=16).hexdigest()
         tensor = torch.from_numpy(np.ascontiguousarray(array, dtype=np.float32)).to(self.device, self.model.precision)
         transform = self.model.transform(height, width)
         return Embedding(image_id or digest, {IMAGE_EMBED: tensor}, (height, width), transform.input_size, digest,
@@ -425,7 +430,9 @@ class SamEngine:
         boxes = [self._tensor(transform.boxes(p.boxes)) for p in prompts]
         labels = [torch.as_tensor(p.box_labels, device=self.device) for p in prompts]
         with torch.inference_mode(), self._decoder_lock:
-            out = self.model.decode_concepts(features, [p.text for p in prompts], boxes, labels)
+            model = self.model
+            assert isinstance(model, ConceptDecoder)  # capabilities.prompts has "concepts"
+            out = model.decode_concepts(features, [p.text for p in prompts], boxes, labels)
         height, width = embedding.original_size
         results = []
         for i, prompt in enumerate(prompts):
@@ -444,8 +451,8 @@ class SamEngine:
 
     def _masks(self, logits: torch.Tensor, embedding: Embedding) -> np.ndarray:
         """Low-res logits ``(N, M, L, L)`` -> bool masks ``(N, M, H, W)`` by the family's rule."""
-        return masks_from_low_res(self.model.fill_holes(logits), embedding.input_size, embedding.original_size, self.model.input_length,
-                                  single_step=self.model.single_upsample)
+        return masks_from_low_res(self.model.fill_holes(logits), embedding.input_size, embedding.original_size,
+                                  self.model.input_length, single_step=self.model.single_upsample)
 
     def _clamp(self, logits: torch.Tensor) -> torch.Tensor:
         """The low-res logits as the family's reference predictor returns them."""
@@ -470,7 +477,7 @@ class SamEngine:
         counts, has_box = prompts.num_points, prompts.has_box
         features = self._decoder_features(embedding)
         transform = embedding.transform
-        for layout in sorted(set(zip(counts.tolist(), has_box.tolist()))):
+        for layout in sorted(set(zip(counts.tolist(), has_box.tolist(), strict=True))):
             index = np.flatnonzero((counts == layout[0]) & (has_box == layout[1]))
             for chunk in np.array_split(index, -(-len(index) // self.chunk_size)):
                 low, iou = self._decode_group(features, transform, prompts, chunk, layout, masks_in, multimask)

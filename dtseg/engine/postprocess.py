@@ -58,12 +58,14 @@ def masks_from_low_res(
         for i in range(n):
             for j in range(m):
                 valid = cv2.resize(logits[i, j], (crop_w * factor, crop_h * factor), interpolation=cv2.INTER_LINEAR)
-                up = cv2.resize(valid[: input_size[0], : input_size[1]], (width, height), interpolation=cv2.INTER_LINEAR)
+                up = cv2.resize(valid[: input_size[0], : input_size[1]], (width, height),
+                                interpolation=cv2.INTER_LINEAR)
                 np.greater(up, MASK_THRESHOLD, out=out[i, j])
         return out
     for i in range(n):  # one object at a time bounds the float temporaries on the GPU
         valid = F.interpolate(crop[i : i + 1].float(), scale_factor=factor, mode="bilinear", align_corners=False)
-        up = F.interpolate(valid[..., : input_size[0], : input_size[1]], (height, width), mode="bilinear", align_corners=False)
+        up = F.interpolate(valid[..., : input_size[0], : input_size[1]], (height, width), mode="bilinear",
+                           align_corners=False)
         out[i] = (up[0] > MASK_THRESHOLD).cpu().numpy()
     return out
 

@@ -16,18 +16,18 @@ models, input geometry). It reaches the registry through the plugin hook
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from dataclasses import dataclass, field
 from collections.abc import Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 from types import MappingProxyType
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Protocol, runtime_checkable
 
 import numpy as np
 import torch
 from torch import Tensor, nn
 
-from dtseg.runtime.precision import Plan, plan
 from dtseg.families.transforms import ImageTransform
+from dtseg.runtime.precision import Plan, plan
 
 #: Name of the feature every family has: the ``(C, 64, 64)`` image embedding the decoder attends to.
 IMAGE_EMBED = "image_embed"
@@ -62,6 +62,30 @@ class OfficialModel:
 
 
 @dataclass(frozen=True)
+class ConceptOutput:
+    """Every query of the detector for P prompts on one image (float32, on the CPU).
+
+    ``scores`` ``(P, Q)`` = sigmoid(logit) x sigmoid(presence); ``boxes`` ``(P, Q, 4)``
+    normalized ``xyxy`` in [0, 1] of the image; ``mask_logits`` ``(P, Q, L, L)`` over the
+    stretched image (``L = 4g``); ``Q = 200``.
+    """
+
+    scores: Tensor
+    boxes: Tensor
+    mask_logits: Tensor
+
+
+@runtime_checkable
+class ConceptDecoder(Protocol):
+    """A loaded model whose ``capabilities.prompts`` include ``"concepts"``: it decodes P concept
+    prompts (phrases and exemplar boxes ``(K_p, 4)`` with labels ``(K_p,)``, input pixels)
+    against one image's ``features`` (batch dim 1, on device)."""
+
+    def decode_concepts(self, features: dict[str, Tensor], phrases: list[str | None],
+                        boxes: list[Tensor], labels: list[Tensor]) -> ConceptOutput: ...
+
+
+@dataclass(frozen=True)
 class Capabilities:
     """What a family can do, declared once; code asks these instead of comparing family names.
 
@@ -84,7 +108,7 @@ def cast_shared(x: Tensor, dtype: torch.dtype) -> Tensor:
     if x.dtype == dtype:
         return x
     compact = x
-    for dim, (size, stride) in enumerate(zip(x.shape, x.stride())):
+    for dim, (size, stride) in enumerate(zip(x.shape, x.stride(), strict=True)):
         if stride == 0 and size > 1:
             compact = compact.narrow(dim, 0, 1)
     return compact.to(dtype).expand(x.shape)
@@ -113,10 +137,10 @@ class LoadedModel(ABC):
     models: ClassVar[tuple[OfficialModel, ...]] = ()
     #: Test-size models, name -> architecture: random weights only (``checkpoint="random"``).
     test_models: ClassVar[Mapping[str, Any]] = MappingProxyType({})
-    #: Side of the square model input, pixels.
-    input_length: ClassVar[int] = 1024
-    #: Side of the low-res mask logits.
-    mask_length: ClassVar[int] = 256
+    #: Side of the square model input, pixels (the family's; a loaded model may set its own).
+    input_length: int = 1024
+    #: Side of the low-res mask logits (likewise).
+    mask_length: int = 256
     #: ``True``: the image is stretched to the square input (SAM 2); ``False``: longest side
     #: resized, aspect kept, bottom/right padded (SAM).
     stretch: ClassVar[bool] = False

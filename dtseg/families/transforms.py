@@ -30,7 +30,7 @@ class ImageTransform:
     input_size: tuple[int, int]
 
     @classmethod
-    def for_image(cls, height: int, width: int, target_length: int = 1024, stretch: bool = False) -> "ImageTransform":
+    def for_image(cls, height: int, width: int, target_length: int = 1024, stretch: bool = False) -> ImageTransform:
         """``stretch``: the input is the whole ``target_length`` square (SAM 2), else the longest
         side is ``target_length`` and the aspect ratio is kept (SAM)."""
         size = (target_length, target_length) if stretch else preprocess_shape(height, width, target_length)

@@ -28,13 +28,16 @@ What it changes, all exact in real arithmetic (float results differ by rounding 
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 
 import torch
 import torch.nn.functional as F
 from segment_anything.modeling.transformer import Attention, TwoWayAttentionBlock
 from torch import Tensor, nn
+
+from dtseg.nn import RefModule
 
 __all__ = ["FastMaskDecoder"]
 
@@ -62,7 +65,7 @@ class FastMaskDecoder(nn.Module):
         super().__init__()
         if chunk_size < 1:
             raise ValueError(f"chunk_size must be >= 1, got {chunk_size}")
-        self.decoder = decoder
+        self.decoder: RefModule = decoder  # the reference MaskDecoder, read by its parts' names
         self.chunk_size = chunk_size
         self.first = 1 if getattr(decoder, "pred_obj_scores", False) else 0  # index of the IoU token
         self.dynamic = bool(getattr(decoder, "dynamic_multimask_via_stability", False))
@@ -94,7 +97,7 @@ class FastMaskDecoder(nn.Module):
             M = 3 if ``multimask_output`` else 1.
         """
         dec = self.decoder
-        n, (b, c, h, w) = sparse_prompt_embeddings.shape[0], image_embeddings.shape
+        n, (b, _, h, w) = sparse_prompt_embeddings.shape[0], image_embeddings.shape
         if b != 1:
             raise ValueError(f"expected one image embedding (1, C, h, w), got {tuple(image_embeddings.shape)}")
         dynamic = self.dynamic and not multimask_output  # all candidates, then the decoder's choice
@@ -114,6 +117,8 @@ class FastMaskDecoder(nn.Module):
         dense = dense_prompt_embeddings
         no_mask = dense.stride(2) == 0 and dense.stride(3) == 0  # the no-mask embedding, one vector
         shared = (n > 1 or no_mask) and (dense.shape[0] == 1 or dense.stride(0) == 0)
+        first: _SharedImage | None = None
+        src = pixels
         if shared:
             first = self._first_block(image_embeddings, pixels, _dense_rows(dense[:1]), pe, keep=no_mask)
         else:
@@ -128,9 +133,10 @@ class FastMaskDecoder(nn.Module):
         masks, ious = [], []
         for i in range(0, n, self.chunk_size):
             chunk = slice(i, i + self.chunk_size)
-            image = first if shared else src[chunk]
+            image = first if first is not None else src[chunk]
             queries, keys = self._transformer(tokens[chunk], image, pe, used)
-            hyper = torch.stack([dec.output_hypernetworks_mlps[j](queries[:, k]) for k, j in enumerate(selected, 1)], dim=1)
+            mlps = dec.output_hypernetworks_mlps
+            hyper = torch.stack([mlps[j](queries[:, k]) for k, j in enumerate(selected, 1)], dim=1)
             masks.append(self._masks(keys, hyper, h, w, high_res))
             ious.append(dec.iou_prediction_head(queries[:, 0])[:, selected.start : selected.stop])
         masks_out, ious_out = torch.cat(masks), torch.cat(ious)
@@ -174,6 +180,7 @@ class FastMaskDecoder(nn.Module):
         queries, keys = tokens, image
         for layer in transformer.layers:
             queries, keys = _block(layer, queries, tokens, keys, pe)
+        assert isinstance(keys, Tensor)  # a block returns the image side per object
         queries, tokens = queries[:, used], tokens[:, used]
         out = _tokens_to_image(transformer.final_attn_token_to_image, queries + tokens, keys, keys + pe)
         return transformer.norm_final_attn(queries + out), keys
@@ -192,7 +199,7 @@ class FastMaskDecoder(nn.Module):
         n = keys.shape[0]
         w1, b1 = _pixel_linear(conv1)
         w2, b2 = _pixel_linear(conv2)
-        masks = []
+        per_object = []
         for i in range(n):  # one object at a time keeps the x4 / x16 temporaries small
             x = torch.addmm(b1, keys[i], w1).view(-1, w1.shape[1] // 4)  # (P*4, C/4)
             if high_res is not None:
@@ -202,10 +209,10 @@ class FastMaskDecoder(nn.Module):
             if high_res is not None:
                 x += high_res[1]
             x = act2(x)
-            masks.append(x @ hyper[i].T)  # (P*16, M), rows (y, x, dy1, dx1, dy2, dx2)
+            per_object.append(x @ hyper[i].T)  # (P*16, M), rows (y, x, dy1, dx1, dy2, dx2)
         # Output row 4y + 2dy1 + dy2, column 4x + 2dx1 + dx2, in two permutes: one 8-d gather
         # took 6x as long (1.6 ms for 3 masks): first whole (dy2, dx2, M) runs, then the rest.
-        masks = torch.stack(masks).view(n, h, w, 2, 2, -1).transpose(2, 3).contiguous()  # (N, y, dy1, x, dx1, 4M)
+        masks = torch.stack(per_object).view(n, h, w, 2, 2, -1).transpose(2, 3).contiguous()  # (N, y, dy1, x, dx1, 4M)
         masks = masks.view(n, h, 2, w, 2, 2, 2, -1).permute(0, 7, 1, 2, 5, 3, 4, 6)  # (N, M, y, dy1, dy2, x, dx1, dx2)
         return masks.reshape(n, -1, 4 * h, 4 * w)
 
@@ -297,7 +304,9 @@ def _tokens_to_image(attn: Attention, q: Tensor, keys: Tensor, keys_pe: Tensor) 
     return attn.out_proj(out.transpose(1, 2).reshape(n, t, -1))
 
 
-def _image_to_tokens(attn: Attention, image: Tensor | _SharedImage, image_pe: Tensor | None, k: Tensor, v: Tensor) -> Tensor:
+def _image_to_tokens(
+    attn: Attention, image: Tensor | _SharedImage, image_pe: Tensor | None, k: Tensor, v: Tensor
+) -> Tensor:
     """``image + attn(q=image_pe, k=k, v=v)``: image pixels attend to the tokens.
 
     ``image`` ``(N, P, C)`` (updated in place and returned) with ``image_pe`` = image + pe, or
@@ -317,11 +326,12 @@ def _image_to_tokens(attn: Attention, image: Tensor | _SharedImage, image_pe: Te
     kh = _heads(attn.k_proj(k), heads)  # (N, H, T, d)
     vh = _heads(attn.v_proj(v), heads)
     shared = isinstance(image, _SharedImage)
-    if shared:  # one GEMM per head for all objects' tokens
+    if isinstance(image, _SharedImage):  # one GEMM per head for all objects' tokens
         logits = kh.transpose(0, 1).reshape(heads, n * t, -1) @ image.q.transpose(1, 2)  # (H, N*T, P)
         logits = logits.view(heads, n, t, -1).transpose(0, 1)  # (N, H, T, P)
         image = image.src
     else:
+        assert image_pe is not None  # given with a per-object image
         scale = 1 / math.sqrt(kh.shape[-1])
         wq = attn.q_proj.weight.view(heads, -1, c)  # (H, d, C)
         g = (kh @ wq).view(n, heads * t, c) * scale  # (N, H*T, C)
@@ -341,6 +351,7 @@ def _pixel_linear(conv: nn.ConvTranspose2d) -> tuple[Tensor, Tensor]:
 
     Returns weight ``(C_in, 4 * C_out)`` and bias ``(4 * C_out,)``, columns ordered (dy, dx, C_out).
     """
+    assert conv.bias is not None  # SAM's upscaling convolutions have biases
     c_in, c_out = conv.weight.shape[:2]
     return conv.weight.permute(0, 2, 3, 1).reshape(c_in, 4 * c_out), conv.bias.repeat(4)
 

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import functools
 import math
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -48,13 +49,15 @@ def kernel_runs(kernel: str, dtype: torch.dtype) -> bool:
     if kernel == "linear":
         x, w, b = (torch.randint(-3, 4, shape, generator=g).float() for shape in ((4, 16), (8, 16), (8,)))
         expected = F.gelu(F.linear(x, w, b))
-        run = lambda: mkldnn._linear_pointwise(x.to(dtype), w.to(dtype), b.to(dtype), "gelu", [], "none")
+        def run() -> Tensor:
+            return mkldnn._linear_pointwise(x.to(dtype), w.to(dtype), b.to(dtype), "gelu", [], "none")
     else:
         x = torch.randint(-3, 4, (1, 8, 6, 6), generator=g).float().contiguous(memory_format=torch.channels_last)
         w, b = torch.randint(-1, 2, (8, 1, 3, 3), generator=g).float(), torch.randint(-3, 4, (8,), generator=g).float()
         expected = F.gelu(F.conv2d(x, w, b, 1, 1, groups=8))
-        run = lambda: mkldnn._convolution_pointwise(x.to(dtype), w.to(dtype), b.to(dtype), [1, 1], [1, 1], [1, 1],
-                                                    8, "gelu", [], "none")
+        def run() -> Tensor:
+            return mkldnn._convolution_pointwise(x.to(dtype), w.to(dtype), b.to(dtype), [1, 1], [1, 1], [1, 1],
+                                                            8, "gelu", [], "none")
     try:
         with torch.inference_mode():
             out = run()
@@ -214,11 +217,14 @@ def _register_flop_formulas() -> None:
         return
 
     @register_flop_formula(mkldnn._linear_pointwise)
-    def _linear_flop(x_shape, w_shape, *args, out_shape=None, **kwargs) -> int:
+    def _linear_flop(x_shape: list[int], w_shape: list[int], *args: Any, out_shape: list[int] | None = None,
+                     **kwargs: Any) -> int:
         return 2 * prod(x_shape[:-1]) * x_shape[-1] * w_shape[0]
 
     @register_flop_formula(mkldnn._convolution_pointwise)
-    def _conv_flop(x_shape, w_shape, *args, out_shape=None, **kwargs) -> int:
+    def _conv_flop(x_shape: list[int], w_shape: list[int], *args: Any, out_shape: list[int] | None = None,
+                   **kwargs: Any) -> int:
+        assert out_shape is not None  # FlopCounterMode passes the output's shape
         return conv_flop_count(x_shape, w_shape, out_shape)
 
 

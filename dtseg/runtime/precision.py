@@ -69,7 +69,7 @@ def cpu_info() -> CpuInfo:
         text = CPUINFO.read_text()
     except OSError:
         return CpuInfo("", frozenset())
-    model, flags = "", frozenset()
+    model, flags = "", frozenset[str]()
     for line in text.splitlines():
         key, _, value = line.partition(":")
         key = key.strip()
@@ -118,7 +118,8 @@ def plan(device: torch.device, dtype: torch.dtype) -> Plan:
     if dtype == torch.float32:
         return Plan(dtype, dtype, "native")
     name = dtype_name(dtype)
-    if device.type == "cuda" and dtype == torch.bfloat16 and not torch.cuda.is_bf16_supported(including_emulation=False):
+    if (device.type == "cuda" and dtype == torch.bfloat16
+            and not torch.cuda.is_bf16_supported(including_emulation=False)):
         return Plan(dtype, dtype, "emulated", f"this GPU has no {name} arithmetic")
     if device.type != "cpu":
         return Plan(dtype, dtype, "native")

@@ -68,7 +68,7 @@ def test_many_inserts_never_exceed_the_bound():
     for i in range(2000):
         cache.put(i % 300, Blob(int(rng.integers(1, 200))))
         assert cache.stats().bytes <= 1000
-    assert cache.stats().bytes == sum(cache.get(k).nbytes for k in cache.keys())
+    assert cache.stats().bytes == sum(cache.get(k).nbytes for k in cache.keys())  # noqa: SIM118 - keys(): the cache's locked snapshot
 
 
 def test_concurrent_puts_and_gets_keep_the_books_straight():
@@ -84,7 +84,7 @@ def test_concurrent_puts_and_gets_keep_the_books_straight():
                 cache.get(key)
 
     run_in_threads(work, range(8))
-    assert cache.stats().bytes == sum(cache.get(k).nbytes for k in cache.keys()) <= 5000
+    assert cache.stats().bytes == sum(cache.get(k).nbytes for k in cache.keys()) <= 5000  # noqa: SIM118 - keys(): the cache's locked snapshot
 
 
 def count_encoder_calls(engine) -> list[int]:
@@ -138,7 +138,7 @@ def test_engine_cache_respects_its_byte_bound():
         engine.embed_image(synthetic_image(32, 32, seed=seed), f"im{seed}")
     stats = engine.embeddings.stats()
     assert stats.entries == 3 and stats.bytes <= stats.max_bytes and stats.evictions == 3
-    assert [k[1] for k in engine.embeddings.keys()] == ["im3", "im4", "im5"]
+    assert [k[1] for k in engine.embeddings.keys()] == ["im3", "im4", "im5"]  # noqa: SIM118 - keys(): the cache's locked snapshot
 
 
 def test_fp16_cache_halves_memory_and_still_segments():
@@ -199,7 +199,7 @@ def test_embed_images_batches_the_encoder_once_per_distinct_image():
 
     assert passes == [2, 1]  # a and b, then c; the copy of a is not encoded twice
     assert [e.image_id for e in embeddings][2] == "again" and embeddings[2].image_hash == embeddings[0].image_hash
-    for image, embedding in zip([a, b, a, c], embeddings):
+    for image, embedding in zip([a, b, a, c], embeddings, strict=True):
         single = alone.embed_image(image)
         assert embedding.original_size == single.original_size and embedding.input_size == single.input_size
         np.testing.assert_allclose(embedding.embedding, single.embedding, atol=1e-4)
@@ -213,8 +213,8 @@ def test_a_namespace_over_its_share_evicts_only_its_own_entries():
     cache.put(("bob", "b2"), Blob(20))
     for i in range(10):  # alice writes far more than her share
         assert cache.put(("alice", f"a{i}"), Blob(20))
-    assert [k for k in cache.keys() if k[0] == "bob"] == [("bob", "b1"), ("bob", "b2")]
-    assert [k[1] for k in cache.keys() if k[0] == "alice"] == ["a8", "a9"]
+    assert [k for k in cache.keys() if k[0] == "bob"] == [("bob", "b1"), ("bob", "b2")]  # noqa: SIM118 - keys(): the cache's locked snapshot
+    assert [k[1] for k in cache.keys() if k[0] == "alice"] == ["a8", "a9"]  # noqa: SIM118 - keys(): the cache's locked snapshot
     alice, bob = cache.stats("alice"), cache.stats("bob")
     assert (alice.entries, alice.bytes, alice.max_bytes, alice.evictions) == (2, 40, 50, 8)
     assert (bob.entries, bob.bytes, bob.evictions) == (2, 40, 0)

@@ -8,8 +8,8 @@ import pytest
 import torch
 from safetensors import safe_open
 
-from dtseg.engine.engine import Embedding, _Logits
 from dtseg.cache.serialize import CacheFormatError, dumps, loads
+from dtseg.engine.engine import Embedding, _Logits
 
 
 def embedding(dtype: torch.dtype = torch.float32) -> Embedding:
@@ -18,7 +18,8 @@ def embedding(dtype: torch.dtype = torch.float32) -> Embedding:
     features = {"image_embed": torch.randn(256, 64, 64, generator=gen).to(dtype),
                 "high_res_0": torch.randn(32, 256, 256, generator=gen).to(dtype),
                 "high_res_1": torch.randn(64, 128, 128, generator=gen).to(dtype)}
-    return Embedding("photo-1", features, (480, 640), (1024, 1024), "abc123", "sam2.1_t", str(dtype).removeprefix("torch."))
+    return Embedding("photo-1", features, (480, 640), (1024, 1024), "abc123", "sam2.1_t",
+                     str(dtype).removeprefix("torch."))
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float16, torch.bfloat16])

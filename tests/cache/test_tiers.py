@@ -9,8 +9,8 @@ import time
 import numpy as np
 import pytest
 
-from dtseg.config import CacheConfig
 from dtseg.cache.disk_tier import DiskTier
+from dtseg.config import CacheConfig
 from dtseg.errors import CacheTierError
 from tests.tiny import make_engine, synthetic_image
 
@@ -48,7 +48,7 @@ def test_disk_tier_remembers_its_order_across_restarts_and_drops_stale_temp_file
 def test_a_folder_that_cannot_be_written_is_a_clear_error(tmp_path):
     blocker = tmp_path / "file"
     blocker.write_text("not a folder")
-    with pytest.raises(CacheTierError, match="cache.dir"):
+    with pytest.raises(CacheTierError, match=r"cache\.dir"):
         DiskTier(blocker / "cache", 1000)
 
 
@@ -96,7 +96,7 @@ def test_a_torn_file_on_disk_is_ignored_and_replaced(tmp_path, caplog):
     image = synthetic_image(64, 80)
     first = engine_with(tmp_path)
     first.embed_image(image, "torn")
-    [path] = [p for p in tmp_path.rglob("embedding-*.safetensors")]
+    [path] = list(tmp_path.rglob("embedding-*.safetensors"))
     path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])  # e.g. a power loss
     second = engine_with(tmp_path)
     with caplog.at_level(logging.WARNING, "dtseg.cache"):
@@ -131,7 +131,8 @@ def test_redis_unreachable_at_start_is_a_clear_error(redis_server):
 
 def test_two_engines_share_embeddings_and_refinement_logits_through_redis(redis_server):
     image = synthetic_image(96, 128)
-    a, b = engine_with(redis_url=redis_server.url, mask_logits=True), engine_with(redis_url=redis_server.url, mask_logits=True)
+    a = engine_with(redis_url=redis_server.url, mask_logits=True)
+    b = engine_with(redis_url=redis_server.url, mask_logits=True)
     a.embed_image(image, "shared", namespace="key:1")
     first = a.segment_image(image_id="shared", boxes=[10, 10, 80, 60], namespace="key:1")
     refined = b.segment_image(image_id="shared", point_coords=[[40, 30]], point_labels=[1], mask_input="cached",

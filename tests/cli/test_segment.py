@@ -211,8 +211,8 @@ def test_all_good_images_exit_zero(tmp_path, small_frame, tiny_sam_checkpoint, c
 
 
 @pytest.mark.parametrize("extra, message", [
-    (["--set", "prompts.points.objects.0.colour=red"], r"points\.yaml: invalid configuration\n  "
-                                                       r"prompts\[0\]\.points\.objects\.0\.colour: unknown key"),
+    (["--set", "prompts.points.objects.0.colour=red"], (r"points\.yaml: invalid configuration\n  "
+                                                       r"prompts\[0\]\.points\.objects\.0\.colour: unknown key")),
     (["--set", "sam.checkpoint=/nope/sam.pth"], "checkpoint file not found: /nope/sam.pth"),
     (["--strict", "--plugins-dir", "{tmp}"], "bad.py failed to load: ZeroDivisionError"),
 ])

@@ -7,7 +7,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import signal
 import subprocess
 import sys
 import time
@@ -79,7 +78,8 @@ def test_skip_existing_resumes_a_killed_run(tmp_path: Path, run_args: list[str],
     try:
         deadline = time.monotonic() + 120
         while not (ledger.exists() and ledger.read_text().count("\n") >= 2):
-            assert process.poll() is None and time.monotonic() < deadline, process.stderr.read() if process.stderr else ""
+            if process.poll() is not None or time.monotonic() >= deadline:  # the message read only then
+                pytest.fail(process.stderr.read() if process.stderr else "")
             time.sleep(0.05)
         process.kill()
         process.communicate(timeout=60)
@@ -197,7 +197,7 @@ def test_serve_resolves_sam_checkpoint_like_segment(tmp_path: Path, tiny_sam_che
     monkeypatch.chdir(tmp_path)
     args = argparse.Namespace(overrides=[], sam_checkpoint="sam.pth", device=None, allow_private_urls=False)
     assert serve._overrides(args) == [f"sam.checkpoint={json.dumps(str(tmp_path / 'sam.pth'))}"]
-    with pytest.raises(CheckpointNotFoundError, match="no such file: nope.pth"):
+    with pytest.raises(CheckpointNotFoundError, match=r"no such file: nope\.pth"):
         serve._overrides(argparse.Namespace(overrides=[], sam_checkpoint="nope.pth", device=None,
                                             allow_private_urls=False))
 
@@ -214,8 +214,8 @@ def test_zones_config_runs_with_allow_random_and_the_yolo_shortcuts(tmp_path: Pa
             "--set", "prompts.yolo.imgsz=160", "--set", "sinks=[json]"]
     assert main(args) == 0, capsys.readouterr().err
     capsys.readouterr()
-    assert main(args + ["--conf", "0.00001", "--classes", "person,bus", "--set", "prompts.zones.zones.0.polygon="
-                        "[[0, 0], [810, 0], [810, 1080], [0, 1080]]"]) == 0, capsys.readouterr().err
+    assert main(args + ["--conf", "0.00001", "--classes", "person,bus", "--set", ("prompts.zones.zones.0.polygon="
+                        "[[0, 0], [810, 0], [810, 1080], [0, 1080]]")]) == 0, capsys.readouterr().err
     objects = json.loads((tmp_path / "out" / "json" / "bus.json").read_text())["objects"]
     assert objects and {o["class_name"] for o in objects} <= {"person", "bus"}
     assert {o["zone"] for o in objects} <= {"left", "right"}

@@ -76,7 +76,7 @@ def test_garbage_file_is_a_clear_error(tmp_path):
 
 
 def test_missing_explicit_path_names_it(tmp_path):
-    with pytest.raises(CheckpointNotFoundError, match="nope.pth"):
+    with pytest.raises(CheckpointNotFoundError, match=r"nope\.pth"):
         resolve_checkpoint("vit_b", tmp_path / "nope.pth")
 
 
@@ -107,7 +107,7 @@ def test_offline_switch_skips_the_download(home, monkeypatch):
 
 def test_real_official_urls_fail_offline_with_the_same_error(home):
     """On this network-less machine the real URL fails fast and says what to do."""
-    with pytest.raises(CheckpointNotFoundError, match="dl.fbaipublicfiles.com"):
+    with pytest.raises(CheckpointNotFoundError, match=r"dl\.fbaipublicfiles\.com"):
         resolve_checkpoint("vit_b")
 
 
@@ -136,7 +136,8 @@ def test_corrupt_file_in_the_cache_is_refused(home, monkeypatch, tiny_file):
 
 
 def test_unknown_model_and_bad_spec_are_value_errors():
-    with pytest.raises(ValueError, match="unknown model 'vit_xxl'; known models: vit_h, vit_l, vit_b, mobile_sam, sam2.1_t"):
+    known = r"unknown model 'vit_xxl'; known models: vit_h, vit_l, vit_b, mobile_sam, sam2\.1_t"
+    with pytest.raises(ValueError, match=known):
         SamEngine.load("vit_xxl", "random")
     with pytest.raises(ValueError, match="divisible"):
         models.SamSpec(65, 2, 2, (1,))

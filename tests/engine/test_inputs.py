@@ -9,7 +9,6 @@ import pytest
 from dtseg import ImageDecodeError, ImageNotEmbeddedError, InputError, PromptError
 from dtseg.io import content_hash, load_image
 from dtseg.prompts import Prompts
-
 from tests.tiny import make_engine
 
 
@@ -35,13 +34,13 @@ def test_gray_and_rgba_are_converted_and_the_input_is_untouched(image):
     before = rgba.copy()
     np.testing.assert_array_equal(load_image(rgba), image)
     np.testing.assert_array_equal(rgba, before)
-    ok, png = cv2.imencode(".png", cv2.cvtColor(rgba, cv2.COLOR_RGBA2BGRA))
+    _ok, png = cv2.imencode(".png", cv2.cvtColor(rgba, cv2.COLOR_RGBA2BGRA))
     np.testing.assert_array_equal(load_image(png.tobytes()), image)
 
 
 def test_sixteen_bit_png_is_scaled(tmp_path):
     wide = (np.arange(12, dtype=np.uint16).reshape(3, 4) * 5000)
-    ok, png = cv2.imencode(".png", wide)
+    _ok, png = cv2.imencode(".png", wide)
     out = load_image(png.tobytes())
     assert out.dtype == np.uint8 and out.max() == round(55000 / 257)
 

@@ -43,7 +43,8 @@ def assert_matches(result, ref_masks, ref_scores, ref_logits) -> None:
     np.testing.assert_allclose(result.scores, ref_scores, atol=1e-4)
     np.testing.assert_allclose(result.low_res_logits, ref_logits, atol=1e-4)
     assert result.masks.shape == ref_masks.shape
-    for ours, theirs in zip(result.masks.reshape(-1, *ref_masks.shape[-2:]), ref_masks.reshape(-1, *ref_masks.shape[-2:])):
+    side = ref_masks.shape[-2:]
+    for ours, theirs in zip(result.masks.reshape(-1, *side), ref_masks.reshape(-1, *side), strict=True):
         assert mask_iou(ours, theirs) >= 0.99
 
 
@@ -81,7 +82,7 @@ def test_twenty_boxes_in_one_call_match_reference_loop(setup, multimask):
     boxes = np.concatenate([xy, xy + rng.uniform(20, [w * 0.4, h * 0.4], (20, 2))], axis=1).astype(np.float32)
     result = engine.segment_image(image_id="img", boxes=boxes, multimask_output=multimask)
     references = [reference_predict(predictor, {"boxes": box}, multimask) for box in boxes]
-    assert_matches(result, *(np.stack(x) for x in zip(*references)))
+    assert_matches(result, *(np.stack(x) for x in zip(*references, strict=True)))
 
 
 def test_reference_predict_torch_batch_agrees(setup):

@@ -38,7 +38,7 @@ def test_row_i_comes_from_prompt_i(engine, image):
 
 def test_boxes_are_tight_around_masks(engine, image):
     detections = engine.segment(image, detector_like_prompts())
-    for box, mask in zip(detections.xyxy, detections.mask):
+    for box, mask in zip(detections.xyxy, detections.mask, strict=True):
         if mask.any():
             ys, xs = np.nonzero(mask)
             np.testing.assert_array_equal(box, [xs.min(), ys.min(), xs.max(), ys.max()])

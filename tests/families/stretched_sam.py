@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from functools import partial
+from types import MappingProxyType
 from typing import Any
 
 import torch
@@ -47,7 +48,7 @@ class StretchedSamModel(SamModel):
     models = (OfficialModel("stretched_sam_s", "stretched_sam", StretchedSpec(96, 2, 4, (1,)), "stretched_sam_s.pth",
                             "https://example.invalid/stretched_sam_s.pth", None, 1.0, licence="MIT",
                             size_bytes=1 << 20, params_m=4.4, encoder_gflop=20.0),)
-    test_models = {"tiny_stretched_sam": StretchedSpec(32, 2, 2, (1,))}
+    test_models = MappingProxyType({"tiny_stretched_sam": StretchedSpec(32, 2, 2, (1,))})
 
     @classmethod
     def build_net(cls, arch: StretchedSpec) -> nn.Module:

@@ -2,7 +2,8 @@
 
 ``mobile_sam``: segment-anything's ``SamPredictor`` over the same TinyViT ``Sam``;
 ``sam2.1``: Meta's ``SAM2ImagePredictor`` over the same ``SAM2Base``. (``sam`` has its own,
-longer file: test_parity.py; the ragged-batch test covers it here too.) Scores and low-res logits within 1e-4, masks IoU >= 0.99.
+longer file: test_parity.py; the ragged-batch test covers it here too.) Scores and low-res logits
+within 1e-4, masks IoU >= 0.99.
 """
 
 from __future__ import annotations
@@ -18,8 +19,8 @@ from dtseg import SamEngine
 from dtseg.errors import RandomWeightsWarning
 from dtseg.families.sam2.family import Sam2Model
 from dtseg.prompts import Prompts
-from tests.tiny import synthetic_image
 from tests.engine.test_parity import CASES, assert_matches, reference_predict
+from tests.tiny import synthetic_image
 
 FAMILIES = {"mobile_sam": "tiny_mobile_sam", "sam2.1": "tiny_sam2.1"}
 
@@ -81,7 +82,7 @@ def test_twenty_boxes_in_one_call_match_reference_loop(setup, multimask):
     boxes = np.concatenate([xy, xy + rng.uniform(20, [w * 0.4, h * 0.4], (20, 2))], axis=1).astype(np.float32)
     result = engine.segment_image(image_id="img", boxes=boxes, multimask_output=multimask)
     references = [reference_predict(predictor, {"boxes": box}, multimask) for box in boxes]
-    assert_matches(result, *(np.stack(x) for x in zip(*references)))
+    assert_matches(result, *(np.stack(x) for x in zip(*references, strict=True)))
 
 
 def test_mask_input_matches_reference(setup):

@@ -95,7 +95,8 @@ def test_dtseg_models_and_dtseg_plugins_list_it(installed, capsys) -> None:
     assert table["tiny_stretched_sam"]["checkpoint"] is None
     assert main(["plugins", "--json"]) == 0
     families = {f["name"]: f for f in json.loads(capsys.readouterr().out)["model_families"]}
-    assert families["stretched_sam"] == {"name": "stretched_sam", "class": "tests.families.stretched_sam.StretchedSamModel",
+    assert families["stretched_sam"] == {"name": "stretched_sam",
+                                         "class": "tests.families.stretched_sam.StretchedSamModel",
                                          "source": SOURCE, "models": ["stretched_sam_s", "tiny_stretched_sam"]}
 
 

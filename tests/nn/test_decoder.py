@@ -48,7 +48,8 @@ CASES: dict[str, Prompts] = {
     "1 point": {"points": _points([[[500.0, 400.0]]], [[1]])},
     "points, negative and padding": {
         "points": _points(
-            [[[100.0, 120.0], [300.0, 310.0], [700.0, 20.0], [0.0, 0.0]], [[900.0, 900.0], [10.0, 1000.0], [512.0, 512.0], [64.0, 64.0]]],
+            [[[100.0, 120.0], [300.0, 310.0], [700.0, 20.0], [0.0, 0.0]],
+             [[900.0, 900.0], [10.0, 1000.0], [512.0, 512.0], [64.0, 64.0]]],
             [[1, 0, 1, -1], [1, 1, 0, 0]],
         )
     },
@@ -71,7 +72,8 @@ def _embed(sam: Sam, prompts: Prompts) -> tuple[torch.Tensor, torch.Tensor]:
     return sam.prompt_encoder(points=prompts.get("points"), boxes=prompts.get("boxes"), masks=prompts.get("masks"))
 
 
-def _decode(decoder: torch.nn.Module, sam: Sam, image: torch.Tensor, sparse: torch.Tensor, dense: torch.Tensor, multimask: bool):
+def _decode(decoder: torch.nn.Module, sam: Sam, image: torch.Tensor, sparse: torch.Tensor, dense: torch.Tensor,
+            multimask: bool):
     with torch.inference_mode():
         return decoder(image, sam.prompt_encoder.get_dense_pe(), sparse, dense, multimask)
 
@@ -133,7 +135,8 @@ def test_shared_dense_batch_one_and_chunks(sam: Sam, image: torch.Tensor) -> Non
         sparse, dense = _embed(sam, {"boxes": _boxes(5, seed=9)})
     ref_masks, ref_iou = _decode(sam.mask_decoder, sam, image, sparse, dense, False)
     for chunk_size in (2, 8):
-        masks, iou = _decode(FastMaskDecoder(sam.mask_decoder, chunk_size), sam, image, sparse, dense[:1].contiguous(), False)
+        decoder = FastMaskDecoder(sam.mask_decoder, chunk_size)
+        masks, iou = _decode(decoder, sam, image, sparse, dense[:1].contiguous(), False)
         assert _max_err(masks, ref_masks) < ATOL and _max_err(iou, ref_iou) < ATOL
 
 
@@ -184,7 +187,8 @@ def test_shares_parameters(sam: Sam) -> None:
 def test_rejects_image_batch(sam: Sam, image: torch.Tensor) -> None:
     with torch.inference_mode(), pytest.raises(ValueError, match="one image embedding"):
         sparse, dense = _embed(sam, {"boxes": _boxes(2, seed=14)})
-        FastMaskDecoder(sam.mask_decoder)(image.expand(2, -1, -1, -1), sam.prompt_encoder.get_dense_pe(), sparse, dense, False)
+        FastMaskDecoder(sam.mask_decoder)(image.expand(2, -1, -1, -1), sam.prompt_encoder.get_dense_pe(), sparse, dense,
+                                          False)
 
 
 @pytest.mark.parametrize("model", ["tiny", "tiny_sam2.1"])

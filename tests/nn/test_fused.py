@@ -51,7 +51,8 @@ def test_plain_path_where_the_cpu_lacks_the_kernel(no_onednn_kernels, dtype):
     assert torch.equal(fused.linear(x, w, b), F.linear(x, w, b))
     image = torch.randn(1, 4, 5, 6, generator=g).to(dtype).contiguous(memory_format=torch.channels_last)
     kernel = torch.randn(4, 1, 3, 3, generator=g).to(dtype)
-    assert torch.equal(fused.conv_gelu(image, kernel, None, 1, 1, 4), F.gelu(F.conv2d(image, kernel, None, 1, 1, groups=4)))
+    assert torch.equal(fused.conv_gelu(image, kernel, None, 1, 1, 4),
+                       F.gelu(F.conv2d(image, kernel, None, 1, 1, groups=4)))
     fused.linear_gelu(x, w, b), fused.conv_gelu(image, kernel, None, 1, 1, 4)
     assert no_onednn_kernels == [("linear", dtype), ("conv", dtype)]  # one probe each, none per call
     assert not fused.kernel_runs("linear", dtype) and not fused.kernel_runs("conv", dtype)
@@ -59,7 +60,8 @@ def test_plain_path_where_the_cpu_lacks_the_kernel(no_onednn_kernels, dtype):
 
 def test_a_kernel_with_wrong_results_is_not_used(monkeypatch):
     """The probe checks the kernel's result against the plain ops, not only that it runs."""
-    monkeypatch.setattr(torch.ops.mkldnn, "_linear_pointwise", lambda x, w, *args: torch.zeros(len(x), len(w), dtype=x.dtype))
+    monkeypatch.setattr(torch.ops.mkldnn, "_linear_pointwise",
+                        lambda x, w, *args: torch.zeros(len(x), len(w), dtype=x.dtype))
     fused.kernel_runs.cache_clear()
     try:
         assert not fused.kernel_runs("linear", torch.bfloat16)

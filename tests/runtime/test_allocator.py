@@ -7,13 +7,14 @@ import json
 import subprocess
 import sys
 import warnings
-from typing import Any, Iterator
+from collections.abc import Iterator
+from typing import Any
 
 import pytest
 
 from dtseg.config import SamConfig
-from dtseg.runtime import allocator
 from dtseg.errors import RandomWeightsWarning
+from dtseg.runtime import allocator
 
 linux_only = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="mallopt is glibc's; RSS from /proc")
 
@@ -115,7 +116,8 @@ def test_dtseg_segment_keeps_the_heap(released: None, tiny_sam_config: dict[str,
     from dtseg.cli import build_parser, common
 
     config = tmp_path / "p.yaml"
-    config.write_text(yaml.safe_dump({"sam": tiny_sam_config, "prompts": [{"points": {"objects": [{"points": [[5, 5]]}]}}]}))
+    prompts = [{"points": {"objects": [{"points": [[5, 5]]}]}}]
+    config.write_text(yaml.safe_dump({"sam": tiny_sam_config, "prompts": prompts}))
     pipeline = common.build_pipeline(build_parser().parse_args(["segment", "x.jpg", "-c", str(config)]))
     assert pipeline.engine.info()["keep_heap"] is True
     allocator.release_freed_memory()

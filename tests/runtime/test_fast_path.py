@@ -11,8 +11,8 @@ import torch
 
 from dtseg import SamEngine
 from dtseg.config import SamConfig, validate
-from dtseg.runtime.fast_path import choose, describe
 from dtseg.errors import ConfigError, RandomWeightsWarning
+from dtseg.runtime.fast_path import choose, describe
 
 
 @pytest.mark.parametrize("device", ["cpu", "cuda", "cuda:1", "mps", "xpu"])

@@ -17,11 +17,11 @@ import torch
 
 from dtseg import SamEngine
 from dtseg.config import SamConfig
-from dtseg.runtime import precision
+from dtseg.errors import RandomWeightsWarning
 from dtseg.families.base import cast_shared
 from dtseg.families.sam.family import SamModel
 from dtseg.families.sam2.family import Sam2Model
-from dtseg.errors import RandomWeightsWarning
+from dtseg.runtime import precision
 from tests.tiny import synthetic_image
 
 MODELS = ["tiny", "tiny_mobile_sam", "tiny_sam2.1"]
@@ -85,7 +85,8 @@ def test_low_precision_matches_fp32(fp32, low, dtype, torch_dtype):
     assert ("encoder weights" in engine.summary()) is own_copy
     assert all(p.dtype == torch.float32 for p in model.net.parameters())  # the network stays fp32 on the CPU
     decoder = model.fast_decoder if isinstance(model, Sam2Model) else model.mask_decoder
-    expected = torch.bfloat16 if model.compute == torch.bfloat16 else torch.float32  # fp16 has no CPU matrix units: fp32
+    # fp16 has no CPU matrix units: fp32
+    expected = torch.bfloat16 if model.compute == torch.bfloat16 else torch.float32
     assert model.decoder_dtype == expected
     assert all(p.dtype == expected for p in decoder.parameters())  # a cast copy; the net keeps fp32
     assert embedding.dtype == engine.dtype_name
@@ -165,7 +166,8 @@ def test_auto_and_bf16_follow_the_cpu(tmp_path, monkeypatch, flags, native):
     summary = bf16.summary()
     assert ("bfloat16 (native; autocast, fp32 weights)" in summary) is (path == "native")
     assert ("bfloat16 (emulated: no bfloat16 arithmetic on this CPU" in summary) is (path == "emulated")
-    assert ("bfloat16 features, computed in float32 (fallback: no oneDNN bfloat16 kernels" in summary) is (path == "fallback")
+    fallback = "bfloat16 features, computed in float32 (fallback: no oneDNN bfloat16 kernels"
+    assert (fallback in summary) is (path == "fallback")
     assert bf16.embed_image(synthetic_image(64, 80), "img").embedding.dtype is torch.bfloat16
 
 
@@ -180,8 +182,8 @@ def test_without_onednn_kernels_bf16_falls_back_to_fp32_compute(tmp_path, monkey
     assert [(kernel, dtype) for kernel, dtype in no_onednn_kernels] == [("linear", torch.bfloat16)]
     assert engine.info()["dtype_path"] == "fallback" and engine.info()["compute_dtype"] == "float32"
     summary = engine.summary()
-    assert "bfloat16 features, computed in float32 (fallback: no oneDNN bfloat16 kernels on this CPU (AVX2 AVX-512 " \
-           "AVX512-BF16" in summary  # then ", oneDNN limited to ..." where ONEDNN_MAX_CPU_ISA is set
+    assert ("bfloat16 features, computed in float32 (fallback: no oneDNN bfloat16 kernels on this CPU (AVX2 AVX-512 "
+            "AVX512-BF16") in summary  # then ", oneDNN limited to ..." where ONEDNN_MAX_CPU_ISA is set
     assert "; they need AVX-512 (BW, VL, DQ), AVX-NE-CONVERT or AMX)); auto on this cpu: float32" in summary
     image = synthetic_image(300, 500, seed=2)
     embedding, reference = engine.embed_image(image, "img"), load(model, "fp32").embed_image(image, "img")
@@ -218,7 +220,8 @@ image, out = synthetic_image(300, 500, seed=2), {}
 for model in ("tiny_mobile_sam", "tiny_sam2.1"):
     engines = {d: SamEngine.load(model, "random", device="cpu", dtype=d, seed=5) for d in ("fp32", "bf16")}
     features = {d: e.embed_image(image).features for d, e in engines.items()}
-    masks = {d: e.segment_image(image_id=None, image=image, boxes=[[60, 50, 250, 180]]).masks for d, e in engines.items()}
+    masks = {d: e.segment_image(image_id=None, image=image, boxes=[[60, 50, 250, 180]]).masks
+             for d, e in engines.items()}
     cos = lambda a, b: float(torch.nn.functional.cosine_similarity(a.double().flatten(), b.double().flatten(), 0))
     out[model] = {"summary": engines["bf16"].summary(), "info": engines["bf16"].info(),
                   "dtypes": sorted({str(t.dtype) for t in features["bf16"].values()}),

@@ -25,15 +25,15 @@ from dtseg.families.sam.family import SamModel
 class MobileSamSpec:
     """A TinyViT encoder: per stage width, depth, heads and attention window."""
 
-    embed_dims: tuple[int, ...]
-    depths: tuple[int, ...]
-    num_heads: tuple[int, ...]
-    window_sizes: tuple[int, ...] = (7, 7, 14, 7)
+    embed_dims: tuple[int, int, int, int]
+    depths: tuple[int, int, int, int]
+    num_heads: tuple[int, int, int, int]
+    window_sizes: tuple[int, int, int, int] = (7, 7, 14, 7)
 
     def __post_init__(self) -> None:
         if not len(self.embed_dims) == len(self.depths) == len(self.num_heads) == len(self.window_sizes) == 4:
             raise ValueError("embed_dims, depths, num_heads and window_sizes need 4 stages each")
-        if any(d % h for d, h in zip(self.embed_dims[1:], self.num_heads[1:])):
+        if any(d % h for d, h in zip(self.embed_dims[1:], self.num_heads[1:], strict=True)):
             raise ValueError("each attention stage's width must be divisible by its heads")
         if self.embed_dims[3] not in (320, 448, 576):  # TinyViT's last merge keeps 64x64 only for these
             raise ValueError("embed_dims[3] must be 320, 448 or 576 (TinyViT keeps the 64x64 grid only for those)")
@@ -58,19 +58,20 @@ class MobileSamModel(SamModel):
     test_models = MappingProxyType({"tiny_mobile_sam": TINY_MOBILE_SPEC})
 
     @classmethod
-    def build_net(cls, arch: MobileSamSpec) -> nn.Module:
+    def build_net(cls, arch: MobileSamSpec) -> nn.Module:  # type: ignore[override]  # its own spec type
         from ultralytics.models.sam.modules.tiny_encoder import TinyViT
 
-        encoder = TinyViT(img_size=1024, in_chans=3, num_classes=1000, embed_dims=list(arch.embed_dims),
-                          depths=list(arch.depths), num_heads=list(arch.num_heads),
-                          window_sizes=list(arch.window_sizes), mlp_ratio=4.0, drop_rate=0.0, drop_path_rate=0.0,
-                          use_checkpoint=False, mbconv_expand_ratio=4.0, local_conv_size=3, layer_lr_decay=0.8)
+        encoder = TinyViT(img_size=1024, in_chans=3, num_classes=1000, embed_dims=arch.embed_dims,
+                          depths=arch.depths, num_heads=arch.num_heads, window_sizes=arch.window_sizes,
+                          mlp_ratio=4.0, drop_rate=0.0, drop_path_rate=0.0, use_checkpoint=False,
+                          mbconv_expand_ratio=4.0, local_conv_size=3, layer_lr_decay=0.8)
         return Sam(
             image_encoder=encoder,
             prompt_encoder=PromptEncoder(embed_dim=256, image_embedding_size=(64, 64), input_image_size=(1024, 1024),
                                          mask_in_chans=16),
             mask_decoder=MaskDecoder(num_multimask_outputs=3,
-                                     transformer=TwoWayTransformer(depth=2, embedding_dim=256, mlp_dim=2048, num_heads=8),
+                                     transformer=TwoWayTransformer(depth=2, embedding_dim=256, mlp_dim=2048,
+                                                                   num_heads=8),
                                      transformer_dim=256, iou_head_depth=3, iou_head_hidden_dim=256),
             pixel_mean=[123.675, 116.28, 103.53],
             pixel_std=[58.395, 57.12, 57.375],
@@ -85,7 +86,7 @@ class MobileSamModel(SamModel):
                         for i, d in enumerate(arch.depths[1:], 1)))
 
     @classmethod
-    def arch_from(cls, value: Any) -> MobileSamSpec | None:
+    def arch_from(cls, value: Any) -> MobileSamSpec | None:  # type: ignore[override]  # its own spec type
         if isinstance(value, MobileSamSpec):
             return value
         names = {f.name for f in fields(MobileSamSpec)}
@@ -116,8 +117,8 @@ def fold_batch_norms(encoder: nn.Module) -> nn.Module:
     dtype = next(encoder.parameters()).dtype
     folded = copy.deepcopy(encoder).float().eval()  # fold in fp32, then back to the weights' dtype
     for name, module in list(folded.named_modules()):
-        if isinstance(module, nn.Sequential) and hasattr(module, "c") and isinstance(getattr(module, "bn", None), nn.BatchNorm2d):
+        conv, bn = getattr(module, "c", None), getattr(module, "bn", None)
+        if isinstance(module, nn.Sequential) and isinstance(conv, nn.Conv2d) and isinstance(bn, nn.BatchNorm2d):
             parent_name, _, child = name.rpartition(".")
-            setattr(folded.get_submodule(parent_name) if parent_name else folded, child,
-                    fuse_conv_bn_eval(module.c, module.bn))
+            setattr(folded.get_submodule(parent_name) if parent_name else folded, child, fuse_conv_bn_eval(conv, bn))
     return folded.to(dtype)

@@ -30,6 +30,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from dtseg.nn import RefModule
 from dtseg.nn.fused import attention, conv_gelu, linear, linear_gelu, window_partition, window_unpartition
 
 __all__ = ["FastTinyViT", "fast_tinyvit"]
@@ -48,7 +49,7 @@ class FastTinyViT(nn.Module):
 
     def __init__(self, encoder: nn.Module, band_bytes: int = BAND_BYTES) -> None:
         super().__init__()
-        self.encoder = encoder
+        self.encoder: RefModule = encoder  # the reference TinyViT, read by its parts' names
         self.band_bytes = band_bytes
         self._biases: dict[tuple[int, torch.dtype], Tensor] = {}
 
@@ -94,9 +95,9 @@ class FastTinyViT(nn.Module):
         first = (r0 * s - lo) // s
         return h[:, :, first : first + r1 - r0].permute(0, 2, 3, 1)
 
-    def _mbconv(self, block: nn.Module, x: Tensor) -> Tensor:
+    def _mbconv(self, block: RefModule, x: Tensor) -> Tensor:
         """``act3(x + conv3(act2(conv2(act1(conv1(x))))))`` on tokens ``(B, H, W, C)``."""
-        B, H, W, C = x.shape
+        _B, H, W, _C = x.shape
         out = torch.empty_like(x)
         for r0, r1 in self._bands(H, W, block.hidden_chans, x.element_size()):
             h = self._expand_depthwise(x, block.conv1, block.conv2, r0, r1)
@@ -104,10 +105,10 @@ class FastTinyViT(nn.Module):
             out[:, r0:r1] = F.gelu(y.add_(x[:, r0:r1]))
         return out
 
-    def _patch_merging(self, merge: nn.Module, x: Tensor) -> Tensor:
+    def _patch_merging(self, merge: RefModule, x: Tensor) -> Tensor:
         """``conv3(act(conv2(act(conv1(x)))))``: ``(B, H, W, C)`` -> ``(B, H', W', C')``
         (H' = H / 2, or H where the stride is 1)."""
-        B, H, W, C = x.shape
+        B, H, W, _C = x.shape
         s, D = merge.conv2.stride[0], merge.conv1.out_channels
         Ho, Wo = (H - 1) // s + 1, (W - 1) // s + 1
         out = x.new_empty(B, Ho, Wo, merge.conv3.out_channels)
@@ -117,7 +118,7 @@ class FastTinyViT(nn.Module):
         return out
 
     # -- attention stages -------------------------------------------------------------------
-    def _bias(self, attn: nn.Module, dtype: torch.dtype) -> Tensor:
+    def _bias(self, attn: RefModule, dtype: torch.dtype) -> Tensor:
         """The attention-bias table gathered to ``(1, heads, N, N)`` in ``dtype`` (cached; 4-D, as
         SDPA's CPU flash kernel takes it: a 3-D mask falls back to the ~2x slower math path)."""
         key = (id(attn), dtype)
@@ -125,19 +126,19 @@ class FastTinyViT(nn.Module):
             self._biases[key] = attn.attention_biases[:, attn.attention_bias_idxs][None].detach().to(dtype)
         return self._biases[key]
 
-    def _vit_block(self, block: nn.Module, x: Tensor) -> Tensor:
+    def _vit_block(self, block: RefModule, x: Tensor) -> Tensor:
         """Window attention, residual, 3x3 depthwise ``local_conv``, MLP with residual, on
         tokens ``(B, H, W, C)``."""
         attn, ws = block.attn, block.window_size
         B, H, W, C = x.shape
         qkv = linear(attn.norm(x), attn.qkv.weight, attn.qkv.bias)  # (B, H, W, heads * (2 key_dim + d))
-        if (H, W) != (ws, ws):  # one window of the whole map otherwise, as in the reference
+        if (ws, ws) != (H, W):  # one window of the whole map otherwise, as in the reference
             pad = attn.qkv(attn.norm(x.new_zeros(1, C)))[0]
             qkv = window_partition(qkv, ws, pad_value=pad)
         n, heads = qkv.shape[0], attn.num_heads
         q, k, v = qkv.view(n, ws * ws, heads, -1).split([attn.key_dim, attn.key_dim, attn.d], dim=3)
         o = attention(q, k, v, attn.scale, self._bias(attn, q.dtype)).reshape(n, ws, ws, attn.dh)
-        if (H, W) != (ws, ws):
+        if (ws, ws) != (H, W):
             o = window_unpartition(o, B, H, W)
         x = x + linear(o, attn.proj.weight, attn.proj.bias)
         conv = block.local_conv
@@ -148,7 +149,7 @@ class FastTinyViT(nn.Module):
 
     # -- neck -------------------------------------------------------------------------------
     @staticmethod
-    def _neck(neck: nn.Sequential, x: Tensor) -> Tensor:
+    def _neck(neck: RefModule, x: Tensor) -> Tensor:
         """1x1 conv, LayerNorm2d, 3x3 conv, LayerNorm2d: ``(B, h, w, C)`` -> ``(B, 256, h, w)``."""
         conv1, norm1, conv2, norm2 = neck
         x = F.layer_norm(linear(x, conv1.weight[:, :, 0, 0], conv1.bias), norm1.weight.shape,

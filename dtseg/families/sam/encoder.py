@@ -21,7 +21,7 @@ quantized copy (``fast_encoder(..., int8=True)``) runs through the same code.
 from __future__ import annotations
 
 import copy
-import math
+from typing import cast
 
 import torch
 import torch.nn.functional as F
@@ -127,4 +127,5 @@ def fast_encoder(image_encoder: ImageEncoderViT, *, compile: bool = False, int8:
         module: nn.Module = FastImageEncoder(quantized)
     else:
         module = FastImageEncoder(image_encoder)
-    return torch.compile(module) if compile else module
+    # torch.compile returns an OptimizedModule (an nn.Module); its stub says a callable
+    return cast(nn.Module, torch.compile(module)) if compile else module

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, fields
 from types import MappingProxyType
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import torch
@@ -38,7 +38,7 @@ class SamSpec:
 
 
 _BASE_URL = "https://dl.fbaipublicfiles.com/segment_anything/"
-MODELS = (
+MODELS: tuple[OfficialModel, ...] = (
     OfficialModel("vit_h", "sam", SamSpec(1280, 32, 16, (7, 15, 23, 31)), "sam_vit_h_4b8939.pth",
                   _BASE_URL + "sam_vit_h_4b8939.pth",
                   "a7bf3b02f3ebf1267aba913ff637d9a2d5c33d3173bb679e46d9f338c26f262e", 2445, params_m=641.1,
@@ -103,7 +103,8 @@ class SamModel(LoadedModel):
         if kind == "reference":
             if int8:
                 raise ValueError("encoder_int8: the int8 encoder is dtseg's fast one; encoder: reference has none")
-            return torch.compile(self.net.image_encoder) if compile else self.net.image_encoder
+            # torch.compile returns an OptimizedModule (an nn.Module); its stub says a callable
+            return cast(nn.Module, torch.compile(self.net.image_encoder)) if compile else self.net.image_encoder
         from dtseg.families.sam.encoder import fast_encoder
 
         return fast_encoder(self.net.image_encoder, int8=int8, compile=compile)
@@ -117,7 +118,8 @@ class SamModel(LoadedModel):
 
     def preprocess(self, images: list[np.ndarray], transforms: list[ImageTransform]) -> Tensor:
         """Resize with PIL as ``SamPredictor`` does, normalize, zero-pad to ``(B, 3, S, S)``."""
-        resized = [torch.from_numpy(t.resize_image(im).copy()).permute(2, 0, 1) for t, im in zip(transforms, images)]
+        resized = [torch.from_numpy(t.resize_image(im).copy()).permute(2, 0, 1)
+                   for t, im in zip(transforms, images, strict=True)]
         if len({t.input_size for t in transforms}) == 1:
             return self._normalize_pad(torch.stack(resized))
         return torch.cat([self._normalize_pad(x[None]) for x in resized])  # different sizes: pad each

@@ -27,6 +27,7 @@ from torch import Tensor, nn
 
 from dtseg.families.base import IMAGE_EMBED, Capabilities, LoadedModel, OfficialModel, cast_shared, count_blocks
 from dtseg.families.transforms import ImageTransform
+from dtseg.nn import RefModule
 
 if TYPE_CHECKING:
     from dtseg.engine.engine import SamEngine
@@ -58,7 +59,8 @@ MODELS = (
                   _URL + "sam2.1_hiera_small.pt", "6d1aa6f30de5c92224f8172114de081d104bbd23dd9dc5c58996f0cad5dc4d38",
                   176, size_bytes=184416285, params_m=46.1, encoder_gflop=360.1),
     OfficialModel("sam2.1_b+", "sam2.1", Sam2Spec("sam2.1_hiera_b+.yaml"), "sam2.1_hiera_base_plus.pt",
-                  _URL + "sam2.1_hiera_base_plus.pt", "a2345aede8715ab1d5d31b4a509fb160c5a4af1970f199d9054ccfb746c004c5",
+                  _URL + "sam2.1_hiera_base_plus.pt",
+                  "a2345aede8715ab1d5d31b4a509fb160c5a4af1970f199d9054ccfb746c004c5",
                   309, size_bytes=323606802, params_m=80.9, encoder_gflop=646.8),
     OfficialModel("sam2.1_l", "sam2.1", Sam2Spec("sam2.1_hiera_l.yaml"), "sam2.1_hiera_large.pt",
                   _URL + "sam2.1_hiera_large.pt", "2647878d5dfa5098f2f8649825738a9345572bae2d4350a2468587ece47dd318",
@@ -98,6 +100,7 @@ class Sam2Model(LoadedModel):
     models = MODELS
     test_models = MappingProxyType({"tiny_sam2.1": TINY_SAM2_SPEC})
     capabilities = Capabilities(lineage="sam2", video_memory=True)
+    net: RefModule  # sam2's SAM2Base, read by its parts' names
     stretch = True
     single_upsample = True
     logit_clamp = 32.0
@@ -116,7 +119,8 @@ class Sam2Model(LoadedModel):
         if not isinstance(arch, Sam2Spec) or patch is None:
             return False
         trunk = model_config(arch).image_encoder.trunk
-        return patch.shape[0] == trunk.embed_dim and count_blocks(state, "image_encoder.trunk.blocks.") == sum(trunk.stages)
+        return (patch.shape[0] == trunk.embed_dim
+                and count_blocks(state, "image_encoder.trunk.blocks.") == sum(trunk.stages))
 
     @classmethod
     def arch_from(cls, value: Any) -> Sam2Spec | None:
@@ -124,8 +128,8 @@ class Sam2Model(LoadedModel):
 
     def configure(self, device: torch.device, dtype: torch.dtype, **options: Any) -> None:
         super().configure(device, dtype, **options)
-        from dtseg.nn.decoder import FastMaskDecoder
         from dtseg.families.sam2.hiera import fast_sam2_encoder
+        from dtseg.nn.decoder import FastMaskDecoder
 
         reference = options.get("decoder", "fast") == "reference"
         self.fast_decoder = None if reference else FastMaskDecoder(self.decoder_weights(self.net.sam_mask_decoder))
@@ -158,7 +162,7 @@ class Sam2Model(LoadedModel):
         if net.directly_add_no_mem_embed:
             vision_feats[-1] = vision_feats[-1] + net.no_mem_embed
         b = x.shape[0]
-        maps = [feat.permute(1, 2, 0).reshape(b, -1, *size) for feat, size in zip(vision_feats, sizes)]
+        maps = [feat.permute(1, 2, 0).reshape(b, -1, *size) for feat, size in zip(vision_feats, sizes, strict=True)]
         return {HIGH_RES[0]: maps[0], HIGH_RES[1]: maps[1], IMAGE_EMBED: maps[-1]}
 
     def decode(self, features: dict[str, Tensor], coords: Tensor | None, labels: Tensor | None,

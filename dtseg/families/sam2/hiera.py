@@ -31,6 +31,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from dtseg.nn import RefModule
 from dtseg.nn.fused import attention, linear, linear_gelu, window_partition, window_unpartition
 
 __all__ = ["FastSam2Encoder", "fast_sam2_encoder"]
@@ -48,9 +49,9 @@ class FastSam2Encoder(nn.Module):
     in the weights' dtype; ``image_embed`` has ``no_mem_embed`` added as the predictor does.
     """
 
-    def __init__(self, net: nn.Module, band_bytes: int = BAND_BYTES) -> None:
+    def __init__(self, net: RefModule, band_bytes: int = BAND_BYTES) -> None:
         super().__init__()
-        self.net = net
+        self.net: RefModule = net  # the reference SAM 2, read by its parts' names
         self.band_bytes = band_bytes
         self._pos: dict[tuple[int, int, torch.dtype], Tensor] = {}
         self._folded: dict[int, tuple[Tensor, Tensor]] = {}
@@ -72,7 +73,7 @@ class FastSam2Encoder(nn.Module):
                 stages.append(x)
         return self._neck(stages)
 
-    def _pos_embed(self, trunk: nn.Module, h: int, w: int, dtype: torch.dtype) -> Tensor:
+    def _pos_embed(self, trunk: RefModule, h: int, w: int, dtype: torch.dtype) -> Tensor:
         """``Hiera._get_pos_embed`` ``(1, h, w, C)``, computed once per size and dtype."""
         key = (h, w, dtype)
         if key not in self._pos:
@@ -82,7 +83,7 @@ class FastSam2Encoder(nn.Module):
         return self._pos[key]
 
     # -- trunk ------------------------------------------------------------------------------
-    def _block(self, block: nn.Module, x: Tensor) -> Tensor:
+    def _block(self, block: RefModule, x: Tensor) -> Tensor:
         """One ``MultiScaleBlock`` on tokens ``(B, H, W, C)``; banded where windows allow."""
         B, H, W, _ = x.shape
         ws = block.window_size
@@ -98,10 +99,10 @@ class FastSam2Encoder(nn.Module):
             out[:, r // s : (r + band) // s] = self._block_rows(block, x[:, r : r + band])
         return out
 
-    def _block_rows(self, block: nn.Module, x: Tensor) -> Tensor:
+    def _block_rows(self, block: RefModule, x: Tensor) -> Tensor:
         """``MultiScaleBlock.forward`` on ``x`` ``(B, h, W, C)`` (whole windows, or the whole map)."""
         attn, ws = block.attn, block.window_size
-        B, H, W, C = x.shape
+        B, _H, _W, C = x.shape
         xn = block.norm1(x)
         shortcut = x
         if block.dim != block.dim_out:
@@ -139,7 +140,7 @@ class FastSam2Encoder(nn.Module):
         kept = list(range(len(neck.convs) - scalp))  # levels that leave the neck
         heads = {0: decoder.conv_s0, 1: decoder.conv_s1} if net.use_high_res_features_in_sam else {}
         out: dict[int, Tensor] = {}
-        prev = None
+        prev: Tensor | None = None
         for i in range(n, -1, -1):
             conv = neck.convs[n - i].conv
             top_down = i in neck.fpn_top_down_levels and prev is not None
@@ -150,6 +151,7 @@ class FastSam2Encoder(nn.Module):
                 continue
             lateral = linear(stages[i], conv.weight[:, :, 0, 0], conv.bias)
             if top_down:
+                assert prev is not None  # top_down implies it
                 up = _upsample2x(prev, neck.fpn_interp_model)
                 prev = lateral + up
                 if neck.fuse_type == "avg":
@@ -165,6 +167,7 @@ class FastSam2Encoder(nn.Module):
         """``head(lateral(x))`` of two 1x1 convolutions as one ``(weight, bias)`` (folded in fp32)."""
         key = id(head)
         if key not in self._folded:
+            assert lateral.bias is not None and head.bias is not None  # SAM 2's 1x1 convolutions have biases
             w1, b1 = lateral.weight[:, :, 0, 0].float(), lateral.bias.float()
             w2, b2 = head.weight[:, :, 0, 0].float(), head.bias.float()
             dtype = lateral.weight.dtype
@@ -194,7 +197,7 @@ def _upsample2x(x: Tensor, mode: str) -> Tensor:
     return up.permute(0, 2, 3, 1)
 
 
-def fast_sam2_encoder(net: nn.Module, dtype: torch.dtype | None = None) -> FastSam2Encoder:
+def fast_sam2_encoder(net: RefModule, dtype: torch.dtype | None = None) -> FastSam2Encoder:
     """The fast forward pass over ``net``'s encoder. With ``dtype`` (low precision on the CPU):
     over a copy of the image encoder and the two projections cast to ``dtype`` (``net`` stays
     as it is for the decoder and for fp32 engines)."""
@@ -202,9 +205,10 @@ def fast_sam2_encoder(net: nn.Module, dtype: torch.dtype | None = None) -> FastS
         return FastSam2Encoder(net)
     shell = nn.Module()  # only what the encoder pass reads
     shell.image_encoder = copy.deepcopy(net.image_encoder).to(dtype)
-    shell.sam_mask_decoder = nn.Module()
-    shell.sam_mask_decoder.conv_s0 = copy.deepcopy(net.sam_mask_decoder.conv_s0).to(dtype)
-    shell.sam_mask_decoder.conv_s1 = copy.deepcopy(net.sam_mask_decoder.conv_s1).to(dtype)
+    decoder = nn.Module()
+    decoder.conv_s0 = copy.deepcopy(net.sam_mask_decoder.conv_s0).to(dtype)
+    decoder.conv_s1 = copy.deepcopy(net.sam_mask_decoder.conv_s1).to(dtype)
+    shell.sam_mask_decoder = decoder
     shell.no_mem_embed = nn.Parameter(net.no_mem_embed.detach().to(dtype), requires_grad=False)
     for name in ("use_high_res_features_in_sam", "num_feature_levels", "directly_add_no_mem_embed"):
         setattr(shell, name, getattr(net, name))

@@ -42,7 +42,9 @@ from typing import Any
 import numpy as np
 import torch
 import torch.nn.functional as F
-from torch import Tensor, nn
+from torch import Tensor
+
+from dtseg.nn import RefModule
 
 #: What ``sam2.build_sam.build_sam2_video_predictor`` sets beyond the image settings.
 VIDEO_PREDICTOR_ARGS = {"binarize_mask_from_pts_for_mem_enc": True}
@@ -146,16 +148,16 @@ class Propagator:
     ``max_objects``: live objects at most (``condition`` refuses more).
     """
 
-    def __init__(self, net: nn.Module, *, encoder: FrameEncoder | None = None, max_cond_frames: int = 4,
+    def __init__(self, net: RefModule, *, encoder: FrameEncoder | None = None, max_cond_frames: int = 4,
                  fill_hole_area: int = FILL_HOLE_AREA) -> None:
         if max_cond_frames < 1:
             raise ValueError("max_cond_frames: need at least 1")
         for key, value in VIDEO_PREDICTOR_ARGS.items():
             setattr(net, key, value)
-        self.net = net.eval()
+        self.net: RefModule = net.eval()  # sam2's SAM2Base, read by its parts' names
         self.max_cond_frames = int(max_cond_frames)
         self.fill_hole_area = int(fill_hole_area)
-        self.image_size = int(net.image_size)
+        self.image_size = int(self.net.image_size)
         self.encoder = encoder if encoder is not None else reference_encoder(net)
         self.tracks: dict[int, _Track] = {}
         self._next_index = 0
@@ -176,7 +178,8 @@ class Propagator:
         total = 0
         for track in self.tracks.values():
             for memory in (*track.cond.values(), *track.recent.values()):
-                total += memory.obj_ptr.nbytes + (0 if memory.maskmem_features is None else memory.maskmem_features.nbytes)
+                features = memory.maskmem_features
+                total += memory.obj_ptr.nbytes + (0 if features is None else features.nbytes)
         return total
 
     # -- per frame ------------------------------------------------------------------------
@@ -210,7 +213,7 @@ class Propagator:
         ids = list(prompts)
         previews = previews or {}
         todo = [i for i in ids if i not in previews]
-        decoded = dict(zip(todo, self._prompt_outputs(frame, [prompts[i] for i in todo])))
+        decoded = dict(zip(todo, self._prompt_outputs(frame, [prompts[i] for i in todo]), strict=True))
         results: dict[int, ObjectOutput] = {}
         outs = [previews[i] if i in previews else decoded[i][0] for i in ids]
         ptrs = [self._ptr_of(previews[i]) if i in previews else decoded[i][1] for i in ids]
@@ -225,7 +228,7 @@ class Propagator:
             current_vision_feats=feats, feat_sizes=frame.sizes, pred_masks_high_res=high_res,
             object_score_logits=scores, is_mask_from_pts=True)
         self._keep_pos_enc(pos_enc)
-        for k, (obj_id, out) in enumerate(zip(ids, outs)):
+        for k, (obj_id, out) in enumerate(zip(ids, outs, strict=True)):
             track = self.tracks.setdefault(int(obj_id), _Track())
             track.recent.pop(frame.index, None)
             track.cond[frame.index] = _Memory(features[k:k + 1].to(torch.bfloat16), ptrs[k])
@@ -287,7 +290,7 @@ class Propagator:
         logits = self._fill_holes(out["pred_masks"])
         scores = out["object_score_logits"].float()
         results = {}
-        for k, (obj_id, track) in enumerate(zip(ids, tracks)):
+        for k, (obj_id, track) in enumerate(zip(ids, tracks, strict=True)):
             track.recent[frame.index] = _Memory(out["maskmem_features"][k:k + 1].to(torch.bfloat16),
                                                 out["obj_ptr"][k:k + 1])
             results[obj_id] = ObjectOutput(obj_id, logits[k:k + 1], float(scores[k, 0]), _size=frame.size)
@@ -295,9 +298,8 @@ class Propagator:
 
     def _stack(self, memories: list[_Memory], batch: int) -> dict[str, Any]:
         """The batched ``output_dict`` entry of one frame for a group of objects."""
-        features = None
-        if all(m.maskmem_features is not None for m in memories):
-            features = torch.cat([m.maskmem_features for m in memories]).to(self._dtype)
+        kept = [m.maskmem_features for m in memories if m.maskmem_features is not None]
+        features = torch.cat(kept).to(self._dtype) if len(kept) == len(memories) else None
         assert self._pos_enc is not None
         return {"maskmem_features": features, "obj_ptr": torch.cat([m.obj_ptr for m in memories]),
                 "maskmem_pos_enc": [p.expand(batch, -1, -1, -1) for p in self._pos_enc]}
@@ -306,17 +308,24 @@ class Propagator:
         """Decode prompts on ``frame`` without memory, batched by prompt layout (point count, or
         mask): ``(output, obj_ptr (1, C))`` per prompt."""
         groups: dict[Any, list[int]] = {}
-        inputs = [self._prompt_input(p, frame.size) for p in prompts]
-        for i, (points, mask) in enumerate(inputs):
-            groups.setdefault("mask" if mask is not None else points["point_labels"].shape[1], []).append(i)
+        points_of: dict[int, dict[str, Tensor]] = {}
+        masks_of: dict[int, Tensor] = {}
+        for i, prompt in enumerate(prompts):
+            points, mask = self._prompt_input(prompt, frame.size)
+            if mask is not None:
+                masks_of[i] = mask
+                groups.setdefault("mask", []).append(i)
+            elif points is not None:
+                points_of[i] = points
+                groups.setdefault(points["point_labels"].shape[1], []).append(i)
         results: list[Any] = [None] * len(prompts)
         for key, rows in groups.items():
             b = len(rows)
             if key == "mask":
-                point_inputs, mask_inputs = None, torch.cat([inputs[i][1] for i in rows])
+                point_inputs, mask_inputs = None, torch.cat([masks_of[i] for i in rows])
             else:
-                point_inputs = {"point_coords": torch.cat([inputs[i][0]["point_coords"] for i in rows]),
-                                "point_labels": torch.cat([inputs[i][0]["point_labels"] for i in rows])}
+                point_inputs = {"point_coords": torch.cat([points_of[i]["point_coords"] for i in rows]),
+                                "point_labels": torch.cat([points_of[i]["point_labels"] for i in rows])}
                 mask_inputs = None
             feats, pos = frame.expanded(b)
             out = self.net.track_step(frame_idx=frame.index, is_init_cond_frame=True, current_vision_feats=feats,
@@ -338,7 +347,9 @@ class Propagator:
             raise ValueError("previews: pass outputs of this propagator's preview()")
         return ptr
 
-    def _prompt_input(self, prompt: ObjectPrompt, size: tuple[int, int]) -> tuple[dict[str, Tensor] | None, Tensor | None]:
+    def _prompt_input(
+        self, prompt: ObjectPrompt, size: tuple[int, int]
+    ) -> tuple[dict[str, Tensor] | None, Tensor | None]:
         """``ObjectPrompt`` (frame pixels) -> SAM2Base's ``point_inputs`` (input-frame pixels, a
         box as two points labelled 2, 3 in front) or ``mask_inputs`` ``(1, 1, S, S)``."""
         h, w = size
@@ -396,7 +407,7 @@ class Propagator:
                 track.recent[t].maskmem_features = None
 
 
-def reference_encoder(net: nn.Module) -> FrameEncoder:
+def reference_encoder(net: RefModule) -> FrameEncoder:
     """What ``SAM2VideoPredictor`` feeds its encoder and runs: PIL's resize to ``image_size``
     squared, /255, ImageNet-normalized, then ``net.forward_image`` in the net's dtype."""
     from PIL import Image

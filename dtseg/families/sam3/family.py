@@ -34,7 +34,7 @@ import torch
 from torch import Tensor, nn
 
 from dtseg.cache.lru import ByteLRUCache
-from dtseg.families.base import IMAGE_EMBED, Capabilities, LoadedModel, cast_shared
+from dtseg.families.base import IMAGE_EMBED, Capabilities, ConceptOutput, LoadedModel, cast_shared
 from dtseg.families.sam3.net import (
     SAM3,
     SAM3_SPEC,
@@ -45,6 +45,7 @@ from dtseg.families.sam3.net import (
     on_device,
 )
 from dtseg.families.transforms import ImageTransform
+from dtseg.nn import RefModule
 
 MODELS = (SAM3,)
 #: Test-size SAM 3 (random weights only), see ``TINY_SAM3_SPEC``.
@@ -57,20 +58,6 @@ MAX_HOLE_AREA = 256
 VISUAL_PHRASE = "visual"
 #: Prompts per detector pass (the pixel decoder holds ~0.5 GB per prompt at the official size).
 CONCEPT_CHUNK = 4
-
-
-@dataclass(frozen=True)
-class ConceptOutput:
-    """Every query of the detector for P prompts on one image (float32, on the CPU).
-
-    ``scores`` ``(P, Q)`` = sigmoid(logit) x sigmoid(presence); ``boxes`` ``(P, Q, 4)``
-    normalized ``xyxy`` in [0, 1] of the image; ``mask_logits`` ``(P, Q, L, L)`` over the
-    stretched image (``L = 4g``); ``Q = 200``.
-    """
-
-    scores: Tensor
-    boxes: Tensor
-    mask_logits: Tensor
 
 
 @dataclass(frozen=True)
@@ -93,6 +80,7 @@ class Sam3Model(LoadedModel):
     test_models = MappingProxyType(TINY_MODELS)
     capabilities = Capabilities(prompts=frozenset({"points", "boxes", "masks", "concepts"}), lineage="sam3",
                                 video_memory=False)
+    net: RefModule  # the sam3 package's network, read by its parts' names
     #: The official model's input side and low-res mask side; a ``Sam3Spec`` of another
     #: resolution (``tiny_sam3``: 168 and 48) sets its own on the instance.
     input_length = SAM3_SPEC.resolution
@@ -107,7 +95,7 @@ class Sam3Model(LoadedModel):
     #: Bytes of phrase encodings kept (an official phrase is 33 KB).
     phrase_cache_bytes = 16 << 20
 
-    def __init__(self, net: nn.Module, model_name: str) -> None:
+    def __init__(self, net: RefModule, model_name: str) -> None:
         super().__init__(net, model_name)
         tracker = net.inst_interactive_predictor.model
         self.input_length = tracker.image_size
@@ -117,7 +105,7 @@ class Sam3Model(LoadedModel):
         self.fast_decoder: nn.Module | None = None
 
     @property
-    def tracker(self) -> nn.Module:
+    def tracker(self) -> RefModule:
         """The interactive predictor's SAM 2-style model (prompt encoder, mask decoder)."""
         return self.net.inst_interactive_predictor.model
 
@@ -190,7 +178,7 @@ class Sam3Model(LoadedModel):
         embed = sam2[2] + tracker.no_mem_embed.reshape(1, -1, 1, 1)
         features = {HIGH_RES[0]: tracker.sam_mask_decoder.conv_s0(sam2[0]),
                     HIGH_RES[1]: tracker.sam_mask_decoder.conv_s1(sam2[1]), IMAGE_EMBED: embed}
-        features.update(zip(DETECTOR, out["backbone_fpn"]))
+        features.update(zip(DETECTOR, out["backbone_fpn"], strict=True))
         return features
 
     def feature_shapes(self) -> dict[str, tuple[int, ...]]:
@@ -229,7 +217,8 @@ class Sam3Model(LoadedModel):
         out = logits.float().cpu().clone()
         flat = out.view(-1, *out.shape[-2:]).numpy()
         for cell in flat:
-            count, components, stats, _ = cv2.connectedComponentsWithStats((cell <= 0).astype(np.uint8), connectivity=8)
+            _count, components, stats, _ = cv2.connectedComponentsWithStats((cell <= 0).astype(np.uint8),
+                                                                            connectivity=8)
             small = np.flatnonzero(stats[1:, cv2.CC_STAT_AREA] <= MAX_HOLE_AREA) + 1
             if len(small):
                 cell[np.isin(components, small)] = 10.0
@@ -265,7 +254,7 @@ class Sam3Model(LoadedModel):
         parts = [self._concepts(features, phrases[i:i + CONCEPT_CHUNK], boxes[i:i + CONCEPT_CHUNK],
                                 labels[i:i + CONCEPT_CHUNK]) for i in range(0, len(phrases), CONCEPT_CHUNK)]
         return ConceptOutput(*(torch.cat(tensors) for tensors in zip(*((p.scores, p.boxes, p.mask_logits)
-                                                                         for p in parts))))
+                                                                         for p in parts), strict=True)))
 
     def _concepts(self, features: dict[str, Tensor], phrases: list[str | None], boxes: list[Tensor],
                   labels: list[Tensor]) -> ConceptOutput:
@@ -286,7 +275,7 @@ class Sam3Model(LoadedModel):
             padded = torch.zeros(most, count, 4, device=device)
             kinds = torch.zeros(most, count, dtype=torch.long, device=device)
             mask = torch.ones(count, most, dtype=torch.bool, device=device)
-            for i, (b, lab) in enumerate(zip(boxes, labels)):
+            for i, (b, lab) in enumerate(zip(boxes, labels, strict=True)):
                 xyxy = b.float() / self.input_length
                 padded[: len(b), i] = torch.cat([(xyxy[:, :2] + xyxy[:, 2:]) / 2, xyxy[:, 2:] - xyxy[:, :2]], dim=1)
                 kinds[: len(b), i] = lab.long()
@@ -310,6 +299,7 @@ class Sam3Model(LoadedModel):
 def _move_cached_tensors(net: nn.Module, device: torch.device) -> None:
     """Meta's modules keep precomputed tensors outside their state (position encodings by
     size, the decoder's coordinate grid): move them with the network."""
+    module: RefModule  # Meta's modules, their caches set by name
     for module in net.modules():
         cache = getattr(module, "cache", None)
         if isinstance(cache, dict):

@@ -29,17 +29,18 @@ import contextlib
 import functools
 import os
 import warnings
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any
 from unittest import mock
 
 import torch
 from torch import Tensor, nn
 from torch.overrides import TorchFunctionMode
 
-from dtseg.families.base import OfficialModel
 from dtseg.errors import CheckpointError, CheckpointNotFoundError
+from dtseg.families.base import OfficialModel
 
 #: sha256 of open_clip's ``bpe_simple_vocab_16e6.txt.gz``, byte-identical to the file Meta's
 #: repository ships as ``assets/bpe_simple_vocab_16e6.txt.gz`` (the ``sam3`` wheel does not).
@@ -175,7 +176,8 @@ def spec_builder(spec: Sam3Spec, device: str | torch.device = "cpu") -> Iterator
     ``build_sam3_image_model`` and ``build_sam3_video_model`` alike)."""
     import sam3.model_builder as builder
 
-    patches = {name: _with_kwargs(getattr(builder, name), kwargs) for name, kwargs in spec.overrides().items()}
+    patches: dict[str, Any] = {name: _with_kwargs(getattr(builder, name), kwargs)
+                               for name, kwargs in spec.overrides().items()}
     with on_device(device), mock.patch.multiple(builder, **patches), warnings.catch_warnings():
         # the interactive predictor's CUDA autocast, without CUDA
         warnings.filterwarnings("ignore", "CUDA is not available", UserWarning)
@@ -201,7 +203,7 @@ def build_sam3_net(spec: Sam3Spec = SAM3_SPEC, device: str | torch.device = "cpu
 
 
 # -- checkpoints ---------------------------------------------------------------------------
-def sam3_state(checkpoint: dict[str, Tensor]) -> dict[str, Tensor]:
+def sam3_state(checkpoint: dict[str, Any]) -> dict[str, Tensor]:
     """A ``sam3.pt`` state dict (``detector.*``, ``tracker.*``; plain or under ``"model"``) ->
     the image network's. A key with another prefix raises ``CheckpointError``."""
     if isinstance(checkpoint.get("model"), dict):

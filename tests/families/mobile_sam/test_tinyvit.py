@@ -9,9 +9,9 @@ import torch
 from torch import nn
 
 from dtseg import SamEngine
+from dtseg.errors import RandomWeightsWarning
 from dtseg.families.mobile_sam.family import fold_batch_norms
 from dtseg.families.mobile_sam.tinyvit import FastTinyViT
-from dtseg.errors import RandomWeightsWarning
 from tests.similarity import cosine, rel_error
 
 

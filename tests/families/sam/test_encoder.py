@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import math
-import os
 from functools import partial
 
 import pytest
@@ -154,7 +153,7 @@ def test_bf16_autocast_encoder_close_to_fp32() -> None:
         module.rel_pos_attention = real
     assert any(b.window_size > 0 for b in encoder.blocks) and any(b.window_size == 0 for b in encoder.blocks)
     assert len(calls) == len(encoder.blocks)  # every block's attention, in block order
-    for shape, block in zip(calls, encoder.blocks):
+    for shape, block in zip(calls, encoder.blocks, strict=True):
         ws = block.window_size
         windows = math.ceil(32 / ws) ** 2 if ws else 1  # 32 x 32 tokens at 512 px
         assert shape == (windows, 3, ws ** 2 if ws else 1024, 16)
@@ -205,7 +204,8 @@ def test_compiled_engine_embeds_like_the_eager_one(tmp_path, monkeypatch) -> Non
     image = torch.Generator().manual_seed(3)
     pixels = torch.randint(0, 256, (90, 130, 3), generator=image, dtype=torch.uint8).numpy()
     eager = SamConfig(model="tiny", checkpoint="random", device="cpu", dtype="fp32").build_engine()
-    compiled = SamConfig(model="tiny", checkpoint="random", device="cpu", dtype="fp32", encoder_compile=True).build_engine()
+    compiled = SamConfig(model="tiny", checkpoint="random", device="cpu", dtype="fp32",
+                         encoder_compile=True).build_engine()
     assert hasattr(compiled.model.image_encoder, "_orig_mod")  # an OptimizedModule around FastImageEncoder
     max_abs, cosine = _compare(compiled.embed_image(pixels).embedding, eager.embed_image(pixels).embedding)
     assert max_abs <= MAX_ABS and cosine >= 0.9999, (max_abs, cosine)

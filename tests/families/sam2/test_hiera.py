@@ -10,8 +10,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from dtseg import SamEngine
-from dtseg.families.sam2.hiera import FastSam2Encoder, _max_pool, _upsample2x, fast_sam2_encoder
 from dtseg.errors import RandomWeightsWarning
+from dtseg.families.sam2.hiera import FastSam2Encoder, _max_pool, _upsample2x, fast_sam2_encoder
 from tests.similarity import cosine, rel_error
 
 
@@ -38,7 +38,7 @@ def reference(net: nn.Module, x: torch.Tensor) -> list[torch.Tensor]:
     """The three maps as ``SAM2ImagePredictor.set_image`` makes them."""
     _, feats, _, sizes = net._prepare_backbone_features(net.forward_image(x))
     feats[-1] = feats[-1] + net.no_mem_embed
-    return [f.permute(1, 2, 0).reshape(len(x), -1, *size) for f, size in zip(feats, sizes)]
+    return [f.permute(1, 2, 0).reshape(len(x), -1, *size) for f, size in zip(feats, sizes, strict=True)]
 
 
 
@@ -59,7 +59,7 @@ def test_fp32_equals_sam2_forward(net, batch):
         ours = FastSam2Encoder(net)(batch)
         single = FastSam2Encoder(net)(batch[1:])
     assert [tuple(t.shape) for t in ours] == [tuple(t.shape) for t in ref]
-    for o, s, r in zip(ours, single, ref):
+    for o, s, r in zip(ours, single, ref, strict=True):
         assert o.dtype == torch.float32
         assert rel_error(o, r) <= 1e-5
         assert rel_error(s, r[1:]) <= 1e-5  # each image of a batch is its own
@@ -69,7 +69,7 @@ def test_bands_change_nothing(net, batch):
     with torch.inference_mode():
         whole = FastSam2Encoder(net, band_bytes=1 << 40)(batch[:1])
         banded = FastSam2Encoder(net, band_bytes=1)(batch[:1])  # one window row per band
-    for b, w in zip(banded, whole):
+    for b, w in zip(banded, whole, strict=True):
         assert rel_error(b, w) <= 1e-6
 
 
@@ -80,7 +80,7 @@ def test_bf16_copy_close_to_fp32_and_net_untouched(net, batch):
     with torch.inference_mode():
         ref = reference(net, batch[:1])
         ours = fast(batch[:1])
-    for o, r in zip(ours, ref):
+    for o, r in zip(ours, ref, strict=True):
         assert o.dtype == torch.bfloat16
         assert cosine(o, r) >= 0.999
 
@@ -124,5 +124,5 @@ def test_real_sam2_1_t_shape_equals_sam2_forward():
     x = torch.randn(1, 3, 1024, 1024, generator=torch.Generator().manual_seed(1))
     with torch.inference_mode():
         ref, ours = reference(net, x), FastSam2Encoder(net)(x)
-    for o, r in zip(ours, ref):
+    for o, r in zip(ours, ref, strict=True):
         assert rel_error(o, r) <= 1e-5

@@ -127,7 +127,7 @@ def compare(meta_logits: dict[int, dict[int, torch.Tensor]], ours: dict[int, dic
             mine = ours[t][obj_id]
             assert mine.logits.shape == ref.shape
             torch.testing.assert_close(mine.logits.float(), ref.float(), atol=2e-3, rtol=1e-3,
-                                       msg=lambda m: f"frame {t} object {obj_id}: {m}")
+                                       msg=lambda m: f"frame {t} object {obj_id}: {m}")  # noqa: B023 - called at once
             ref_mask = (torch.nn.functional.interpolate(ref.float(), size=(96, 128), mode="bilinear",
                                                         align_corners=False)[0, 0] > 0).numpy()
             union = np.logical_or(ref_mask, mine.mask).sum()
@@ -254,7 +254,7 @@ def test_family_tracker_fp32_matches_the_reference_path(textured_checkpoint: Pat
     ours = run_clip(engine.model.tracker(engine, image_size=128), clip[1][:FAMILY_FRAMES])
     assert engine.encoder_calls == calls + FAMILY_FRAMES  # the engine's encoder, once a frame
     coverage = []
-    for t, (mine, ref) in enumerate(zip(ours, reference_run)):
+    for t, (mine, ref) in enumerate(zip(ours, reference_run, strict=True)):
         assert sorted(mine) == sorted(ref) == ([1] if t < 3 else [1, 2])
         for obj_id, out in ref.items():
             assert mine[obj_id].conditioned == out.conditioned
@@ -270,7 +270,7 @@ def test_family_tracker_bf16_close_to_the_reference_path(textured_checkpoint: Pa
     on >= 98% of the pixels, the tolerance of the precision tests."""
     engine = engine_of(textured_checkpoint, "bf16")
     ours = run_clip(engine.model.tracker(engine, image_size=128), clip[1][:FAMILY_FRAMES])
-    for t, (mine, ref) in enumerate(zip(ours, reference_run)):
+    for t, (mine, ref) in enumerate(zip(ours, reference_run, strict=True)):
         for obj_id, out in ref.items():
             agree = (mine[obj_id].mask == out.mask).mean()
             assert agree >= 0.98, f"frame {t} object {obj_id}: {agree:.4f}"

@@ -101,7 +101,7 @@ def assert_same_instances(got: ConceptResult, want: dict[str, np.ndarray]) -> No
     assert len(got.scores) == len(want["scores"])
     np.testing.assert_allclose(got.scores, want["scores"], atol=1e-4)
     np.testing.assert_allclose(got.boxes, want["boxes"], atol=1e-3)
-    for ours, theirs in zip(got.masks, want["masks"]):
+    for ours, theirs in zip(got.masks, want["masks"], strict=True):
         assert mask_iou(ours, theirs) >= 0.99
 
 
@@ -120,7 +120,7 @@ def test_boxes_in_one_call_match_predict_inst_one_by_one(engine, predictor):
     boxes = np.concatenate([xy, xy + rng.uniform(20, [WIDTH * 0.4, HEIGHT * 0.4], (6, 2))], axis=1).astype(np.float32)
     result = engine.segment_image(image_id="img", boxes=boxes, multimask_output=False)
     references = [reference_predict(predictor, {"boxes": box}, False) for box in boxes]
-    assert_matches(result, *(np.stack(x) for x in zip(*references)))
+    assert_matches(result, *(np.stack(x) for x in zip(*references, strict=True)))
 
 
 def test_mask_input_matches_predict_inst(engine, predictor):
@@ -260,7 +260,7 @@ def test_bad_threshold_and_missing_image(engine):
 def test_a_family_without_concepts_says_so():
     engine = make_engine()
     assert "concepts" not in engine.capabilities.prompts
-    with pytest.raises(PromptError, match="concept prompts .* need a SAM 3 model"):
+    with pytest.raises(PromptError, match=r"concept prompts .* need a SAM 3 model"):
         engine.segment_concepts(synthetic_image(40, 40), "person")
     assert engine.encoder_calls == 0
 

@@ -15,6 +15,7 @@ import pytest
 import torch
 from PIL import Image
 
+from dtseg.errors import CheckpointError, CheckpointNotFoundError
 from dtseg.families.sam3.net import (
     BPE_SHA256,
     SAM3,
@@ -29,9 +30,8 @@ from dtseg.families.sam3.net import (
     save_sam3_checkpoint,
     spec_builder,
 )
-from dtseg.errors import CheckpointError, CheckpointNotFoundError
-from tests.tiny import synthetic_image
 from tests.families.sam3.reference import Concept, batched_concepts, processor_concepts
+from tests.tiny import synthetic_image
 
 pytest.importorskip("sam3")
 
