@@ -191,7 +191,7 @@ def test_bad_provider_classes_are_rejected_with_the_source(cls_body: str, messag
 def test_unknown_names_list_what_is_available():
     registry = load_registry()
     with pytest.raises(PluginError,
-                       match=r"unknown prompt provider 'yollo'; available: everything, points, yolo, zones"):
+                       match=r"unknown prompt provider 'yollo'; available: everything, points, text, yolo, zones"):
         registry.provider("yollo")
     with pytest.raises(PluginError, match=r"unknown sink 'jsn'"):
         registry.sink("jsn")

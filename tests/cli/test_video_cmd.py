@@ -86,8 +86,8 @@ def test_external_sigint_leaves_playable_outputs(tmp_path: Path, config: Path, v
     try:
         deadline = time.monotonic() + 60
         while not (jsonl.exists() and jsonl.read_bytes().count(b"\n") >= 1):
-            stderr = process.stderr.read() if process.stderr else ""
-            assert process.poll() is None and time.monotonic() < deadline, stderr
+            if process.poll() is not None or time.monotonic() >= deadline:  # the message read only then
+                pytest.fail(process.stderr.read() if process.stderr else "")
             time.sleep(0.1)
         process.send_signal(signal.SIGINT)
         _, err = process.communicate(timeout=60)
@@ -142,8 +142,8 @@ def test_sigkill_leaves_a_playable_video_and_resume_keeps_it_aligned(tmp_path: P
     try:
         deadline = time.monotonic() + 60
         while not (jsonl.exists() and jsonl.read_bytes().count(b"\n") >= 4):
-            stderr = process.stderr.read() if process.stderr else ""
-            assert process.poll() is None and time.monotonic() < deadline, stderr
+            if process.poll() is not None or time.monotonic() >= deadline:  # the message read only then
+                pytest.fail(process.stderr.read() if process.stderr else "")
             time.sleep(0.05)
         process.kill()  # SIGKILL: no handler, no close
         process.communicate(timeout=60)
