@@ -41,12 +41,18 @@ SAM2 = EngineNeed("sam2", lineage="sam2", label="SAM 2", example="sam2.1_t")
 Engine = Annotated[SamEngine, Depends(SAM2)]
 router = APIRouter(prefix="/sam2", tags=["sam2"], route_class=BodyRoute)
 
-_ERRORS: dict[int | str, dict[str, Any]] = {
-    400: {"model": ErrorResponse, "description": "bad image or prompts; `field` names the culprit"},
-    404: {"model": ErrorResponse, "description": "no SAM 2 model configured, or image_id not embedded"},
-    **BODY_ERRORS,
-    422: {"model": ErrorResponse, "description": "body does not match the schema"},
-}
+
+def model_errors(need: EngineNeed) -> dict[int | str, dict[str, Any]]:
+    """The error answers of a route family that serves ``need``'s model (OpenAPI ``responses``)."""
+    return {
+        400: {"model": ErrorResponse, "description": "bad image or prompts; `field` names the culprit"},
+        404: {"model": ErrorResponse, "description": f"no {need.label} model configured, or image_id not embedded"},
+        **BODY_ERRORS,
+        422: {"model": ErrorResponse, "description": "body does not match the schema"},
+    }
+
+
+_ERRORS = model_errors(SAM2)
 
 
 @router.post("/embed_image", response_model=Sam2EmbedResponse, responses=_ERRORS)

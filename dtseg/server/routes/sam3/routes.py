@@ -22,13 +22,12 @@ from dtseg.engine.concepts import ConceptPrompt, to_detections
 from dtseg.errors import InputError
 from dtseg.ids import check_image_id
 from dtseg.server.common.auth import Namespace
-from dtseg.server.common.body import BODY_ERRORS, BodyRoute
+from dtseg.server.common.body import BodyRoute
 from dtseg.server.common.images import load_body_image
 from dtseg.server.common.roboflow import inference_fields
-from dtseg.server.common.schemas import ErrorResponse
 from dtseg.server.config import ServerConfig
 from dtseg.server.families import EngineNeed
-from dtseg.server.routes.sam2.routes import embed_response, mask_payload, segment_response
+from dtseg.server.routes.sam2.routes import embed_response, mask_payload, model_errors, segment_response
 from dtseg.server.routes.sam2.schemas import (
     Sam2EmbedRequest,
     Sam2EmbedResponse,
@@ -42,13 +41,7 @@ router = APIRouter(prefix="/sam3", tags=["sam3"], route_class=BodyRoute)
 SAM3 = EngineNeed("sam3", lineage="sam3", label="SAM 3", example="sam3")
 Engine = Annotated[SamEngine, Depends(SAM3)]
 
-_ERRORS: dict[int | str, dict[str, Any]] = {
-    400: {"model": ErrorResponse, "description": "bad image or prompts; `field` names the culprit"},
-    404: {"model": ErrorResponse, "description": "no SAM 3 model configured, or image_id not embedded"},
-    **BODY_ERRORS,
-    422: {"model": ErrorResponse, "description": "body does not match the schema"},
-}
-
+_ERRORS = model_errors(SAM3)
 
 
 @router.post("/embed_image", response_model=Sam2EmbedResponse, responses=_ERRORS)
