@@ -1,10 +1,13 @@
-"""``video.mode: propagate``: SAM 2.x carries every object from frame to frame by its memory; the
+"""``video.mode: propagate``: SAM 2.x or SAM 3 carries every object from frame to frame by its memory; the
 prompt stages run only on keyframes, where detections join, re-anchor, and objects leave.
 
 Per processed frame: the frame is encoded once and every live object is decoded through its own
-memory (``dtseg.families.sam2.tracker.Propagator``). On a keyframe (the run's first frame, then every
-``detect_every`` frames; 0 = the first only) the prompt stages run and each detection, most
-confident first, is decoded without memory (a preview) and matched to the live objects by mask IoU:
+memory (``dtseg.families.sam2.tracker.Propagator``; SAM 3's tracker with a ``sam3`` model). On a
+keyframe (the run's first frame, then every ``detect_every`` frames; 0 = the first only) the
+prompt stages run -- concept prompts (the ``text`` stage) on the embedding the tracker already
+made, their masks prompting the tracker as Meta's SAM 3 video model adds detections -- and each
+detection, most confident first, is decoded without memory (a preview) and matched to the live
+objects by mask IoU:
 
 * IoU >= ``match_iou`` with a live object not matched yet (its propagated mask, or where it was
   last seen while it is absent): the detection re-anchors it (the keyframe becomes one of its
@@ -80,11 +83,12 @@ class ObjectBook:
         every = int(self.config.detect_every)
         return self.processed == 0 or (every > 0 and self.processed % every == 0)
 
-    def step(self, index: int, time_s: float, rgb: np.ndarray, detect: Callable[[np.ndarray], Any],
+    def step(self, index: int, time_s: float, rgb: np.ndarray, detect: Callable[[np.ndarray, Any], Any],
              seconds: dict[str, float]) -> tuple[sv.Detections, dict[int, Any]]:
-        """One frame: propagate, on a keyframe run ``detect(rgb)`` (-> ``Prompts``) and match,
-        then retire the long-absent. Returns the frame's detections (one row per present
-        object, ``tracker_id`` = object ID) and the raw outputs by ID."""
+        """One frame: propagate, on a keyframe run ``detect(rgb, frame)`` (``frame``: what the
+        propagator encoded; -> ``Prompts``, or ``sv.Detections`` with masks) and match, then
+        retire the long-absent. Returns the frame's detections (one row per present object,
+        ``tracker_id`` = object ID) and the raw outputs by ID."""
         t0 = time.perf_counter()
         frame = self.propagator.encode(rgb)
         ta = time.perf_counter()
@@ -93,7 +97,7 @@ class ObjectBook:
         seconds["encode"] = seconds.get("encode", 0.0) + ta - t0
         seconds["propagate"] = seconds.get("propagate", 0.0) + t1 - ta
         if self.is_keyframe():
-            prompts = detect(rgb)
+            prompts = detect(rgb, frame)
             t2 = time.perf_counter()
             seconds["detect"] = seconds.get("detect", 0.0) + t2 - t1
             outputs.update(self._match(index, frame, prompts, outputs))
@@ -206,14 +210,32 @@ def iter_propagated(pipeline: Any, video: Any, book: ObjectBook, *, start: int =
     """``iter_results`` for propagate mode: ``FrameResult`` per frame, seconds split into
     ``encode`` (SAM 2's image encoder), ``propagate`` (memory attention, decoder, memory encoder,
     previews and conditioning on keyframes) and ``detect`` (the prompt stages)."""
+    detect = keyframe_detector(pipeline)
     for index, time_s, rgb in video.frames(start, stride, max_frames):
         seconds: dict[str, float] = {}
-        detections, _ = book.step(index, time_s, rgb, pipeline.prompts, seconds)
+        detections, _ = book.step(index, time_s, rgb, detect, seconds)
         detections.metadata.update(frame_index=index, time_s=time_s,
                                    random_weights=getattr(pipeline, "random_label", None))
         yield FrameResult(index, time_s, rgb, detections, seconds)
         if should_stop():
             return
+
+
+def keyframe_detector(pipeline: Any) -> Callable[[np.ndarray, Any], Any]:
+    """``detect(rgb, frame)`` for ``ObjectBook.step``: the pipeline's prompt stages on the frame;
+    concept prompts (the ``text`` stage, with an engine that takes them) become the engine's
+    detections, decoded on ``frame.embedding`` when the propagator's encoder made one (the
+    frame is then encoded once for tracking and detection)."""
+    def detect(rgb: np.ndarray, frame: Any) -> Any:
+        prompts = pipeline.prompts(rgb)
+        if prompts.concepts is None:
+            return prompts
+        from dtseg.pipeline import concept_detections
+
+        embedding = getattr(frame, "embedding", None)
+        return concept_detections(pipeline.engine, rgb if embedding is None else embedding, prompts, cache=False)
+
+    return detect
 
 
 def propagator_for(pipeline: Any, config: Any) -> MaskPropagator:
@@ -222,12 +244,15 @@ def propagator_for(pipeline: Any, config: Any) -> MaskPropagator:
     engine = pipeline.engine
     if not engine.capabilities.video_memory:
         raise ValueError(f"video.mode: propagate needs a model with video memory, e.g. SAM 2.1 (sam.model: "
-                         f"sam2.1_t, ...), got {engine.model_name!r} ({engine.family})")
+                         f"sam2.1_t, ...) or SAM 3 (sam3), got {engine.model_name!r} ({engine.family})")
     return engine.model.tracker(engine, image_size=config.image_size, max_cond_frames=config.max_cond_frames)
 
 
 def _object_prompt(prompts: Any, row: int, cls: type) -> Any:
-    """Row ``row`` of ``Prompts`` as an ``ObjectPrompt``: its box (if any) and its points (if any)."""
+    """Row ``row`` of ``Prompts`` as an ``ObjectPrompt``: its box (if any) and its points (if any);
+    of ``sv.Detections``: its mask (else its box)."""
+    if isinstance(prompts, sv.Detections):
+        return cls(mask=prompts.mask[row]) if prompts.mask is not None else cls(box=prompts.xyxy[row])
     box = prompts.boxes[row] if bool(prompts.has_box[row]) else None
     labels = np.asarray(prompts.labels[row])
     keep = prompts.is_point[row]  # NaN padding out; SAM's -1 tokens stay

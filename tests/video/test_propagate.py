@@ -236,7 +236,7 @@ def test_a_briefly_hidden_object_is_re_anchored_where_it_was_last_seen() -> None
     detect = ShapePrompts(ShapePrompts.Config())
     ids = []
     for t, hidden in enumerate([False, False, True, True, False, False]):
-        detections, _ = book.step(t, t / 10, scene(hidden), lambda rgb: detect(rgb, None), {})
+        detections, _ = book.step(t, t / 10, scene(hidden), lambda rgb, frame: detect(rgb, None), {})
         ids.append(detections.tracker_id.tolist())
     assert ids == [[0], [0], [], [], [0], [0]]  # back under its old ID, not a new one
     assert (4, 0) in prop.conditions and book.next_id == 1

@@ -207,22 +207,23 @@ class Sam2Model(LoadedModel):
         not stored (they would evict images). ``image_size``: another square input side (a
         multiple of 64; smaller is faster and coarser); memory attention and the SAM heads then
         run in a second network built for it (``resized_net``). ``options``: ``Propagator``'s."""
-        from dtseg.families.sam2.tracker import Propagator
+        from dtseg.families.sam2.tracker import FrameFeatures, Propagator
 
         side = self.input_length if image_size is None else int(image_size)
         if side == self.input_length:
-            def encode(image: np.ndarray) -> list[Tensor]:
+            def encode(image: np.ndarray) -> FrameFeatures:
                 embedding = engine.embed_image(image, cache=False)
-                return self.backbone_maps({name: t[None] for name, t in embedding.features.items()})
+                return FrameFeatures(self.backbone_maps({name: t[None] for name, t in embedding.features.items()}),
+                                     embedding)
 
             return Propagator(self.net, encoder=encode, **options)
 
-        def encode_at(image: np.ndarray) -> list[Tensor]:
+        def encode_at(image: np.ndarray) -> FrameFeatures:
             transform = ImageTransform.for_image(image.shape[0], image.shape[1], side, stretch=True)
             with torch.inference_mode(), engine._encoder_lock:
                 features = self.embed([image], [transform])
                 engine.encoder_calls += 1
-            return self.backbone_maps(features)
+            return FrameFeatures(self.backbone_maps(features))
 
         return Propagator(self.resized_net(side), encoder=encode_at, **options)
 

@@ -21,7 +21,9 @@ whole loaded video, done per object on a stream, with the same semantics:
 Frames reach memory attention as ``SAM2Base.forward_image`` would give them; who encodes them is
 the ``encoder`` given: ``reference_encoder`` (what ``SAM2VideoPredictor`` runs: PIL resize and
 ``forward_image``), or the ``sam2.1`` family's preprocessing and fast encoder in the engine's
-precision (``Sam2Model.tracker``, what ``video.mode: propagate`` uses).
+precision (``Sam2Model.tracker``, what ``video.mode: propagate`` uses). SAM 3's tracker is the
+same design over Meta's ``Sam3TrackerBase`` (``dtseg.families.sam3.tracker``, a subclass that
+changes how the network is called, not the bookkeeping).
 
 ```python
 prop = engine.model.tracker(engine)                      # a sam2.1 engine (capabilities.video_memory)
@@ -49,14 +51,29 @@ from dtseg.nn import RefModule
 #: What ``sam2.build_sam.build_sam2_video_predictor`` sets beyond the image settings.
 VIDEO_PREDICTOR_ARGS = {"binarize_mask_from_pts_for_mem_enc": True}
 FILL_HOLE_AREA = 8  # the video predictor's ``fill_hole_area``
+#: Prompts decoded in one pass on a keyframe: bounds the memory a keyframe with many detections takes.
+PROMPT_BATCH = 16
 _MEAN, _STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
+_KEPT_MASK_SCORE = 1024.0  # a kept mask prompt's logit (Meta's ``NO_OBJ_SCORE``, negated)
 _NUM_FRAMES = 1 << 30  # a stream has no known length; SAM2Base only caps pointer lookback with it
 
-#: One RGB uint8 frame ``(H, W, 3)`` -> SAM 2's backbone feature maps of it, highest resolution
-#: first, each ``(1, C_i, H_i, W_i)``: what ``SAM2Base.forward_image`` leaves in ``backbone_fpn``
-#: (its last ``num_feature_levels``: the two high-resolution levels projected by ``conv_s0`` /
-#: ``conv_s1``, then the image embedding without ``no_mem_embed``), on any device and dtype.
-FrameEncoder = Callable[[np.ndarray], list[Tensor]]
+
+
+@dataclass
+class FrameFeatures:
+    """What a frame encoder gives for one frame. ``maps``: SAM 2's backbone feature maps, highest
+    resolution first, each ``(1, C_i, H_i, W_i)``: what ``SAM2Base.forward_image`` leaves in
+    ``backbone_fpn`` (its last ``num_feature_levels``: the two high-resolution levels projected
+    by ``conv_s0`` / ``conv_s1``, then the image embedding without ``no_mem_embed``), on any
+    device and dtype. ``embedding``: the engine's ``Embedding`` of the frame when an engine
+    encoded it (keyframe detection reads it: a frame is encoded once), else ``None``."""
+
+    maps: list[Tensor]
+    embedding: Any = None
+
+
+#: One RGB uint8 frame ``(H, W, 3)`` -> its ``FrameFeatures``.
+FrameEncoder = Callable[[np.ndarray], FrameFeatures]
 
 
 @dataclass
@@ -113,13 +130,14 @@ class VideoFrame:
     """One encoded frame: its stream ``index``, original ``size`` ``(H, W)`` and SAM 2's backbone
     features for batch 1 (``feats``: one ``(HW, 1, C)`` per level, highest resolution first;
     ``sizes``: their grids; ``pos``: the positional encoding of the last level, ``[(HW, 1, C)]``,
-    the only one memory attention reads)."""
+    the only one memory attention reads; ``embedding``: ``FrameFeatures.embedding``)."""
 
     index: int
     size: tuple[int, int]
     feats: list[Tensor]
     pos: list[Tensor]
     sizes: list[tuple[int, int]]
+    embedding: Any = None
 
     def expanded(self, batch: int) -> tuple[list[Tensor], list[Tensor]]:
         return [f.expand(-1, batch, -1) for f in self.feats], [p.expand(-1, batch, -1) for p in self.pos]
@@ -142,22 +160,30 @@ class _Track:
 
 
 class Propagator:
-    """SAM 2 video tracking on a stream; see the module docstring. ``net``: a ``SAM2Base``.
+    """SAM 2 video tracking on a stream; see the module docstring. ``net``: a ``SAM2Base``
+    (called through ``_track_step``, ``_encode_memory`` and ``_position_encoding``).
 
     ``max_cond_frames``: conditioning frames kept per object (the first and the latest ones);
     ``max_objects``: live objects at most (``condition`` refuses more).
     """
+
+    #: A mask prompt's own mask is its object's output on that frame, at the frame's size (SAM 2:
+    #: the mask as low-res logits, ``_use_mask_as_output``).
+    keeps_mask_prompts = False
 
     def __init__(self, net: RefModule, *, encoder: FrameEncoder | None = None, max_cond_frames: int = 4,
                  fill_hole_area: int = FILL_HOLE_AREA) -> None:
         if max_cond_frames < 1:
             raise ValueError("max_cond_frames: need at least 1")
         for key, value in VIDEO_PREDICTOR_ARGS.items():
-            setattr(net, key, value)
+            if hasattr(net, key):
+                setattr(net, key, value)
         self.net: RefModule = net.eval()  # sam2's SAM2Base, read by its parts' names
         self.max_cond_frames = int(max_cond_frames)
         self.fill_hole_area = int(fill_hole_area)
         self.image_size = int(self.net.image_size)
+        self.mask_input_side = self.image_size  # a mask prompt's side on the way in
+        self.low_res_side = self.image_size // 4  # every output's logits
         self.encoder = encoder if encoder is not None else reference_encoder(net)
         self.tracks: dict[int, _Track] = {}
         self._next_index = 0
@@ -189,10 +215,12 @@ class Propagator:
         the features as ``SAM2Base._prepare_backbone_features`` flattens them, in the net's dtype."""
         if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
             raise ValueError(f"frame: expected RGB uint8 (H, W, 3), got {image.dtype} {image.shape}")
-        maps = [m.to(self.net.device, self._dtype) for m in self.encoder(image)]
+        encoded = self.encoder(image)
+        maps = [m.to(self.net.device, self._dtype) for m in encoded.maps]
         sizes = [(int(m.shape[-2]), int(m.shape[-1])) for m in maps]
         feats = [m.flatten(2).permute(2, 0, 1) for m in maps]
-        frame = VideoFrame(self._next_index, (image.shape[0], image.shape[1]), feats, [self._pos_of(maps[-1])], sizes)
+        frame = VideoFrame(self._next_index, (image.shape[0], image.shape[1]), feats, [self._pos_of(maps[-1])], sizes,
+                           encoded.embedding)
         self._next_index += 1
         return frame
 
@@ -220,11 +248,11 @@ class Propagator:
         if not ids:
             return results
         logits = torch.cat([o.logits for o in outs]).to(self._dtype)
-        scores = torch.tensor([[o.score] for o in outs], dtype=self._dtype, device=logits.device)
-        high_res = F.interpolate(logits, size=(self.image_size, self.image_size), mode="bilinear",
-                                 align_corners=False)
+        high_res = self._conditioning_masks(F.interpolate(logits, size=(self.image_size, self.image_size),
+                                                          mode="bilinear", align_corners=False))
+        scores = torch.tensor([[o.score] for o in outs], dtype=self._dtype, device=high_res.device)
         feats, _ = frame.expanded(len(ids))
-        features, pos_enc = self.net._encode_new_memory(
+        features, pos_enc = self._encode_memory(
             current_vision_feats=feats, feat_sizes=frame.sizes, pred_masks_high_res=high_res,
             object_score_logits=scores, is_mask_from_pts=True)
         self._keep_pos_enc(pos_enc)
@@ -254,6 +282,26 @@ class Propagator:
             self._trim(self.tracks[obj_id], frame.index)
         return results
 
+    # -- the network ----------------------------------------------------------------------
+    def _track_step(self, **kwargs: Any) -> dict[str, Any]:
+        """``SAM2Base.track_step``: one frame's decode (through memory attention unless it is an
+        initial conditioning frame) and, with ``run_mem_encoder``, its memory."""
+        return self.net.track_step(**kwargs)
+
+    def _encode_memory(self, **kwargs: Any) -> tuple[Tensor, list[Tensor]]:
+        """``SAM2Base._encode_new_memory``: memory features ``(B, C_mem, h, w)`` and their
+        positional encodings."""
+        return self.net._encode_new_memory(**kwargs)
+
+    def _conditioning_masks(self, high_res: Tensor) -> Tensor:
+        """The masks ``(B, 1, S, S)`` (logits) of the objects conditioned on one frame, as their
+        memories are encoded from them (SAM 2: as they are)."""
+        return high_res
+
+    def _position_encoding(self, level: Tensor) -> Tensor:
+        """The image encoder neck's positional encoding of ``level`` ``(1, C, h, w)``, same shape."""
+        return self.net.image_encoder.neck.position_encoding(level)
+
     # -- internals ------------------------------------------------------------------------
     @property
     def _dtype(self) -> torch.dtype:
@@ -264,7 +312,7 @@ class Propagator:
         to ``(hw, 1, C)`` as ``_prepare_backbone_features`` does; computed once per grid."""
         key = (tuple(level.shape), level.dtype, level.device)
         if key not in self._vision_pos:
-            pos = self.net.image_encoder.neck.position_encoding(level).to(level.dtype)
+            pos = self._position_encoding(level).to(level.dtype)
             self._vision_pos[key] = pos.flatten(2).permute(2, 0, 1)
         return self._vision_pos[key]
 
@@ -275,17 +323,17 @@ class Propagator:
         return tuple(track.cond), tuple(t for t in track.recent if index - window <= t < index)
 
     def _track_group(self, frame: VideoFrame, ids: list[int]) -> dict[int, ObjectOutput]:
-        net, b = self.net, len(ids)
+        b = len(ids)
         tracks = [self.tracks[i] for i in ids]
         output_dict = {"cond_frame_outputs": {t: self._stack([tr.cond[t] for tr in tracks], b)
                                               for t in tracks[0].cond},
                        "non_cond_frame_outputs": {t: self._stack([tr.recent[t] for tr in tracks], b)
                                                   for t in tracks[0].recent}}
         feats, pos = frame.expanded(b)
-        out = net.track_step(frame_idx=frame.index, is_init_cond_frame=False, current_vision_feats=feats,
-                             current_vision_pos_embeds=pos, feat_sizes=frame.sizes, point_inputs=None,
-                             mask_inputs=None, output_dict=output_dict, num_frames=_NUM_FRAMES,
-                             track_in_reverse=False, run_mem_encoder=True)
+        out = self._track_step(frame_idx=frame.index, is_init_cond_frame=False, current_vision_feats=feats,
+                               current_vision_pos_embeds=pos, feat_sizes=frame.sizes, point_inputs=None,
+                               mask_inputs=None, output_dict=output_dict, num_frames=_NUM_FRAMES,
+                               track_in_reverse=False, run_mem_encoder=True)
         self._keep_pos_enc(out["maskmem_pos_enc"])
         logits = self._fill_holes(out["pred_masks"])
         scores = out["object_score_logits"].float()
@@ -306,7 +354,7 @@ class Propagator:
 
     def _prompt_outputs(self, frame: VideoFrame, prompts: list[ObjectPrompt]) -> list[tuple[ObjectOutput, Tensor]]:
         """Decode prompts on ``frame`` without memory, batched by prompt layout (point count, or
-        mask): ``(output, obj_ptr (1, C))`` per prompt."""
+        mask), ``PROMPT_BATCH`` at a time: ``(output, obj_ptr (1, C))`` per prompt."""
         groups: dict[Any, list[int]] = {}
         points_of: dict[int, dict[str, Tensor]] = {}
         masks_of: dict[int, Tensor] = {}
@@ -319,7 +367,9 @@ class Propagator:
                 points_of[i] = points
                 groups.setdefault(points["point_labels"].shape[1], []).append(i)
         results: list[Any] = [None] * len(prompts)
-        for key, rows in groups.items():
+        chunks = [(key, rows[i:i + PROMPT_BATCH]) for key, rows in groups.items()
+                  for i in range(0, len(rows), PROMPT_BATCH)]
+        for key, rows in chunks:
             b = len(rows)
             if key == "mask":
                 point_inputs, mask_inputs = None, torch.cat([masks_of[i] for i in rows])
@@ -328,17 +378,29 @@ class Propagator:
                                 "point_labels": torch.cat([points_of[i]["point_labels"] for i in rows])}
                 mask_inputs = None
             feats, pos = frame.expanded(b)
-            out = self.net.track_step(frame_idx=frame.index, is_init_cond_frame=True, current_vision_feats=feats,
-                                      current_vision_pos_embeds=pos, feat_sizes=frame.sizes,
-                                      point_inputs=point_inputs, mask_inputs=mask_inputs, output_dict={},
-                                      num_frames=_NUM_FRAMES, run_mem_encoder=False)
+            out = self._track_step(frame_idx=frame.index, is_init_cond_frame=True, current_vision_feats=feats,
+                                   current_vision_pos_embeds=pos, feat_sizes=frame.sizes,
+                                   point_inputs=point_inputs, mask_inputs=mask_inputs, output_dict={},
+                                   num_frames=_NUM_FRAMES, run_mem_encoder=False)
             logits = self._fill_holes(out["pred_masks"])
+            kept = key == "mask" and self.keeps_mask_prompts
+            if kept:
+                logits = torch.cat([self._kept_mask_logits(prompts[i].mask) for i in rows])
             scores = out["object_score_logits"].float()
             for k, i in enumerate(rows):
                 ptr = out["obj_ptr"][k:k + 1]
                 results[i] = (ObjectOutput(i, logits[k:k + 1], float(scores[k, 0]), conditioned=True,
+                                           _mask=np.asarray(prompts[i].mask, bool) if kept else None,
                                            _size=frame.size, _ptr=ptr), ptr)
         return results
+
+    def _kept_mask_logits(self, mask: Any) -> Tensor:
+        """A kept mask prompt ``(H, W)`` bool as low-res logits ``(1, 1, L, L)``: +-1024 at the
+        frame's size, downsampled (antialiased) as Meta's SAM 3 predictor consolidates it."""
+        video = torch.from_numpy(np.asarray(mask, bool))[None, None].to(self.net.device)
+        scores = torch.where(video, _KEPT_MASK_SCORE, -_KEPT_MASK_SCORE)
+        return F.interpolate(scores, size=(self.low_res_side, self.low_res_side), mode="bilinear",
+                             align_corners=False, antialias=True)
 
     @staticmethod
     def _ptr_of(output: ObjectOutput) -> Tensor:
@@ -359,8 +421,8 @@ class Propagator:
             if mask.shape != (h, w):
                 raise ValueError(f"prompt: mask of shape {mask.shape}, the frame is {(h, w)}")
             m = torch.from_numpy(mask.astype(np.float32))[None, None].to(device)
-            m = F.interpolate(m, size=(self.image_size, self.image_size), mode="bilinear", align_corners=False,
-                              antialias=True)
+            m = F.interpolate(m, size=(self.mask_input_side, self.mask_input_side), mode="bilinear",
+                              align_corners=False, antialias=True)
             return None, (m >= 0.5).to(self._dtype)
         coords, labels = [], []
         if prompt.box is not None:
@@ -415,11 +477,11 @@ def reference_encoder(net: RefModule) -> FrameEncoder:
     side = int(net.image_size)
     mean, std = torch.tensor(_MEAN)[:, None, None], torch.tensor(_STD)[:, None, None]
 
-    def encode(image: np.ndarray) -> list[Tensor]:
+    def encode(image: np.ndarray) -> FrameFeatures:
         resized = np.asarray(Image.fromarray(image).resize((side, side)), dtype=np.float32) / 255.0
         x = (torch.from_numpy(resized).permute(2, 0, 1) - mean) / std
         dtype = next(net.parameters()).dtype
         maps = net.forward_image(x[None].to(net.device, dtype))["backbone_fpn"]
-        return list(maps[-net.num_feature_levels:])
+        return FrameFeatures(list(maps[-net.num_feature_levels:]))
 
     return encode

@@ -26,7 +26,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 from types import MappingProxyType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import cv2
 import numpy as np
@@ -46,6 +46,10 @@ from dtseg.families.sam3.net import (
 )
 from dtseg.families.transforms import ImageTransform
 from dtseg.nn import RefModule
+
+if TYPE_CHECKING:
+    from dtseg.engine.engine import SamEngine
+    from dtseg.families.sam3.tracker import Sam3Propagator
 
 MODELS = (SAM3,)
 #: Test-size SAM 3 (random weights only), see ``TINY_SAM3_SPEC``.
@@ -79,7 +83,7 @@ class Sam3Model(LoadedModel):
     models = MODELS
     test_models = MappingProxyType(TINY_MODELS)
     capabilities = Capabilities(prompts=frozenset({"points", "boxes", "masks", "concepts"}), lineage="sam3",
-                                video_memory=False)
+                                video_memory=True)
     net: RefModule  # the sam3 package's network, read by its parts' names
     #: The official model's input side and low-res mask side; a ``Sam3Spec`` of another
     #: resolution (``tiny_sam3``: 168 and 48) sets its own on the instance.
@@ -105,8 +109,9 @@ class Sam3Model(LoadedModel):
         self.fast_decoder: nn.Module | None = None
 
     @property
-    def tracker(self) -> RefModule:
-        """The interactive predictor's SAM 2-style model (prompt encoder, mask decoder)."""
+    def tracker_net(self) -> RefModule:
+        """SAM 3's tracker (Meta's ``Sam3TrackerBase``, the interactive predictor's model): a
+        SAM 2-style prompt encoder and mask decoder, memory attention and memory encoder."""
         return self.net.inst_interactive_predictor.model
 
     # -- building -------------------------------------------------------------------------
@@ -144,7 +149,7 @@ class Sam3Model(LoadedModel):
             module, _, attr = name.rpartition(".")
             setattr(self.net.get_submodule(module), attr, buffer.to(device))
         _move_cached_tensors(self.net, device)
-        tracker = self.tracker
+        tracker = self.tracker_net
         reference = options.get("decoder", "fast") == "reference"
         self.fast_decoder = None if reference else FastMaskDecoder(self.decoder_weights(tracker.sam_mask_decoder))
         neck = self.net.backbone.vision_backbone
@@ -173,7 +178,7 @@ class Sam3Model(LoadedModel):
         and ``high_res_0/1`` ``(B, 32, 4g, 4g)``, ``(B, 64, 2g, 2g)``; the detector's three
         levels ``detector_0/1/2`` ``(B, 256, 4g|2g|g, ...)``."""
         out = self.net.backbone.forward_image(x)
-        tracker = self.tracker
+        tracker = self.tracker_net
         sam2 = out["sam2_backbone_out"]["backbone_fpn"]
         embed = sam2[2] + tracker.no_mem_embed.reshape(1, -1, 1, 1)
         features = {HIGH_RES[0]: tracker.sam_mask_decoder.conv_s0(sam2[0]),
@@ -182,7 +187,7 @@ class Sam3Model(LoadedModel):
         return features
 
     def feature_shapes(self) -> dict[str, tuple[int, ...]]:
-        decoder, g = self.tracker.sam_mask_decoder, self.grid
+        decoder, g = self.tracker_net.sam_mask_decoder, self.grid
         d = self.net.hidden_dim
         return {HIGH_RES[0]: (decoder.conv_s0.out_channels, 4 * g, 4 * g),
                 HIGH_RES[1]: (decoder.conv_s1.out_channels, 2 * g, 2 * g),
@@ -197,7 +202,7 @@ class Sam3Model(LoadedModel):
             corner_labels = torch.tensor([[2, 3]], dtype=torch.int, device=boxes.device).expand(len(boxes), -1)
             coords = corners if coords is None else torch.cat([corners, coords], dim=1)
             labels = corner_labels if labels is None else torch.cat([corner_labels, labels.int()], dim=1)
-        tracker = self.tracker
+        tracker = self.tracker_net
         points = None if coords is None else (coords, labels)
         sparse, dense = tracker.sam_prompt_encoder(points=points, boxes=None, masks=masks)  # in fp32
         sparse, dense = sparse.to(self.decoder_dtype), cast_shared(dense, self.decoder_dtype)
@@ -223,6 +228,30 @@ class Sam3Model(LoadedModel):
             if len(small):
                 cell[np.isin(components, small)] = 10.0
         return out
+
+    # -- video ----------------------------------------------------------------------------
+    def tracker(self, engine: SamEngine, image_size: int | None = None, **options: Any) -> Sam3Propagator:
+        """SAM 3's tracker over this model (``engine``'s, shared; ``dtseg.families.sam3.tracker``).
+        A frame is embedded by ``engine.embed_image(cache=False)`` (pixels the cache holds are not
+        encoded again, frames are not stored); the same embedding serves the tracker and, on a
+        keyframe, concept prompts. ``image_size``: only the model's own (SAM 3's position
+        embeddings are fixed to it). ``options``: ``Propagator``'s."""
+        from dtseg.families.sam2.tracker import FrameFeatures
+        from dtseg.families.sam3.tracker import Sam3Propagator
+
+        if image_size is not None and int(image_size) != self.input_length:
+            raise ValueError(f"video.image_size: {self.model_name} tracks at its own input size only "
+                             f"({self.input_length}); leave it unset")
+        tracker = self.tracker_net
+        no_mem = tracker.no_mem_embed.float().view(1, -1, 1, 1)
+
+        def encode(image: np.ndarray) -> FrameFeatures:
+            embedding = engine.embed_image(image, cache=False)
+            features = {name: t[None] for name, t in embedding.features.items()}
+            maps = [features[HIGH_RES[0]], features[HIGH_RES[1]], features[IMAGE_EMBED].float() - no_mem]
+            return FrameFeatures(maps, embedding)
+
+        return Sam3Propagator(tracker, self.net.backbone.vision_backbone, encoder=encode, **options)
 
     # -- concept prompts ------------------------------------------------------------------
     def encode_phrases(self, phrases: list[str]) -> tuple[Tensor, Tensor]:

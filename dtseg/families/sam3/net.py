@@ -8,7 +8,8 @@ test-size one) and runs it anywhere, without editing the package:
 - ``on_device(device)``: while building and running, factory calls that name ``"cuda"``
   (``PositionEmbeddingSine(precompute_resolution=...)``, ``TransformerDecoder(resolution=...)``,
   ``forward_text``'s default device) allocate on ``device``, and on the CPU
-  ``Tensor.pin_memory`` (called on every box prompt) returns its tensor.
+  ``Tensor.pin_memory`` (called on every box prompt) returns its tensor; ``Tensor.cuda`` (the
+  tracker's memory attention calls it on every memory) moves to ``device``.
 - ``build_sam3_net``: the text encoder's ``positional_embedding`` and ``text_projection`` come
   from ``torch.empty`` in Meta's code; they are initialized here (open_clip's init), so random
   weights are the same for the same seed. The interactive predictor (``predict_inst``) enters a
@@ -97,6 +98,8 @@ class Sam3Spec:
             "SequenceGeometryEncoder": {"num_layers": self.geometry_layers},
             "TransformerEncoderCrossAttention": {"num_layers": self.tracker_layers},
             "Sam3TrackerPredictor": {"image_size": self.resolution},
+            # the memory encoder resizes a mask to the tracker's mask input side (16 cells per patch)
+            "SimpleMaskDownSampler": {"interpol_size": [16 * self.grid] * 2},
             # the cached position encodings (Meta precomputes them for 1008 pixels)
             "PositionEmbeddingSine": {"precompute_resolution": self.resolution},
         }
@@ -140,7 +143,8 @@ def bpe_path() -> Path:
 
 
 class _DeviceMode(TorchFunctionMode):
-    """Factory calls that name CUDA allocate on ``device``; ``pin_memory`` is a no-op on the CPU."""
+    """Factory calls that name CUDA allocate on ``device``; ``pin_memory`` is a no-op on the CPU;
+    ``Tensor.cuda`` moves to ``device``."""
 
     def __init__(self, device: torch.device) -> None:
         super().__init__()
@@ -150,6 +154,8 @@ class _DeviceMode(TorchFunctionMode):
         kwargs = kwargs or {}
         if func is Tensor.pin_memory and self.device.type == "cpu":
             return args[0]
+        if func is Tensor.cuda and self.device.type != "cuda":  # the tracker moves memories "back to the GPU"
+            return args[0].to(self.device)
         asked = kwargs.get("device")
         if asked is not None and torch.device(asked).type == "cuda" and self.device.type != "cuda":
             kwargs = {**kwargs, "device": self.device}

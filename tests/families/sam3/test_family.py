@@ -287,7 +287,7 @@ def test_configure_keeps_the_rotary_tables(engine, net):
 def test_capabilities_and_features(engine):
     capabilities = engine.capabilities
     assert capabilities.prompts == {"points", "boxes", "masks", "concepts"}
-    assert capabilities.lineage == "sam3" and not capabilities.video_memory
+    assert capabilities.lineage == "sam3" and capabilities.video_memory
     embedding = engine.get_embedding("img")
     assert {k: tuple(v.shape) for k, v in embedding.features.items()} == engine.model.feature_shapes()
     assert engine.embedding_shape == (256, 12, 12)
@@ -298,7 +298,7 @@ def test_features_are_the_processors(engine, predictor):
     features = engine.get_embedding("img").features
     sam2 = predictor.state["backbone_out"]["sam2_backbone_out"]["backbone_fpn"]
     detector = predictor.state["backbone_out"]["backbone_fpn"]
-    tracker = engine.model.tracker
+    tracker = engine.model.tracker_net
     expected = {"high_res_0": sam2[0], "high_res_1": sam2[1],
                 "image_embed": sam2[2] + tracker.no_mem_embed.reshape(1, -1, 1, 1),
                 "detector_0": detector[0], "detector_1": detector[1], "detector_2": detector[2]}
