@@ -141,8 +141,8 @@ class VideoConfig(StrictModel):
     """The ``video:`` section (``dtseg video``): how frames become objects (docs/video.md)."""
 
     mode: Literal["detect", "propagate"] = Field(
-        "detect", description="detect: the whole pipeline on every frame, IDs by ByteTrack; propagate: SAM 2.x "
-                              "carries each object by its memory, the prompt stages run on keyframes only")
+        "detect", description="detect: the whole pipeline on every frame, IDs by ByteTrack; propagate: SAM 2.x or "
+                              "SAM 3 carries each object by its memory, the prompt stages run on keyframes only")
     detect_every: int = Field(0, ge=0, description="propagate: run the prompt stages every N processed frames "
                                                    "(0: on the first frame only)")
     match_iou: float = Field(0.5, gt=0, le=1, description="propagate: mask IoU at which a detection is a live "
@@ -155,7 +155,8 @@ class VideoConfig(StrictModel):
                                                    "it are skipped (logged)")
     max_cond_frames: int = Field(4, ge=1, description="propagate: conditioning frames kept per object")
     image_size: int | None = Field(None, ge=64, description="propagate: SAM 2 input side for the video "
-                                                            "(multiple of 64; default: the model's 1024)")
+                                                            "(multiple of 64; default: the model's 1024; "
+                                                            "SAM 3: its own only)")
 
 
 class PipelineConfig(StrictModel):

@@ -72,15 +72,15 @@ def checkpoint_argument(path: str) -> str:
 
 def overrides(args: argparse.Namespace) -> list[str]:
     """``--set`` values plus the shortcuts (``--sam-checkpoint``, ``--text``, ``--conf``, ``--classes``);
-    ``--text`` replaces the config's prompt stages."""
-    items = list(args.overrides)
+    ``--text`` replaces the config's prompt stages (first, so that ``--set prompts.text.KEY=...``
+    sets its options)."""
+    text = getattr(args, "text", None)
+    items = [] if text is None else [f"prompts={json.dumps([{'text': {'phrases': phrase_list(text)}}])}"]
+    items += args.overrides
     if args.sam_checkpoint:
         items.append(f"sam.checkpoint={_yaml_string(checkpoint_argument(args.sam_checkpoint))}")
     if getattr(args, "dtype", None):
         items.append(f"sam.dtype={args.dtype}")
-    text = getattr(args, "text", None)
-    if text is not None:
-        items.append(f"prompts={json.dumps([{'text': {'phrases': phrase_list(text)}}])}")
     if getattr(args, "conf", None) is not None:
         items.append(f"prompts.{'yolo' if text is None else 'text'}.conf={args.conf}")
     if getattr(args, "classes", None):

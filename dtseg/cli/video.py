@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from dtseg.cli.common import add_detector_shortcuts, add_pipeline_options, build_pipeline, fail
+from dtseg.cli.common import add_detector_shortcuts, add_pipeline_options, add_text_shortcut, build_pipeline, fail
 from dtseg.errors import DtsegError
 
 log = logging.getLogger("dtseg.video")
@@ -21,11 +21,13 @@ def add_parser(subparsers: Any) -> None:
     parser = subparsers.add_parser(
         "video", help="segment a video, a folder of frames, a webcam or a stream, with tracking",
         description="video.mode=detect (default): run the prompt stages and SAM on every processed frame, "
-                    "IDs by ByteTrack. video.mode=propagate (SAM 2.1: --set sam.model=sam2.1_t): SAM 2 carries "
-                    "each object by its memory, the prompt stages run every video.detect_every frames (0: the "
-                    "first only), objects join and leave (video.match_iou, video.lost_s, video.max_objects; "
-                    "docs/video.md). Writes an annotated video (--out) and per-frame JSON lines (--jsonl). "
-                    "Ctrl-C stops after the current frame with both files closed; --resume continues a JSONL run.")
+                    "IDs by ByteTrack. video.mode=propagate (SAM 2.1: --set sam.model=sam2.1_t; SAM 3: sam3): "
+                    "the model's tracker carries each object by its memory, the prompt stages run every "
+                    "video.detect_every frames (0: the first only), objects join and leave (video.match_iou, "
+                    "video.lost_s, video.max_objects; docs/video.md). --text \"person, red car\" with "
+                    "sam.model=sam3: every instance of each phrase (SAM 3's own tracker in propagate mode). "
+                    "Writes an annotated video (--out) and per-frame JSON lines (--jsonl). Ctrl-C stops after "
+                    "the current frame with both files closed; --resume continues a JSONL run.")
     parser.add_argument("source", metavar="SOURCE",
                         help="a video file, a folder of frames, a webcam index (0) or a stream URL (rtsp://, http://)")
     parser.add_argument("-o", "--out", required=True, metavar="OUT.mp4",
@@ -50,6 +52,7 @@ def add_parser(subparsers: Any) -> None:
     parser.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bar")
     add_pipeline_options(parser)
     add_detector_shortcuts(parser)
+    add_text_shortcut(parser)
     parser.set_defaults(run=run)
 
 

@@ -54,19 +54,3 @@ def one_torch_thread() -> Any:
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(threads)
-
-
-@pytest.fixture(scope="session")
-def present_sam2_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """Tiny SAM 2.1 random weights whose object-score head always says "present" (bias +10)."""
-    import torch
-
-    from dtseg.engine.checkpoints import save_checkpoint
-    from dtseg.families.sam2.family import TINY_SAM2_SPEC, Sam2Model
-
-    torch.manual_seed(0)
-    net = Sam2Model.build_net(TINY_SAM2_SPEC)
-    head = net.sam_mask_decoder.pred_obj_score_head
-    with torch.no_grad():
-        (head.layers[-1] if hasattr(head, "layers") else head).bias.fill_(10.0)
-    return save_checkpoint(net, tmp_path_factory.mktemp("ckpt") / "tiny_sam2_present.pt")
