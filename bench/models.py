@@ -31,7 +31,7 @@ import sys
 import tempfile
 import time
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -73,6 +73,20 @@ def load(model: str, device: torch.device, dtype: str) -> SamEngine:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RandomWeightsWarning)
         return SamEngine.load(model, "random", device=device, dtype=dtype, encoder="fast", decoder="fast")
+
+
+def precisions(engine: SamEngine, model: str, dtypes: list[str], device: torch.device
+               ) -> Iterator[tuple[SamEngine, str, str]]:
+    """For each of ``dtypes``: an engine of ``model`` in that precision (``engine``, the fp32 one,
+    where it resolves to float32), its rows' label (the precision, and how it computes where that
+    differs) and the dtype it computes in (a key of the matmul rates)."""
+    for dtype in dtypes:
+        chosen = dtype_name(resolve_dtype(dtype, device))
+        low = engine if chosen == "float32" else load(model, device, dtype)
+        compute, path = low.info()["compute_dtype"], low.info()["dtype_path"]
+        label = (f"{dtype} ({chosen})" if dtype == "auto" else chosen) + {
+            "native": "", "emulated": " (emulated)", "fallback": f" ({compute} compute)"}[path]
+        yield low, label, compute
 
 
 def reference(engine: SamEngine) -> Any:
@@ -164,12 +178,7 @@ def bench_model(model: str, image: np.ndarray, rates: dict[str, float], dtypes: 
              ultra_boxes, call_flops(lambda: engine.segment_image(**many)) / 1e9, "<= 0.1"),
         ]
 
-        for dtype in dtypes:
-            chosen = dtype_name(resolve_dtype(dtype, device))
-            low = engine if chosen == "float32" else load(model, device, dtype)
-            compute, path = low.info()["compute_dtype"], low.info()["dtype_path"]
-            label_ = (f"{dtype} ({chosen})" if dtype == "auto" else chosen) + {
-                "native": "", "emulated": " (emulated)", "fallback": f" ({compute} compute)"}[path]
+        for low, label_, compute in precisions(engine, model, dtypes, device):
             ours = best_of(lambda: low.embed_image(image, f"new-{next(counter)}"),  # noqa: B023 - called here
                            repeat_embed, warmup=warmup)
             low.embed_image(image, "bench")
@@ -224,12 +233,7 @@ def bench_sam3(model: str, image: np.ndarray, rates: dict[str, float], dtypes: l
                            state, point_coords=point, point_labels=label, multimask_output=True), repeat, warmup)}
     counter = iter(range(10**9))
     rows, fp32_masks = [], None
-    for dtype in dtypes:
-        chosen = dtype_name(resolve_dtype(dtype, device))
-        low = engine if chosen == "float32" else load(model, device, dtype)
-        compute, path = low.info()["compute_dtype"], low.info()["dtype_path"]
-        label_ = (f"{dtype} ({chosen})" if dtype == "auto" else chosen) + {
-            "native": "", "emulated": " (emulated)", "fallback": f" ({compute} compute)"}[path]
+    for low, label_, compute in precisions(engine, model, dtypes, device):
         low.embed_image(image, "bench")
 
         def concepts(phrases: list[str], engine_: SamEngine = low) -> Callable[[], object]:

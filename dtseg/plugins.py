@@ -3,7 +3,8 @@
 ``get_plugin_manager`` builds a fresh manager each call (nothing happens at import time), in
 this order: hookspecs, built-ins, the ``dtseg`` entry-point group (one at a time), a plugins
 folder, dotted module paths; then ``check_pending`` so a misspelled hook fails loudly.
-``Registry.collect(pm)`` asks every plugin for its classes and remembers where each came from.
+``Registry.collect(pm)`` asks every plugin for its classes and remembers where each came from
+(``call_register_hook``, which the server's route families use too).
 ``default_registry()`` is the built-ins and installed plugins, collected once on first use: where
 model names are looked up (``dtseg.families.resolve_model``).
 """
@@ -148,25 +149,13 @@ class Registry:
         """Call every hook, plugin by plugin (so each class's origin is known). Two classes (or
         two models) under one name raise ``PluginError`` naming both sources."""
         registry = cls(failures=list(getattr(pm, "dtseg_failures", [])))
-        sources: dict[str, str] = getattr(pm, "dtseg_sources", {})
         hooks: dict[str, Callable[[object, object, str], None]] = {
             "dtseg_register_prompt_providers": lambda n, c, s: _add(registry.providers, n, c, "prompt provider", s),
             "dtseg_register_sinks": lambda n, c, s: _add(registry.sinks, n, c, "sink", s),
             "dtseg_register_model_families": lambda n, c, s: _add_family(registry, n, c, s),
         }
         for hook_name, add in hooks.items():
-            for impl in getattr(pm.hook, hook_name).get_hookimpls():  # in registration order
-                source = sources.get(impl.plugin_name, impl.plugin_name)
-
-                def register(name: object, plugin_cls: object, *, _add: Callable = add, _s: str = source) -> None:
-                    _add(name, plugin_cls, _s)
-
-                try:
-                    impl.function(**dict.fromkeys(impl.argnames, register))
-                except PluginError:
-                    raise
-                except Exception as exc:  # report which plugin broke
-                    raise PluginError(f"{source}: {hook_name} raised {type(exc).__name__}: {exc}") from exc
+            call_register_hook(pm, hook_name, add)
         registry.models = dict(sorted(registry.models.items(), key=lambda item: item[1].official is None))
         return registry
 
@@ -185,6 +174,30 @@ class Registry:
             return self.models[name]
         except KeyError:
             raise ValueError(f"unknown model {name!r}; known models: {', '.join(self.models)}") from None
+
+
+def call_register_hook(pm: pluggy.PluginManager, hook_name: str, add: Callable[[object, object, str], None],
+                       first: str | None = None) -> None:
+    """Call every implementation of the hook ``hook_name`` (in registration order; the plugin
+    named ``first`` before the rest) with a ``register(name, obj)`` function that calls
+    ``add(name, obj, source)``, ``source`` saying where that plugin came from. A ``PluginError``
+    passes through; any other exception becomes a ``PluginError`` naming the plugin and the hook."""
+    sources: dict[str, str] = getattr(pm, "dtseg_sources", {})
+    impls = getattr(pm.hook, hook_name).get_hookimpls()
+    if first is not None:
+        impls.sort(key=lambda impl: impl.plugin_name != first)  # stable: the rest keep their order
+    for impl in impls:
+        source = sources.get(impl.plugin_name, impl.plugin_name)
+
+        def register(name: object, obj: object, *, _source: str = source) -> None:
+            add(name, obj, _source)
+
+        try:
+            impl.function(**dict.fromkeys(impl.argnames, register))
+        except PluginError:
+            raise
+        except Exception as exc:  # report which plugin broke
+            raise PluginError(f"{source}: {hook_name} raised {type(exc).__name__}: {exc}") from exc
 
 
 def load_registry(plugins_dir: str | Path | None = None, modules: Iterable[str] = (),

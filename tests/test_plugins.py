@@ -188,6 +188,18 @@ def test_bad_provider_classes_are_rejected_with_the_source(cls_body: str, messag
         Registry.collect(pm)
 
 
+def test_a_hook_that_raises_is_an_error_naming_the_plugin_and_hook():
+    class Plugin:
+        @hookimpl
+        def dtseg_register_sinks(self, register):
+            raise KeyError("oops")
+
+    pm = get_plugin_manager()
+    register_plugin(pm, Plugin(), name="raising-plugin", source="in-process test")
+    with pytest.raises(PluginError, match=r"^in-process test: dtseg_register_sinks raised KeyError: 'oops'$"):
+        Registry.collect(pm)
+
+
 def test_unknown_names_list_what_is_available():
     registry = load_registry()
     with pytest.raises(PluginError,

@@ -23,7 +23,8 @@ def synthetic_image(height: int, width: int, seed: int = 0) -> np.ndarray:
     return np.clip(image, 0, 255).astype(np.uint8)
 
 
-def make_engine(**options) -> SamEngine:
+def make_engine(model: str = "tiny", **options) -> SamEngine:
+    """``model`` (a test-size model) with random weights on the CPU, its random-weights warning silenced."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RandomWeightsWarning)
-        return SamEngine.load("tiny", "random", device="cpu", **options)
+        return SamEngine.load(model, "random", device="cpu", **options)

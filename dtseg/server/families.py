@@ -24,7 +24,6 @@ A server without that engine answers the family's routes 404 naming the config k
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -32,7 +31,7 @@ from typing import TYPE_CHECKING
 from fastapi import APIRouter, FastAPI, Request
 from starlette.exceptions import HTTPException
 
-from dtseg.plugins import PluginError, get_plugin_manager, register_plugin
+from dtseg.plugins import NAME, PluginError, call_register_hook, get_plugin_manager, register_plugin
 
 if TYPE_CHECKING:
     from dtseg.engine import SamEngine
@@ -97,31 +96,21 @@ def load_route_families() -> dict[str, RouteFamily]:
 
     pm = get_plugin_manager()
     register_plugin(pm, routes, BUILTIN, f"built-in ({BUILTIN})")
-    sources = pm.dtseg_sources
-    impls = pm.hook.dtseg_register_route_families.get_hookimpls()
-    impls.sort(key=lambda impl: impl.plugin_name != BUILTIN)  # built-ins first, the rest in their order
     families: dict[str, RouteFamily] = {}
     origin: dict[str, str] = {}
-    for impl in impls:
-        source = sources.get(impl.plugin_name, impl.plugin_name)
 
-        def register(name: object, family: object, _source: str = source) -> None:
-            if not isinstance(name, str) or not re.fullmatch(r"[A-Za-z_][\w\-+.]*", name):
-                raise PluginError(f"{_source}: register({name!r}, ...): a route family name must be a word "
-                                  "such as 'sam3'")
-            if not isinstance(family, RouteFamily):
-                raise PluginError(f"{_source}: register({name!r}, {family!r}): "
-                                  "expected a dtseg.server.families.RouteFamily")
-            if name in families:
-                raise PluginError(f"route family {name!r} is registered twice: by {origin[name]} and by {_source}")
-            families[name], origin[name] = family, _source
+    def add(name: object, family: object, source: str) -> None:
+        if not isinstance(name, str) or not NAME.fullmatch(name):
+            raise PluginError(f"{source}: register({name!r}, ...): a route family name must be a word "
+                              "such as 'sam3'")
+        if not isinstance(family, RouteFamily):
+            raise PluginError(f"{source}: register({name!r}, {family!r}): "
+                              "expected a dtseg.server.families.RouteFamily")
+        if name in families:
+            raise PluginError(f"route family {name!r} is registered twice: by {origin[name]} and by {source}")
+        families[name], origin[name] = family, source
 
-        try:
-            impl.function(**dict.fromkeys(impl.argnames, register))
-        except PluginError:
-            raise
-        except Exception as exc:  # report which plugin broke
-            raise PluginError(f"{source}: dtseg_register_route_families raised {type(exc).__name__}: {exc}") from exc
+    call_register_hook(pm, "dtseg_register_route_families", add, first=BUILTIN)
     return families
 
 

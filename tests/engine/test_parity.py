@@ -8,6 +8,7 @@ import torch
 from segment_anything import SamPredictor
 
 from dtseg import SamEngine
+from tests.similarity import assert_boxes_match_reference, assert_matches, assert_matches_reference
 from tests.tiny import make_engine, synthetic_image
 
 CASES = {
@@ -21,31 +22,6 @@ CASES = {
     "box and not-a-point": dict(point_coords=[[300, 150]], point_labels=[-1], boxes=[150, 60, 420, 260]),
     "no prompt": dict(),
 }
-
-
-def mask_iou(a: np.ndarray, b: np.ndarray) -> float:
-    union = np.logical_or(a, b).sum()
-    return 1.0 if union == 0 else float(np.logical_and(a, b).sum() / union)
-
-
-def reference_predict(predictor: SamPredictor, case: dict, multimask: bool):
-    coords = case.get("point_coords")
-    return predictor.predict(
-        point_coords=None if coords is None else np.array(coords, dtype=np.float32),
-        point_labels=None if coords is None else np.array(case["point_labels"]),
-        box=None if case.get("boxes") is None else np.array(case["boxes"], dtype=np.float32),
-        multimask_output=multimask,
-        return_logits=False,
-    )
-
-
-def assert_matches(result, ref_masks, ref_scores, ref_logits) -> None:
-    np.testing.assert_allclose(result.scores, ref_scores, atol=1e-4)
-    np.testing.assert_allclose(result.low_res_logits, ref_logits, atol=1e-4)
-    assert result.masks.shape == ref_masks.shape
-    side = ref_masks.shape[-2:]
-    for ours, theirs in zip(result.masks.reshape(-1, *side), ref_masks.reshape(-1, *side), strict=True):
-        assert mask_iou(ours, theirs) >= 0.99
 
 
 @pytest.fixture(scope="module", params=[(300, 500), (333, 1001)], ids=lambda s: f"{s[0]}x{s[1]}")
@@ -62,9 +38,8 @@ def setup(request):
 @pytest.mark.parametrize("case", CASES, ids=list(CASES))
 def test_single_object_matches_reference(setup, case, multimask):
     engine, predictor = setup
-    ref_masks, ref_scores, ref_logits = reference_predict(predictor, CASES[case], multimask)
     result = engine.segment_image(image_id="img", multimask_output=multimask, **CASES[case])
-    assert_matches(result, ref_masks[None], ref_scores[None], ref_logits[None])
+    assert_matches_reference(result, predictor, CASES[case], multimask)
 
 
 def test_embedding_matches_reference(setup):
@@ -76,13 +51,7 @@ def test_embedding_matches_reference(setup):
 @pytest.mark.parametrize("multimask", [True, False], ids=["multimask", "single"])
 def test_twenty_boxes_in_one_call_match_reference_loop(setup, multimask):
     engine, predictor = setup
-    h, w = predictor.original_size
-    rng = np.random.default_rng(3)
-    xy = rng.uniform([0, 0], [w * 0.6, h * 0.6], (20, 2))
-    boxes = np.concatenate([xy, xy + rng.uniform(20, [w * 0.4, h * 0.4], (20, 2))], axis=1).astype(np.float32)
-    result = engine.segment_image(image_id="img", boxes=boxes, multimask_output=multimask)
-    references = [reference_predict(predictor, {"boxes": box}, multimask) for box in boxes]
-    assert_matches(result, *(np.stack(x) for x in zip(*references, strict=True)))
+    assert_boxes_match_reference(engine, predictor, predictor.original_size, 20, multimask)
 
 
 def test_reference_predict_torch_batch_agrees(setup):
@@ -106,4 +75,4 @@ def test_vit_b_architecture_matches_reference():
     result = engine.segment_image(image, **case)
     torch.testing.assert_close(engine.embeddings.get(("", result.image_id)).embedding, predictor.features[0],
                                atol=1e-3, rtol=0)
-    assert_matches(result, *(x[None] for x in reference_predict(predictor, case, True)))
+    assert_matches_reference(result, predictor, case)

@@ -19,7 +19,8 @@ from dtseg import SamEngine
 from dtseg.errors import RandomWeightsWarning
 from dtseg.families.sam2.family import Sam2Model
 from dtseg.prompts import Prompts
-from tests.engine.test_parity import CASES, assert_matches, reference_predict
+from tests.engine.test_parity import CASES
+from tests.similarity import assert_boxes_match_reference, assert_matches_reference
 from tests.tiny import synthetic_image
 
 FAMILIES = {"mobile_sam": "tiny_mobile_sam", "sam2.1": "tiny_sam2.1"}
@@ -53,9 +54,8 @@ def setup(request):
 @pytest.mark.parametrize("case", CASES, ids=list(CASES))
 def test_single_object_matches_reference(setup, case, multimask):
     engine, predictor = setup
-    ref_masks, ref_scores, ref_logits = reference_predict(predictor, CASES[case], multimask)
     result = engine.segment_image(image_id="img", multimask_output=multimask, **CASES[case])
-    assert_matches(result, ref_masks[None], ref_scores[None], ref_logits[None])
+    assert_matches_reference(result, predictor, CASES[case], multimask)
 
 
 def test_every_feature_matches_reference(setup):
@@ -76,24 +76,16 @@ def test_every_feature_matches_reference(setup):
 @pytest.mark.parametrize("multimask", [True, False], ids=["multimask", "single"])
 def test_twenty_boxes_in_one_call_match_reference_loop(setup, multimask):
     engine, predictor = setup
-    h, w = 333, 1001
-    rng = np.random.default_rng(3)
-    xy = rng.uniform([0, 0], [w * 0.6, h * 0.6], (20, 2))
-    boxes = np.concatenate([xy, xy + rng.uniform(20, [w * 0.4, h * 0.4], (20, 2))], axis=1).astype(np.float32)
-    result = engine.segment_image(image_id="img", boxes=boxes, multimask_output=multimask)
-    references = [reference_predict(predictor, {"boxes": box}, multimask) for box in boxes]
-    assert_matches(result, *(np.stack(x) for x in zip(*references, strict=True)))
+    assert_boxes_match_reference(engine, predictor, (333, 1001), 20, multimask)
 
 
 def test_mask_input_matches_reference(setup):
     engine, predictor = setup
     case = CASES["points with a negative"]
     first = engine.segment_image(image_id="img", multimask_output=False, **case)
-    logits = first.low_res_logits[0]  # (1, 256, 256), as each reference returns it
-    result = engine.segment_image(image_id="img", mask_input=logits, multimask_output=False, **case)
-    ref = predictor.predict(point_coords=np.array(case["point_coords"], np.float32),
-                            point_labels=np.array(case["point_labels"]), mask_input=logits, multimask_output=False)
-    assert_matches(result, *(x[None] for x in ref))
+    case = {**case, "mask_input": first.low_res_logits[0]}  # (1, 256, 256), as each reference returns it
+    result = engine.segment_image(image_id="img", multimask_output=False, **case)
+    assert_matches_reference(result, predictor, case, multimask=False)
 
 
 RAGGED = [
@@ -126,7 +118,7 @@ def test_ragged_batch_row_is_its_prompt_alone_and_the_reference(model):
         np.testing.assert_allclose(together.low_res_logits[i], alone.low_res_logits[0], atol=1e-5)
         np.testing.assert_allclose(together.scores[i], alone.scores[0], atol=1e-6)
         np.testing.assert_array_equal(together.masks[i], alone.masks[0])
-        assert_matches(alone, *(x[None] for x in reference_predict(predictor, case, True)))
+        assert_matches_reference(alone, predictor, case)
 
 
 def test_an_embedding_of_another_model_is_refused_by_name(setup):
@@ -152,5 +144,4 @@ def test_real_size_architecture_matches_reference(model):
     predictor.set_image(image)
     case = CASES["points with a negative"]
     case = dict(point_coords=np.array(case["point_coords"]) / 3, point_labels=case["point_labels"])
-    result = engine.segment_image(image, **case)
-    assert_matches(result, *(x[None] for x in reference_predict(predictor, case, True)))
+    assert_matches_reference(engine.segment_image(image, **case), predictor, case)

@@ -122,3 +122,10 @@ def test_registering_something_else_than_a_route_family_is_an_error(site: Path) 
     install(site, family="router")
     with pytest.raises(PluginError, match=r"acme-routes 0\.1.*expected a dtseg\.server\.families\.RouteFamily"):
         load_route_families()
+
+
+def test_a_route_family_hook_that_raises_is_an_error_naming_the_plugin_and_hook(site: Path) -> None:
+    install(site, family="1 / 0")
+    with pytest.raises(PluginError, match=r"acme_routes \(acme-routes 0\.1\): dtseg_register_route_families raised "
+                                          r"ZeroDivisionError: division by zero"):
+        load_route_families()

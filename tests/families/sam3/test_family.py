@@ -20,8 +20,9 @@ from dtseg import SamEngine
 from dtseg.engine.concepts import ConceptPrompt, ConceptResult, mask_nms, to_detections
 from dtseg.errors import CheckpointError, PromptError, RandomWeightsWarning
 from dtseg.families.sam3.net import SAM3_SPEC, TINY_SAM3_SPEC, build_sam3_net, on_device, save_sam3_checkpoint
-from tests.engine.test_parity import CASES, assert_matches, mask_iou, reference_predict
+from tests.engine.test_parity import CASES
 from tests.families.sam3.reference import Concept, batched_concepts, processor_concepts
+from tests.similarity import assert_boxes_match_reference, assert_matches_reference, mask_iou
 from tests.tiny import make_engine, synthetic_image
 
 pytest.importorskip("sam3")
@@ -109,27 +110,20 @@ def assert_same_instances(got: ConceptResult, want: dict[str, np.ndarray]) -> No
 @pytest.mark.parametrize("multimask", [True, False], ids=["multimask", "single"])
 @pytest.mark.parametrize("case", CASES, ids=list(CASES))
 def test_visual_prompt_matches_predict_inst(engine, predictor, case, multimask):
-    ref_masks, ref_scores, ref_logits = reference_predict(predictor, CASES[case], multimask)
     result = engine.segment_image(image_id="img", multimask_output=multimask, **CASES[case])
-    assert_matches(result, ref_masks[None], ref_scores[None], ref_logits[None])
+    assert_matches_reference(result, predictor, CASES[case], multimask)
 
 
 def test_boxes_in_one_call_match_predict_inst_one_by_one(engine, predictor):
-    rng = np.random.default_rng(3)
-    xy = rng.uniform([0, 0], [WIDTH * 0.6, HEIGHT * 0.6], (6, 2))
-    boxes = np.concatenate([xy, xy + rng.uniform(20, [WIDTH * 0.4, HEIGHT * 0.4], (6, 2))], axis=1).astype(np.float32)
-    result = engine.segment_image(image_id="img", boxes=boxes, multimask_output=False)
-    references = [reference_predict(predictor, {"boxes": box}, False) for box in boxes]
-    assert_matches(result, *(np.stack(x) for x in zip(*references, strict=True)))
+    assert_boxes_match_reference(engine, predictor, (HEIGHT, WIDTH), 6, multimask=False)
 
 
 def test_mask_input_matches_predict_inst(engine, predictor):
     case = CASES["points with a negative"]
     logits = engine.segment_image(image_id="img", multimask_output=False, **case).low_res_logits[0]
-    result = engine.segment_image(image_id="img", mask_input=logits, multimask_output=False, **case)
-    ref = predictor.predict(point_coords=np.array(case["point_coords"], np.float32),
-                            point_labels=np.array(case["point_labels"]), mask_input=logits, multimask_output=False)
-    assert_matches(result, *(x[None] for x in ref))
+    case = {**case, "mask_input": logits}
+    result = engine.segment_image(image_id="img", multimask_output=False, **case)
+    assert_matches_reference(result, predictor, case, multimask=False)
 
 
 def test_small_holes_are_filled_as_the_predictor_does(engine):
@@ -343,4 +337,4 @@ def test_real_size_architecture_matches_the_processor():
         assert_same_instances(got, want)
     case = {"point_coords": [[60, 50]], "point_labels": [1]}
     predictor = InstPredictor(net, image, 1008)
-    assert_matches(engine.segment_image(image, **case), *(x[None] for x in reference_predict(predictor, case, True)))
+    assert_matches_reference(engine.segment_image(image, **case), predictor, case)

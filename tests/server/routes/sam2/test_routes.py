@@ -4,8 +4,7 @@
 from __future__ import annotations
 
 import io
-import warnings
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import numpy as np
@@ -15,11 +14,11 @@ import yaml
 from fastapi.testclient import TestClient
 
 from dtseg import SamEngine
-from dtseg.errors import RandomWeightsWarning
 from dtseg.masks import mask_to_polygons, rle_to_mask
 from dtseg.server import ServerConfig, create_app
 from tests.server.live import serving
 from tests.server.server_helpers import b64_image, png_bytes, synthetic_image
+from tests.tiny import make_engine
 
 IMAGE = synthetic_image(96, 128, seed=4)
 BOX = {"x": 50.0, "y": 40.0, "width": 60.0, "height": 40.0}  # centre-based: xyxy (20, 20, 80, 60)
@@ -28,16 +27,12 @@ XYXY = [20.0, 20.0, 80.0, 60.0]
 
 @pytest.fixture(scope="module")
 def sam2_engine() -> SamEngine:
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", RandomWeightsWarning)
-        return SamEngine.load("tiny_sam2.1", "random", device="cpu", seed=1)
+    return make_engine("tiny_sam2.1", seed=1)
 
 
 @pytest.fixture(scope="module")
-def client(engine: SamEngine, sam2_engine: SamEngine) -> Iterator[TestClient]:
-    app = create_app({"sam": engine, "sam2": sam2_engine}, ServerConfig())
-    with TestClient(app, raise_server_exceptions=False) as c:
-        yield c
+def client(family_client: Callable[[str, SamEngine], TestClient], sam2_engine: SamEngine) -> TestClient:
+    return family_client("sam2", sam2_engine)
 
 
 def test_embed_then_segment_by_image_id_matches_the_engine(client: TestClient, sam2_engine: SamEngine) -> None:

@@ -3,8 +3,7 @@
 
 from __future__ import annotations
 
-import warnings
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import numpy as np
@@ -14,11 +13,11 @@ from fastapi.testclient import TestClient
 
 from dtseg import SamEngine
 from dtseg.engine.concepts import mask_nms
-from dtseg.errors import RandomWeightsWarning
 from dtseg.masks import mask_to_polygons, rle_to_mask
 from dtseg.server import ServerConfig, create_app
 from tests.server.live import serving
 from tests.server.server_helpers import b64_image, png_bytes, synthetic_image
+from tests.tiny import make_engine
 
 pytest.importorskip("sam3")
 
@@ -31,16 +30,12 @@ CENTRE_BOX = {"x": 50.0, "y": 40.0, "width": 60.0, "height": 40.0}  # /sam2's sh
 
 @pytest.fixture(scope="module")
 def sam3_engine() -> SamEngine:
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", RandomWeightsWarning)
-        return SamEngine.load("tiny_sam3", "random", device="cpu", seed=3)
+    return make_engine("tiny_sam3", seed=3)
 
 
 @pytest.fixture(scope="module")
-def client(engine: SamEngine, sam3_engine: SamEngine) -> Iterator[TestClient]:
-    app = create_app({"sam": engine, "sam3": sam3_engine}, ServerConfig())
-    with TestClient(app, raise_server_exceptions=False) as c:
-        yield c
+def client(family_client: Callable[[str, SamEngine], TestClient], sam3_engine: SamEngine) -> TestClient:
+    return family_client("sam3", sam3_engine)
 
 
 @pytest.fixture(scope="module")
