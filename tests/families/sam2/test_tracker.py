@@ -25,6 +25,7 @@ from dtseg.errors import RandomWeightsWarning
 from dtseg.families import IMAGE_EMBED
 from dtseg.families.sam2.family import TINY_SAM2_SPEC, Sam2Model, Sam2Spec, model_config
 from dtseg.families.sam2.tracker import FILL_HOLE_AREA, ObjectPrompt, Propagator
+from tests.similarity import mask_iou
 from tests.video import synthetic
 
 # Meta's predictor warns that sam2's CUDA extension (hole filling) is missing; it then skips it, as we do
@@ -192,11 +193,6 @@ def test_bad_prompts_are_refused() -> None:
 
 # -- the family's tracker (dtseg's encoder, the engine's precision and cache) ------------------
 FAMILY_FRAMES = 6
-
-
-def mask_iou(a: np.ndarray, b: np.ndarray) -> float:
-    union = np.logical_or(a, b).sum()
-    return 1.0 if union == 0 else float(np.logical_and(a, b).sum() / union)
 
 
 @pytest.fixture(scope="module")

@@ -21,7 +21,7 @@ from dtseg import SamEngine
 from dtseg.errors import RandomWeightsWarning
 from dtseg.families.sam2.tracker import ObjectPrompt
 from dtseg.families.sam3.net import TINY_SAM3_SPEC, on_device, spec_builder
-from tests.engine.test_parity import mask_iou
+from tests.similarity import mask_iou
 from tests.video import synthetic
 
 pytest.importorskip("sam3")
