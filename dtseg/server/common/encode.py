@@ -19,6 +19,7 @@ import cv2
 import numpy as np
 
 from dtseg.engine import SegmentResult
+from dtseg.engine.engine import mask_input_batch
 from dtseg.errors import InputError
 from dtseg.masks import mask_to_polygons, masks_to_rle
 
@@ -154,17 +155,10 @@ def mask_input_logits(value: Any, fmt: str, max_objects: int, field: str = "mask
         array = array.astype(np.float32)
     else:
         array = _json_mask(value, field, max_objects)
-    if not np.isfinite(array).all():
-        raise InputError(field, "expected finite logits")
-    if array.ndim == 2:
-        array = array[None]
-    if array.ndim == 3:
-        array = array[:, None]
-    if array.ndim != 4 or array.shape[1:] != (1, LOW_RES, LOW_RES) or len(array) == 0:
-        raise InputError(field, f"expected logits (256, 256), (N, 256, 256) or (N, 1, 256, 256), got {array.shape}")
-    if len(array) > max_objects:
-        raise InputError(field, f"{len(array)} masks: more than server.max_objects = {max_objects}")
-    return np.ascontiguousarray(array, dtype=np.float32)
+    masks = mask_input_batch(array, LOW_RES, field)
+    if len(masks) > max_objects:
+        raise InputError(field, f"{len(masks)} masks: more than server.max_objects = {max_objects}")
+    return masks
 
 
 def _mask_shape_ok(shape: tuple[int, ...], max_objects: int) -> bool:

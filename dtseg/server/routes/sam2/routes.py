@@ -14,7 +14,7 @@ import numpy as np
 from fastapi import APIRouter, Depends
 from fastapi.responses import JSONResponse, Response
 
-from dtseg.engine import SamEngine, SegmentResult
+from dtseg.engine import SamEngine
 from dtseg.errors import InputError
 from dtseg.ids import check_image_id
 from dtseg.masks import mask_to_polygons, masks_to_rle
@@ -97,7 +97,7 @@ def segment_response(engine: SamEngine, body: Sam2SegmentRequest, namespace: str
         image=image, image_id=body.image_id, point_coords=prompts.points, point_labels=prompts.labels,
         boxes=prompts.boxes, mask_input="cached" if cached else None, multimask_output=body.multimask_output,
         namespace=namespace)
-    best = most_confident(result)
+    best = result.most_confident()
     if body.format == "binary":
         return Response(npz_bytes(best), media_type="application/octet-stream")
     predictions = [{"masks": mask_payload(mask, body.format), "confidence": float(score),
@@ -136,13 +136,6 @@ def prompts_from_request(prompts: list[Sam2Prompt], config: ServerConfig) -> Pro
             "labels": [int(p.positive) for p in prompt.points or []],
         })
     return Prompts.from_objects(objects or [EMPTY_PROMPT])
-
-
-def most_confident(result: SegmentResult) -> SegmentResult:
-    """Each object's highest-scoring candidate (Roboflow's ``choose_most_confident_sam_prediction``)."""
-    rows, best = np.arange(len(result.scores)), result.scores.argmax(axis=1)
-    return SegmentResult(result.image_id, result.masks[rows, best][:, None], result.scores[rows, best][:, None],
-                         result.low_res_logits[rows, best][:, None])
 
 
 def mask_payload(mask: np.ndarray, fmt: str) -> Any:
