@@ -7,9 +7,11 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import cv2
@@ -40,8 +42,11 @@ class Slow:
 
     def __call__(self, frame, prompts):
         self.calls += 1
-        if self.calls == self.config.interrupt_at:
+        if self.calls == self.config.interrupt_at:  # Python's handler raises KeyboardInterrupt in here
             os.kill(os.getpid(), signal.SIGINT)
+            for _ in range(100):
+                time.sleep(0.05)
+            raise RuntimeError("SIGINT was not delivered within 5 s")
         time.sleep(float(os.environ.get("SLOW_SLEEP_S", 0)))
         return Prompts.from_objects([{"points": [[40, 40]]}])
 
@@ -132,6 +137,15 @@ def test_skip_existing_refuses_a_run_level_coco_file(run_args: list[str], capsys
     assert "--skip-existing: the coco sink writes one file for the whole run" in capsys.readouterr().err
 
 
+@pytest.fixture
+def default_sigint() -> Iterator[None]:
+    """Ctrl-C as in a fresh process (Python's handler raises KeyboardInterrupt), whatever ran before."""
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    yield
+    signal.signal(signal.SIGINT, previous)
+
+
+@pytest.mark.usefixtures("default_sigint")
 def test_ctrl_c_says_how_many_images_were_written_and_where(tmp_path: Path, run_args: list[str],
                                                             capsys: pytest.CaptureFixture) -> None:
     assert main(run_args + ["--set", "prompts.slow.interrupt_at=3"]) == 130
