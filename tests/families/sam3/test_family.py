@@ -146,7 +146,10 @@ def test_concepts_match_the_processor(engine, reference, case):
         assert got.image_id == "img" and got.masks.shape[1:] == (HEIGHT, WIDTH)
 
 
-def test_concepts_match_the_batched_path(engine, net, image):
+@pytest.mark.parametrize("chunk", [1, 4], ids=["one_per_pass", "four_per_pass"])
+def test_concepts_match_the_batched_path(engine, net, image, chunk, monkeypatch):
+    """Every prompt in one call, decoded one per detector pass (the CPU's) or four (a GPU's)."""
+    monkeypatch.setattr(engine.model, "concept_chunk", chunk)
     concepts = [c for case in CONCEPTS.values() for c in case]
     results = engine.segment_concepts(image_id="img", concepts=[as_prompt(c) for c in concepts], threshold=0.0)
     for got, want in zip(results, batched_concepts(net, Image.fromarray(image), concepts, RESOLUTION),
