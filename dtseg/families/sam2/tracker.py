@@ -54,7 +54,6 @@ FILL_HOLE_AREA = 8  # the video predictor's ``fill_hole_area``
 #: Prompts decoded in one pass on a keyframe: bounds the memory a keyframe with many detections takes.
 PROMPT_BATCH = 16
 _MEAN, _STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
-_KEPT_MASK_SCORE = 1024.0  # a kept mask prompt's logit (Meta's ``NO_OBJ_SCORE``, negated)
 _NUM_FRAMES = 1 << 30  # a stream has no known length; SAM2Base only caps pointer lookback with it
 
 
@@ -167,10 +166,6 @@ class Propagator:
     ``max_objects``: live objects at most (``condition`` refuses more).
     """
 
-    #: A mask prompt's own mask is its object's output on that frame, at the frame's size (SAM 2:
-    #: the mask as low-res logits, ``_use_mask_as_output``).
-    keeps_mask_prompts = False
-
     def __init__(self, net: RefModule, *, encoder: FrameEncoder | None = None, max_cond_frames: int = 4,
                  fill_hole_area: int = FILL_HOLE_AREA) -> None:
         if max_cond_frames < 1:
@@ -183,7 +178,6 @@ class Propagator:
         self.fill_hole_area = int(fill_hole_area)
         self.image_size = int(self.net.image_size)
         self.mask_input_side = self.image_size  # a mask prompt's side on the way in
-        self.low_res_side = self.image_size // 4  # every output's logits
         self.encoder = encoder if encoder is not None else reference_encoder(net)
         self.tracks: dict[int, _Track] = {}
         self._next_index = 0
@@ -383,24 +377,21 @@ class Propagator:
                                    point_inputs=point_inputs, mask_inputs=mask_inputs, output_dict={},
                                    num_frames=_NUM_FRAMES, run_mem_encoder=False)
             logits = self._fill_holes(out["pred_masks"])
-            kept = key == "mask" and self.keeps_mask_prompts
-            if kept:
-                logits = torch.cat([self._kept_mask_logits(prompts[i].mask) for i in rows])
+            masks: list[np.ndarray | None] = [None] * b
+            if key == "mask":
+                logits, masks = self._mask_prompt_outputs(logits, [prompts[i].mask for i in rows])
             scores = out["object_score_logits"].float()
             for k, i in enumerate(rows):
                 ptr = out["obj_ptr"][k:k + 1]
                 results[i] = (ObjectOutput(i, logits[k:k + 1], float(scores[k, 0]), conditioned=True,
-                                           _mask=np.asarray(prompts[i].mask, bool) if kept else None,
-                                           _size=frame.size, _ptr=ptr), ptr)
+                                           _mask=masks[k], _size=frame.size, _ptr=ptr), ptr)
         return results
 
-    def _kept_mask_logits(self, mask: Any) -> Tensor:
-        """A kept mask prompt ``(H, W)`` bool as low-res logits ``(1, 1, L, L)``: +-1024 at the
-        frame's size, downsampled (antialiased) as Meta's SAM 3 predictor consolidates it."""
-        video = torch.from_numpy(np.asarray(mask, bool))[None, None].to(self.net.device)
-        scores = torch.where(video, _KEPT_MASK_SCORE, -_KEPT_MASK_SCORE)
-        return F.interpolate(scores, size=(self.low_res_side, self.low_res_side), mode="bilinear",
-                             align_corners=False, antialias=True)
+    def _mask_prompt_outputs(self, logits: Tensor, masks: list[Any]) -> tuple[Tensor, list[np.ndarray | None]]:
+        """What mask prompts ``(H, W)`` bool give on their frame, from the decoded low-res
+        ``logits`` ``(B, 1, L, L)``: the logits and, per prompt, the output mask at the frame's
+        size (``None``: upsampled from the logits). SAM 2: ``_use_mask_as_output``'s logits."""
+        return logits, [None] * len(masks)
 
     @staticmethod
     def _ptr_of(output: ObjectOutput) -> Tensor:
